@@ -1,0 +1,74 @@
+"""Built-in optimizers over the synthesized image: Adam, L-BFGS and SGD.
+
+Learning rates are in the units of the RGB [0, 1] image, whatever the backbone.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+
+from ..components import Optimizer, Params
+from ..hookspecs import hookimpl
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015), the chapter's optimizer."""
+
+    name = "adam"
+
+    class Params(Params):
+        lr: float = Field(0.02, gt=0)
+        betas: tuple[float, float] = (0.9, 0.999)
+        eps: float = Field(1e-8, gt=0)
+
+    def build(self, variables):
+        p = self.params
+        return torch.optim.Adam(variables, lr=p.lr, betas=p.betas, eps=p.eps)
+
+
+class LBFGS(Optimizer):
+    """L-BFGS, as in Gatys et al.; one recipe step is one evaluation of the loss.
+
+    Its memory is 2 x history x the image's size.
+    """
+
+    name = "lbfgs"
+    needs_closure = True
+
+    class Params(Params):
+        lr: float = Field(1.0, gt=0)
+        history: int = Field(100, ge=1)
+        line_search: Literal["none", "strong_wolfe"] = "none"
+
+    def build(self, variables):
+        p = self.params
+        # max_iter=1: the engine calls step() once per recipe step, so progress, schedulers
+        # and intermediate saves see every iteration; torch keeps the history across calls.
+        return torch.optim.LBFGS(
+            variables, lr=p.lr, max_iter=1, history_size=p.history,
+            line_search_fn=None if p.line_search == "none" else p.line_search,
+            tolerance_grad=-1, tolerance_change=-1)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum."""
+
+    name = "sgd"
+
+    class Params(Params):
+        lr: float = Field(0.1, gt=0)
+        momentum: float = Field(0.0, ge=0)
+        nesterov: bool = False
+
+    def build(self, variables):
+        p = self.params
+        return torch.optim.SGD(variables, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov)
+
+
+@hookimpl
+def register_optimizers(register):
+    for cls in (Adam, LBFGS, SGD):
+        register(cls)

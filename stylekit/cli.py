@@ -1,0 +1,108 @@
+"""The `stylekit` command: run, validate, plugins."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+
+def main(argv: list[str] | None = None, registry=None) -> int:
+    """Entry point; `registry` replaces the installed plugins (tests pass a tiny backbone)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    args.registry = registry
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        for problem in exc.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted - the output file was not written", file=sys.stderr)
+        return 130
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylekit", description="Neural style transfer from TOML recipes.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe and write the stylized image")
+    add_recipe_args(run)
+    run.set_defaults(handler=cmd_run)
+
+    validate = sub.add_parser("validate", help="check a recipe without running it")
+    add_recipe_args(validate)
+    validate.set_defaults(handler=cmd_validate)
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    plugins.set_defaults(handler=cmd_plugins)
+    return parser
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
+    parser.add_argument("--content", help="content image (overrides images.content)")
+    parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
+    parser.add_argument("--output", "-o", help="output image (overrides output.path)")
+    parser.add_argument("--steps", type=int, help="overrides run.steps")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
+
+
+def overrides_from(args) -> dict:
+    from .recipe import parse_override
+
+    overrides = {}
+    # Paths given on the command line are relative to the current directory, not the recipe.
+    if args.content:
+        overrides[("images", "content")] = str(Path(args.content).resolve())
+    if args.style:
+        overrides[("images", "style")] = [str(Path(p).resolve()) for p in args.style]
+    if args.output:
+        overrides[("output", "path")] = str(Path(args.output).resolve())
+    if args.steps is not None:
+        overrides[("run", "steps")] = args.steps
+    for text in args.set:
+        key, value = parse_override(text)
+        overrides[key] = value
+    return overrides
+
+
+def load(args):
+    from .plugins import load_registry
+    from .recipe import load_recipe
+
+    registry = args.registry or load_registry()
+    return load_recipe(args.recipe, registry, overrides_from(args)), registry
+
+
+def cmd_run(args) -> int:
+    from .runner import run_recipe
+
+    loaded, registry = load(args)
+    run_recipe(loaded, registry)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    loaded, _ = load(args)
+    print(f"{loaded.path}: ok")
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from .plugins import load_registry
+    from .plugin_listing import listing, render_text
+
+    table = listing(args.registry or load_registry())
+    print(json.dumps(table, indent=1) if args.json else render_text(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,147 @@
+"""The optimization loop. It receives built components and images and never loads plugins,
+so it runs the same with VGG-19 on a GPU as with a tiny random backbone in a test.
+
+One step: one forward pass of the backbone over the synthesized image feeds every loss
+term, the weighted sum is back-propagated to the pixels, and the optimizer updates them.
+Targets (content features, style Grams, ...) are computed once, before the loop.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from .components import Backbone, LossTerm, Optimizer, Scheduler, Targets
+
+
+@dataclass
+class WeightedTerm:
+    label: str  # unique within a run: the loss name, with '#2' etc. for repeats
+    term: LossTerm
+    weight: float
+
+
+@dataclass
+class Job:
+    backbone: Backbone
+    terms: list[WeightedTerm]
+    optimizer: Optimizer
+    scheduler: Scheduler
+    content: torch.Tensor  # (1, 3, H, W) RGB in [0, 1]
+    styles: list[torch.Tensor]
+    style_weights: list[float]
+    steps: int
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    dtype: torch.dtype = torch.float32
+    clamp: bool = True
+    init: torch.Tensor | None = None  # the starting image; the content image when None
+    #: Called after every step with (step, image); read `Progress.latest()` for the losses.
+    on_step: Callable[[int, torch.Tensor], None] | None = None
+
+
+@dataclass
+class Result:
+    image: torch.Tensor
+    #: Per step: {'total': ..., label: weighted value, ...}.
+    history: list[dict[str, float]]
+    seconds: float
+    setup_seconds: float
+
+
+class Progress:
+    """Per-step loss values kept on the device; read back to the host only on demand,
+    so a step never waits for the device just to log."""
+
+    def __init__(self, labels: list[str]):
+        self.labels = ["total", *labels]
+        self.rows: list[torch.Tensor] = []
+
+    def add(self, row: torch.Tensor) -> None:
+        self.rows.append(row)
+
+    def latest(self) -> dict[str, float]:
+        return dict(zip(self.labels, self.rows[-1].tolist())) if self.rows else {}
+
+    def history(self) -> list[dict[str, float]]:
+        if not self.rows:
+            return []
+        table = torch.stack(self.rows).cpu().tolist()
+        return [dict(zip(self.labels, row)) for row in table]
+
+
+def prepare_backbone(backbone: Backbone, layers: frozenset[str], device: torch.device, dtype: torch.dtype) -> Backbone:
+    """Cut after the last used layer and cast once: weights never get re-cast in the loop."""
+    backbone.truncate(layers)
+    backbone.requires_grad_(False).eval()
+    return backbone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+
+
+def run(job: Job, progress: Progress | None = None) -> Result:
+    start = time.perf_counter()
+    device, dtype = job.device, job.dtype
+    layers = frozenset(name for wt in job.terms for name in wt.term.layers)
+    backbone = prepare_backbone(job.backbone, layers, device, dtype)
+
+    def network_input(image: torch.Tensor) -> torch.Tensor:
+        return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+    content = job.content.to(device)
+    styles = [s.to(device) for s in job.styles]
+    with torch.no_grad():
+        targets = Targets(
+            content_image=content,
+            content=backbone.features(network_input(content), layers),
+            style_images=styles,
+            styles=[backbone.features(network_input(s), layers) for s in styles],
+            style_weights=list(job.style_weights),
+        )
+        for wt in job.terms:
+            wt.term.to(device)
+            wt.term.prepare(targets)
+        del targets  # terms keep what they need; free the rest before the loop
+
+    start_image = job.init if job.init is not None else job.content
+    image = start_image.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
+    optimizer = job.optimizer.build([image])
+    scheduler = job.scheduler.build(optimizer, job.steps)
+    progress = progress or Progress([wt.label for wt in job.terms])
+    last_row: list[torch.Tensor] = []
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        features = backbone.features(network_input(image), layers)
+        values = [wt.term(features, image) * wt.weight for wt in job.terms]
+        total = torch.stack(values).sum()
+        total.backward()
+        # The gradient arrives channels_last from the network; optimizers like L-BFGS
+        # flatten it with view(), which needs the image's own (contiguous) layout.
+        if not image.grad.is_contiguous():
+            image.grad = image.grad.contiguous()
+        last_row[:] = [torch.stack([total, *values]).detach()]
+        return total
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    setup_seconds = time.perf_counter() - start
+    loop_start = time.perf_counter()
+    for step in range(1, job.steps + 1):
+        if job.optimizer.needs_closure:
+            optimizer.step(closure)
+        else:
+            closure()
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if job.clamp:
+            with torch.no_grad():
+                image.clamp_(0, 1)
+        progress.add(last_row[0])
+        if job.on_step is not None:
+            job.on_step(step, image)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - loop_start
+    return Result(image.detach(), progress.history(), seconds, setup_seconds)

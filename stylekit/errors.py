@@ -1,0 +1,48 @@
+"""User-facing errors: each problem names the file, line, field and what to do.
+
+The CLI prints every problem of a `UserError` on its own line and exits with status 2,
+without a traceback. Code anywhere in stylekit raises `UserError` for bad input
+(recipes, images, plugins, command lines); anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Iterable
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file:
+            where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
+
+
+class UserError(Exception):
+    """Bad input from the user; carries one or more problems, all reported at once."""
+
+    def __init__(self, problems: Problem | str | Iterable[Problem]):
+        if isinstance(problems, str):
+            problems = [Problem(problems)]
+        elif isinstance(problems, Problem):
+            problems = [problems]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """' - did you mean 'x'?' for the closest choice, or the list of choices."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(name, choices, n=1, cutoff=0.6)
+    if close:
+        return f" - did you mean '{close[0]}'?"
+    return f" - choose one of: {', '.join(choices)}" if choices else ""

@@ -1,0 +1,161 @@
+"""Helpers and pytest fixtures for testing stylekit components, for plugin authors and for
+stylekit's own tests alike. Installed as a pytest plugin (entry point `pytest11`), so the
+fixtures below are available in any test suite once stylekit is installed.
+
+- `TinyBackbone`: a 3-layer random conv net (layers c1, r1, c2, r2, c3), fast on any CPU.
+- `tiny_registry()`: the installed plugins plus the tiny backbone (and any extra plugins).
+- `write_images(folder)`: a small content and style image, as PNG files.
+- `write_recipe(folder, body)`: a recipe file whose images are those small images.
+- `run_cli(*args)`: run the `stylekit` command in-process; returns (status, stdout, stderr).
+Fixtures: `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Iterable
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from .components import Params, SequentialBackbone
+from .hookspecs import hookimpl
+from .plugins import PluginInfo, Registry, load_registry
+
+
+class TinyBackbone(SequentialBackbone):
+    """Three random 3x3 convs with ReLUs; for testing plumbing, not for pictures."""
+
+    name = "tiny"
+    weight_choices = ("random",)
+
+    class Params(Params):
+        width: int = 8
+
+    @classmethod
+    def layer_names_for(cls, params):
+        return ("c1", "r1", "c2", "r2", "c3")
+
+    def __init__(self, params: "TinyBackbone.Params", weights: str = "random"):
+        w = params.width
+        super().__init__(OrderedDict(c1=nn.Conv2d(3, w, 3, padding=1), r1=nn.ReLU(),
+                                     c2=nn.Conv2d(w, w, 3, padding=1, stride=2), r2=nn.ReLU(),
+                                     c3=nn.Conv2d(w, w, 3, padding=1)))
+        self.params = params
+
+
+class TestingPlugin:
+    """The plugin that registers `TinyBackbone`."""
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(TinyBackbone)
+
+
+TESTING_PLUGIN_INFO = PluginInfo("testing", "stylekit", "test")
+
+
+def tiny_registry(extra: Iterable[tuple[Any, PluginInfo]] = (), env: dict[str, str] | None = None) -> Registry:
+    """The registry of installed plugins plus the tiny backbone and `extra` (plugin, info) pairs."""
+    return load_registry(env=env, extra=[(TestingPlugin(), TESTING_PLUGIN_INFO), *extra])
+
+
+def pattern(h: int, w: int, kind: str) -> Image.Image:
+    """A deterministic test picture: 'content' is smooth shapes, 'style' is stripes."""
+    ys = torch.linspace(0, 1, h).view(h, 1).expand(h, w)
+    xs = torch.linspace(0, 1, w).view(1, w).expand(h, w)
+    if kind == "content":
+        disc = (((xs - 0.4) ** 2 + (ys - 0.5) ** 2) < 0.08).float()
+        rgb = torch.stack([0.2 + 0.6 * disc, 0.3 + 0.5 * ys, 0.6 - 0.4 * xs])
+    else:
+        stripes = torch.sin((xs * 9 + ys * 5) * math.pi * 2) * 0.5 + 0.5
+        rgb = torch.stack([stripes, 0.9 - 0.7 * stripes, 0.3 + 0.4 * ys])
+    return Image.fromarray((rgb.clamp(0, 1) * 255).byte().permute(1, 2, 0).numpy())
+
+
+def write_images(folder: Path, size: tuple[int, int] = (48, 64)) -> tuple[Path, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    content, style = folder / "content.png", folder / "style.png"
+    pattern(*size, "content").save(content)
+    pattern(*size, "style").save(style)
+    return content, style
+
+
+TINY_RECIPE_HEAD = """\
+[images]
+content = "content.png"
+style = "style.png"
+
+[output]
+path = "out/result.png"
+width = 64
+
+[backbone]
+name = "tiny"
+weights = "random"
+
+[run]
+steps = 5
+device = "cpu"
+precision = "fp32"
+progress_every = 0
+"""
+
+TINY_LOSSES = """\
+[[loss]]
+name = "content"
+layers = ["c3"]
+
+[[loss]]
+name = "gram"
+weight = 100
+layers = ["r1", "r2"]
+
+[[loss]]
+name = "tv"
+weight = 0.1
+"""
+
+
+def write_recipe(folder: Path, body: str = TINY_LOSSES, head: str = TINY_RECIPE_HEAD, name: str = "recipe.toml") -> Path:
+    """A recipe in `folder` next to small test images: `head` (images, output, tiny backbone,
+    run) followed by `body` (loss terms, optimizer...)."""
+    write_images(folder)
+    path = folder / name
+    path.write_text(head + "\n" + body, encoding="utf-8")
+    return path
+
+
+def run_cli(*args: str, registry: Registry | None = None) -> tuple[int, str, str]:
+    """Run `stylekit ARGS` in-process with `registry` (default: `tiny_registry()`);
+    returns (exit status, stdout, stderr)."""
+    from .cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args), registry=registry or tiny_registry())
+        except SystemExit as exc:  # argparse exits on bad command lines
+            status = exc.code if isinstance(exc.code, int) else 2
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture
+def stylekit_registry() -> Registry:
+    return tiny_registry()
+
+
+@pytest.fixture
+def stylekit_images(tmp_path) -> tuple[Path, Path]:
+    return write_images(tmp_path)
+
+
+@pytest.fixture
+def stylekit_recipe(tmp_path) -> Path:
+    return write_recipe(tmp_path)

@@ -1,0 +1,56 @@
+"""Each built-in loss term against a computation by hand."""
+
+import torch
+
+from stylekit.builtins.losses import ContentLoss, GramLoss, TotalVariation, gram
+from stylekit.components import Targets
+
+
+def test_gram_matches_hand_computation():
+    x = torch.arange(12, dtype=torch.float32).reshape(1, 2, 2, 3)
+    rows = [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]]
+    expected = torch.tensor([[sum(a * b for a, b in zip(r, s)) for s in rows] for r in rows], dtype=torch.float32)
+    assert torch.allclose(gram(x, "chw"), expected / 12)
+    assert torch.allclose(gram(x, "hw"), expected / 6)
+
+
+def test_content_loss_is_mean_squared_difference_weighted_by_layer():
+    target = {"a": torch.zeros(1, 2, 2, 2), "b": torch.ones(1, 1, 2, 2)}
+    term = ContentLoss(ContentLoss.Params(), {"a": 1.0, "b": 3.0})
+    term.prepare(Targets(content_image=torch.zeros(1, 3, 2, 2), content=target))
+    features = {"a": torch.full((1, 2, 2, 2), 2.0), "b": torch.zeros(1, 1, 2, 2)}
+    # layer a: mean((2-0)^2) = 4; layer b: mean((0-1)^2) = 1, weighted 3
+    assert term(features, None).item() == 4.0 + 3.0
+
+
+def test_gram_loss_blends_styles_and_takes_mean_squared_difference():
+    s1 = torch.ones(1, 1, 2, 2)
+    s2 = torch.full((1, 1, 2, 2), 3.0)
+    term = GramLoss(GramLoss.Params(normalization="chw"), {"l": 2.0})
+    term.prepare(Targets(content_image=None, content={}, styles=[{"l": s1}, {"l": s2}], style_weights=[0.75, 0.25]))
+    # Gram(s1) = 4*1/4 = 1; Gram(s2) = 4*9/4 = 9; blend 0.75*1 + 0.25*9 = 3
+    x = torch.full((1, 1, 2, 2), 2.0)  # Gram = 4
+    assert term({"l": x}, None).item() == 2.0 * (4 - 3) ** 2
+
+
+def test_relative_gram_loss_divides_by_target_gram_mean_square():
+    s = torch.full((1, 1, 2, 2), 2.0)  # Gram (hw) = 4*4/4 = 4
+    term = GramLoss(GramLoss.Params(normalization="hw", relative=True), {"l": 1.0})
+    term.prepare(Targets(content_image=None, content={}, styles=[{"l": s}], style_weights=[1.0]))
+    x = torch.ones(1, 1, 2, 2)  # Gram = 1
+    assert abs(term({"l": x}, None).item() - (1 - 4) ** 2 / 16) < 1e-6
+
+
+def test_total_variation_matches_hand_computation():
+    image = torch.tensor([[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]).view(1, 1, 2, 3)
+    vertical = (2 + 1 + 1) / 3  # |row1 - row0| per column
+    horizontal = (1 + 2 + 0 + 0) / 4  # |x[j+1]-x[j]| per row
+    assert abs(TotalVariation(TotalVariation.Params(), {})({}, image).item() - 0.5 * (vertical + horizontal)) < 1e-6
+
+
+def test_losses_compute_in_float32_from_bf16_features():
+    s = torch.randn(1, 4, 5, 5)
+    term = GramLoss(GramLoss.Params(), {"l": 1.0})
+    term.prepare(Targets(content_image=None, content={}, styles=[{"l": s.bfloat16()}], style_weights=[1.0]))
+    value = term({"l": s.bfloat16() * 1.5}, None)
+    assert value.dtype == torch.float32
