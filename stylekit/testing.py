@@ -107,14 +107,16 @@ precision = "fp32"
 progress_every = 0
 """
 
+# Weights sized for the tiny random backbone, whose features are small.
 TINY_LOSSES = """\
 [[loss]]
 name = "content"
+weight = 1e4
 layers = ["c3"]
 
 [[loss]]
 name = "gram"
-weight = 100
+weight = 1e6
 layers = ["r1", "r2"]
 
 [[loss]]

@@ -1,0 +1,141 @@
+"""The engine and the run command, with the tiny random backbone: plumbing, not pictures."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from stylekit import images
+from stylekit.build import build_job
+from stylekit.engine import run
+from stylekit.recipe import load_recipe
+from stylekit.testing import TINY_LOSSES, pattern, run_cli, tiny_registry, write_recipe
+
+
+def load_job(recipe: Path, **overrides):
+    registry = tiny_registry()
+    loaded = load_recipe(recipe, registry, {tuple(k.split(".")): v for k, v in overrides.items()})
+    return build_job(loaded, registry)
+
+
+def test_run_writes_image_and_record_and_lowers_the_loss(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "20", "--set", "run.progress_every=5")
+    assert status == 0, err
+    out = stylekit_recipe.parent / "out"
+    assert sorted(p.name for p in out.iterdir()) == ["result.json", "result.png"]
+    assert images.open_rgb(str(out / "result.png")).size == (64, 48)
+    record = json.loads((out / "result.json").read_text())
+    assert record["recipe"]["run"]["steps"] == 20
+    assert record["versions"]["torch"] == torch.__version__
+    assert record["device"] == "cpu" and record["precision"] == "fp32"
+    assert len(record["losses"]) == 20
+    assert set(record["losses"][0]) == {"total", "content", "gram", "tv"}
+    assert record["losses"][-1]["total"] < 0.5 * record["losses"][0]["total"]
+    assert record["loop_seconds"] > 0
+    assert "step     5/20  total" in err and "step    20/20" in err
+
+
+def test_same_seed_same_image(tmp_path):
+    results = []
+    for name in ("a", "b"):
+        recipe = write_recipe(tmp_path / name)
+        assert run_cli("run", str(recipe))[0] == 0
+        results.append((recipe.parent / "out" / "result.png").read_bytes())
+    assert results[0] == results[1]
+
+
+def test_one_backbone_pass_per_step_and_targets_once(stylekit_recipe):
+    job = load_job(stylekit_recipe)
+    calls = []
+    original = job.backbone.features
+
+    def counting(image, layers):
+        calls.append(torch.is_grad_enabled())
+        return original(image, layers)
+
+    job.backbone.features = counting
+    run(job)
+    # content + one style image without gradients, then one pass per step with them
+    assert calls == [False, False] + [True] * job.steps
+
+
+def test_backbone_is_cut_after_the_last_used_layer(stylekit_recipe):
+    job = load_job(stylekit_recipe, **{"loss": [{"name": "content", "layers": ["r1"]}]})
+    run(job)
+    assert [name for name, _ in job.backbone.body.named_children()] == ["c1", "r1"]
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "sgd"])
+@pytest.mark.parametrize("scheduler", ["none", "step", "exponential", "cosine"])
+def test_every_optimizer_and_scheduler_lowers_the_loss(tmp_path, optimizer, scheduler):
+    lr = {"adam": 0.05, "lbfgs": 0.5, "sgd": 0.5}[optimizer]
+    body = TINY_LOSSES + f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\nlr = {lr}\n[scheduler]\nname = "{scheduler}"\n'
+    job = load_job(write_recipe(tmp_path, body), **{"run.steps": 15})
+    result = run(job)
+    assert len(result.history) == 15
+    assert result.history[-1]["total"] < result.history[0]["total"]
+
+
+def test_lbfgs_evaluates_the_loss_once_per_step(tmp_path):
+    body = TINY_LOSSES + '[optimizer]\nname = "lbfgs"\n'
+    job = load_job(write_recipe(tmp_path, body))
+    calls = []
+    original = job.backbone.features
+    job.backbone.features = lambda image, layers: calls.append(1) or original(image, layers)
+    run(job)
+    assert len(calls) == 2 + job.steps
+
+
+def test_intermediate_images_every_n_steps(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "6", "--set", "output.save_every=2")
+    assert status == 0, err
+    names = sorted(p.name for p in (stylekit_recipe.parent / "out").iterdir())
+    assert names == ["result.json", "result.png", "result.step00002.png", "result.step00004.png"]
+
+
+def test_command_line_overrides_images_and_output(stylekit_recipe, tmp_path, monkeypatch):
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    pattern(30, 40, "style").save(other / "c.png")
+    monkeypatch.chdir(other)
+    status, _, err = run_cli("run", str(stylekit_recipe), "--content", "c.png", "--output", "mine.png", "--steps", "2")
+    assert status == 0, err
+    record = json.loads((other / "mine.json").read_text())
+    assert record["recipe"]["images"]["content"] == str(other / "c.png")
+    assert images.open_rgb(str(other / "mine.png")).size == (64, 48)
+
+
+def test_interrupted_run_writes_nothing(stylekit_recipe, monkeypatch):
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("stylekit.runner.run", interrupt)
+    status, _, err = run_cli("run", str(stylekit_recipe))
+    assert status == 130
+    assert "interrupted" in err
+    assert not (stylekit_recipe.parent / "out").exists()
+
+
+def test_crash_while_saving_keeps_the_old_file(tmp_path, monkeypatch):
+    target = tmp_path / "x.png"
+    target.write_bytes(b"old")
+
+    class Boom(Exception):
+        pass
+
+    def broken_save(self, handle, **kwargs):
+        handle.write(b"half")
+        raise Boom
+
+    monkeypatch.setattr(images.Image.Image, "save", broken_save)
+    with pytest.raises(Boom):
+        images.save_atomic(pattern(4, 4, "content"), target)
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["x.png"]
+
+
+def test_fp16_on_cpu_is_refused_with_a_message(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "run.precision=fp16")
+    assert status == 2
+    assert "run.precision: fp16 runs only on CUDA" in err

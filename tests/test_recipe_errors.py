@@ -1,0 +1,73 @@
+"""Golden bad recipes: each gives exactly the expected messages, exit status 2, no traceback,
+and touches no output file."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from stylekit.testing import run_cli, write_images
+
+BAD = Path(__file__).parent / "bad_recipes"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in BAD.glob("*.toml")))
+def test_bad_recipe_gives_expected_messages(name, tmp_path, monkeypatch):
+    write_images(tmp_path)
+    (tmp_path / "not_an_image.png").write_text("this is text, not a PNG")
+    shutil.copy(BAD / f"{name}.toml", tmp_path)
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("run", f"{name}.toml")
+    expected = [f"error: {line}" for line in (BAD / f"{name}.expected").read_text().splitlines()]
+    assert err.splitlines() == expected
+    assert status == 2
+    assert "Traceback" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["content.png", "style.png", "not_an_image.png", f"{name}.toml"])
+
+
+def test_missing_recipe_file(tmp_path):
+    status, _, err = run_cli("validate", str(tmp_path / "nope.toml"))
+    assert status == 2
+    assert err.strip() == f"error: {tmp_path / 'nope.toml'}: recipe file not found - check the path"
+
+
+def test_bad_set_override_names_the_option(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "optimizer.params.lr")
+    assert status == 2
+    assert "--set 'optimizer.params.lr': write KEY=VALUE" in err
+
+
+def test_override_value_is_validated_like_the_file(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run.steps=-1")
+    assert status == 2
+    assert "run.steps: Input should be greater than or equal to 1 (got -1)" in err
+
+
+def test_unknown_command_line_option_exits_2(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--stpes", "3")
+    assert status == 2
+    assert "unrecognized arguments: --stpes" in err
+
+
+def test_existing_output_survives_a_failed_run(stylekit_recipe):
+    output = stylekit_recipe.parent / "out" / "result.png"
+    output.parent.mkdir()
+    output.write_bytes(b"precious")
+    status, _, _ = run_cli("run", str(stylekit_recipe), "--set", "loss[0].layers=['c9']")
+    assert status == 2
+    assert output.read_bytes() == b"precious"
+
+
+def test_weights_that_cannot_be_had_name_the_field(stylekit_recipe, monkeypatch):
+    from torchvision.models import VGG19_Weights
+
+    def offline(*args, **kwargs):
+        raise OSError("no network")
+
+    monkeypatch.setattr(VGG19_Weights.IMAGENET1K_V1.__class__, "get_state_dict", offline)
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "backbone.name=vgg19", "--set", "backbone.weights=torchvision",
+                             "--set", "loss[0].layers=['relu4_2']", "--set", "loss[1].layers=['relu1_1']")
+    assert status == 2
+    assert f"{stylekit_recipe}:" in err and "backbone.weights: could not get torchvision's VGG-19 IMAGENET1K_V1 weights" in err
+    assert "use weights = \"caffe\"" in err
+    assert not (stylekit_recipe.parent / "out").exists()
