@@ -32,9 +32,11 @@ class Strict(BaseModel):
 
 
 class ImagesSpec(Strict):
+    #: The content image (a photo): its structure is kept.
     content: str
     #: One style image or several, blended by `style_weights`.
     style: list[str] = Field(min_length=1)
+    #: Blend weights of the style images (normalized to sum to 1); equal when absent.
     style_weights: list[float] | None = None
     #: The style image's size relative to the output (by pixel count), independent of it.
     style_scale: float = Field(1.0, gt=0)
@@ -57,9 +59,11 @@ class ImagesSpec(Strict):
 
 
 class OutputSpec(Strict):
+    #: The stylized image (.png or .jpg); its run record is written beside it as .json.
     path: str = "stylized.png"
     #: Output size in pixels; give one to keep the content image's aspect ratio.
     width: int | None = Field(None, gt=0, le=16384)
+    #: Output height in pixels (the default width is 512 when neither is given).
     height: int | None = Field(None, gt=0, le=16384)
     #: Save the current image every N steps (0: never) next to the output.
     save_every: int = Field(0, ge=0)
@@ -75,19 +79,24 @@ class OutputSpec(Strict):
 
 
 class BackboneSpec(Strict):
+    #: A registered backbone (`stylekit plugins` lists them).
     name: str = "vgg19"
     #: A name the backbone knows (vgg19: caffe, torchvision, random) or a state-dict path.
     weights: str | None = None
+    #: The backbone's own params (vgg19: pooling, feature_scale, normalization).
     params: dict[str, Any] = {}
 
 
 class LossSpec(Strict):
+    #: A registered loss term (`stylekit plugins` lists them).
     name: str
+    #: The term's weight in the total loss.
     weight: float = 1.0
     #: Layers the term reads: a list, or a table of layer -> per-layer weight.
     layers: list[str] | dict[str, float] | None = None
     #: Per-layer weights for a list of `layers`, in the same order.
     layer_weights: list[float] | None = None
+    #: The loss term's own params, checked against its Params model.
     params: dict[str, Any] = {}
 
     @model_validator(mode="after")
@@ -108,13 +117,18 @@ class LossSpec(Strict):
 
 
 class ComponentSpec(Strict):
+    #: A registered component; optimizer defaults to adam, scheduler to none.
     name: str
+    #: The component's own params, checked against its Params model.
     params: dict[str, Any] = {}
 
 
 class RunSpec(Strict):
+    #: Optimizer steps (one backbone forward and backward pass each).
     steps: int = Field(500, ge=1)
+    #: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.
     device: str = "auto"
+    #: auto picks bf16 where the hardware runs it fast (AMX/AVX-512-BF16 CPUs, Ampere+ GPUs).
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     #: Seeds torch before anything random; None: a fresh run each time.
     seed: int | None = 0
