@@ -8,6 +8,7 @@ relative to the recipe file. Every problem is collected and raised at once as a
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -330,7 +331,7 @@ def _locator(path: Path, lines: dict):
 
 
 def _resolve(base: Path, value: str) -> str:
-    return str((base / Path(value).expanduser()))
+    return os.path.normpath(base / Path(value).expanduser())
 
 
 def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at) -> Problem:

@@ -7,7 +7,7 @@ import pytest
 
 from stylekit.errors import UserError
 from stylekit.plugins import load_registry
-from stylekit.testing import TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
+from stylekit.testing import TINY_LOSSES as TINY_LOSSES_FOR_PLUGINS, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
 
 BRIGHTNESS_PLUGIN = """
 import torch
@@ -122,3 +122,54 @@ def test_plugins_command_lists_packages_components_and_params(install_dist):
     assert component["params"] == [{"name": "target", "type": "float", "default": 0.5, "required": False, "description": ""}]
     status, text, _ = run_cli("plugins")
     assert "stylekit-brightness 1.0" in text and "target: float (default 0.5)" in text
+
+
+OPTIM_PLUGIN = """
+import torch
+from stylekit import hookimpl
+from stylekit.components import Optimizer, Params, Scheduler
+
+class SignSGD(Optimizer):
+    '''Steps by the sign of the gradient.'''
+    name = "signsgd"
+
+    class Params(Params):
+        lr: float = 0.01
+
+    def build(self, variables):
+        lr = self.params.lr
+
+        class Sign(torch.optim.SGD):
+            @torch.no_grad()
+            def step(self, closure=None):
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        p.add_(p.grad.sign(), alpha=-group["lr"])
+
+        return Sign(variables, lr=lr)
+
+class Halve(Scheduler):
+    '''Halves the learning rate once, halfway through.'''
+    name = "halve"
+
+    def build(self, optimizer, total_steps):
+        return torch.optim.lr_scheduler.MultiStepLR(optimizer, [total_steps // 2], 0.5)
+
+@hookimpl
+def register_optimizers(register):
+    register(SignSGD)
+
+@hookimpl
+def register_schedulers(register):
+    register(Halve)
+"""
+
+
+def test_third_party_optimizer_and_scheduler(install_dist, tmp_path):
+    install_dist("stylekit-signsgd", OPTIM_PLUGIN)
+    body = TINY_LOSSES_FOR_PLUGINS + '[optimizer]\nname = "signsgd"\n[optimizer.params]\nlr = 0.01\n[scheduler]\nname = "halve"\n'
+    recipe = write_recipe(tmp_path, body)
+    status, _, err = run_cli("run", str(recipe), "--steps", "10")
+    assert status == 0, err
+    losses = [row["total"] for row in json.loads((tmp_path / "out" / "result.json").read_text())["losses"]]
+    assert losses[-1] < losses[0]
