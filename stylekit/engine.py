@@ -38,6 +38,10 @@ class Job:
     dtype: torch.dtype = torch.float32
     clamp: bool = True
     init: torch.Tensor | None = None  # the starting image; the content image when None
+    #: Output the exponential moving average of the iterates with this decay (0: off).
+    ema_decay: float = 0.0
+    #: Applied by the runner to the final image (e.g. putting the content's colours back).
+    postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
     #: Called after every step with (step, image); read `Progress.latest()` for the losses.
     on_step: Callable[[int, torch.Tensor], None] | None = None
 
@@ -109,6 +113,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     scheduler = job.scheduler.build(optimizer, job.steps)
     progress = progress or Progress([wt.label for wt in job.terms])
     last_row: list[torch.Tensor] = []
+    average = image.detach().clone() if job.ema_decay else None
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -124,6 +129,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
         return total
 
     if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
         torch.cuda.synchronize()
     setup_seconds = time.perf_counter() - start
     loop_start = time.perf_counter()
@@ -138,10 +144,13 @@ def run(job: Job, progress: Progress | None = None) -> Result:
         if job.clamp:
             with torch.no_grad():
                 image.clamp_(0, 1)
+        if average is not None:
+            average.lerp_(image.detach(), 1 - job.ema_decay)
         progress.add(last_row[0])
         if job.on_step is not None:
-            job.on_step(step, image)
+            job.on_step(step, image if average is None else average)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - loop_start
-    return Result(image.detach(), progress.history(), seconds, setup_seconds)
+    final = image.detach() if average is None else average
+    return Result(final, progress.history(), seconds, setup_seconds)

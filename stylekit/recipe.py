@@ -32,6 +32,9 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+INIT_CHOICES = ("content", "style", "noise")
+
+
 class ImagesSpec(Strict):
     #: The content image (a photo): its structure is kept.
     content: str
@@ -44,6 +47,12 @@ class ImagesSpec(Strict):
     #: "area": keep the style image's aspect, match the output's pixel count x style_scale^2;
     #: "stretch": resize to the output's exact height and width (as the chapter does).
     style_fit: Literal["area", "stretch"] = "area"
+    #: Where the synthesized image starts: "content", "style", "noise", or an image file.
+    init: str = "content"
+    #: Keep the content's colours: "luminance" transfers style on luminance only and puts the
+    #: content's colour back; "histogram" matches the style image's colours to the content's
+    #: before the run (Gatys et al. 2017). "none": the style's colours.
+    preserve_colors: Literal["none", "luminance", "histogram"] = "none"
 
     @field_validator("style", mode="before")
     @classmethod
@@ -70,6 +79,8 @@ class OutputSpec(Strict):
     save_every: int = Field(0, ge=0)
     #: Write a JSON run record next to the output.
     record: bool = True
+    #: Also write <name>.losses.png (loss curves) and, with save_every, <name>.strip.png.
+    plot: bool = False
 
     @field_validator("path")
     @classmethod
@@ -137,6 +148,8 @@ class RunSpec(Strict):
     clamp: bool = True
     #: Print the loss terms every N steps (0: never).
     progress_every: int = Field(10, ge=0)
+    #: Output the exponential moving average of the iterates with this decay (0: off), e.g. 0.95.
+    ema_decay: float = Field(0.0, ge=0, lt=1)
 
     @field_validator("device")
     @classmethod
@@ -145,6 +158,14 @@ class RunSpec(Strict):
         if base not in ("auto", "cpu", "cuda", "mps"):
             raise ValueError(f"unknown device '{value}'{did_you_mean(base, ['auto', 'cpu', 'cuda', 'mps'])}")
         return value
+
+
+class StageSpec(Strict):
+    #: This stage's output width (the height keeps the content's aspect unless given).
+    width: int = Field(gt=0, le=16384)
+    height: int | None = Field(None, gt=0, le=16384)
+    #: Steps at this size.
+    steps: int = Field(ge=1)
 
 
 class Recipe(Strict):
@@ -157,6 +178,10 @@ class Recipe(Strict):
     optimizer: ComponentSpec = ComponentSpec(name="adam")
     scheduler: ComponentSpec = ComponentSpec(name="none")
     run: RunSpec = RunSpec()
+    #: Coarse-to-fine: each stage starts from the upsampled result of the one before and
+    #: recomputes targets at its size; the last stage's size is the output's. Overrides
+    #: output.width/height and run.steps when given.
+    stage: list[StageSpec] = []
 
 
 @dataclass
@@ -254,6 +279,8 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     if parts.images is not None:
         parts.images.content = _resolve(base, parts.images.content)
         parts.images.style = [_resolve(base, p) for p in parts.images.style]
+        if parts.images.init not in INIT_CHOICES:
+            parts.images.init = _resolve(base, parts.images.init)
         problems += _check_images(parts.images, at)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
@@ -305,6 +332,8 @@ def _valid_parts(data: dict) -> _Parts:
         elif name == "requires":
             requires = data.get("requires", [])
             sections[name] = requires if isinstance(requires, list) and all(isinstance(r, str) for r in requires) else None
+        elif name == "stage":
+            sections[name] = None  # stages name no components to check
         elif name in data:
             sections[name] = valid(name, field.annotation, data[name])
         else:
@@ -411,8 +440,9 @@ def _check_images(images: ImagesSpec, at) -> list[Problem]:
     from .images import check_image
 
     problems = []
+    init = [(("images", "init"), images.init)] if images.init not in INIT_CHOICES else []
     for loc, path in [(("images", "content"), images.content),
-                      *((("images", "style", i), p) for i, p in enumerate(images.style))]:
+                      *((("images", "style", i), p) for i, p in enumerate(images.style)), *init]:
         reason = check_image(path)
         if reason:
             problems.append(at(loc, f"{reason}: {path}"))

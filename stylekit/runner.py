@@ -12,13 +12,14 @@ from typing import TextIO
 import torch
 
 from . import __version__
-from .build import build_job
+from .build import build_job, stages_of
 from .devices import dtype_name
 from .engine import Progress, Result, run
 from .errors import UserError
 from .images import save_atomic, to_image, write_text_atomic
 from .plugins import Registry
 from .recipe import LoadedRecipe
+from .report import plot_losses, strip
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -29,39 +30,60 @@ def record_path(output: Path) -> Path:
     return output.with_suffix(".json")
 
 
-def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO = sys.stderr) -> Result:
+def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None = None) -> Result:
     recipe = loaded.recipe
+    stream = stream or sys.stderr  # looked up now, so redirections made by callers apply
     started = time.time()
-    job = build_job(loaded, registry)
     output = Path(recipe.output.path)
-    progress = Progress([wt.label for wt in job.terms])
+    stages = stages_of(loaded)
+    total_steps = sum(stage.steps for stage in stages)
+    first = build_job(loaded, registry, stages[0])
+    progress = Progress([wt.label for wt in first.terms])
     every = recipe.run.progress_every
     last_print = {"step": 0, "time": time.perf_counter()}
+    offset = [0]  # steps done in earlier stages
+    saved: list[Path] = []
 
-    def on_step(step: int, image: torch.Tensor) -> None:
-        if every and (step % every == 0 or step == 1 or step == job.steps):
+    def on_step(stage_step: int, image: torch.Tensor) -> None:
+        step = offset[0] + stage_step
+        if every and (step % every == 0 or step == 1 or step == total_steps):
             now = time.perf_counter()
             per_step = (now - last_print["time"]) / (step - last_print["step"])
             last_print.update(step=step, time=now)
             terms = "  ".join(f"{k} {v:.4g}" for k, v in progress.latest().items())
-            print(f"step {step:>5}/{job.steps}  {terms}  ({per_step:.3f} s/step)", file=stream, flush=True)
-        if recipe.output.save_every and step % recipe.output.save_every == 0 and step != job.steps:
-            save_atomic(to_image(image), intermediate_path(output, step))
+            print(f"step {step:>5}/{total_steps}  {terms}  ({per_step:.3f} s/step)", file=stream, flush=True)
+        if recipe.output.save_every and step % recipe.output.save_every == 0 and step != total_steps:
+            saved.append(intermediate_path(output, step))
+            save_atomic(to_image(image), saved[-1])
 
-    job.on_step = on_step
-    h, w = job.content.shape[-2:]
-    print(f"stylekit {__version__}: {loaded.path} -> {output} ({w}x{h}, {job.steps} steps, "
-          f"{job.device.type}, {dtype_name(job.dtype)})", file=stream, flush=True)
+    h, w = first.content.shape[-2:]
+    print(f"stylekit {__version__}: {loaded.path} -> {output} ({w}x{h}, {total_steps} steps, "
+          f"{first.device.type}, {dtype_name(first.dtype)})", file=stream, flush=True)
+    job, result, seconds, setup = first, None, 0.0, 0.0
     last_print["time"] = time.perf_counter()
     try:
-        result = run(job, progress)
+        for index, stage in enumerate(stages):
+            if index:
+                job = build_job(loaded, registry, stage, previous=result.image, backbone=job.backbone)
+                print(f"stage {index + 1}/{len(stages)}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)
+            job.on_step = on_step
+            result = run(job, progress)
+            offset[0] += stage.steps
+            seconds, setup = seconds + result.seconds, setup + result.setup_seconds
     except torch.OutOfMemoryError:
+        h, w = job.content.shape[-2:]
         raise UserError(f"{loaded.path}: ran out of memory on {job.device} at {w}x{h} - lower output.width, "
                         "use run.precision = \"bf16\", a smaller L-BFGS history, or fewer/shallower layers") from None
-    save_atomic(to_image(result.image), output)
+    result.seconds, result.setup_seconds = seconds, setup
+    final = job.postprocess(result.image) if job.postprocess else result.image
+    save_atomic(to_image(final), output)
     if recipe.output.record:
         write_text_atomic(json.dumps(run_record(loaded, registry, job, result, started), indent=1), record_path(output))
-    print(f"wrote {output} in {result.seconds:.1f} s ({result.seconds / job.steps:.3f} s/step)", file=stream, flush=True)
+    if recipe.output.plot:
+        plot_losses(result.history, output.with_name(f"{output.stem}.losses.png"))
+        if saved:
+            strip([*saved, output], output.with_name(f"{output.stem}.strip.png"))
+    print(f"wrote {output} in {result.seconds:.1f} s ({result.seconds / total_steps:.3f} s/step)", file=stream, flush=True)
     return result
 
 

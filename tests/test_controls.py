@@ -1,0 +1,119 @@
+"""Controls from Gatys et al. 2017 and the peers: stages, init, colour, EMA, several styles,
+style scale, loss plot and strip; plumbing checked with the tiny backbone."""
+
+import json
+
+import torch
+
+from stylekit import colour
+from stylekit.build import build_job
+from stylekit.images import open_rgb, to_tensor
+from stylekit.recipe import load_recipe
+from stylekit.testing import pattern, run_cli, tiny_registry, write_recipe
+
+
+def job_for(recipe, **overrides):
+    registry = tiny_registry()
+    return build_job(load_recipe(recipe, registry, {tuple(k.split(".")): v for k, v in overrides.items()}), registry)
+
+
+def test_stages_run_coarse_to_fine_and_end_at_the_last_size(stylekit_recipe):
+    with open(stylekit_recipe, "a") as f:
+        f.write("\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 4\n")
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "run.progress_every=1")
+    assert status == 0, err
+    out = stylekit_recipe.parent / "out"
+    assert open_rgb(str(out / "result.png")).size == (64, 48)
+    record = json.loads((out / "result.json").read_text())
+    assert len(record["losses"]) == 7
+    assert "stage 2/2: 64 px wide, 4 steps" in err and "step     7/7" in err
+
+
+def test_later_stage_starts_from_the_upsampled_result(stylekit_recipe):
+    from stylekit.build import Stage
+
+    registry = tiny_registry()
+    loaded = load_recipe(stylekit_recipe, registry)
+    previous = to_tensor(pattern(24, 32, "content"), (24, 32))
+    job = build_job(loaded, registry, Stage(64, None, 2), previous=previous)
+    assert job.init.shape == (1, 3, 48, 64)
+    assert (torch.nn.functional.avg_pool2d(job.init, 2) - previous).abs().mean() < 0.02
+
+
+def test_init_choices(stylekit_recipe, tmp_path):
+    assert job_for(stylekit_recipe).init is None  # the content image
+    style_job = job_for(stylekit_recipe, **{"images.init": "style"})
+    assert style_job.init.shape == style_job.content.shape
+    noise = job_for(stylekit_recipe, **{"images.init": "noise"}).init
+    assert 0.4 < noise.mean() < 0.6 and noise.std() > 0.2
+    pattern(10, 10, "style").save(tmp_path / "start.png")
+    from_file = job_for(stylekit_recipe, **{"images.init": "start.png"}).init
+    assert from_file.shape == (1, 3, 48, 64)
+
+
+def test_missing_init_file_is_reported(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "images.init='nowhere.png'")
+    assert status == 2 and "images.init: image file not found" in err
+
+
+def test_histogram_matching_gives_the_style_the_contents_colour_statistics():
+    torch.manual_seed(0)
+    content = torch.rand(1, 3, 16, 16) * torch.tensor([0.3, 0.6, 0.2]).view(1, 3, 1, 1) + 0.2
+    style = torch.rand(1, 3, 16, 16) * 0.5
+    matched = colour.match_colour_histogram(style, content)
+    assert torch.allclose(matched.mean(dim=(2, 3)), content.mean(dim=(2, 3)), atol=0.02)
+    assert torch.allclose(torch.cov(matched.reshape(3, -1)), torch.cov(content.reshape(3, -1)), atol=0.005)
+
+
+def test_luminance_transfer_keeps_the_content_chrominance(stylekit_recipe):
+    job = job_for(stylekit_recipe, **{"images.preserve_colors": "luminance"})
+    assert torch.allclose(job.content[:, 0], job.content[:, 1])  # grey: luminance only
+    assert torch.allclose(job.styles[0][:, 0], job.styles[0][:, 2])
+    result = torch.rand_like(job.content)
+    final = job.postprocess(result)
+    content_rgb = job_for(stylekit_recipe).content
+    # Equal up to clamping where the combination leaves the RGB gamut.
+    assert (colour.yiq(final)[:, 0] - colour.yiq(result)[:, 0]).abs().mean() < 0.03
+    assert (colour.yiq(final)[:, 1:] - colour.yiq(content_rgb)[:, 1:]).abs().mean() < 0.03
+
+
+def test_histogram_mode_changes_the_style_targets(stylekit_recipe):
+    plain, matched = job_for(stylekit_recipe), job_for(stylekit_recipe, **{"images.preserve_colors": "histogram"})
+    assert not torch.allclose(plain.styles[0], matched.styles[0])
+    assert torch.allclose(matched.styles[0].mean(dim=(2, 3)), plain.content.mean(dim=(2, 3)), atol=0.03)
+
+
+def test_ema_output_is_the_average_of_iterates(stylekit_recipe):
+    from stylekit.engine import run
+
+    seen = []
+    job = job_for(stylekit_recipe, **{"run.ema_decay": 0.5, "run.steps": 3})
+    plain = job_for(stylekit_recipe, **{"run.steps": 3})
+    iterates = []
+    plain.on_step = lambda step, image: iterates.append(image.clone())
+    run(plain)
+    job.on_step = lambda step, image: seen.append(image.clone())
+    result = run(job)
+    expected = plain.content.clone()
+    for it in iterates:
+        expected = 0.5 * expected + 0.5 * it
+    assert torch.allclose(result.image, expected, atol=1e-5)
+
+
+def test_several_styles_with_blend_weights(stylekit_recipe):
+    job = job_for(stylekit_recipe, **{"images.style": ["style.png", "content.png"], "images.style_weights": [3, 1]})
+    assert job.style_weights == [0.75, 0.25] and len(job.styles) == 2
+
+
+def test_style_scale_sizes_the_style_image_independently(stylekit_recipe):
+    job = job_for(stylekit_recipe, **{"images.style_scale": 0.5})
+    assert job.styles[0].shape[-2:] == (24, 32)
+
+
+def test_plot_and_strip(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "4", "--set", "output.save_every=2", "--set", "output.plot=true")
+    assert status == 0, err
+    out = stylekit_recipe.parent / "out"
+    plot = open_rgb(str(out / "result.losses.png"))
+    assert plot.size == (640, 400) and len(plot.getcolors(maxcolors=100000)) > 3  # curves drawn, not blank
+    assert open_rgb(str(out / "result.strip.png")).size == (2 * 171, 128)  # step 2 and the final image
