@@ -288,7 +288,7 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     backbone_cls = backbone_params = None
     if parts.backbone is not None:
         backbone_cls = _component(registry, "backbone", parts.backbone.name, ("backbone", "name"), at, problems)
-        backbone_params = _params(backbone_cls, parts.backbone.params, ("backbone", "params"), at, problems)
+        backbone_params = _params(registry, backbone_cls, parts.backbone.params, ("backbone", "params"), at, problems)
         if backbone_cls is not None:
             problems += _resolve_weights(parts.backbone, backbone_cls, base, at)
     loss_params = []
@@ -296,7 +296,7 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
         if spec is None:
             continue
         cls = _component(registry, "loss", spec.name, ("loss", i, "name"), at, problems)
-        loss_params.append(_params(cls, spec.params, ("loss", i, "params"), at, problems))
+        loss_params.append(_params(registry, cls, spec.params, ("loss", i, "params"), at, problems))
         if cls is not None and backbone_cls is not None and backbone_params is not None:
             problems += _check_layers(spec, cls, backbone_cls, backbone_params, i, at)
     other_params = []
@@ -304,7 +304,7 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
         spec = getattr(parts, kind)
         if spec is not None:
             cls = _component(registry, kind, spec.name, (kind, "name"), at, problems)
-            other_params.append(_params(cls, spec.params, (kind, "params"), at, problems))
+            other_params.append(_params(registry, cls, spec.params, (kind, "params"), at, problems))
     if problems or recipe is None:
         raise UserError(problems)
     return LoadedRecipe(path, recipe, backbone_params, loss_params, *other_params, at=at)
@@ -407,15 +407,17 @@ def _component(registry: Registry, kind: str, name: str, loc: tuple, at, problem
         return None
 
 
-def _params(cls, raw: dict, loc: tuple, at, problems: list[Problem]):
+def _params(registry: Registry, cls, raw: dict, loc: tuple, at, problems: list[Problem]):
     if cls is None:
         return None
     try:
         return cls.Params.model_validate(raw)
     except ValidationError as exc:
+        package = registry.components[cls.kind][cls.name].plugin.package
         for err in exc.errors():
             problem = _pydantic_problem(err, loc, cls.Params, at)
-            problems.append(Problem(f"{problem.message} ({cls.kind} '{cls.name}')", problem.file, problem.line, problem.field))
+            problems.append(Problem(f"{problem.message} ({cls.kind} '{cls.name}' of package '{package}')",
+                                    problem.file, problem.line, problem.field))
         return None
 
 

@@ -173,3 +173,11 @@ def test_third_party_optimizer_and_scheduler(install_dist, tmp_path):
     assert status == 0, err
     losses = [row["total"] for row in json.loads((tmp_path / "out" / "result.json").read_text())["losses"]]
     assert losses[-1] < losses[0]
+
+
+def test_params_rejected_by_a_plugin_component_name_package_and_component(install_dist, tmp_path):
+    install_dist("stylekit-brightness", BRIGHTNESS_PLUGIN)
+    recipe = write_recipe(tmp_path, BRIGHTNESS_RECIPE.replace("target = 0.9", "target = 2"), head=BRIGHTNESS_HEAD)
+    status, _, err = run_cli("validate", str(recipe))
+    assert status == 2
+    assert "loss[0].params.target: Input should be less than or equal to 1 (got 2) (loss 'brightness' of package 'stylekit-brightness')" in err
