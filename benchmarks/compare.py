@@ -70,7 +70,11 @@ def main() -> None:
     out = Path(args.out).resolve() / args.pair
     out.mkdir(parents=True, exist_ok=True)
     tools = args.tools.split(",")
-    results: dict[str, dict] = {}
+    # Runs of other tools from an earlier invocation on the same pair are kept and reported.
+    saved = out / "results.json"
+    results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
+    for name in tools:
+        results.pop(name, None)
 
     if "seed" in tools:
         png = out / "seed.png"
@@ -96,10 +100,11 @@ def main() -> None:
         results["stylekit"] = {**r, "steps": len(record["losses"]), "s_per_step": record["seconds_per_step"],
                                "setup_s": record["setup_seconds"], "precision": record["precision"], "image": str(png)}
 
-    for name, r in results.items():
-        r["judge"] = judge(Path(r["image"]), content, style)
+    for name in tools:
+        if name in results:
+            results[name]["judge"] = judge(Path(results[name]["image"]), content, style)
 
-    if "stylekit" in results and "seed" in results:
+    if "stylekit" in tools and "seed" in results:
         # Time to the seed's final quality: first intermediate (every 10 steps) at or below both scores.
         target = results["seed"]["judge"]
         sk = results["stylekit"]
