@@ -65,6 +65,7 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
     raw_weights = images.style_weights or [1.0] * len(styles)
     style_weights = [w / sum(raw_weights) for w in raw_weights]
 
+    masks = [mask_tensor(path, hw) for path in images.style_masks] if images.style_masks else None
     postprocess = None
     if images.preserve_colors == "histogram":
         styles = [colour.match_colour_histogram(s, content) for s in styles]
@@ -76,6 +77,8 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
 
     init = initial_image(images.init, hw, content, styles, previous)
     backbone = backbone or build_backbone(loaded, registry)
+    if recipe.run.checkpoint and not backbone.supports_checkpointing:
+        raise UserError(loaded.at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     terms = []
     seen: dict[str, int] = {}
     for spec, params in zip(recipe.loss, loaded.loss_params):
@@ -87,9 +90,15 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
     optimizer = registry.get("optimizer", recipe.optimizer.name)(loaded.optimizer_params)
     scheduler = registry.get("scheduler", recipe.scheduler.name)(loaded.scheduler_params)
     return Job(backbone=backbone, terms=terms, optimizer=optimizer, scheduler=scheduler,
-               content=content, styles=styles, style_weights=style_weights,
+               content=content, styles=styles, style_weights=style_weights, style_masks=masks,
                steps=stage.steps, device=device, dtype=dtype, clamp=recipe.run.clamp,
+               checkpoint=recipe.run.checkpoint,
                init=init, ema_decay=recipe.run.ema_decay, postprocess=postprocess)
+
+
+def mask_tensor(path: str, hw: tuple[int, int]) -> torch.Tensor:
+    """A (1, 1, H, W) mask in [0, 1] from an image's luminance, at the output's size."""
+    return to_tensor(open_rgb(path), hw).mean(dim=1, keepdim=True)
 
 
 def initial_image(init: str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],

@@ -32,6 +32,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a recipe and write the stylized image")
     add_recipe_args(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the recipe and print the estimated peak memory of each stage, without running")
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -85,6 +87,11 @@ def cmd_run(args) -> int:
     from .runner import run_recipe
 
     loaded, registry = load(args)
+    if args.dry_run:
+        from .runner import dry_run
+
+        dry_run(loaded, registry)
+        return 0
     run_recipe(loaded, registry)
     return 0
 

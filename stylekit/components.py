@@ -15,6 +15,7 @@ from typing import Callable, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 
 class Params(BaseModel):
@@ -47,6 +48,9 @@ class Backbone(Component, nn.Module):
     """
 
     kind = "backbone"
+    #: Whether `features` honours `self.checkpointing` (recompute activations in backward).
+    supports_checkpointing: ClassVar[bool] = False
+    checkpointing: bool = False
     #: Weights a recipe may name besides a path to a state dict; the first is the default.
     weight_choices: ClassVar[tuple[str, ...]] = ("random",)
 
@@ -78,6 +82,8 @@ class SequentialBackbone(Backbone):
     stops at the deepest requested layer.
     """
 
+    supports_checkpointing = True
+
     def __init__(self, modules: "OrderedDict[str, nn.Module]"):
         nn.Module.__init__(self)
         self.body = nn.Sequential(modules)
@@ -96,10 +102,20 @@ class SequentialBackbone(Backbone):
         x = self.normalize(image)
         wanted = set(layers)
         out: dict[str, torch.Tensor] = {}
+        # With checkpointing, the modules between two requested layers run as one segment
+        # whose activations are recomputed in the backward pass instead of kept.
+        segmented = self.checkpointing and torch.is_grad_enabled()
+        pending: list[nn.Module] = []
         for name, module in self.body.named_children():
             if not wanted:
                 break
-            x = module(x)
+            if segmented:
+                pending.append(module)
+                if name in wanted:
+                    x = checkpoint(nn.Sequential(*pending), x, use_reentrant=False)
+                    pending = []
+            else:
+                x = module(x)
             if name in wanted:
                 out[name] = x
                 wanted.discard(name)
@@ -115,6 +131,8 @@ class Targets:
 
     `content` and each entry of `styles` map layer name -> features of that image;
     `style_weights` are the blend weights of the style images and sum to 1.
+    `style_masks`, when the recipe gives masks, holds one (1, 1, H, W) mask in [0, 1] per
+    style image at the output's size: where that style applies (Gatys et al. 2017).
     """
 
     content_image: torch.Tensor
@@ -122,6 +140,7 @@ class Targets:
     style_images: list[torch.Tensor] = field(default_factory=list)
     styles: list[dict[str, torch.Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
+    style_masks: list[torch.Tensor] | None = None
 
 
 class LossTerm(Component, nn.Module):
@@ -179,6 +198,10 @@ class Optimizer(Component):
     @abstractmethod
     def build(self, variables: list[torch.Tensor]) -> torch.optim.Optimizer:
         """Return a torch optimizer over `variables`."""
+
+    def state_copies(self) -> float:
+        """How many image-sized tensors the optimizer's state holds at most (for memory estimates)."""
+        return 0.0
 
 
 class Scheduler(Component):

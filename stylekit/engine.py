@@ -37,6 +37,9 @@ class Job:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     dtype: torch.dtype = torch.float32
     clamp: bool = True
+    checkpoint: bool = False
+    #: One (1, 1, H, W) mask per style image: where each style applies (None: everywhere).
+    style_masks: list[torch.Tensor] | None = None
     init: torch.Tensor | None = None  # the starting image; the content image when None
     #: Output the exponential moving average of the iterates with this decay (0: off).
     ema_decay: float = 0.0
@@ -88,6 +91,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     device, dtype = job.device, job.dtype
     layers = frozenset(name for wt in job.terms for name in wt.term.layers)
     backbone = prepare_backbone(job.backbone, layers, device, dtype)
+    backbone.checkpointing = job.checkpoint
 
     def network_input(image: torch.Tensor) -> torch.Tensor:
         return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
@@ -101,6 +105,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
             style_images=styles,
             styles=[backbone.features(network_input(s), layers) for s in styles],
             style_weights=list(job.style_weights),
+            style_masks=[m.to(device) for m in job.style_masks] if job.style_masks else None,
         )
         for wt in job.terms:
             wt.term.to(device)

@@ -42,6 +42,9 @@ class ImagesSpec(Strict):
     style: list[str] = Field(min_length=1)
     #: Blend weights of the style images (normalized to sum to 1); equal when absent.
     style_weights: list[float] | None = None
+    #: Spatial control: one mask image per style (white: this style applies, black: not);
+    #: where no mask is white, no style applies. Read by the `gram` loss.
+    style_masks: list[str] | None = None
     #: The style image's size relative to the output (by pixel count), independent of it.
     style_scale: float = Field(1.0, gt=0)
     #: "area": keep the style image's aspect, match the output's pixel count x style_scale^2;
@@ -63,6 +66,8 @@ class ImagesSpec(Strict):
     def weights_match(self):
         if self.style_weights is not None and len(self.style_weights) != len(self.style):
             raise ValueError(f"style_weights has {len(self.style_weights)} entries for {len(self.style)} style images")
+        if self.style_masks is not None and len(self.style_masks) != len(self.style):
+            raise ValueError(f"style_masks has {len(self.style_masks)} entries for {len(self.style)} style images")
         if self.style_weights is not None and (min(self.style_weights) < 0 or sum(self.style_weights) <= 0):
             raise ValueError("style_weights must be non-negative with a positive sum")
         return self
@@ -150,6 +155,9 @@ class RunSpec(Strict):
     progress_every: int = Field(10, ge=0)
     #: Output the exponential moving average of the iterates with this decay (0: off), e.g. 0.95.
     ema_decay: float = Field(0.0, ge=0, lt=1)
+    #: Activation checkpointing: recompute the backbone's activations in the backward pass
+    #: instead of keeping them (less memory for very large outputs, about a third more time).
+    checkpoint: bool = False
 
     @field_validator("device")
     @classmethod
@@ -279,6 +287,8 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     if parts.images is not None:
         parts.images.content = _resolve(base, parts.images.content)
         parts.images.style = [_resolve(base, p) for p in parts.images.style]
+        if parts.images.style_masks:
+            parts.images.style_masks = [_resolve(base, p) for p in parts.images.style_masks]
         if parts.images.init not in INIT_CHOICES:
             parts.images.init = _resolve(base, parts.images.init)
         problems += _check_images(parts.images, at)
@@ -443,6 +453,7 @@ def _check_images(images: ImagesSpec, at) -> list[Problem]:
 
     problems = []
     init = [(("images", "init"), images.init)] if images.init not in INIT_CHOICES else []
+    init += [(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
     for loc, path in [(("images", "content"), images.content),
                       *((("images", "style", i), p) for i, p in enumerate(images.style)), *init]:
         reason = check_image(path)

@@ -87,6 +87,27 @@ def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None =
     return result
 
 
+def dry_run(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None = None) -> list:
+    """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
+    from .memory import estimate, human
+
+    stream = stream or sys.stdout
+    backbone, estimates = None, []
+    for index, stage in enumerate(stages_of(loaded)):
+        job = build_job(loaded, registry, stage, backbone=backbone)
+        backbone = job.backbone
+        h, w = job.content.shape[-2:]
+        found = estimate(job)
+        estimates.append(found)
+        print(f"stage {index + 1}: {w}x{h}, {stage.steps} steps, {dtype_name(job.dtype)} on {job.device}", file=stream)
+        print("\n".join(found.lines()), file=stream)
+        if job.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(job.device)
+            verdict = "fits" if found.total < free else "does NOT fit"
+            print(f"  {verdict} in the {human(free)} free on {torch.cuda.get_device_name(job.device)}", file=stream)
+    return estimates
+
+
 def run_record(loaded: LoadedRecipe, registry: Registry, job, result: Result, started: float) -> dict:
     return {
         "recipe_file": str(loaded.path),

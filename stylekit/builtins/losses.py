@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 
 from ..components import LossTerm, Params, Targets
 from ..hookspecs import hookimpl
@@ -21,6 +22,16 @@ def gram(features: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
     _, c, h, w = features.shape
     x = features.reshape(c, h * w).float()
     return (x @ x.T) / (c * h * w if normalization == "chw" else h * w)
+
+
+def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
+    """Gram matrix of the features inside a region: weighted by the (1, 1, H, W) mask resized
+    to the features' size, and normalized by the region's area instead of h*w."""
+    _, c, h, w = features.shape
+    region = F.interpolate(mask.to(features.device, torch.float32), size=(h, w), mode="bilinear", align_corners=False)
+    x = (features.float() * region).reshape(c, h * w)
+    area = region.sum().clamp_min(1.0)
+    return (x @ x.T) / (c * area if normalization == "chw" else area)
 
 
 class ContentLoss(LossTerm):
@@ -39,7 +50,9 @@ class ContentLoss(LossTerm):
 class GramLoss(LossTerm):
     r"""Mean squared difference of Gram matrices, summed over layers with per-layer weights.
 
-    With several style images the target is their blend: $\sum_i w_i G(S_i)$.
+    With several style images the target is their blend: $\sum_i w_i G(S_i)$. With style
+    masks (spatial control, Gatys et al. 2017) each style i is matched instead in its own
+    region: the Gram of the features weighted by mask i, normalized by the mask's area.
     `relative = true` divides each layer's term by the mean square of its target Gram, so
     every layer counts the same whatever the magnitude of its features.
     """
@@ -53,17 +66,29 @@ class GramLoss(LossTerm):
 
     def prepare(self, targets: Targets) -> None:
         norm = self.params.normalization
-        self.targets = {}
-        self.scales = {}
+        self.masks = targets.style_masks
+        # One target per region with masks; else a single blended target.
+        self.targets: dict[str, list[torch.Tensor]] = {}
+        self.scales: dict[str, list[float]] = {}
         for name in self.layers:
-            target = sum(w * gram(style[name], norm) for w, style in zip(targets.style_weights, targets.styles))
-            self.targets[name] = target
-            self.scales[name] = 1 / target.pow(2).mean().clamp_min(1e-12) if self.params.relative else 1.0
+            grams = [gram(style[name], norm) for style in targets.styles]
+            found = grams if self.masks else [sum(w * g for w, g in zip(targets.style_weights, grams))]
+            self.targets[name] = found
+            self.scales[name] = [1 / t.pow(2).mean().clamp_min(1e-12) if self.params.relative else 1.0 for t in found]
 
     def forward(self, features, image):
         norm = self.params.normalization
-        return self.weighted_sum(
-            lambda name: torch.mean((gram(features[name], norm) - self.targets[name]) ** 2) * self.scales[name])
+
+        def layer_loss(name: str) -> torch.Tensor:
+            feature = features[name]
+            if not self.masks:
+                return torch.mean((gram(feature, norm) - self.targets[name][0]) ** 2) * self.scales[name][0]
+            total = 0.0
+            for mask, target, scale in zip(self.masks, self.targets[name], self.scales[name]):
+                total = total + torch.mean((masked_gram(feature, mask, norm) - target) ** 2) * scale
+            return total
+
+        return self.weighted_sum(layer_loss)
 
 
 class TotalVariation(LossTerm):

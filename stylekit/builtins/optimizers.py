@@ -28,6 +28,9 @@ class Adam(Optimizer):
         p = self.params
         return torch.optim.Adam(variables, lr=p.lr, betas=p.betas, eps=p.eps)
 
+    def state_copies(self) -> float:
+        return 2  # first and second moments
+
 
 class LBFGS(Optimizer):
     """L-BFGS, as in Gatys et al.; one recipe step is one evaluation of the loss.
@@ -52,6 +55,10 @@ class LBFGS(Optimizer):
             line_search_fn=None if p.line_search == "none" else p.line_search,
             tolerance_grad=-1, tolerance_change=-1)
 
+    def state_copies(self) -> float:
+        # history pairs (s, y), plus direction, previous gradient and flat gradient
+        return 2 * self.params.history + 3
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum."""
@@ -66,6 +73,9 @@ class SGD(Optimizer):
     def build(self, variables):
         p = self.params
         return torch.optim.SGD(variables, lr=p.lr, momentum=p.momentum, nesterov=p.nesterov)
+
+    def state_copies(self) -> float:
+        return 1 if self.params.momentum else 0
 
 
 @hookimpl

@@ -1,0 +1,66 @@
+"""The peak-memory estimate (`stylekit run --dry-run`) and activation checkpointing."""
+
+import torch
+
+from stylekit.engine import run
+from stylekit.memory import _probe, estimate
+from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
+from test_engine import load_job  # noqa: E402
+
+VGG_HEAD = TINY_RECIPE_HEAD.replace('name = "tiny"', 'name = "vgg19"')
+VGG_LOSSES = """
+[[loss]]
+name = "content"
+layers = ["relu4_2"]
+
+[[loss]]
+name = "gram"
+weight = 1e3
+layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
+"""
+
+
+def test_extrapolated_estimate_matches_a_direct_count_at_the_size(stylekit_recipe):
+    job = load_job(stylekit_recipe, **{"output.width": 320})
+    found = estimate(job)
+    h, w = job.content.shape[-2:]
+    targets, saved, largest, state = _probe(job, (h, w))
+    assert abs(found.activations - saved) <= 0.05 * saved
+    assert abs(found.targets - targets) <= 0.05 * targets
+    assert abs(found.image_state - state) <= 0.05 * state
+    # image, gradient and Adam's two moments in float32, and the image cast for the network
+    assert state == (4 + 1) * 3 * h * w * 4
+
+
+def test_lbfgs_state_is_two_images_per_history_entry(tmp_path):
+    body = '[[loss]]\nname = "tv"\n[optimizer]\nname = "lbfgs"\n[optimizer.params]\nhistory = {}\n'
+    short = estimate(load_job(write_recipe(tmp_path / "a", body.format(5))))
+    long = estimate(load_job(write_recipe(tmp_path / "b", body.format(25))))
+    image_bytes = 3 * 48 * 64 * 4
+    assert long.image_state - short.image_state == 2 * 20 * image_bytes
+
+
+def test_checkpointing_saves_activation_memory_and_keeps_the_result(tmp_path):
+    head = VGG_HEAD.replace('weights = "random"', 'weights = "random"') + "\n"
+    recipe = write_recipe(tmp_path, VGG_LOSSES, head=head)
+    plain = load_job(recipe, **{"run.steps": 2})
+    checkpointed = load_job(recipe, **{"run.steps": 2, "run.checkpoint": True})
+    assert estimate(checkpointed).activations < 0.6 * estimate(plain).activations
+    a, b = run(load_job(recipe, **{"run.steps": 2})), run(load_job(recipe, **{"run.steps": 2, "run.checkpoint": True}))
+    assert abs(a.history[-1]["total"] - b.history[-1]["total"]) <= 1e-4 * a.history[-1]["total"]
+    assert torch.allclose(a.image, b.image, atol=1e-5)
+
+
+def test_dry_run_prints_the_estimate_and_writes_nothing(stylekit_recipe):
+    before = sorted(p.name for p in stylekit_recipe.parent.iterdir())
+    status, out, err = run_cli("run", str(stylekit_recipe), "--dry-run", "--set", "output.width=128")
+    assert status == 0, err
+    assert "stage 1: 128x96, 5 steps, fp32 on cpu" in out and "estimated peak" in out
+    assert sorted(p.name for p in stylekit_recipe.parent.iterdir()) == before
+
+
+def test_estimate_grows_with_size(stylekit_recipe):
+    small = estimate(load_job(stylekit_recipe, **{"output.width": 128}))
+    large = estimate(load_job(stylekit_recipe, **{"output.width": 512}))
+    assert large.activations > 10 * small.activations
+    assert large.weights == small.weights
