@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 PAIRS = {  # content, style, (height, width)
@@ -60,6 +62,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=500, help="steps of the seed reference and pastiche")
     parser.add_argument("--stylekit-steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--set", action="append", default=[], help="passed to stylekit run --set")
+    parser.add_argument("--label", default="stylekit", help="name of the stylekit entry (to keep several recipes)")
     parser.add_argument("--out", default="bench-out")
     args = parser.parse_args()
 
@@ -73,6 +76,7 @@ def main() -> None:
     # Runs of other tools from an earlier invocation on the same pair are kept and reported.
     saved = out / "results.json"
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
+    tools = [args.label if t == "stylekit" else t for t in tools]
     for name in tools:
         results.pop(name, None)
 
@@ -87,41 +91,45 @@ def main() -> None:
         r = timed([sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output", str(png),
                    "--size", str(w), "--num-steps", str(args.steps), "--seed", "0"], out / "pastiche.log")
         results["pastiche"] = {**r, "steps": args.steps, "s_per_step": r["wall_s"] / args.steps, "image": str(png)}
-    if "stylekit" in tools:
-        png = out / "stylekit.png"
+    if args.label in tools:
+        png = out / f"{args.label}.png"
         cmd = [str(Path(sys.executable).parent / "stylekit"), "run", args.recipe, "--content", str(content), "--style", str(style),
                "--output", str(png), "--set", f"output.width={w}", "--set", f"output.height={h}", "--set", "output.save_every=10"]
         if args.stylekit_steps:
             cmd += ["--steps", str(args.stylekit_steps)]
         for s in args.set:
             cmd += ["--set", s]
-        r = timed(cmd, out / "stylekit.log")
+        r = timed(cmd, out / f"{args.label}.log")
         record = json.loads(png.with_suffix(".json").read_text())
-        results["stylekit"] = {**r, "steps": len(record["losses"]), "s_per_step": record["seconds_per_step"],
+        results[args.label] = {**r, "steps": len(record["losses"]), "s_per_step": record["seconds_per_step"],
                                "setup_s": record["setup_seconds"], "precision": record["precision"], "image": str(png)}
 
     for name in tools:
         if name in results:
             results[name]["judge"] = judge(Path(results[name]["image"]), content, style)
 
-    if "stylekit" in tools and "seed" in results:
+    if args.label in tools and "seed" in results:
         # Time to the seed's final quality: first intermediate (every 10 steps) at or below both scores.
         target = results["seed"]["judge"]
-        sk = results["stylekit"]
+        sk = results[args.label]
         per_step = sk["s_per_step"]
-        steps = sorted(int(p.stem.split(".step")[1]) for p in out.glob("stylekit.step*.png")) + [sk["steps"]]
+        steps = sorted(int(p.stem.split(".step")[1]) for p in out.glob(f"{args.label}.step*.png")) + [sk["steps"]]
         for step in steps:
-            image = out / (f"stylekit.step{step:05d}.png" if step != sk["steps"] else "stylekit.png")
+            image = out / (f"{args.label}.step{step:05d}.png" if step != sk["steps"] else f"{args.label}.png")
+            with Image.open(image) as img:
+                if img.size != (w, h):  # an earlier, smaller stage: not comparable
+                    continue
             score = judge(image, content, style)
             if score["content_dist"] <= target["content_dist"] and score["style_dist"] <= target["style_dist"]:
-                sk["time_to_seed_quality"] = {"step": step, "loop_s": step * per_step, "wall_s": sk["setup_s"] + step * per_step,
-                                              "judge": score}
+                # The whole process's wall time, less the steps it ran after this one.
+                sk["time_to_seed_quality"] = {"step": step, "loop_s": step * per_step,
+                                              "wall_s": sk["wall_s"] - (sk["steps"] - step) * per_step, "judge": score}
                 break
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print_table(results, args.pair, h, w)
+    print_table(results, args.pair, h, w, args.label)
 
 
-def print_table(results: dict, pair: str, h: int, w: int) -> None:
+def print_table(results: dict, pair: str, h: int, w: int, label: str) -> None:
     seed = results.get("seed")
     print(f"\n{pair} pair, {w}x{h}, {os.cpu_count()} CPUs")
     print(f"{'tool':<10}{'steps':>6}{'wall s':>9}{'s/step':>8}{'peak MB':>9}{'content':>9}{'style':>8}  ratios vs seed")
@@ -131,9 +139,9 @@ def print_table(results: dict, pair: str, h: int, w: int) -> None:
         if seed and name != "seed":
             ratio = f"wall {seed['wall_s'] / r['wall_s']:.2f}x faster, s/step {seed['s_per_step'] / r['s_per_step']:.2f}x, memory {r['peak_rss_mb'] / seed['peak_rss_mb']:.2f}x"
         print(f"{name:<10}{r['steps']:>6}{r['wall_s']:>9.1f}{r['s_per_step']:>8.3f}{r['peak_rss_mb']:>9.0f}{j['content_dist']:>9.3f}{j['style_dist']:>8.3f}  {ratio}")
-    ttq = results.get("stylekit", {}).get("time_to_seed_quality")
+    ttq = results.get(label, {}).get("time_to_seed_quality")
     if ttq and seed:
-        print(f"stylekit reaches the seed's final quality at step {ttq['step']}: {ttq['wall_s']:.1f} s wall "
+        print(f"{label} reaches the seed's final quality at step {ttq['step']}: {ttq['wall_s']:.1f} s wall "
               f"({seed['wall_s'] / ttq['wall_s']:.1f}x less than the seed's {seed['wall_s']:.1f} s)")
 
 

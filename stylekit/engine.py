@@ -38,6 +38,7 @@ class Job:
     dtype: torch.dtype = torch.float32
     clamp: bool = True
     checkpoint: bool = False
+    compile: bool = False
     #: One (1, 1, H, W) mask per style image: where each style applies (None: everywhere).
     style_masks: list[torch.Tensor] | None = None
     init: torch.Tensor | None = None  # the starting image; the content image when None
@@ -120,9 +121,12 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     last_row: list[torch.Tensor] = []
     average = image.detach().clone() if job.ema_decay else None
 
+    # Compiled only for the loop: the targets above ran once, eagerly.
+    extract = torch.compile(backbone.features, dynamic=False) if job.compile else backbone.features
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        features = backbone.features(network_input(image), layers)
+        features = extract(network_input(image), layers)
         values = [wt.term(features, image) * wt.weight for wt in job.terms]
         total = torch.stack(values).sum()
         total.backward()

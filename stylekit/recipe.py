@@ -158,6 +158,8 @@ class RunSpec(Strict):
     #: Activation checkpointing: recompute the backbone's activations in the backward pass
     #: instead of keeping them (less memory for very large outputs, about a third more time).
     checkpoint: bool = False
+    #: Opt-in torch.compile of the backbone's forward pass; see docs/performance.md before using.
+    compile: bool = False
 
     @field_validator("device")
     @classmethod

@@ -7,6 +7,7 @@ fixtures below are available in any test suite once stylekit is installed.
 - `write_images(folder)`: a small content and style image, as PNG files.
 - `write_recipe(folder, body)`: a recipe file whose images are those small images.
 - `run_cli(*args)`: run the `stylekit` command in-process; returns (status, stdout, stderr).
+- `run_for_losses(recipe, *args)`: `stylekit run` a recipe; returns its per-step loss rows.
 Fixtures: `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 from collections import OrderedDict
 from pathlib import Path
@@ -146,6 +148,15 @@ def run_cli(*args: str, registry: Registry | None = None) -> tuple[int, str, str
         except SystemExit as exc:  # argparse exits on bad command lines
             status = exc.code if isinstance(exc.code, int) else 2
     return status, out.getvalue(), err.getvalue()
+
+
+def run_for_losses(recipe: Path, *args: str, registry: Registry | None = None) -> list[dict[str, float]]:
+    """`stylekit run RECIPE ARGS`, asserting success; the per-step losses from its run record
+    (the recipe must write one, as recipes from `write_recipe` do, to out/result.png)."""
+    status, _, err = run_cli("run", str(recipe), *args, registry=registry)
+    assert status == 0, err
+    record = Path(recipe).parent / "out" / "result.json"
+    return json.loads(record.read_text())["losses"]
 
 
 @pytest.fixture

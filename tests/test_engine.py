@@ -139,3 +139,10 @@ def test_fp16_on_cpu_is_refused_with_a_message(stylekit_recipe):
     status, _, err = run_cli("run", str(stylekit_recipe), "--set", "run.precision=fp16")
     assert status == 2
     assert "run.precision: fp16 runs only on CUDA" in err
+
+
+def test_compiled_backbone_gives_the_eager_losses(stylekit_recipe):
+    eager = run(load_job(stylekit_recipe, **{"run.steps": 3}))
+    compiled = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
+    for a, b in zip(eager.history, compiled.history):
+        assert abs(a["total"] - b["total"]) <= 1e-4 * abs(a["total"])

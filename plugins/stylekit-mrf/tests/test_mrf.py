@@ -1,11 +1,9 @@
 """The MRF loss by hand on tiny features, and in a recipe with stylekit's tiny backbone."""
 
-import json
-
 import torch
 
 from stylekit.components import Targets
-from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
+from stylekit.testing import TINY_RECIPE_HEAD, run_for_losses, write_recipe
 from stylekit_mrf import MRFLoss, nearest, patches
 
 
@@ -43,7 +41,5 @@ def test_gradient_flows_to_the_synthesized_features_only():
 def test_mrf_in_a_recipe_lowers_its_loss(tmp_path):
     body = '[[loss]]\nname = "mrf"\nweight = 1e4\nlayers = ["r1", "r2"]\n[loss.params]\nstyle_stride = 2\n'
     recipe = write_recipe(tmp_path, body, head='requires = ["stylekit-mrf"]\n' + TINY_RECIPE_HEAD)
-    status, _, err = run_cli("run", str(recipe), "--steps", "20")
-    assert status == 0, err
-    losses = [row["mrf"] for row in json.loads((tmp_path / "out" / "result.json").read_text())["losses"]]
+    losses = [row["mrf"] for row in run_for_losses(recipe, "--steps", "20")]
     assert losses[-1] < 0.7 * losses[0]

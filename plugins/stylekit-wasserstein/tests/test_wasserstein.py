@@ -1,11 +1,9 @@
 """The Wasserstein style loss against closed forms, and in a recipe with the tiny backbone."""
 
-import json
-
 import torch
 
 from stylekit.components import Targets
-from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
+from stylekit.testing import TINY_RECIPE_HEAD, run_for_losses, write_recipe
 from stylekit_wasserstein import WassersteinStyle, mean_and_covariance, psd_sqrt
 
 
@@ -49,7 +47,5 @@ def test_distance_to_itself_is_zero_and_gradient_flows():
 def test_wasserstein_in_a_recipe_lowers_its_loss(tmp_path):
     body = '[[loss]]\nname = "wasserstein"\nweight = 100\nlayers = ["r1", "r2"]\n'
     recipe = write_recipe(tmp_path, body, head='requires = ["stylekit-wasserstein"]\n' + TINY_RECIPE_HEAD)
-    status, _, err = run_cli("run", str(recipe), "--steps", "20")
-    assert status == 0, err
-    losses = [row["wasserstein"] for row in json.loads((tmp_path / "out" / "result.json").read_text())["losses"]]
+    losses = [row["wasserstein"] for row in run_for_losses(recipe, "--steps", "20")]
     assert losses[-1] < 0.5 * losses[0]
