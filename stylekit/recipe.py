@@ -156,7 +156,7 @@ class RunSpec(Strict):
     #: Output the exponential moving average of the iterates with this decay (0: off), e.g. 0.95.
     ema_decay: float = Field(0.0, ge=0, lt=1)
     #: Activation checkpointing: recompute the backbone's activations in the backward pass
-    #: instead of keeping them (less memory for very large outputs, about a third more time).
+    #: instead of keeping them: less memory for very large outputs, at the cost of the recompute.
     checkpoint: bool = False
     #: Opt-in torch.compile of the backbone's forward pass; see docs/performance.md before using.
     compile: bool = False
