@@ -7,7 +7,7 @@ subclass these same classes and register them through the hooks in `stylekit.hoo
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar

@@ -13,7 +13,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from . import hookspecs, recipe
+from . import hookspecs, schema
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -74,11 +74,11 @@ def _comment(model: type[BaseModel], field: str) -> str:
 
 def recipe_markdown() -> str:
     lines = ["# Recipe reference", "",
-             "Generated from `stylekit/recipe.py` by `python -m stylekit.docgen`; do not edit by hand.",
+             "Generated from `stylekit/schema.py` by `python -m stylekit.docgen`; do not edit by hand.",
              "Paths are relative to the recipe file. Each component's `params` table is checked against",
              "that component's own model: `stylekit plugins` lists them with types and defaults.", "",
              "| field | type | default | meaning |", "|---|---|---|---|"]
-    lines += _fields(recipe.Recipe, "")
+    lines += _fields(schema.Recipe, "")
     return "\n".join(lines) + "\n"
 
 

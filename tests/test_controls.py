@@ -9,7 +9,7 @@ from stylekit import colour
 from stylekit.build import build_job
 from stylekit.images import open_rgb, to_tensor
 from stylekit.recipe import load_recipe
-from stylekit.testing import pattern, run_cli, tiny_registry, write_recipe
+from stylekit.testing import pattern, run_cli, tiny_registry
 
 
 def job_for(recipe, **overrides):
