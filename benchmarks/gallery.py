@@ -3,7 +3,8 @@
 
     python benchmarks/gallery.py --width 256 --steps 80 --out docs/images
 
-Writes OUT/controls.jpg (the grid) and OUT/losses.png (the loss plot of the first run).
+Writes OUT/controls.jpg (the grid), and OUT/losses.png and OUT/strip.jpg (the loss plot
+and the strip of intermediate images of the first run).
 """
 
 import argparse
@@ -21,6 +22,9 @@ VARIANTS = [  # (caption, stylekit run arguments)
     ("style_scale = 0.5", ["--set", "images.style_scale=0.5"]),
     ("style_scale = 2", ["--set", "images.style_scale=2.0"]),
     ("style masks: left only", ["--set", "images.style_masks=['masks/left.png']"]),
+    ("two styles, weights 1:1", ["--style", "examples/swirls.jpg", "--style", "examples/embers.jpg"]),
+    ("masks: swirls left, embers right", ["--style", "examples/swirls.jpg", "--style", "examples/embers.jpg",
+                                          "--set", "images.style_masks=['masks/left.png', 'masks/right.png']"]),
     ("init = noise", ["--set", "images.init=noise"]),
     ("stages 128 -> W", ["--set", "stage=[{width=128, steps=STEPS}, {width=WIDTH, steps=HALF}]"]),
     ("ema_decay = 0.9", ["--set", "run.ema_decay=0.9"]),
@@ -40,6 +44,7 @@ def main() -> None:
         mask = Image.new("L", content.size, 0)
     mask.paste(255, (0, 0, mask.width // 2, mask.height))
     mask.save(work / "masks" / "left.png")
+    Image.eval(mask, lambda v: 255 - v).save(work / "masks" / "right.png")
 
     tiles = []
     for i, (caption, extra) in enumerate(VARIANTS):
@@ -49,7 +54,7 @@ def main() -> None:
         cmd = [str(Path(sys.executable).parent / "stylekit"), "run", "recipes/gatys.toml", "-o", str(target),
                "--set", f"output.width={args.width}", "--steps", str(args.steps), "--set", "run.progress_every=0", *extra]
         if i == 0:
-            cmd += ["--set", "output.plot=true"]
+            cmd += ["--set", "output.plot=true", "--set", f"output.save_every={max(1, args.steps // 6)}"]
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True, cwd=ROOT)
         tiles.append((caption, Image.open(target).convert("RGB")))
@@ -66,6 +71,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     grid.save(out / "controls.jpg", quality=85)
     Image.open(work / "v0.losses.png").save(out / "losses.png")
+    Image.open(work / "v0.strip.png").convert("RGB").save(out / "strip.jpg", quality=85)
 
 
 if __name__ == "__main__":

@@ -1,18 +1,25 @@
-"""Paints examples/swirls.jpg, the example style image: brush strokes along a swirling flow
-field, in the manner of a post-impressionist sky. Deterministic; run it to re-create the file.
+"""Paints the example style images: brush strokes along a swirling flow field, in the
+manner of a post-impressionist sky. Deterministic; run it to re-create the files.
 
-    python examples/make_swirls.py
+    python examples/make_swirls.py          # examples/swirls.jpg (blues and yellows)
+    python examples/make_swirls.py embers   # examples/embers.jpg (reds and oranges)
 """
 
 import math
 import random
+import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFilter
 
 WIDTH, HEIGHT = 512, 384
-PALETTE = [(24, 44, 99), (38, 74, 148), (70, 118, 186), (126, 170, 214), (226, 196, 84),
-           (240, 224, 150), (28, 60, 52), (200, 120, 40), (16, 24, 48)]
+PALETTES = {
+    "swirls": [(24, 44, 99), (38, 74, 148), (70, 118, 186), (126, 170, 214), (226, 196, 84),
+               (240, 224, 150), (28, 60, 52), (200, 120, 40), (16, 24, 48)],
+    "embers": [(90, 20, 16), (150, 36, 20), (200, 70, 30), (236, 130, 50), (250, 210, 120),
+               (255, 240, 200), (40, 16, 30), (120, 60, 140), (24, 10, 14)],
+}
+PALETTE = PALETTES["swirls"]
 # Centres of the swirls: (x, y, strength); the flow turns around each.
 VORTICES = [(140, 110, 1.0), (360, 90, -0.8), (260, 230, 0.9), (430, 300, -1.0), (70, 300, 0.7)]
 
@@ -38,8 +45,10 @@ def colour(x: float, y: float, rng: random.Random) -> tuple[int, int, int]:
     return tuple(max(0, min(255, c + rng.randint(-18, 18))) for c in base)
 
 
-def main() -> None:
-    rng = random.Random(7)
+def main(name: str = "swirls") -> None:
+    global PALETTE
+    PALETTE = PALETTES[name]
+    rng = random.Random(7 if name == "swirls" else 11)
     img = Image.new("RGB", (WIDTH, HEIGHT), PALETTE[1])
     draw = ImageDraw.Draw(img)
     for _ in range(9000):
@@ -51,8 +60,8 @@ def main() -> None:
             points.append((x, y))
         draw.line(points, fill=colour(*points[0], rng), width=rng.randint(2, 5), joint="curve")
     img = img.filter(ImageFilter.SMOOTH)
-    img.save(Path(__file__).with_name("swirls.jpg"), quality=90)
+    img.save(Path(__file__).with_name(f"{name}.jpg"), quality=90)
 
 
 if __name__ == "__main__":
-    main()
+    main(*sys.argv[1:2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except KeyboardInterrupt:
         print("interrupted - the output file was not written", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error
+        sys.stdout = open(os.devnull, "w")
+        return 0
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -38,6 +38,7 @@ class ContentLoss(LossTerm):
     r"""Mean squared difference of features: $\frac{1}{chw}\sum (F - F_c)^2$ per layer."""
 
     name = "content"
+    summary = "Mean squared difference of features from the content image's (the chapter's content loss)."
     default_layers = ("conv4_4",)
 
     def prepare(self, targets: Targets) -> None:
@@ -58,6 +59,7 @@ class GramLoss(LossTerm):
     """
 
     name = "gram"
+    summary = "Mean squared difference of Gram matrices from the style image's (optionally per region)."
     default_layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
 
     class Params(Params):
@@ -95,6 +97,7 @@ class TotalVariation(LossTerm):
     r"""Total variation $\frac12(\mathrm{mean}|x_{i,j}-x_{i+1,j}| + \mathrm{mean}|x_{i,j}-x_{i,j+1}|)$ of the RGB [0, 1] image."""
 
     name = "tv"
+    summary = "Total variation of the image: mean absolute difference of neighbouring pixels, halved."
     reads_features = False
 
     def forward(self, features, image):
