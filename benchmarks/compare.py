@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], help="passed to stylekit run --set")
     parser.add_argument("--label", default="stylekit", help="name of the stylekit entry (to keep several recipes)")
     parser.add_argument("--out", default="bench-out")
+    parser.add_argument("--figure", help="also write the outputs side by side, with their scores, to this image")
     args = parser.parse_args()
 
     content_name, style_name, (h, w) = PAIRS[args.pair]
@@ -72,7 +73,7 @@ def main() -> None:
         sys.exit(f"benchmark images missing: {content} and {style} come from ../shared/data/images/")
     out = Path(args.out).resolve() / args.pair
     out.mkdir(parents=True, exist_ok=True)
-    tools = args.tools.split(",")
+    tools = [t for t in args.tools.split(",") if t]  # none: just report (and draw) saved results
     # Runs of other tools from an earlier invocation on the same pair are kept and reported.
     saved = out / "results.json"
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
@@ -127,6 +128,24 @@ def main() -> None:
                 break
     (out / "results.json").write_text(json.dumps(results, indent=1))
     print_table(results, args.pair, h, w, args.label)
+    if args.figure:
+        draw_figure(results, Path(args.figure), w, h)
+
+
+def draw_figure(results: dict, path: Path, w: int, h: int) -> None:
+    from PIL import ImageDraw
+
+    cols = 2
+    rows = (len(results) + cols - 1) // cols
+    grid = Image.new("RGB", (cols * (w + 6), rows * (h + 20)), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, (name, r) in enumerate(results.items()):
+        x, y = (i % cols) * (w + 6), (i // cols) * (h + 20)
+        with Image.open(r["image"]) as img:
+            grid.paste(img.convert("RGB").resize((w, h)), (x, y + 18))
+        j = r["judge"]
+        draw.text((x + 2, y + 3), f"{name}: {r['steps']} steps, {r['wall_s']:.0f} s, content {j['content_dist']:.3f}, style {j['style_dist']:.3f}", fill="black")
+    grid.save(path, quality=85)
 
 
 def print_table(results: dict, pair: str, h: int, w: int, label: str) -> None:
