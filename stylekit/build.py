@@ -104,12 +104,15 @@ def mask_tensor(path: str, hw: tuple[int, int]) -> torch.Tensor:
 def initial_image(init: str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
                   previous: torch.Tensor | None) -> torch.Tensor | None:
     """Where the image starts; None means the content image (the engine's default)."""
+    def resized(image: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(image.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
+
     if previous is not None:  # a later stage: the last stage's result, upsampled
-        return F.interpolate(previous.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
+        return resized(previous)
     if init == "content":
         return None
     if init == "style":
-        return F.interpolate(styles[0], size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
+        return resized(styles[0])
     if init == "noise":
         return torch.rand(1, 3, *hw)
     return to_tensor(open_rgb(init), hw)

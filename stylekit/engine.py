@@ -49,6 +49,11 @@ class Job:
     #: Called after every step with (step, image); read `Progress.latest()` for the losses.
     on_step: Callable[[int, torch.Tensor], None] | None = None
 
+    @property
+    def layers(self) -> frozenset[str]:
+        """Every layer some loss term reads: what the backbone must produce."""
+        return frozenset(name for wt in self.terms for name in wt.term.layers)
+
 
 @dataclass
 class Result:
@@ -87,31 +92,40 @@ def prepare_backbone(backbone: Backbone, layers: frozenset[str], device: torch.d
     return backbone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
 
 
+def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """The image as the backbone runs it: in the compute precision, channels_last."""
+    return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+
+@torch.no_grad()
+def prepare_targets(job: Job, terms: list[LossTerm], place: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """Compute the content and style features once, without gradients, and let each term
+    keep what it compares against. `place` moves (or resizes) each image or mask first.
+    Returns the placed content image; the features are freed when the terms are done."""
+    content = place(job.content)
+    styles = [place(s) for s in job.styles]
+    layers = job.layers
+    targets = Targets(
+        content_image=content,
+        content=job.backbone.features(network_input(content, job.dtype), layers),
+        style_images=styles,
+        styles=[job.backbone.features(network_input(s, job.dtype), layers) for s in styles],
+        style_weights=list(job.style_weights),
+        style_masks=[place(m) for m in job.style_masks] if job.style_masks else None,
+    )
+    for term in terms:
+        term.to(content.device)
+        term.prepare(targets)
+    return content
+
+
 def run(job: Job, progress: Progress | None = None) -> Result:
     start = time.perf_counter()
     device, dtype = job.device, job.dtype
-    layers = frozenset(name for wt in job.terms for name in wt.term.layers)
+    layers = job.layers
     backbone = prepare_backbone(job.backbone, layers, device, dtype)
     backbone.checkpointing = job.checkpoint
-
-    def network_input(image: torch.Tensor) -> torch.Tensor:
-        return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
-
-    content = job.content.to(device)
-    styles = [s.to(device) for s in job.styles]
-    with torch.no_grad():
-        targets = Targets(
-            content_image=content,
-            content=backbone.features(network_input(content), layers),
-            style_images=styles,
-            styles=[backbone.features(network_input(s), layers) for s in styles],
-            style_weights=list(job.style_weights),
-            style_masks=[m.to(device) for m in job.style_masks] if job.style_masks else None,
-        )
-        for wt in job.terms:
-            wt.term.to(device)
-            wt.term.prepare(targets)
-        del targets  # terms keep what they need; free the rest before the loop
+    prepare_targets(job, [wt.term for wt in job.terms], lambda x: x.to(device))
 
     start_image = job.init if job.init is not None else job.content
     image = start_image.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
@@ -126,7 +140,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        features = extract(network_input(image), layers)
+        features = extract(network_input(image, dtype), layers)
         values = [wt.term(features, image) * wt.weight for wt in job.terms]
         total = torch.stack(values).sum()
         total.backward()

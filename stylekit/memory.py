@@ -14,9 +14,9 @@ import copy
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from .components import Targets
-from .engine import Job, prepare_backbone
+from .engine import Job, network_input, prepare_backbone, prepare_targets
 
 PROBE_LONG_SIDES = (128, 256)
 
@@ -64,20 +64,9 @@ def _tensor_bytes(obj, seen: set[int]) -> int:
 
 def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int, int, int]:
     """(targets, saved activations, largest saved tensor, image state) in bytes at size hw."""
-    backbone = job.backbone
-    layers = frozenset(name for wt in job.terms for name in wt.term.layers)
-    resize = lambda x: torch.nn.functional.interpolate(x, size=hw, mode="bilinear", align_corners=False)  # noqa: E731
+    backbone, layers = job.backbone, job.layers
     terms = [copy.deepcopy(wt.term) for wt in job.terms]
-    as_input = lambda x: x.to(job.dtype).contiguous(memory_format=torch.channels_last)  # noqa: E731
-    content = resize(job.content)
-    with torch.no_grad():
-        targets = Targets(content_image=content, content=backbone.features(as_input(content), layers),
-                          style_images=[resize(s) for s in job.styles],
-                          styles=[backbone.features(as_input(resize(s)), layers) for s in job.styles],
-                          style_weights=list(job.style_weights),
-                          style_masks=[resize(m) for m in job.style_masks] if job.style_masks else None)
-        for term in terms:
-            term.prepare(targets)
+    content = prepare_targets(job, terms, lambda x: F.interpolate(x, size=hw, mode="bilinear", align_corners=False))
     weights = {p.untyped_storage().data_ptr() for p in backbone.parameters()}
     seen: set[int] = set(weights)
     held = sum(_tensor_bytes(vars(term), seen) for term in terms)
@@ -94,7 +83,7 @@ def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int, int, int]:
 
     def closure():
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            features = backbone.features(as_input(image), layers)
+            features = backbone.features(network_input(image, job.dtype), layers)
             total = sum(term(features, image) * wt.weight for term, wt in zip(terms, job.terms))
         total.backward()
 
@@ -108,8 +97,7 @@ def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int, int, int]:
 def estimate(job: Job) -> Estimate:
     """Estimated peak memory of `job` at its size; prepares (truncates, casts) its backbone."""
     h, w = job.content.shape[-2:]
-    layers = frozenset(name for wt in job.terms for name in wt.term.layers)
-    prepare_backbone(job.backbone, layers, torch.device("cpu"), job.dtype)
+    prepare_backbone(job.backbone, job.layers, torch.device("cpu"), job.dtype)
     job.backbone.checkpointing = job.checkpoint
     sizes = [(max(16, round(h * s / max(h, w))), max(16, round(w * s / max(h, w)))) for s in PROBE_LONG_SIDES]
     probes = [_probe(job, hw) for hw in sizes]
