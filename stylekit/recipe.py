@@ -13,6 +13,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
@@ -157,14 +158,8 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     return LoadedRecipe(path, recipe, backbone_params, loss_params, *other_params, at=at)
 
 
-class _Parts:
+def _valid_parts(data: dict) -> SimpleNamespace:
     """The sections of a recipe that pass the schema on their own (None where they fail)."""
-
-    def __init__(self, **sections):
-        self.__dict__.update(sections)
-
-
-def _valid_parts(data: dict) -> _Parts:
     def valid(name: str, model, raw):
         try:
             return model.model_validate(raw)
@@ -185,7 +180,7 @@ def _valid_parts(data: dict) -> _Parts:
             sections[name] = valid(name, field.annotation, data[name])
         else:
             sections[name] = None if field.is_required() else field.default.model_copy()
-    return _Parts(**sections)
+    return SimpleNamespace(**sections)
 
 
 def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) -> list[Problem]:
