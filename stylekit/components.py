@@ -100,26 +100,63 @@ class SequentialBackbone(Backbone):
 
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
         x = self.normalize(image)
+        if self.checkpointing and torch.is_grad_enabled():
+            return self.checkpointed_features(x, layers)
         wanted = set(layers)
         out: dict[str, torch.Tensor] = {}
-        # With checkpointing, the modules between two requested layers run as one segment
-        # whose activations are recomputed in the backward pass instead of kept.
-        segmented = self.checkpointing and torch.is_grad_enabled()
-        pending: list[nn.Module] = []
+        kept = True  # whether x is referenced elsewhere: normalize may return the image itself
         for name, module in self.body.named_children():
             if not wanted:
                 break
-            if segmented:
-                pending.append(module)
-                if name in wanted:
-                    x = checkpoint(nn.Sequential(*pending), x, use_reentrant=False)
-                    pending = []
-            else:
-                x = module(x)
+            x = run_in_sequence([module], x, input_is_kept=kept)
+            kept = name in wanted
             if name in wanted:
                 out[name] = x
                 wanted.discard(name)
         return out
+
+    def checkpointed_features(self, x: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
+        """Features with activation checkpointing: the modules between two requested layers
+        run as one segment whose activations are recomputed in the backward pass; only the
+        requested layers are kept."""
+        wanted = set(layers)
+        out: dict[str, torch.Tensor] = {}
+        pending: list[nn.Module] = []
+        branches: list[tuple[str, nn.Module, torch.Tensor]] = []
+        for name, module in self.body.named_children():
+            if not wanted:
+                break
+            pending.append(module)
+            if name not in wanted:
+                continue
+            wanted.discard(name)
+            if len(pending) == 1 and wanted:
+                # A one-module segment (conv1_1, straight from the image) is cheap to run
+                # twice. As a segment boundary it would stay alive, with the gradient the
+                # losses send it, until the backward pass reaches the first block, where
+                # the peak is; so the next segment runs it again, and the losses read a
+                # copy computed after the chain, whose backward pass then comes first.
+                branches.append((name, module, x))
+                continue
+            x = checkpoint(run_in_sequence, pending, x, use_reentrant=False)
+            out[name] = x
+            pending = []
+        for name, module, source in branches:
+            out[name] = checkpoint(run_in_sequence, [module], source, use_reentrant=False)
+        return out
+
+
+def run_in_sequence(modules: list[nn.Module], x: torch.Tensor, input_is_kept: bool = True) -> torch.Tensor:
+    """Apply `modules` in turn, running each ReLU in place where what it reads is a
+    temporary: no other reference to it, so overwriting it saves one activation-sized
+    buffer (at full resolution, the largest of the step). The input itself, a requested
+    layer or the caller's tensor, is never overwritten."""
+    for index, module in enumerate(modules):
+        if type(module) is nn.ReLU and not (index == 0 and input_is_kept):
+            x = torch.relu_(x)
+        else:
+            x = module(x)
+    return x
 
 
 # ---------------------------------------------------------------- loss terms
@@ -158,6 +195,10 @@ class LossTerm(Component, nn.Module):
     default_layers: ClassVar[tuple[str, ...]] = ()
     #: Whether the term reads backbone features at all (False for pixel-space terms like TV).
     reads_features: ClassVar[bool] = True
+    #: Whose features `prepare` reads from `Targets`: "content", "style" or both. The engine
+    #: computes and keeps only those (at a large size, the content image's early layers
+    #: held while the style image runs are a large part of the peak).
+    target_images: ClassVar[frozenset[str]] = frozenset({"content", "style"})
 
     def __init__(self, params: BaseModel, layers: dict[str, float]):
         nn.Module.__init__(self)

@@ -104,12 +104,18 @@ def prepare_targets(job: Job, terms: list[LossTerm], place: Callable[[torch.Tens
     Returns the placed content image; the features are freed when the terms are done."""
     content = place(job.content)
     styles = [place(s) for s in job.styles]
-    layers = job.layers
+
+    def layers_read_from(image: str) -> frozenset[str]:
+        return frozenset(name for t in terms if image in t.target_images for name in t.layers)
+
+    def features(image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
+        return job.backbone.features(network_input(image, job.dtype), layers) if layers else {}
+
     targets = Targets(
         content_image=content,
-        content=job.backbone.features(network_input(content, job.dtype), layers),
+        content=features(content, layers_read_from("content")),
         style_images=styles,
-        styles=[job.backbone.features(network_input(s, job.dtype), layers) for s in styles],
+        styles=[features(s, layers_read_from("style")) for s in styles],
         style_weights=list(job.style_weights),
         style_masks=[place(m) for m in job.style_masks] if job.style_masks else None,
     )
@@ -138,10 +144,15 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     # Compiled only for the loop: the targets above ran once, eagerly.
     extract = torch.compile(backbone.features, dynamic=False) if job.compile else backbone.features
 
+    def objective() -> list[torch.Tensor]:
+        # A function of its own so that the features dict is released before the backward
+        # pass: autograd keeps what it needs, and nothing else of the forward stays alive.
+        features = extract(network_input(image, dtype), layers)
+        return [wt.term(features, image) * wt.weight for wt in job.terms]
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        features = extract(network_input(image, dtype), layers)
-        values = [wt.term(features, image) * wt.weight for wt in job.terms]
+        values = objective()
         total = torch.stack(values).sum()
         total.backward()
         # The gradient arrives channels_last from the network; optimizers like L-BFGS

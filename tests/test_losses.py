@@ -1,5 +1,6 @@
 """Each built-in loss term against a computation by hand."""
 
+import pytest
 import torch
 
 from stylekit.builtins.losses import ContentLoss, GramLoss, TotalVariation, gram
@@ -12,6 +13,26 @@ def test_gram_matches_hand_computation():
     expected = torch.tensor([[sum(a * b for a, b in zip(r, s)) for s in rows] for r in rows], dtype=torch.float32)
     assert torch.allclose(gram(x, "chw"), expected / 12)
     assert torch.allclose(gram(x, "hw"), expected / 6)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gram_gradient_matches_autograd_and_saves_only_the_features(layout, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(1, 8, 5, 7).to(dtype).contiguous(memory_format=layout).requires_grad_(True)
+    reference = x.detach().float().reshape(8, 35).requires_grad_(True)
+    weights = torch.randn(8, 8)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        found = gram(x, "hw")
+    assert found.dtype == torch.float32
+    assert torch.allclose(found, reference @ reference.T / 35, atol=1e-5)
+    (found * weights).sum().backward()
+    (reference @ reference.T / 35 * weights).sum().backward()
+    assert x.grad.dtype == dtype
+    assert torch.allclose(x.grad.float().reshape(8, 35), reference.grad, rtol=1e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-3)
+    # Nothing but the features themselves is kept for the backward pass: no copies.
+    assert saved and all(t.untyped_storage().data_ptr() == x.untyped_storage().data_ptr() for t in saved)
 
 
 def test_content_loss_is_mean_squared_difference_weighted_by_layer():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torchvision.models import vgg19
 
-from stylekit.builtins.vgg19 import CAFFE_FEATURE_SCALE, VGG19, layer_names
+from stylekit.builtins.vgg19 import CAFFE_FEATURE_SCALE, VGG19, layer_names, load_caffe_state
 from stylekit.errors import UserError
 
 
@@ -40,7 +40,27 @@ def test_state_dict_missing_layers_is_a_user_error(tmp_path):
 def test_caffe_weights_see_bgr_0_255_and_are_scaled():
     net = VGG19(VGG19.Params(), "caffe")
     image = torch.rand(1, 3, 16, 16)
-    conv = net.body.conv1_1
+    weight, bias = load_caffe_state()["conv1_1"]
     bgr = image.flip(1) * 255 - torch.tensor([103.939, 116.779, 123.68]).view(1, 3, 1, 1)
-    expected = torch.nn.functional.conv2d(bgr, conv.weight, conv.bias, padding=1) * CAFFE_FEATURE_SCALE
+    expected = torch.nn.functional.conv2d(bgr, weight, bias, padding=1) * CAFFE_FEATURE_SCALE
     assert torch.allclose(net.features(image, frozenset(["conv1_1"]))["conv1_1"], expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_feature_scale_folded_into_weights_scales_every_layer_exactly(pooling):
+    """The scale lives in the weights (no per-step copy), and still scales deep layers, past
+    ReLUs and pools, exactly as multiplying the features would."""
+    layers = frozenset(["conv1_1", "relu2_1", "pool3", "conv4_4", "conv5_1"])
+    torch.manual_seed(0)
+    plain = VGG19(VGG19.Params(pooling=pooling), "random")
+    torch.manual_seed(0)
+    scaled = VGG19(VGG19.Params(pooling=pooling, feature_scale=0.25), "random")
+    image = torch.rand(1, 3, 48, 48)
+    expected, found = plain.features(image, layers), scaled.features(image, layers)
+    for name in layers:
+        assert torch.allclose(found[name], expected[name] * 0.25, rtol=1e-4, atol=1e-6), name
+
+
+def test_feature_scale_must_be_positive():
+    with pytest.raises(ValueError, match="greater than 0"):
+        VGG19.Params(feature_scale=-1.0)

@@ -14,14 +14,41 @@ from ..components import LossTerm, Params, Targets
 from ..hookspecs import hookimpl
 
 
+class _Gram(torch.autograd.Function):
+    r"""$X^\top X$ in float32 for an (n, c) matrix X of any precision, saving only X itself.
+
+    Autograd's own matmul would save a float32 copy of bf16 features and form the gradient
+    of each operand separately, each the size of X; the gradient of $X^\top X$ is one
+    product, $X (G + G^\top)$, and X is already alive as the layer's output.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        wide = x.float()
+        return wide.T @ wide
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (x,) = ctx.saved_tensors
+        return (x.float() @ (grad + grad.T)).to(x.dtype)
+
+
+def feature_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(1, c, h, w) features as an (hw, c) matrix: a view, in either memory layout."""
+    _, c, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(h * w, c)
+    return features.reshape(c, h * w).T
+
+
 def gram(features: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
-    r"""Gram matrix $G = X X^\top / n$ of (1, c, h, w) features, X the c x hw matrix.
+    r"""Gram matrix $G = X X^\top / n$ of (1, c, h, w) features, X the c x hw matrix, in float32.
 
     `n` is c*h*w (the chapter's) or h*w (Gatys et al.; the style distance of judge.py).
     """
     _, c, h, w = features.shape
-    x = features.reshape(c, h * w).float()
-    return (x @ x.T) / (c * h * w if normalization == "chw" else h * w)
+    return _Gram.apply(feature_matrix(features)) / (c * h * w if normalization == "chw" else h * w)
 
 
 def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
@@ -29,9 +56,9 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str =
     to the features' size, and normalized by the region's area instead of h*w."""
     _, c, h, w = features.shape
     region = F.interpolate(mask.to(features.device, torch.float32), size=(h, w), mode="bilinear", align_corners=False)
-    x = (features.float() * region).reshape(c, h * w)
+    weighted = features.float() * region
     area = region.sum().clamp_min(1.0)
-    return (x @ x.T) / (c * area if normalization == "chw" else area)
+    return _Gram.apply(feature_matrix(weighted)) / (c * area if normalization == "chw" else area)
 
 
 class ContentLoss(LossTerm):
@@ -40,6 +67,7 @@ class ContentLoss(LossTerm):
     name = "content"
     summary = "Mean squared difference of features from the content image's (the chapter's content loss)."
     default_layers = ("conv4_4",)
+    target_images = frozenset({"content"})
 
     def prepare(self, targets: Targets) -> None:
         self.targets = {name: targets.content[name].float() for name in self.layers}
@@ -61,6 +89,7 @@ class GramLoss(LossTerm):
     name = "gram"
     summary = "Mean squared difference of Gram matrices from the style image's (optionally per region)."
     default_layers = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1")
+    target_images = frozenset({"style"})
 
     class Params(Params):
         normalization: Literal["chw", "hw"] = "chw"
@@ -99,6 +128,7 @@ class TotalVariation(LossTerm):
     name = "tv"
     summary = "Total variation of the image: mean absolute difference of neighbouring pixels, halved."
     reads_features = False
+    target_images = frozenset()
 
     def forward(self, features, image):
         image = image.float()

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from ..components import Params, SequentialBackbone
@@ -70,7 +71,7 @@ class VGG19(SequentialBackbone):
     class Params(Params):
         pooling: Literal["max", "avg"] = "max"
         #: Multiplies every feature; None: 1/57.6 for caffe weights, 1 otherwise (see above).
-        feature_scale: float | None = None
+        feature_scale: float | None = Field(default=None, gt=0)
         #: Input convention for a state-dict path; caffe and torchvision weights set their own.
         normalization: Literal["imagenet", "caffe"] = "imagenet"
 
@@ -96,6 +97,7 @@ class VGG19(SequentialBackbone):
             self.load_named_state(state)
         scale = params.feature_scale
         self.feature_scale = scale if scale is not None else (CAFFE_FEATURE_SCALE if weights == "caffe" else 1.0)
+        self.fold_feature_scale(self.feature_scale)
         if self.caffe_input:
             self.register_buffer("mean", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1))
             self.register_buffer("std", torch.full((1, 3, 1, 1), 1 / 255))
@@ -109,11 +111,22 @@ class VGG19(SequentialBackbone):
             return image * 255 - self.mean
         return (image - self.mean) / self.std
 
-    def features(self, image, layers):
-        out = super().features(image, layers)
-        if self.feature_scale != 1.0:
-            out = {name: value * self.feature_scale for name, value in out.items()}
-        return out
+    def fold_feature_scale(self, scale: float) -> None:
+        """Make every layer's output `scale` times what the weights alone give, at no cost per step.
+
+        ReLU and pooling commute with a positive factor, so scaling the first conv's weight
+        and bias and every later conv's bias scales every activation exactly. Multiplying the
+        returned features instead would keep a scaled copy of each requested layer, the
+        largest at full resolution, alive until the backward pass.
+        """
+        if scale == 1.0:
+            return
+        with torch.no_grad():
+            for i, name in enumerate(conv_names()):
+                conv = self.body.get_submodule(name)
+                if i == 0:
+                    conv.weight.mul_(scale)
+                conv.bias.mul_(scale)
 
     def load_named_state(self, state: dict[str, torch.Tensor]) -> None:
         """Load {conv_name: (weight, bias)} into the conv layers."""

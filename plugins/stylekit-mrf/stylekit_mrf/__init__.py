@@ -35,6 +35,7 @@ class MRFLoss(LossTerm):
     name = "mrf"
     summary = "Li & Wand 2016 MRF loss: each neural patch pulled to its best-matching style patch."
     default_layers = ("relu3_1", "relu4_1")
+    target_images = frozenset({"style"})
 
     class Params(Params):
         patch_size: int = Field(3, ge=1, le=7, description="patch side, in feature-map positions")

@@ -40,6 +40,7 @@ class WassersteinStyle(LossTerm):
     name = "wasserstein"
     summary = "2-Wasserstein distance between Gaussians (mean, covariance) of image and style features."
     default_layers = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+    target_images = frozenset({"style"})
 
     class Params(Params):
         eps: float = Field(1e-5, ge=0, description="added to covariance diagonals for stability")
