@@ -92,7 +92,7 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
     return Job(backbone=backbone, terms=terms, optimizer=optimizer, scheduler=scheduler,
                content=content, styles=styles, style_weights=style_weights, style_masks=masks,
                steps=stage.steps, device=device, dtype=dtype, clamp=recipe.run.clamp,
-               checkpoint=recipe.run.checkpoint, compile=recipe.run.compile,
+               checkpoint=recipe.run.checkpoint, compile=recipe.run.compile, cuda_graph=recipe.run.cuda_graph,
                init=init, ema_decay=recipe.run.ema_decay, postprocess=postprocess)
 
 

@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 
 from .components import Backbone, LossTerm, Optimizer, Scheduler, Targets
+from .errors import UserError
 
 
 @dataclass
@@ -39,6 +40,7 @@ class Job:
     clamp: bool = True
     checkpoint: bool = False
     compile: bool = False
+    cuda_graph: bool = False  # honoured on CUDA only
     #: One (1, 1, H, W) mask per style image: where each style applies (None: everywhere).
     style_masks: list[torch.Tensor] | None = None
     init: torch.Tensor | None = None  # the starting image; the content image when None
@@ -129,6 +131,8 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     start = time.perf_counter()
     device, dtype = job.device, job.dtype
     layers = job.layers
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
     backbone = prepare_backbone(job.backbone, layers, device, dtype)
     backbone.checkpointing = job.checkpoint
     prepare_targets(job, [wt.term for wt in job.terms], lambda x: x.to(device))
@@ -141,29 +145,34 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     last_row: list[torch.Tensor] = []
     average = image.detach().clone() if job.ema_decay else None
 
+    def objective(network_image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+        """The weighted loss terms, stacked. Its own function so that the features dict is
+        released before the backward pass, and so that torch.compile sees the whole step."""
+        features = backbone.features(network_image, layers)
+        return torch.stack([wt.term(features, pixels) * wt.weight for wt in job.terms])
+
     # Compiled only for the loop: the targets above ran once, eagerly.
-    extract = torch.compile(backbone.features, dynamic=False) if job.compile else backbone.features
+    evaluate = torch.compile(objective, dynamic=False) if job.compile else objective
 
-    def objective() -> list[torch.Tensor]:
-        # A function of its own so that the features dict is released before the backward
-        # pass: autograd keeps what it needs, and nothing else of the forward stays alive.
-        features = extract(network_input(image, dtype), layers)
-        return [wt.term(features, image) * wt.weight for wt in job.terms]
-
-    def closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
-        values = objective()
-        total = torch.stack(values).sum()
+    def forward_backward() -> torch.Tensor:
+        values = evaluate(network_input(image, dtype), image)
+        total = values.sum()
         total.backward()
         # The gradient arrives channels_last from the network; optimizers like L-BFGS
         # flatten it with view(), which needs the image's own (contiguous) layout.
         if not image.grad.is_contiguous():
             image.grad = image.grad.contiguous()
-        last_row[:] = [torch.stack([total, *values]).detach()]
+        last_row[:] = [torch.cat([total.detach().view(1), values.detach()])]
         return total
 
+    def eager_closure() -> torch.Tensor:
+        optimizer.zero_grad(set_to_none=True)
+        return forward_backward()
+
+    graphed = job.cuda_graph and device.type == "cuda"
+    closure = record_cuda_graph(forward_backward, image) if graphed else eager_closure
+
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
         torch.cuda.synchronize()
     setup_seconds = time.perf_counter() - start
     loop_start = time.perf_counter()
@@ -180,7 +189,8 @@ def run(job: Job, progress: Progress | None = None) -> Result:
                 image.clamp_(0, 1)
         if average is not None:
             average.lerp_(image.detach(), 1 - job.ema_decay)
-        progress.add(last_row[0])
+        # A replayed graph rewrites the same tensor every step: keep a copy (on the device).
+        progress.add(last_row[0].clone() if graphed else last_row[0])
         if job.on_step is not None:
             job.on_step(step, image if average is None else average)
     if device.type == "cuda":
@@ -188,3 +198,34 @@ def run(job: Job, progress: Progress | None = None) -> Result:
     seconds = time.perf_counter() - loop_start
     final = image.detach() if average is None else average
     return Result(final, progress.history(), seconds, setup_seconds)
+
+
+def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """Record one forward and backward pass as a CUDA graph; return a closure that replays it.
+
+    The replay writes the loss, the per-term values and `image.grad` into the same memory
+    every time, and the optimizer updates `image` in place, so the recorded pass always
+    reads the current image. Warm-up passes on a side stream come first: cuDNN's autotuning
+    and lazy initialisation may not happen during the recording.
+    """
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            image.grad = None
+            forward_backward()
+    torch.cuda.current_stream().wait_stream(side)
+    image.grad = None
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            total = forward_backward()
+    except RuntimeError as exc:
+        raise UserError(f"run.cuda_graph: the step could not be recorded as a CUDA graph ({exc}) - a loss term "
+                        "probably reads a value back to the host; set run.cuda_graph = false") from None
+
+    def replay() -> torch.Tensor:
+        graph.replay()
+        return total
+
+    return replay

@@ -141,7 +141,26 @@ def test_fp16_on_cpu_is_refused_with_a_message(stylekit_recipe):
     assert "run.precision: fp16 runs only on CUDA" in err
 
 
-def test_compiled_backbone_gives_the_eager_losses(stylekit_recipe):
+def test_cuda_graph_is_ignored_off_cuda(stylekit_recipe):
+    eager = run(load_job(stylekit_recipe, **{"run.steps": 3}))
+    graphed = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.cuda_graph": True}))
+    assert [row["total"] for row in graphed.history] == [row["total"] for row in eager.history]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.py runs the same on VGG-19)")
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_cuda_graph_replays_the_eager_steps(stylekit_recipe, optimizer):
+    settings = {"run.steps": 6, "run.device": "cuda", "optimizer.name": optimizer, "optimizer.params": {}}
+    eager = run(load_job(stylekit_recipe, **settings))
+    graphed = run(load_job(stylekit_recipe, **settings, **{"run.cuda_graph": True}))
+    totals = [row["total"] for row in graphed.history]
+    assert len(set(totals)) == len(totals), "each step's losses are kept, not the last replay's"
+    for a, b in zip(eager.history, graphed.history):
+        assert abs(a["total"] - b["total"]) <= 1e-4 * abs(a["total"])
+    assert torch.allclose(eager.image, graphed.image, atol=1e-4)
+
+
+def test_compiled_objective_gives_the_eager_losses(stylekit_recipe):
     eager = run(load_job(stylekit_recipe, **{"run.steps": 3}))
     compiled = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
     for a, b in zip(eager.history, compiled.history):
