@@ -1,22 +1,28 @@
 """Peak-memory estimate of a job, before running it (`stylekit run --dry-run`).
 
-Memory in this loop is (a) the backbone's weights, (b) what the loss terms keep as targets,
-(c) the activations autograd saves for the backward pass, (d) the gradient buffers alive
-during the backward pass, and (e) the image with its gradient and optimizer state. Rather
-than model each backbone and loss by hand, the estimate runs one real step at two small
-sizes on the CPU, counts (b), (c), (d) and (e) exactly there, and extrapolates each
-linearly in the pixel count (fixed part, such as Gram matrices, plus a per-pixel part).
+Rather than model each backbone, loss and optimizer by hand, the estimate runs the job
+itself, one step of the real engine, at two small sizes on the CPU, and watches every tensor
+the step creates: the targets, the activations autograd keeps, the gradients, the copies
+recomputed by activation checkpointing and each temporary. The largest number of bytes
+alive at once is extrapolated linearly in the pixel count (a fixed part, such as Gram
+matrices, plus a per-pixel part) to the job's size. The backbone's weights and the
+optimizer's state, which a single step does not build up, are counted apart.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.multiprocessing.reductions import StorageWeakRef
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
-from .engine import Job, network_input, prepare_backbone, prepare_targets
+from . import engine
+from .engine import Job, prepare_backbone
 
 PROBE_LONG_SIDES = (128, 256)
 
@@ -26,18 +32,16 @@ class Estimate:
     weights: int
     targets: int
     activations: int
-    backward: int
-    image_state: int
+    optimizer_state: int
 
     @property
     def total(self) -> int:
-        return self.weights + self.targets + self.activations + self.backward + self.image_state
+        return self.weights + self.targets + self.activations + self.optimizer_state
 
     def lines(self) -> list[str]:
         parts = [("backbone weights", self.weights), ("loss targets", self.targets),
-                 ("saved activations", self.activations), ("backward buffers", self.backward),
-                 ("image and optimizer state", self.image_state)]
-        return [f"  {name:<28}{human(value):>10}" for name, value in parts] + [f"  {'estimated peak':<28}{human(self.total):>10}"]
+                 ("step (activations, gradients)", self.activations), ("optimizer state", self.optimizer_state)]
+        return [f"  {name:<31}{human(value):>10}" for name, value in parts] + [f"  {'estimated peak':<31}{human(self.total):>10}"]
 
 
 def human(n: int) -> str:
@@ -45,6 +49,30 @@ def human(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return f"{n} B"
+
+
+class LiveBytes(TorchDispatchMode):
+    """Follows every tensor storage that operations create while the mode is active, and
+    records the most bytes alive at once. Storages that existed before (the weights) are
+    not counted. Sees the backward pass and checkpoint recomputation too: autograd runs
+    them under the same mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        # Forget freed storages first: their addresses may come back for new ones.
+        self.live = {key: entry for key, entry in self.live.items() if not entry[0].expired()}
+        for tensor in tree_leaves(out):
+            if isinstance(tensor, torch.Tensor) and tensor.device.type != "meta":
+                storage = tensor.untyped_storage()
+                if storage.data_ptr() not in self.live:
+                    self.live[storage.data_ptr()] = (StorageWeakRef(storage), storage.nbytes())
+        self.peak = max(self.peak, sum(size for _, size in self.live.values()))
+        return out
 
 
 def _tensor_bytes(obj, seen: set[int]) -> int:
@@ -62,43 +90,30 @@ def _tensor_bytes(obj, seen: set[int]) -> int:
     return 0
 
 
-def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int, int, int]:
-    """(targets, saved activations, largest saved tensor, image state) in bytes at size hw."""
-    backbone, layers = job.backbone, job.layers
-    terms = [copy.deepcopy(wt.term) for wt in job.terms]
-    content = prepare_targets(job, terms, lambda x: F.interpolate(x, size=hw, mode="bilinear", align_corners=False))
-    weights = {p.untyped_storage().data_ptr() for p in backbone.parameters()}
-    seen: set[int] = set(weights)
-    held = sum(_tensor_bytes(vars(term), seen) for term in terms)
+def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int]:
+    """(bytes the loss terms keep as targets, most bytes alive at once) for one real step
+    of `job` at size hw on the CPU."""
 
-    saved: dict[int, int] = {}
+    def resize(x: torch.Tensor | None) -> torch.Tensor | None:
+        return None if x is None else F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
 
-    def pack(t: torch.Tensor):
-        key = t.untyped_storage().data_ptr()
-        if key not in weights:
-            saved[key] = t.untyped_storage().nbytes()
-        return t
-
-    image = content.clone().requires_grad_(True)
-
-    def closure():
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            features = backbone.features(network_input(image, job.dtype), layers)
-            total = sum(term(features, image) * wt.weight for term, wt in zip(terms, job.terms))
-        total.backward()
-
-    closure()
-    # The image, its gradient, its cast for the network, the optimizer's state and the average.
-    copies = 2 + job.optimizer.state_copies() + (1 if job.ema_decay else 0)
-    state = round(image.numel() * (4 * copies + torch.finfo(job.dtype).bits // 8))
-    return held, sum(saved.values()), max(saved.values(), default=0), state
+    terms = [dataclasses.replace(wt, term=copy.deepcopy(wt.term)) for wt in job.terms]
+    small = dataclasses.replace(
+        job, terms=terms, steps=1, device=torch.device("cpu"), compile=False, cuda_graph=False,
+        content=resize(job.content), styles=[resize(s) for s in job.styles], init=resize(job.init),
+        style_masks=[resize(m) for m in job.style_masks] if job.style_masks else None,
+        postprocess=None, on_step=None)
+    with LiveBytes() as watch:
+        engine.run(small)
+    weights = {p.untyped_storage().data_ptr() for p in job.backbone.parameters()}
+    held = sum(_tensor_bytes(vars(wt.term), set(weights)) for wt in terms)
+    return held, watch.peak
 
 
 def estimate(job: Job) -> Estimate:
     """Estimated peak memory of `job` at its size; prepares (truncates, casts) its backbone."""
     h, w = job.content.shape[-2:]
     prepare_backbone(job.backbone, job.layers, torch.device("cpu"), job.dtype)
-    job.backbone.checkpointing = job.checkpoint
     sizes = [(max(16, round(h * s / max(h, w))), max(16, round(w * s / max(h, w)))) for s in PROBE_LONG_SIDES]
     probes = [_probe(job, hw) for hw in sizes]
     areas = [a * b for a, b in sizes]
@@ -109,7 +124,8 @@ def estimate(job: Job) -> Estimate:
         return max(0, round(q1 + per_pixel * (h * w - a1)))
 
     weights = sum(p.numel() * p.element_size() for p in job.backbone.parameters())
-    # The backward pass holds the gradient of the layer it is in and of its input: about
-    # two of the largest activations at once.
-    return Estimate(weights=weights, targets=extrapolate(0), activations=extrapolate(1),
-                    backward=2 * extrapolate(2), image_state=extrapolate(3))
+    targets, peak = extrapolate(0), extrapolate(1)
+    # Built up over the steps, so absent from a one-step probe: the optimizer's own state
+    # (Adam's moments, L-BFGS's history) and the moving average of the iterates.
+    state = round(3 * h * w * 4 * (job.optimizer.state_copies() + (1 if job.ema_decay else 0)))
+    return Estimate(weights=weights, targets=targets, activations=max(0, peak - targets), optimizer_state=state)

@@ -3,7 +3,7 @@
 import torch
 
 from stylekit.engine import run
-from stylekit.memory import _probe, estimate
+from stylekit.memory import LiveBytes, _probe, estimate
 from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
 from test_engine import load_job  # noqa: E402
 
@@ -24,12 +24,23 @@ def test_extrapolated_estimate_matches_a_direct_count_at_the_size(stylekit_recip
     job = load_job(stylekit_recipe, **{"output.width": 320})
     found = estimate(job)
     h, w = job.content.shape[-2:]
-    targets, saved, largest, state = _probe(job, (h, w))
-    assert abs(found.activations - saved) <= 0.05 * saved
+    targets, peak = _probe(job, (h, w))
     assert abs(found.targets - targets) <= 0.05 * targets
-    assert abs(found.image_state - state) <= 0.05 * state
-    # image, gradient and Adam's two moments in float32, and the image cast for the network
-    assert state == (4 + 1) * 3 * h * w * 4
+    assert abs(found.targets + found.activations - peak) <= 0.05 * peak
+    # The tiny backbone's weights are counted apart, Adam's two moments from the formula.
+    assert found.optimizer_state == 2 * 3 * h * w * 4
+
+
+def test_live_bytes_counts_new_tensors_and_the_backward_pass():
+    x = torch.ones(1000, requires_grad=True)  # made before: not counted
+    with LiveBytes() as forward_only:
+        a = x * 2
+        b = a * 3
+    assert forward_only.peak == 8000 and a.numel() + b.numel() == 2000
+    with LiveBytes() as both:
+        total = (torch.relu(x * 2) * 3).sum()  # ReLU keeps its output for the backward pass
+        total.backward()
+    assert both.peak > 8000 and x.grad is not None
 
 
 def test_lbfgs_state_is_two_images_per_history_entry(tmp_path):
@@ -37,7 +48,7 @@ def test_lbfgs_state_is_two_images_per_history_entry(tmp_path):
     short = estimate(load_job(write_recipe(tmp_path / "a", body.format(5))))
     long = estimate(load_job(write_recipe(tmp_path / "b", body.format(25))))
     image_bytes = 3 * 48 * 64 * 4
-    assert long.image_state - short.image_state == 2 * 20 * image_bytes
+    assert long.optimizer_state - short.optimizer_state == 2 * 20 * image_bytes
 
 
 def test_checkpointing_saves_activation_memory_and_keeps_the_result(tmp_path):
@@ -45,7 +56,9 @@ def test_checkpointing_saves_activation_memory_and_keeps_the_result(tmp_path):
     recipe = write_recipe(tmp_path, VGG_LOSSES, head=head)
     plain = load_job(recipe, **{"run.steps": 2})
     checkpointed = load_job(recipe, **{"run.steps": 2, "run.checkpoint": True})
-    assert estimate(checkpointed).activations < 0.6 * estimate(plain).activations
+    # The estimate watches a real step, the recomputed segments included: about two thirds
+    # here (the layers these losses read are kept either way).
+    assert estimate(checkpointed).activations < 0.7 * estimate(plain).activations
     a, b = run(load_job(recipe, **{"run.steps": 2})), run(load_job(recipe, **{"run.steps": 2, "run.checkpoint": True}))
     assert abs(a.history[-1]["total"] - b.history[-1]["total"]) <= 1e-4 * a.history[-1]["total"]
     assert torch.allclose(a.image, b.image, atol=1e-5)
