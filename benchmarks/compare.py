@@ -58,11 +58,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", choices=PAIRS, default="chapter")
     parser.add_argument("--tools", default="seed,pastiche,stylekit")
-    parser.add_argument("--recipe", default="recipes/gatys.toml")
+    parser.add_argument("--recipe", action="append", default=[],
+                        help="PATH or LABEL=PATH, repeatable: each is a stylekit entry (default stylekit=recipes/gatys.toml)")
     parser.add_argument("--steps", type=int, default=500, help="steps of the seed reference and pastiche")
     parser.add_argument("--stylekit-steps", type=int, default=None, help="override the recipe's steps")
     parser.add_argument("--set", action="append", default=[], help="passed to stylekit run --set")
-    parser.add_argument("--label", default="stylekit", help="name of the stylekit entry (to keep several recipes)")
+    parser.add_argument("--label", default="stylekit", help="name of the stylekit entry when --recipe has no LABEL=")
     parser.add_argument("--out", default="bench-out")
     parser.add_argument("--figure", help="also write the outputs side by side, with their scores, to this image")
     args = parser.parse_args()
@@ -77,7 +78,8 @@ def main() -> None:
     # Runs of other tools from an earlier invocation on the same pair are kept and reported.
     saved = out / "results.json"
     results: dict[str, dict] = json.loads(saved.read_text()) if saved.exists() else {}
-    tools = [args.label if t == "stylekit" else t for t in tools]
+    recipes = dict(r.split("=", 1) if "=" in r else (args.label, r) for r in args.recipe or ["recipes/gatys.toml"])
+    tools = [name for t in tools for name in (recipes if t == "stylekit" else [t])]
     for name in tools:
         results.pop(name, None)
 
@@ -92,31 +94,31 @@ def main() -> None:
         r = timed([sys.executable, "-m", "pastiche", "--content", str(content), "--styles", str(style), "--output", str(png),
                    "--size", str(w), "--num-steps", str(args.steps), "--seed", "0"], out / "pastiche.log")
         results["pastiche"] = {**r, "steps": args.steps, "s_per_step": r["wall_s"] / args.steps, "image": str(png)}
-    if args.label in tools:
-        png = out / f"{args.label}.png"
-        cmd = [str(Path(sys.executable).parent / "stylekit"), "run", args.recipe, "--content", str(content), "--style", str(style),
+    for label in (name for name in tools if name in recipes):
+        png = out / f"{label}.png"
+        cmd = [str(Path(sys.executable).parent / "stylekit"), "run", recipes[label], "--content", str(content), "--style", str(style),
                "--output", str(png), "--set", f"output.width={w}", "--set", f"output.height={h}", "--set", "output.save_every=10"]
         if args.stylekit_steps:
             cmd += ["--steps", str(args.stylekit_steps)]
         for s in args.set:
             cmd += ["--set", s]
-        r = timed(cmd, out / f"{args.label}.log")
+        r = timed(cmd, out / f"{label}.log")
         record = json.loads(png.with_suffix(".json").read_text())
-        results[args.label] = {**r, "steps": len(record["losses"]), "s_per_step": record["seconds_per_step"],
+        results[label] = {**r, "steps": len(record["losses"]), "s_per_step": record["seconds_per_step"],
                                "setup_s": record["setup_seconds"], "precision": record["precision"], "image": str(png)}
 
     for name in tools:
         if name in results:
             results[name]["judge"] = judge(Path(results[name]["image"]), content, style)
 
-    if args.label in tools and "seed" in results:
+    for label in (name for name in tools if name in recipes and "seed" in results):
         # Time to the seed's final quality: first intermediate (every 10 steps) at or below both scores.
         target = results["seed"]["judge"]
-        sk = results[args.label]
+        sk = results[label]
         per_step = sk["s_per_step"]
-        steps = sorted(int(p.stem.split(".step")[1]) for p in out.glob(f"{args.label}.step*.png")) + [sk["steps"]]
+        steps = sorted(int(p.stem.split(".step")[1]) for p in out.glob(f"{label}.step*.png")) + [sk["steps"]]
         for step in steps:
-            image = out / (f"{args.label}.step{step:05d}.png" if step != sk["steps"] else f"{args.label}.png")
+            image = out / (f"{label}.step{step:05d}.png" if step != sk["steps"] else f"{label}.png")
             with Image.open(image) as img:
                 if img.size != (w, h):  # an earlier, smaller stage: not comparable
                     continue
@@ -127,7 +129,7 @@ def main() -> None:
                                               "wall_s": sk["wall_s"] - (sk["steps"] - step) * per_step, "judge": score}
                 break
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    print_table(results, args.pair, h, w, args.label)
+    print_table(results, args.pair, h, w)
     if args.figure:
         draw_figure(results, Path(args.figure), w, h)
 
@@ -148,7 +150,7 @@ def draw_figure(results: dict, path: Path, w: int, h: int) -> None:
     grid.save(path, quality=85)
 
 
-def print_table(results: dict, pair: str, h: int, w: int, label: str) -> None:
+def print_table(results: dict, pair: str, h: int, w: int) -> None:
     seed = results.get("seed")
     print(f"\n{pair} pair, {w}x{h}, {os.cpu_count()} CPUs")
     print(f"{'tool':<10}{'steps':>6}{'wall s':>9}{'s/step':>8}{'peak MB':>9}{'content':>9}{'style':>8}  ratios vs seed")
@@ -158,10 +160,11 @@ def print_table(results: dict, pair: str, h: int, w: int, label: str) -> None:
         if seed and name != "seed":
             ratio = f"wall {seed['wall_s'] / r['wall_s']:.2f}x faster, s/step {seed['s_per_step'] / r['s_per_step']:.2f}x, memory {r['peak_rss_mb'] / seed['peak_rss_mb']:.2f}x"
         print(f"{name:<10}{r['steps']:>6}{r['wall_s']:>9.1f}{r['s_per_step']:>8.3f}{r['peak_rss_mb']:>9.0f}{j['content_dist']:>9.3f}{j['style_dist']:>8.3f}  {ratio}")
-    ttq = results.get(label, {}).get("time_to_seed_quality")
-    if ttq and seed:
-        print(f"{label} reaches the seed's final quality at step {ttq['step']}: {ttq['wall_s']:.1f} s wall "
-              f"({seed['wall_s'] / ttq['wall_s']:.1f}x less than the seed's {seed['wall_s']:.1f} s)")
+    for label, r in results.items():
+        ttq = r.get("time_to_seed_quality")
+        if ttq and seed:
+            print(f"{label} reaches the seed's final quality at step {ttq['step']}: {ttq['wall_s']:.1f} s wall "
+                  f"({seed['wall_s'] / ttq['wall_s']:.1f}x less than the seed's {seed['wall_s']:.1f} s)")
 
 
 if __name__ == "__main__":
