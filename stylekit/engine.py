@@ -15,7 +15,7 @@ from typing import Callable
 import torch
 
 from .components import Backbone, LossTerm, Optimizer, Scheduler, Targets
-from .errors import UserError
+from .errors import Problem, UserError
 
 
 @dataclass
@@ -221,8 +221,8 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch
         with torch.cuda.graph(graph):
             total = forward_backward()
     except RuntimeError as exc:
-        raise UserError(f"run.cuda_graph: the step could not be recorded as a CUDA graph ({exc}) - a loss term "
-                        "probably reads a value back to the host; set run.cuda_graph = false") from None
+        raise UserError(Problem(f"the step could not be recorded as a CUDA graph ({exc}) - a loss term probably "
+                                "reads a value back to the host; set run.cuda_graph = false", field="run.cuda_graph")) from None
 
     def replay() -> torch.Tensor:
         graph.replay()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import platform
 import sys
@@ -70,6 +71,8 @@ def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None =
             result = run(job, progress)
             offset[0] += stage.steps
             seconds, setup = seconds + result.seconds, setup + result.setup_seconds
+    except UserError as exc:  # raised during the run (a plugin, the graph recording): name the recipe
+        raise UserError([dataclasses.replace(p, file=p.file or str(loaded.path)) for p in exc.problems]) from None
     except torch.OutOfMemoryError:
         h, w = job.content.shape[-2:]
         raise UserError(f"{loaded.path}: ran out of memory on {job.device} at {w}x{h} - lower output.width, "

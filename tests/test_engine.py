@@ -165,3 +165,28 @@ def test_compiled_objective_gives_the_eager_losses(stylekit_recipe):
     compiled = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
     for a, b in zip(eager.history, compiled.history):
         assert abs(a["total"] - b["total"]) <= 1e-4 * abs(a["total"])
+
+
+def test_user_errors_raised_during_the_run_name_the_recipe(stylekit_recipe):
+    from stylekit.builtins.losses import TotalVariation
+    from stylekit.errors import Problem, UserError
+    from stylekit.hookspecs import hookimpl
+    from stylekit.plugins import PluginInfo
+
+    class Picky(TotalVariation):
+        name = "picky"
+
+        def prepare(self, targets):
+            raise UserError(Problem("needs a square image - crop it first", field="loss[0]"))
+
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register):
+            register(Picky)
+
+    registry = tiny_registry([(Plugin(), PluginInfo("picky", "stylekit-picky", "1.0"))])
+    stylekit_recipe.write_text(stylekit_recipe.read_text().replace('name = "tv"', 'name = "picky"'))
+    status, _, err = run_cli("run", str(stylekit_recipe), registry=registry)
+    assert status == 2 and "Traceback" not in err
+    assert f"{stylekit_recipe}: loss[0]: needs a square image - crop it first" in err
+    assert not (stylekit_recipe.parent / "out").exists()
