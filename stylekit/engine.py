@@ -221,8 +221,10 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch
         with torch.cuda.graph(graph):
             total = forward_backward()
     except RuntimeError as exc:
-        raise UserError(Problem(f"the step could not be recorded as a CUDA graph ({exc}) - a loss term probably "
-                                "reads a value back to the host; set run.cuda_graph = false", field="run.cuda_graph")) from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(Problem(f"the step could not be recorded as a CUDA graph ({first_line}) - a loss term "
+                                "probably waits for the GPU (.item(), torch.linalg.eigh and the like); "
+                                "set run.cuda_graph = false", field="run.cuda_graph")) from None
 
     def replay() -> torch.Tensor:
         graph.replay()
