@@ -190,3 +190,14 @@ def test_user_errors_raised_during_the_run_name_the_recipe(stylekit_recipe):
     assert status == 2 and "Traceback" not in err
     assert f"{stylekit_recipe}: loss[0]: needs a square image - crop it first" in err
     assert not (stylekit_recipe.parent / "out").exists()
+
+
+def test_running_a_recipe_does_not_import_torchvision():
+    """torchvision is only for its weights (backbone.weights = "torchvision"); importing it
+    costs every run about a second of start-up."""
+    import subprocess
+    import sys
+
+    code = ("import sys, stylekit.cli, stylekit.runner, stylekit.build, stylekit.builtins.vgg19, stylekit.images; "
+            "sys.exit('torchvision' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
