@@ -201,3 +201,16 @@ def test_running_a_recipe_does_not_import_torchvision():
     code = ("import sys, stylekit.cli, stylekit.runner, stylekit.build, stylekit.builtins.vgg19, stylekit.images; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_targets_compute_only_the_layers_each_image_is_read_at(stylekit_recipe):
+    """The content loss reads the content image at c3, the Gram loss the style image at r1
+    and r2 (LossTerm.target_images): nothing else is computed or kept."""
+    from stylekit.engine import prepare_targets
+
+    job = load_job(stylekit_recipe)
+    asked = []
+    features = job.backbone.features
+    job.backbone.features = lambda image, layers: asked.append(set(layers)) or features(image, layers)
+    prepare_targets(job, [wt.term for wt in job.terms], lambda x: x)
+    assert asked == [{"c3"}, {"r1", "r2"}]
