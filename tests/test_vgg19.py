@@ -64,3 +64,23 @@ def test_feature_scale_folded_into_weights_scales_every_layer_exactly(pooling):
 def test_feature_scale_must_be_positive():
     with pytest.raises(ValueError, match="greater than 0"):
         VGG19.Params(feature_scale=-1.0)
+
+
+def test_checkpointed_features_and_gradients_match_the_plain_pass():
+    """Including conv1_1, which checkpointing recomputes as a branch off the image."""
+    torch.manual_seed(0)
+    net = VGG19(VGG19.Params(), "random").requires_grad_(False)
+    layers = frozenset(["conv1_1", "conv2_1", "relu3_1", "conv4_2"])
+    image = torch.rand(1, 3, 40, 48)
+    results = []
+    for checkpointing in (False, True):
+        net.checkpointing = checkpointing
+        x = image.clone().requires_grad_(True)
+        found = net.features(x, layers)
+        sum((value ** 2).mean() for value in found.values()).backward()
+        results.append((found, x.grad))
+    (plain, plain_grad), (checked, checked_grad) = results
+    assert set(checked) == set(layers)
+    for name in layers:
+        assert torch.allclose(plain[name], checked[name], atol=1e-5), name
+    assert torch.allclose(plain_grad, checked_grad, rtol=1e-4, atol=1e-7)
