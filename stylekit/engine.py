@@ -100,12 +100,12 @@ def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
 
 
 @torch.no_grad()
-def prepare_targets(job: Job, terms: list[LossTerm], place: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """Compute the content and style features once, without gradients, and let each term
-    keep what it compares against. `place` moves (or resizes) each image or mask first.
-    Returns the placed content image; the features are freed when the terms are done."""
-    content = place(job.content)
-    styles = [place(s) for s in job.styles]
+def prepare_targets(job: Job, device: torch.device) -> None:
+    """Compute the content and style features once, on `device` and without gradients, and
+    let each term keep what it compares against; the features are freed when they are done."""
+    terms = [wt.term for wt in job.terms]
+    content = job.content.to(device)
+    styles = [s.to(device) for s in job.styles]
 
     def layers_read_from(image: str) -> frozenset[str]:
         return frozenset(name for t in terms if image in t.target_images for name in t.layers)
@@ -119,12 +119,11 @@ def prepare_targets(job: Job, terms: list[LossTerm], place: Callable[[torch.Tens
         style_images=styles,
         styles=[features(s, layers_read_from("style")) for s in styles],
         style_weights=list(job.style_weights),
-        style_masks=[place(m) for m in job.style_masks] if job.style_masks else None,
+        style_masks=[m.to(device) for m in job.style_masks] if job.style_masks else None,
     )
     for term in terms:
-        term.to(content.device)
+        term.to(device)
         term.prepare(targets)
-    return content
 
 
 def run(job: Job, progress: Progress | None = None) -> Result:
@@ -135,7 +134,7 @@ def run(job: Job, progress: Progress | None = None) -> Result:
         torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
     backbone = prepare_backbone(job.backbone, layers, device, dtype)
     backbone.checkpointing = job.checkpoint
-    prepare_targets(job, [wt.term for wt in job.terms], lambda x: x.to(device))
+    prepare_targets(job, device)
 
     start_image = job.init if job.init is not None else job.content
     image = start_image.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)

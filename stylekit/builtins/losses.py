@@ -128,7 +128,6 @@ class TotalVariation(LossTerm):
     name = "tv"
     summary = "Total variation of the image: mean absolute difference of neighbouring pixels, halved."
     reads_features = False
-    target_images = frozenset()
 
     def forward(self, features, image):
         image = image.float()
