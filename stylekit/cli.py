@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import UserError
 
 
@@ -32,6 +33,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylekit", description="Neural style transfer from TOML recipes.")
+    parser.add_argument("--version", action="version", version=f"stylekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a recipe and write the stylized image")
@@ -61,21 +63,22 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args) -> dict:
-    from .recipe import parse_override
+    from .overrides import Overrides, parse_override, with_cwd_paths
 
-    overrides = {}
+    overrides = Overrides()
     # Paths given on the command line are relative to the current directory, not the recipe.
     if args.content:
-        overrides[("images", "content")] = str(Path(args.content).resolve())
+        overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {args.content}")
     if args.style:
-        overrides[("images", "style")] = [str(Path(p).resolve()) for p in args.style]
+        overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
+                      " ".join(f"--style {p}" for p in args.style))
     if args.output:
-        overrides[("output", "path")] = str(Path(args.output).resolve())
+        overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {args.output}")
     if args.steps is not None:
-        overrides[("run", "steps")] = args.steps
+        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
     for text in args.set:
         key, value = parse_override(text)
-        overrides[key] = value
+        overrides.add(key, with_cwd_paths(key, value), f"--set {text}")
     return overrides
 
 

@@ -18,8 +18,10 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
+from . import checks
 from .components import Backbone
 from .errors import Problem, UserError, did_you_mean
+from .overrides import apply_override, parse_override  # noqa: F401 (parse_override: re-exported)
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from .tomlpos import dotted, key_lines, line_of
@@ -48,51 +50,18 @@ class LoadedRecipe:
         return self.recipe.model_dump(mode="json")
 
 
-# ---------------------------------------------------------------- overrides
-
-
-def parse_override(text: str) -> tuple[tuple, Any]:
-    """'optimizer.params.lr=0.5' -> (('optimizer', 'params', 'lr'), 0.5); values are TOML."""
-    if "=" not in text:
-        raise UserError(Problem(f"--set '{text}': write KEY=VALUE, e.g. --set optimizer.params.lr=0.5"))
-    key, value = text.split("=", 1)
-    path: list = []
-    for part in key.strip().replace("[", ".").replace("]", "").split("."):
-        if not part:
-            raise UserError(Problem(f"--set '{text}': empty part in key '{key}'"))
-        path.append(int(part) if part.isdigit() else part)
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()  # a bare word: take it as a string
-    return tuple(path), parsed
-
-
-def apply_override(data: dict, path: tuple, value: Any) -> None:
-    node = data
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                raise UserError(Problem(f"--set {dotted(path)}: there is no {dotted(path[:i + 1])} in the recipe"))
-            node = node[part]
-        else:
-            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
-    last = path[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise UserError(Problem(f"--set {dotted(path)}: there is no {dotted(path)} in the recipe"))
-    node[last] = value
-
-
 # ---------------------------------------------------------------- loading
 
 
 def read_toml(path: Path) -> tuple[dict, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: editors that save a byte-order mark
     except FileNotFoundError:
         raise UserError(Problem("recipe file not found - check the path", file=str(path))) from None
+    except IsADirectoryError:
+        raise UserError(Problem("this is a folder, not a recipe file - give the .toml file", file=str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
     try:
@@ -107,9 +76,10 @@ def read_toml(path: Path) -> tuple[dict, str]:
 def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any] | None = None) -> LoadedRecipe:
     path = Path(path)
     data, text = read_toml(path)
+    flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
-        apply_override(data, key, value)
-    at = _locator(path, key_lines(text))
+        apply_override(data, key, value, flags.get(key))
+    at = _locator(path, key_lines(text), getattr(overrides, "flag_for", None))
     problems: list[Problem] = []
     try:
         recipe = Recipe.model_validate(data)
@@ -129,9 +99,11 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
             parts.images.style_masks = [_resolve(base, p) for p in parts.images.style_masks]
         if parts.images.init not in INIT_CHOICES:
             parts.images.init = _resolve(base, parts.images.init)
-        problems += _check_images(parts.images, at)
+        sizes, found = checks.read_images(parts.images, at)
+        problems += found
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
+        problems += checks.output_problems(parts, at)
 
     backbone_cls = backbone_params = None
     if parts.backbone is not None:
@@ -139,11 +111,13 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
         backbone_params = _params(registry, backbone_cls, parts.backbone.params, ("backbone", "params"), at, problems)
         if backbone_cls is not None:
             problems += _resolve_weights(parts.backbone, backbone_cls, base, at)
-    loss_params = []
+    loss_params, loss_classes = [], []
     for i, spec in enumerate(parts.loss or []):
         if spec is None:
+            loss_classes.append(None)
             continue
         cls = _component(registry, "loss", spec.name, ("loss", i, "name"), at, problems)
+        loss_classes.append(cls)
         loss_params.append(_params(registry, cls, spec.params, ("loss", i, "params"), at, problems))
         if cls is not None and backbone_cls is not None and backbone_params is not None:
             problems += _check_layers(spec, cls, backbone_cls, backbone_params, i, at)
@@ -153,6 +127,8 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
         if spec is not None:
             cls = _component(registry, kind, spec.name, (kind, "name"), at, problems)
             other_params.append(_params(registry, cls, spec.params, (kind, "params"), at, problems))
+    if parts.images is not None:
+        problems += checks.size_problems(parts, sizes, backbone_cls, backbone_params, loss_classes, at)
     if problems or recipe is None:
         raise UserError(problems)
     return LoadedRecipe(path, recipe, backbone_params, loss_params, *other_params, at=at)
@@ -195,8 +171,11 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(path: Path, lines: dict):
+def _locator(path: Path, lines: dict, flag_for=None):
     def at(loc: tuple, message: str) -> Problem:
+        flag = flag_for(loc) if flag_for else None
+        if flag:  # the value came from the command line: name the flag, not the recipe's line
+            return Problem(message, file=flag, field=dotted(loc) or None)
         return Problem(message, file=str(path), line=line_of(lines, loc), field=dotted(loc) or None)
     return at
 
@@ -277,20 +256,6 @@ def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_pa
         if name not in known:
             loc = ("loss", index, "layers", j if isinstance(spec.layers, list) else name)
             problems.append(at(loc, f"unknown layer '{name}' of backbone '{backbone_cls.name}'{did_you_mean(name, known)}"))
-    return problems
-
-
-def _check_images(images: ImagesSpec, at) -> list[Problem]:
-    from .images import check_image
-
-    problems = []
-    init = [(("images", "init"), images.init)] if images.init not in INIT_CHOICES else []
-    init += [(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
-    for loc, path in [(("images", "content"), images.content),
-                      *((("images", "style", i), p) for i, p in enumerate(images.style)), *init]:
-        reason = check_image(path)
-        if reason:
-            problems.append(at(loc, f"{reason}: {path}"))
     return problems
 
 
