@@ -8,7 +8,7 @@ from these models and their `#:` comments.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,7 +16,14 @@ from .errors import did_you_mean
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # nan and inf are never meant: a NaN weight turns every step's loss NaN.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+#: A weight: finite and not negative (a negative weight would maximize its term).
+Weight = Annotated[float, Field(ge=0)]
+#: Pillow's own limit (its DecompressionBombError is raised at twice this).
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 INIT_CHOICES = ("content", "style", "noise")
@@ -28,7 +35,7 @@ class ImagesSpec(Strict):
     #: One style image or several, blended by `style_weights`.
     style: list[str] = Field(min_length=1)
     #: Blend weights of the style images (normalized to sum to 1); equal when absent.
-    style_weights: list[float] | None = None
+    style_weights: list[Weight] | None = None
     #: Spatial control: one mask image per style (white: this style applies, black: not);
     #: where no mask is white, no style applies. Read by the `gram` loss.
     style_masks: list[str] | None = None
@@ -43,6 +50,23 @@ class ImagesSpec(Strict):
     #: content's colour back; "histogram" matches the style image's colours to the content's
     #: before the run (Gatys et al. 2017). "none": the style's colours.
     preserve_colors: Literal["none", "luminance", "histogram"] = "none"
+    #: The colour transparent parts of an image (PNG, GIF, WebP with alpha) are composited
+    #: on: a name ("white", "black", "gray") or "#rrggbb".
+    background: str = "white"
+    #: The largest image (width x height) read; larger files are refused before decoding,
+    #: which protects against decompression bombs. Raise it for very large photos.
+    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+
+    @field_validator("background")
+    @classmethod
+    def known_colour(cls, value: str):
+        from PIL import ImageColor
+
+        try:
+            ImageColor.getrgb(value)
+        except ValueError:
+            raise ValueError(f"unknown colour '{value}' - use a name like \"white\" or \"#rrggbb\"") from None
+        return value
 
     @field_validator("style", mode="before")
     @classmethod
@@ -94,12 +118,12 @@ class BackboneSpec(Strict):
 class LossSpec(Strict):
     #: A registered loss term (`stylekit plugins` lists them).
     name: str
-    #: The term's weight in the total loss.
-    weight: float = 1.0
+    #: The term's weight in the total loss (finite, not negative).
+    weight: Weight = 1.0
     #: Layers the term reads: a list, or a table of layer -> per-layer weight.
-    layers: list[str] | dict[str, float] | None = None
+    layers: list[str] | dict[str, Weight] | None = None
     #: Per-layer weights for a list of `layers`, in the same order.
-    layer_weights: list[float] | None = None
+    layer_weights: list[Weight] | None = None
     #: The loss term's own params, checked against its Params model.
     params: dict[str, Any] = {}
 
