@@ -55,17 +55,17 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
     dtype = resolve_precision(recipe.run.precision, device)
 
     images = recipe.images
-    content_img = open_rgb(images.content)
+    content_img = open_rgb(images.content, images)
     hw = output_size(content_img, stage.width, stage.height)
     content = to_tensor(content_img, hw)
     styles = []
     for path in images.style:
-        img = open_rgb(path)
+        img = open_rgb(path, images)
         styles.append(to_tensor(img, style_size(img, hw, images.style_scale, images.style_fit)))
     raw_weights = images.style_weights or [1.0] * len(styles)
     style_weights = [w / sum(raw_weights) for w in raw_weights]
 
-    masks = [mask_tensor(path, hw) for path in images.style_masks] if images.style_masks else None
+    masks = [mask_tensor(path, hw, images) for path in images.style_masks] if images.style_masks else None
     postprocess = None
     if images.preserve_colors == "histogram":
         styles = [colour.match_colour_histogram(s, content) for s in styles]
@@ -75,7 +75,7 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
         content = colour.luminance_image(original)
         postprocess = lambda result: colour.combine_luminance(result, original)  # noqa: E731
 
-    init = initial_image(images.init, hw, content, styles, previous)
+    init = initial_image(images.init, hw, content, styles, previous, images)
     backbone = backbone or build_backbone(loaded, registry)
     if recipe.run.checkpoint and not backbone.supports_checkpointing:
         raise UserError(loaded.at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
@@ -96,13 +96,13 @@ def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = No
                init=init, ema_decay=recipe.run.ema_decay, postprocess=postprocess)
 
 
-def mask_tensor(path: str, hw: tuple[int, int]) -> torch.Tensor:
+def mask_tensor(path: str, hw: tuple[int, int], spec=None) -> torch.Tensor:
     """A (1, 1, H, W) mask in [0, 1] from an image's luminance, at the output's size."""
-    return to_tensor(open_rgb(path), hw).mean(dim=1, keepdim=True)
+    return to_tensor(open_rgb(path, spec), hw).mean(dim=1, keepdim=True)
 
 
 def initial_image(init: str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
-                  previous: torch.Tensor | None) -> torch.Tensor | None:
+                  previous: torch.Tensor | None, spec=None) -> torch.Tensor | None:
     """Where the image starts; None means the content image (the engine's default)."""
     def resized(image: torch.Tensor) -> torch.Tensor:
         return F.interpolate(image.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
@@ -115,4 +115,4 @@ def initial_image(init: str, hw: tuple[int, int], content: torch.Tensor, styles:
         return resized(styles[0])
     if init == "noise":
         return torch.rand(1, 3, *hw)
-    return to_tensor(open_rgb(init), hw)
+    return to_tensor(open_rgb(init, spec), hw)
