@@ -21,6 +21,7 @@ from .images import save_atomic, to_image, write_text_atomic
 from .plugins import Registry
 from .recipe import LoadedRecipe
 from .report import plot_losses, strip
+from .resources import failure_message, pre_run_warnings
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -60,6 +61,8 @@ def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None =
     h, w = first.content.shape[-2:]
     print(f"stylekit {__version__}: {loaded.path} -> {output} ({w}x{h}, {total_steps} steps, "
           f"{first.device.type}, {dtype_name(first.dtype)})", file=stream, flush=True)
+    for warning in pre_run_warnings(first, stages):
+        print(f"warning: {warning}", file=stream, flush=True)
     job, result, seconds, setup = first, None, 0.0, 0.0
     last_print["time"] = time.perf_counter()
     try:
@@ -73,10 +76,11 @@ def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None =
             seconds, setup = seconds + result.seconds, setup + result.setup_seconds
     except UserError as exc:  # raised during the run (a plugin, the graph recording): name the recipe
         raise UserError([dataclasses.replace(p, file=p.file or str(loaded.path)) for p in exc.problems]) from None
-    except torch.OutOfMemoryError:
-        h, w = job.content.shape[-2:]
-        raise UserError(f"{loaded.path}: ran out of memory on {job.device} at {w}x{h} - lower output.width, "
-                        "use run.precision = \"bf16\", a smaller L-BFGS history, or fewer/shallower layers") from None
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
+        message = failure_message(exc, job.device, tuple(job.content.shape[-2:]))
+        if message is None:
+            raise
+        raise UserError(f"{loaded.path}: {message}") from None
     result.seconds, result.setup_seconds = seconds, setup
     final = job.postprocess(result.image) if job.postprocess else result.image
     save_atomic(to_image(final), output)
