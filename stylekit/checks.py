@@ -37,7 +37,7 @@ def read_images(images, at) -> tuple[dict[str, Size], list[Problem]]:
         try:
             img = open_rgb(path, images, warn=True)
         except UserError as exc:
-            problems.append(at(loc, exc.problems[0].message))
+            problems.append(at(loc, f"{exc.problems[0].message}: {path}"))
             continue
         sizes[path] = Size(width=img.width, height=img.height)
     return sizes, problems
@@ -70,6 +70,8 @@ def size_problems(parts, sizes: dict[str, Size], backbone_cls, backbone_params, 
     problems = []
     for index, (width, height, loc) in enumerate(_stages(parts)):
         h, w = output_size(content, width, height)
+        if loc == ("output", "width") and height and h < need <= w:
+            loc = ("output", "height")
         stage = f" in stage {index + 1}" if parts.stage else ""
         if min(h, w) < need:
             problems.append(at(loc, f"the output would be {w}x{h} pixels{stage}, too small for backbone "

@@ -67,12 +67,12 @@ def overrides_from(args) -> dict:
 
     overrides = Overrides()
     # Paths given on the command line are relative to the current directory, not the recipe.
-    if args.content:
+    if args.content is not None:
         overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {args.content}")
     if args.style:
         overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
                       " ".join(f"--style {p}" for p in args.style))
-    if args.output:
+    if args.output is not None:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {args.output}")
     if args.steps is not None:
         overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")

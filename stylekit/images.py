@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from .errors import UserError
+from .errors import Problem, UserError
 
 
 def check_image(path: str) -> str | None:
@@ -25,6 +25,8 @@ def check_image(path: str) -> str | None:
     try:
         with _opened(path, None) as img:
             img.verify()
+    except UserError as exc:
+        return exc.problems[0].message
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         return f"not a readable image ({type(exc).__name__})"
     return None
@@ -45,7 +47,7 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     except UserError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
+        raise UserError(Problem(f"not a readable image ({exc})", file=path)) from None
 
 
 @contextlib.contextmanager
@@ -63,9 +65,9 @@ def _opened(path: str, spec):
             Image.MAX_IMAGE_PIXELS = saved
     with img:
         if img.width * img.height > limit:
-            raise UserError(f"{path}: {img.width}x{img.height} is {img.width * img.height:,} pixels, more than "
-                            f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
-                            f"if you trust the file")
+            raise UserError(Problem(f"{img.width}x{img.height} is {img.width * img.height:,} pixels, more than "
+                                    f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
+                                    f"if you trust the file", file=path))
         yield img
 
 

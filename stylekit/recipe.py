@@ -84,7 +84,7 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += [_pydantic_problem(err, (), Recipe, at) for err in exc.errors()]
+        problems += [_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())]
         recipe = None
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
@@ -192,7 +192,17 @@ def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, a
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return at(loc, "required field is missing - add it")
+    if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
+        return at(loc, message)
     return at(loc, f"{message} (got {err['input']!r})")
+
+
+def _without_tried_branches(errors: list[dict]) -> list[dict]:
+    """Drop 'should be a list' where a value of a union (a list or a table of layers) failed
+    inside the other branch: the deeper error is the one that says what is wrong."""
+    locs = [tuple(p for p in err["loc"] if not _is_union_tag(p)) for err in errors]
+    return [err for err, loc in zip(errors, locs)
+            if not (err["type"] in ("list_type", "dict_type") and any(len(o) > len(loc) and o[:len(loc)] == loc for o in locs))]
 
 
 def _is_union_tag(part) -> bool:
