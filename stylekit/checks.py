@@ -30,7 +30,7 @@ def read_images(images, at) -> tuple[dict[str, Size], list[Problem]]:
     inputs += [(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
     sizes, problems = {}, []
     for loc, path in inputs:
-        reason = check_image(path)
+        reason = check_image(path, images)
         if reason:
             problems.append(at(loc, f"{reason}: {path}"))
             continue

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import inspect
 import sys
+import types
+from typing import Annotated, Literal, Union, get_args, get_origin
 from pathlib import Path
 
 from pydantic import BaseModel
@@ -38,10 +40,26 @@ def _fields(model: type[BaseModel], prefix: str) -> list[str]:
             rows += _fields(nested, f"{key}[]." if _is_list(annotation) else f"{key}.")
             continue
         default = "required" if field.is_required() else repr(field.default if field.default is not PydanticUndefined else None)
-        type_name = str(annotation).replace("typing.", "") if getattr(annotation, "__args__", None) else getattr(annotation, "__name__", str(annotation))
-        type_name = type_name.replace("|", "\\|")  # a pipe would end the table cell
+        type_name = _type_name(annotation).replace("|", "\\|")  # a pipe would end the table cell
         rows.append(f"| `{key}` | `{type_name}` | `{default}` | {_comment(model, name)} |")
     return rows
+
+
+def _type_name(annotation) -> str:
+    """The annotation as a reader writes it: constraints (Annotated[...]) are left out; the
+    field's comment says them."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        return _type_name(args[0])
+    if origin in (Union, types.UnionType):
+        return " | ".join(_type_name(arg) for arg in args)
+    if origin is Literal:
+        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
+    if origin is not None:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(arg) for arg in args)}]"
+    if annotation is type(None):
+        return "None"
+    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
 
 
 def _nested_model(annotation):

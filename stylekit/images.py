@@ -15,15 +15,15 @@ from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 from .errors import Problem, UserError
 
 
-def check_image(path: str) -> str | None:
+def check_image(path: str, spec=None) -> str | None:
     """None when `path` is a readable image, else the reason it is not (header only; the
-    full decode at load is `stylekit.checks`)."""
+    full decode at load is `stylekit.checks`). `spec`: as for `open_rgb`."""
     if not os.path.exists(path):
         return "image file not found"
     if os.path.isdir(path):
         return "this is a folder, not an image file"
     try:
-        with _opened(path, None) as img:
+        with _opened(path, spec) as img:
             img.verify()
     except UserError as exc:
         return exc.problems[0].message

@@ -124,19 +124,27 @@ def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None)
 
 def with_cwd_paths(path: tuple, value: Any, cwd: Path | None = None) -> Any:
     """Make path-valued fields given on the command line absolute against the current
-    directory, so that the recipe's folder does not apply to them."""
-    field = path[:2]
-    if field not in PATH_FIELDS or len(path) > 3:
-        return value
+    directory, so that the recipe's folder does not apply to them; a whole table given at
+    once (`--set images={content="a.png", style="b.png"}`) has its path fields made so too."""
     cwd = cwd or Path.cwd()
+    if isinstance(value, dict):
+        return {key: with_cwd_paths((*path, key), item, cwd) for key, item in value.items()}
+    field = tuple(part for part in path if isinstance(part, str))
+    if field not in PATH_FIELDS:
+        return value
 
     def absolute(item):
         if not isinstance(item, str) or not item or item in NOT_PATHS.get(field, ()):
             return item
         if field == ("backbone", "weights") and not ("/" in item or "\\" in item or "." in item):
             return item  # a name the backbone knows (caffe, random), not a file
-        return str((cwd / Path(item).expanduser()).resolve())
+        try:
+            given = Path(item).expanduser()
+        except RuntimeError:  # ~user of no such user: a name like any other
+            given = Path(item)
+        try:
+            return str((cwd / given).resolve())
+        except (OSError, RuntimeError, ValueError):  # a loop of links, a NUL: the load check reports it
+            return str(cwd / given)
 
-    if isinstance(value, list) and len(path) == 2:
-        return [absolute(item) for item in value]
-    return absolute(value)
+    return [absolute(item) for item in value] if isinstance(value, list) else absolute(value)

@@ -181,7 +181,11 @@ def _locator(path: Path, lines: dict, flag_for=None):
 
 
 def _resolve(base: Path, value: str) -> str:
-    return os.path.normpath(base / Path(value).expanduser())
+    try:
+        value = str(Path(value).expanduser())
+    except RuntimeError:  # ~user of no such user: leave it, the file check reports it
+        pass
+    return os.path.normpath(base / value)
 
 
 def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at) -> Problem:

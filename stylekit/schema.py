@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import did_you_mean
 
@@ -20,6 +20,14 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a path cannot contain a NUL character (\\0)")
+    return value
+
+
+#: A file path (no operating system accepts a NUL in one).
+PathStr = Annotated[str, AfterValidator(_no_nul)]
 #: A weight: finite and not negative (a negative weight would maximize its term).
 Weight = Annotated[float, Field(ge=0)]
 #: Pillow's own limit (its DecompressionBombError is raised at twice this).
@@ -31,21 +39,21 @@ INIT_CHOICES = ("content", "style", "noise")
 
 class ImagesSpec(Strict):
     #: The content image (a photo): its structure is kept.
-    content: str
+    content: PathStr
     #: One style image or several, blended by `style_weights`.
-    style: list[str] = Field(min_length=1)
-    #: Blend weights of the style images (normalized to sum to 1); equal when absent.
+    style: list[PathStr] = Field(min_length=1)
+    #: Blend weights of the style images (finite, not negative; normalized to sum to 1); equal when absent.
     style_weights: list[Weight] | None = None
     #: Spatial control: one mask image per style (white: this style applies, black: not);
     #: where no mask is white, no style applies. Read by the `gram` loss.
-    style_masks: list[str] | None = None
+    style_masks: list[PathStr] | None = None
     #: The style image's size relative to the output (by pixel count), independent of it.
     style_scale: float = Field(1.0, gt=0)
     #: "area": keep the style image's aspect, match the output's pixel count x style_scale^2;
     #: "stretch": resize to the output's exact height and width (as the chapter does).
     style_fit: Literal["area", "stretch"] = "area"
     #: Where the synthesized image starts: "content", "style", "noise", or an image file.
-    init: str = "content"
+    init: PathStr = "content"
     #: Keep the content's colours: "luminance" transfers style on luminance only and puts the
     #: content's colour back; "histogram" matches the style image's colours to the content's
     #: before the run (Gatys et al. 2017). "none": the style's colours.
@@ -86,7 +94,7 @@ class ImagesSpec(Strict):
 
 class OutputSpec(Strict):
     #: The stylized image (.png or .jpg); its run record is written beside it as .json.
-    path: str = "stylized.png"
+    path: PathStr = "stylized.png"
     #: Output size in pixels; give one to keep the content image's aspect ratio.
     width: int | None = Field(None, gt=0, le=16384)
     #: Output height in pixels (the default width is 512 when neither is given).
@@ -110,7 +118,7 @@ class BackboneSpec(Strict):
     #: A registered backbone (`stylekit plugins` lists them).
     name: str = "vgg19"
     #: A name the backbone knows (vgg19: caffe, torchvision, random) or a state-dict path.
-    weights: str | None = None
+    weights: PathStr | None = None
     #: The backbone's own params (vgg19: pooling, feature_scale, normalization).
     params: dict[str, Any] = {}
 
@@ -120,9 +128,9 @@ class LossSpec(Strict):
     name: str
     #: The term's weight in the total loss (finite, not negative).
     weight: Weight = 1.0
-    #: Layers the term reads: a list, or a table of layer -> per-layer weight.
+    #: Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative).
     layers: list[str] | dict[str, Weight] | None = None
-    #: Per-layer weights for a list of `layers`, in the same order.
+    #: Per-layer weights for a list of `layers`, in the same order (finite, not negative).
     layer_weights: list[Weight] | None = None
     #: The loss term's own params, checked against its Params model.
     params: dict[str, Any] = {}

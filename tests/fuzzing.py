@@ -138,7 +138,29 @@ def mutated_recipe(draw) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- --set arguments
 
+def field_keys() -> list[str]:
+    """Every field of the recipe schema as a --set key (lists at index 0 and 1), and some params."""
+    from pydantic import BaseModel
+
+    from stylekit.schema import Recipe
+
+    def walk(model, prefix):
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            inner = (getattr(annotation, "__args__", None) or (annotation,))[0]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                for index in ("[0]", "[1]") if annotation is not inner else ("",):
+                    yield from walk(inner, f"{prefix}{name}{index}.")
+            yield f"{prefix}{name}"
+
+    return sorted(set(walk(Recipe, ""))) + ["optimizer.params.lr", "optimizer.params.history", "loss[1].params.normalization",
+                                             "backbone.params.pooling", "scheduler.params.gamma", "images.style[0]"]
+
+
+FIELD_KEYS = field_keys()
+
 keys = st.one_of(
+    st.sampled_from(FIELD_KEYS),
     st.lists(st.sampled_from(SECTIONS + FIELDS) | st.sampled_from(["loss[0]", "loss[1]", "loss[9]", "stage[0]", "[0]", "[-1]", "x[a]"]),
              min_size=1, max_size=4).map(".".join),
     st.text(max_size=15),

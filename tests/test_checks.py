@@ -141,3 +141,10 @@ def test_time_warning_for_a_run_far_beyond_the_cpu(stylekit_recipe, monkeypatch)
 def test_no_warning_for_an_ordinary_run(stylekit_recipe):
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 0 and "warning:" not in err
+
+
+def test_a_whole_table_given_with_set_has_its_paths_relative_to_the_current_folder(tmp_path):
+    value = {"content": "a.png", "style": ["b.png"], "init": "noise", "style_scale": 2.0}
+    assert with_cwd_paths(("images",), value, tmp_path) == {
+        "content": str(tmp_path / "a.png"), "style": [str(tmp_path / "b.png")], "init": "noise", "style_scale": 2.0}
+    assert with_cwd_paths((), {"output": {"path": "o.png"}}, tmp_path) == {"output": {"path": str(tmp_path / "o.png")}}

@@ -119,3 +119,12 @@ def test_a_failed_write_leaves_no_temporary_file_and_keeps_the_old_file(tmp_path
         _atomic_write(target, "w", half_then_disk_full)
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["record.json"]
+
+
+def test_a_raised_pixel_limit_applies_to_the_load_time_check_too(tmp_path):
+    from stylekit.testing import run_cli, write_recipe
+
+    recipe = write_recipe(tmp_path)
+    status, _, err = run_cli("validate", str(recipe), "--set", "images.max_pixels=1000")
+    assert status == 2 and "more than images.max_pixels (1,000)" in err
+    assert run_cli("validate", str(recipe), "--set", "images.max_pixels=3072") == (0, f"{recipe}: ok\n", "")
