@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import RunFailed, UserError
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None, registry=None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - the output file was not written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error
@@ -38,6 +41,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_recipe_args(run)
     run.add_argument("--dry-run", action="store_true",
                      help="check the recipe and print the estimated peak memory of each stage, without running")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
     run.set_defaults(handler=cmd_run)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -88,16 +93,13 @@ def load(args):
 
 
 def cmd_run(args) -> int:
-    from .runner import run_recipe
+    from .runner import dry_run, run_plan
 
-    loaded, registry = load(args)
+    plan, _ = load(args)
     if args.dry_run:
-        from .runner import dry_run
-
-        dry_run(loaded, registry)
+        dry_run(plan)
         return 0
-    run_recipe(loaded, registry)
-    return 0
+    return run_plan(plan, resume=args.resume)
 
 
 def cmd_validate(args) -> int:

@@ -25,11 +25,15 @@ def check_image(path: str) -> str | None:
 
 
 def open_rgb(path: str) -> Image.Image:
+    """The image at `path`, decoded in full (a truncated file fails here, not mid-run), as RGB."""
+    if not os.path.exists(path):
+        raise UserError(f"image file not found: {path}")
     try:
         with Image.open(path) as img:
+            img.load()
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as exc:
-        raise UserError(f"{path}: not a readable image ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserError(f"not a readable image ({type(exc).__name__}): {path}") from None
 
 
 def output_size(content: Image.Image, width: int | None, height: int | None, default_width: int = 512) -> tuple[int, int]:
@@ -78,6 +82,10 @@ def save_atomic(img: Image.Image, path: str | Path) -> None:
 
 def write_text_atomic(text: str, path: str | Path) -> None:
     _atomic_write(path, "w", lambda handle: handle.write(text))
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    _atomic_write(path, "wb", lambda handle: handle.write(data))
 
 
 def _atomic_write(path: str | Path, mode: str, write) -> None:
