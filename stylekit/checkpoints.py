@@ -15,6 +15,7 @@ from .engine import Loop
 from .errors import Problem, UserError
 from .images import write_bytes_atomic
 from .plan import Plan
+from .tomlpos import dotted
 
 FORMAT = 1
 
@@ -62,10 +63,10 @@ def load(path: Path, plan: Plan) -> dict:
     return state
 
 
-def _differences(old, new, prefix: str = "") -> set[str]:
+def _differences(old, new, loc: tuple = ()) -> set[str]:
+    """The dotted fields (`loss[1].weight`) where two recipes differ."""
     if isinstance(old, dict) and isinstance(new, dict):
-        out = set()
-        for key in set(old) | set(new):
-            out |= _differences(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return set() if old == new else {prefix.rstrip(".")}
+        return {d for key in set(old) | set(new) for d in _differences(old.get(key), new.get(key), (*loc, key))}
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return {d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, (*loc, i))}
+    return set() if old == new else {dotted(loc)}

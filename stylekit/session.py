@@ -182,9 +182,15 @@ def quantized(image: torch.Tensor) -> torch.Tensor:
     return torch.round(image.detach().float().clamp(0, 1).cpu() * 255) / 255
 
 
-def _strict(row: dict) -> dict:
-    """Run records are strict JSON: a non-finite value becomes null."""
-    return {k: (v if math.isfinite(v) else None) for k, v in row.items()}
+def _strict(value):
+    """Run records are strict JSON: a non-finite number, anywhere in it, becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, history: list, started: float) -> RunDiverged:
@@ -225,7 +231,7 @@ class signals_to:
 def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, seconds: float, setup: float,
                started: float, image: torch.Tensor) -> dict:
     device = plan.device
-    return {
+    return _strict({
         "status": status,
         "steps_done": steps_done,
         "steps": plan.total_steps,
@@ -242,7 +248,7 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "loop_seconds": seconds,
         "seconds_per_step": seconds / max(1, steps_done),
         "losses": rows,
-    }
+    })
 
 
 def as_pil(image) -> Image.Image:
