@@ -8,7 +8,8 @@ carries the classes and their validated params.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -89,13 +90,23 @@ def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.T
     return to_tensor(init, hw)
 
 
-def build_objective(plan: Plan, backbone: Backbone, images: StageImages) -> Objective:
+@dataclass
+class Reuse:
+    """What one process keeps between runs of one recipe (a batch): the backbone, and the
+    features of each style image at each size, which do not change from item to item."""
+
+    backbone: Backbone | None = None
+    style_features: dict = field(default_factory=dict)
+
+
+def build_objective(plan: Plan, backbone: Backbone, images: StageImages, reuse: Reuse | None = None) -> Objective:
     """New loss terms for the stage, each holding its targets, computed once without
     gradients from only the features it reads (`LossTerm.target_images`)."""
     terms = [WeightedTerm(loss.label, loss.choice.cls(loss.choice.params, loss.layers), loss.weight, loss.choice.package,
                           loss.entry) for loss in plan.losses]
     with torch.no_grad():
-        targets = compute_targets(backbone, [wt.term for wt in terms], images, plan.device, plan.dtype)
+        targets = compute_targets(backbone, [wt.term for wt in terms], images, plan.device, plan.dtype,
+                                  reuse.style_features if reuse is not None else None)
         for wt in terms:
             wt.term.to(plan.device)
             wt.term.prepare(targets)
@@ -103,7 +114,9 @@ def build_objective(plan: Plan, backbone: Backbone, images: StageImages) -> Obje
 
 
 def compute_targets(backbone: Backbone, terms: list, images: StageImages, device: torch.device,
-                    dtype: torch.dtype) -> Targets:
+                    dtype: torch.dtype, style_cache: dict | None = None) -> Targets:
+    """The features each term's `prepare` reads; style features come from `style_cache`
+    (keyed by the image's pixels and the layers) when it has them."""
     content = images.content.to(device)
     styles = [s.to(device) for s in images.styles]
 
@@ -117,10 +130,19 @@ def compute_targets(backbone: Backbone, terms: list, images: StageImages, device
         content_image=content,
         content=features(content, layers_read_from("content")),
         style_images=styles,
-        styles=[features(s, layers_read_from("style")) for s in styles],
+        styles=[cached(style_cache, s, layers_read_from("style"), features) for s in styles],
         style_weights=list(images.style_weights),
         style_masks=[m.to(device) for m in images.masks] if images.masks else None,
     )
+
+
+def cached(cache: dict | None, image: torch.Tensor, layers: frozenset[str], compute) -> dict[str, torch.Tensor]:
+    if cache is None:
+        return compute(image, layers)
+    key = (hashlib.sha1(image.float().cpu().numpy().tobytes()).hexdigest(), tuple(image.shape), tuple(sorted(layers)))
+    if key not in cache:
+        cache[key] = compute(image, layers)
+    return cache[key]
 
 
 def build_optimizer(plan: Plan) -> Optimizer:

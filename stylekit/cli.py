@@ -45,6 +45,17 @@ def make_parser() -> argparse.ArgumentParser:
                      help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
     run.set_defaults(handler=cmd_run)
 
+    batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
+    batch.add_argument("recipe", help="a TOML recipe, e.g. recipes/fast.toml")
+    batch.add_argument("--content", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="content images: a folder, a glob pattern or a file (repeat for several)")
+    batch.add_argument("--style", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="style images (default: the recipe's); every content image is paired with every style")
+    batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
+    batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
+    batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    batch.set_defaults(handler=cmd_batch)
+
     validate = sub.add_parser("validate", help="check a recipe without running it")
     add_recipe_args(validate)
     validate.set_defaults(handler=cmd_validate)
@@ -100,6 +111,18 @@ def cmd_run(args) -> int:
         dry_run(plan)
         return 0
     return run_plan(plan, resume=args.resume)
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+    from .plugins import load_registry
+    from .recipe import parse_override
+
+    if not args.content and not args.pairs:
+        raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
+    overrides = dict(parse_override(text) for text in args.set)
+    return run_batch(args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
+                     args.registry or load_registry())
 
 
 def cmd_validate(args) -> int:

@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from . import __version__, checkpoints
-from .build import StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from .build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from .devices import dtype_name
 from .engine import Diverged, Loop, LoopOptions, optimize
 from .errors import Problem, RunFailed, UserError
@@ -103,20 +103,23 @@ class Stop:
 
 
 def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, checkpoint: Path | None = None,
-            resume: dict | None = None) -> Result:
+            resume: dict | None = None, reuse: Reuse | None = None) -> Result:
     """Run `plan` and return its result. `callback(info)` runs after every step. With
     `checkpoint`, the state is kept there every `output.checkpoint_every` steps and when the
-    run is stopped; `resume` (from `checkpoints.load`) continues a run from its state."""
+    run is stopped; `resume` (from `checkpoints.load`) continues a run from its state.
+    `reuse` keeps the backbone and style features between runs of one recipe (a batch)."""
     if plan.recipe.run.seed is not None:
         torch.manual_seed(plan.recipe.run.seed)
     stop = Stop()
     with signals_to(stop):
-        return _run(plan, callback, checkpoint, resume, stop)
+        return _run(plan, callback, checkpoint, resume, stop, reuse)
 
 
-def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop) -> Result:
+def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop, reuse: Reuse | None) -> Result:
     started = time.time()
-    backbone = build_backbone(plan)
+    if reuse is not None and reuse.backbone is None:
+        reuse.backbone = build_backbone(plan)
+    backbone = reuse.backbone if reuse is not None else build_backbone(plan)
     labels = ["total", *(loss.label for loss in plan.losses)]
     history: list[list[float]] = list(resume["history"]) if resume else []
     first_stage = resume["stage"] if resume else 0
@@ -130,7 +133,7 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
         stage = plan.stages[index]
         images = stage_images(plan, stage, previous)
         try:
-            objective = build_objective(plan, backbone, images)
+            objective = build_objective(plan, backbone, images, reuse)
         except UserError as exc:
             raise _named(plan, exc) from None
         options = LoopOptions(steps=stage.steps, clamp=plan.recipe.run.clamp, ema_decay=plan.recipe.run.ema_decay,
