@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from stylekit.errors import UserError  # noqa: E402
 from stylekit.plugins import load_registry  # noqa: E402
 from stylekit.recipe import load_recipe, parse_override  # noqa: E402
-from stylekit import runner  # noqa: E402
-from stylekit.runner import dry_run, run_recipe  # noqa: E402
+from stylekit.runner import dry_run  # noqa: E402
+from stylekit.session import stylize  # noqa: E402
 
 CHAPTER = "recipes/d2l.toml"
 
@@ -100,25 +100,6 @@ class StepClock:
         return (last - first) / seconds
 
 
-def clocked_run(clock_box: list):
-    """stylekit.runner.run with a StepClock chained onto each job's per-step callback."""
-    from stylekit import engine
-
-    def run(job, progress=None):
-        clock, inner = clock_box[0], job.on_step
-
-        def on_step(step, image):
-            if step == StepClock.WARM or step == job.steps:
-                clock.mark(step)
-            if inner is not None:
-                inner(step, image)
-
-        job.on_step = on_step
-        return engine.run(job, progress)
-
-    return run
-
-
 def describe_device() -> dict:
     info = {"torch": torch.__version__, "python": platform.python_version(), "cuda": torch.cuda.is_available()}
     if torch.cuda.is_available():
@@ -126,10 +107,6 @@ def describe_device() -> dict:
         info.update(name=props.name, memory_gb=round(props.total_memory / 2**30, 1),
                     capability=f"{props.major}.{props.minor}", multiprocessors=props.multi_processor_count)
     return info
-
-
-clock_box: list = [None]
-runner.run = clocked_run(clock_box)
 
 
 def run_one(spec: dict, args, registry) -> dict:
@@ -143,20 +120,30 @@ def run_one(spec: dict, args, registry) -> dict:
     row = {"label": spec["label"], "command": f"stylekit run {spec['recipe']} " + " ".join(f"--set {s}" for s in sets[2:])}
     if spec["estimate"]:
         text = io.StringIO()
-        found = dry_run(loaded, registry, text)
+        found = dry_run(loaded, text)
         row["estimate_gb"] = round(found[0].total / 2**30, 2)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     log = io.StringIO()
-    clock_box[0] = StepClock(cuda)
+    clock = StepClock(cuda)
+    stage_steps = {i + 1: stage.steps for i, stage in enumerate(loaded.stages)}
+
+    def tick(info) -> None:  # the first WARM steps of each stage compile and autotune
+        stage_step = info.step - sum(stage_steps[k] for k in range(1, info.stage))
+        if stage_step == StepClock.WARM or stage_step == stage_steps[info.stage]:
+            clock.mark(info.step)
+
     started = time.perf_counter()
-    result = run_recipe(loaded, registry, stream=log)
-    steps = len(result.history)
-    steady = clock_box[0].steady_steps_per_s()
-    row.update(steps=steps, loop_s=round(result.seconds, 3), setup_s=round(result.setup_seconds, 2),
-               wall_s=round(time.perf_counter() - started, 2), steps_per_s=round(steps / result.seconds, 1),
+    result = stylize(loaded, callback=tick)
+    if spec["keep"]:
+        result.save(output)
+    steps = result.steps_done
+    steady = clock.steady_steps_per_s()
+    seconds, setup = result.record["loop_seconds"], result.record["setup_seconds"]
+    row.update(steps=steps, loop_s=round(seconds, 3), setup_s=round(setup, 2),
+               wall_s=round(time.perf_counter() - started, 2), steps_per_s=round(steps / seconds, 1),
                steady_steps_per_s=round(steady, 1) if steady else None,
                final_loss=result.history[-1]["total"], output=str(output) if spec["keep"] else None)
     if cuda:

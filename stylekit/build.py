@@ -1,118 +1,153 @@
-"""From a validated recipe to engine `Job`s: build components, load and size images.
+"""From a checked `Plan` to what the engine runs: a prepared backbone, each stage's images
+as tensors, and the objective with its targets computed.
 
-A recipe without stages is one job; with stages, one job per stage, each starting from the
-upsampled result of the one before, and sharing one backbone.
+A recipe without stages is one stage; with stages, each starts from the upsampled result of
+the one before and shares one backbone. Nothing here looks a component up again: the plan
+carries the classes and their validated params.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from . import colour
-from .components import Backbone
-from .devices import resolve_device, resolve_precision
-from .engine import Job, WeightedTerm
+from .components import Backbone, Optimizer, Scheduler, Targets
+from .engine import Objective, WeightedTerm, network_input
 from .errors import UserError
-from .images import open_rgb, output_size, style_size, to_tensor
-from .plugins import Registry
-from .recipe import LoadedRecipe
+from .images import output_size, style_size, to_tensor
+from .plan import Plan, Stage
 
 
-@dataclass
-class Stage:
-    width: int | None
-    height: int | None
-    steps: int
+@dataclass(frozen=True)
+class StageImages:
+    """One stage's inputs as (1, C, H, W) tensors in [0, 1], on the CPU."""
+
+    content: torch.Tensor
+    styles: list[torch.Tensor]
+    style_weights: list[float]
+    masks: list[torch.Tensor] | None
+    start: torch.Tensor  # where the synthesized image starts
+    #: Applied to the final image (e.g. putting the content's colours back); None: as is.
+    postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
 
 
-def stages_of(loaded: LoadedRecipe) -> list[Stage]:
-    recipe = loaded.recipe
-    if recipe.stage:
-        return [Stage(s.width, s.height, s.steps) for s in recipe.stage]
-    return [Stage(recipe.output.width, recipe.output.height, recipe.run.steps)]
-
-
-def build_backbone(loaded: LoadedRecipe, registry: Registry) -> Backbone:
-    recipe = loaded.recipe
-    backbone_cls = registry.get("backbone", recipe.backbone.name)
+def build_backbone(plan: Plan) -> Backbone:
+    """The plan's backbone with its weights, cut after the last layer a loss reads, cast once
+    to the compute precision and moved to the device: weights never get re-cast in the loop."""
     try:
-        return backbone_cls(loaded.backbone_params, recipe.backbone.weights)
+        backbone = plan.backbone.cls(plan.backbone.params, plan.weights)
     except UserError as exc:  # weights that cannot be had: point at the recipe's field
-        raise UserError([loaded.at(("backbone", "weights"), p.message) for p in exc.problems]) from None
+        raise UserError([plan.at(("backbone", "weights"), p.message) for p in exc.problems]) from None
+    backbone.truncate(plan.layers)
+    backbone.requires_grad_(False).eval()
+    backbone.checkpointing = plan.recipe.run.checkpoint
+    return backbone.to(device=plan.device, dtype=plan.dtype, memory_format=torch.channels_last)
 
 
-def build_job(loaded: LoadedRecipe, registry: Registry, stage: Stage | None = None,
-              previous: torch.Tensor | None = None, backbone: Backbone | None = None) -> Job:
-    """The job for `stage` (default: the recipe's only or first stage)."""
-    recipe = loaded.recipe
-    stage = stage or stages_of(loaded)[0]
-    if recipe.run.seed is not None:
-        torch.manual_seed(recipe.run.seed)
-    device = resolve_device(recipe.run.device)
-    dtype = resolve_precision(recipe.run.precision, device)
-
-    images = recipe.images
-    content_img = open_rgb(images.content, images)
-    hw = output_size(content_img, stage.width, stage.height)
-    content = to_tensor(content_img, hw)
-    styles = []
-    for path in images.style:
-        img = open_rgb(path, images)
-        styles.append(to_tensor(img, style_size(img, hw, images.style_scale, images.style_fit)))
-    raw_weights = images.style_weights or [1.0] * len(styles)
-    style_weights = [w / sum(raw_weights) for w in raw_weights]
-
-    masks = [mask_tensor(path, hw, images) for path in images.style_masks] if images.style_masks else None
+def stage_images(plan: Plan, stage: Stage, previous: torch.Tensor | None = None) -> StageImages:
+    """The stage's images at its size; `previous` is the result of the stage before."""
+    inputs, spec = plan.images, plan.recipe.images
+    hw = output_size(inputs.content, stage.width, stage.height)
+    content = to_tensor(inputs.content, hw)
+    styles = [to_tensor(img, style_size(img, hw, spec.style_scale, spec.style_fit)) for img in inputs.styles]
+    masks = [mask_tensor(img, hw) for img in inputs.masks] if inputs.masks else None
     postprocess = None
-    if images.preserve_colors == "histogram":
+    if spec.preserve_colors == "histogram":
         styles = [colour.match_colour_histogram(s, content) for s in styles]
-    elif images.preserve_colors == "luminance":
+    elif spec.preserve_colors == "luminance":
         original = content
         styles = [colour.luminance_image(s, like=original) for s in styles]
         content = colour.luminance_image(original)
         postprocess = lambda result: colour.combine_luminance(result, original)  # noqa: E731
-
-    init = initial_image(images.init, hw, content, styles, previous, images)
-    backbone = backbone or build_backbone(loaded, registry)
-    if recipe.run.checkpoint and not backbone.supports_checkpointing:
-        raise UserError(loaded.at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
-    terms = []
-    seen: dict[str, int] = {}
-    for spec, params in zip(recipe.loss, loaded.loss_params):
-        cls = registry.get("loss", spec.name)
-        seen[spec.name] = seen.get(spec.name, 0) + 1
-        label = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
-        layers = spec.layer_table(cls.default_layers) if cls.reads_features else {}
-        terms.append(WeightedTerm(label, cls(params, layers), spec.weight))
-    optimizer = registry.get("optimizer", recipe.optimizer.name)(loaded.optimizer_params)
-    scheduler = registry.get("scheduler", recipe.scheduler.name)(loaded.scheduler_params)
-    return Job(backbone=backbone, terms=terms, optimizer=optimizer, scheduler=scheduler,
-               content=content, styles=styles, style_weights=style_weights, style_masks=masks,
-               steps=stage.steps, device=device, dtype=dtype, clamp=recipe.run.clamp,
-               checkpoint=recipe.run.checkpoint, compile=recipe.run.compile, cuda_graph=recipe.run.cuda_graph,
-               init=init, ema_decay=recipe.run.ema_decay, postprocess=postprocess)
+    start = initial_image(inputs.init, hw, content, styles, previous)
+    return StageImages(content, styles, list(inputs.style_weights), masks, start, postprocess)
 
 
-def mask_tensor(path: str, hw: tuple[int, int], spec=None) -> torch.Tensor:
+def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
     """A (1, 1, H, W) mask in [0, 1] from an image's luminance, at the output's size."""
-    return to_tensor(open_rgb(path, spec), hw).mean(dim=1, keepdim=True)
+    return to_tensor(img, hw).mean(dim=1, keepdim=True)
 
 
-def initial_image(init: str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
-                  previous: torch.Tensor | None, spec=None) -> torch.Tensor | None:
-    """Where the image starts; None means the content image (the engine's default)."""
+def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
+                  previous: torch.Tensor | None) -> torch.Tensor:
     def resized(image: torch.Tensor) -> torch.Tensor:
         return F.interpolate(image.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
 
     if previous is not None:  # a later stage: the last stage's result, upsampled
         return resized(previous)
     if init == "content":
-        return None
+        return content
     if init == "style":
         return resized(styles[0])
     if init == "noise":
         return torch.rand(1, 3, *hw)
-    return to_tensor(open_rgb(init, spec), hw)
+    return to_tensor(init, hw)
+
+
+@dataclass
+class Reuse:
+    """What one process keeps between runs of one recipe (a batch): the backbone, and the
+    features of each style image at each size, which do not change from item to item."""
+
+    backbone: Backbone | None = None
+    style_features: dict = field(default_factory=dict)
+
+
+def build_objective(plan: Plan, backbone: Backbone, images: StageImages, reuse: Reuse | None = None) -> Objective:
+    """New loss terms for the stage, each holding its targets, computed once without
+    gradients from only the features it reads (`LossTerm.target_images`)."""
+    terms = [WeightedTerm(loss.label, loss.choice.cls(loss.choice.params, loss.layers), loss.weight, loss.choice.package,
+                          loss.entry) for loss in plan.losses]
+    with torch.no_grad():
+        targets = compute_targets(backbone, [wt.term for wt in terms], images, plan.device, plan.dtype,
+                                  reuse.style_features if reuse is not None else None)
+        for wt in terms:
+            wt.term.to(plan.device)
+            wt.term.prepare(targets)
+    return Objective(backbone, tuple(terms), plan.dtype)
+
+
+def compute_targets(backbone: Backbone, terms: list, images: StageImages, device: torch.device,
+                    dtype: torch.dtype, style_cache: dict | None = None) -> Targets:
+    """The features each term's `prepare` reads; style features come from `style_cache`
+    (keyed by the image's pixels and the layers) when it has them."""
+    content = images.content.to(device)
+    styles = [s.to(device) for s in images.styles]
+
+    def layers_read_from(image: str) -> frozenset[str]:
+        return frozenset(name for t in terms if image in t.target_images for name in t.layers)
+
+    def features(image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
+        return backbone.features(network_input(image, dtype), layers) if layers else {}
+
+    return Targets(
+        content_image=content,
+        content=features(content, layers_read_from("content")),
+        style_images=styles,
+        styles=[cached(style_cache, s, layers_read_from("style"), features) for s in styles],
+        style_weights=list(images.style_weights),
+        style_masks=[m.to(device) for m in images.masks] if images.masks else None,
+    )
+
+
+def cached(cache: dict | None, image: torch.Tensor, layers: frozenset[str], compute) -> dict[str, torch.Tensor]:
+    if cache is None:
+        return compute(image, layers)
+    key = (hashlib.sha1(image.float().cpu().numpy().tobytes()).hexdigest(), tuple(image.shape), tuple(sorted(layers)))
+    if key not in cache:
+        cache[key] = compute(image, layers)
+    return cache[key]
+
+
+def build_optimizer(plan: Plan) -> Optimizer:
+    return plan.optimizer.cls(plan.optimizer.params)
+
+
+def build_scheduler(plan: Plan) -> Scheduler:
+    return plan.scheduler.cls(plan.scheduler.params)

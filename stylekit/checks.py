@@ -1,8 +1,8 @@
 """Checks of a recipe's inputs and outputs at load time, so that `stylekit validate` and
 `stylekit run` agree and a run never fails, after its optimization, on something that
-could be known before it: every image decodable (fully, not just its header), every image
-large enough for the layers the losses read, and an output path that can be written
-without destroying anything the user had.
+could be known before it: every image large enough for the layers the losses read, and an
+output path that can be written without destroying anything the user had. (Every image is
+decoded in full when the plan is made: `stylekit.recipe`, `stylekit.images.open_rgb`.)
 """
 
 from __future__ import annotations
@@ -13,60 +13,32 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from types import SimpleNamespace
 
-from .errors import Problem, UserError
-from .images import check_image, open_rgb, output_size, style_size
+from .errors import Problem
+from .images import output_size, style_size
 from .schema import INIT_CHOICES
-
-Size = SimpleNamespace  # width, height: what output_size and style_size read of an image
-
-
-def read_images(images, at) -> tuple[dict[str, Size], list[Problem]]:
-    """Decode every input image as the run will; (path -> size after EXIF rotation, problems)."""
-    inputs = [(("images", "content"), images.content), *((("images", "style", i), p) for i, p in enumerate(images.style))]
-    if images.init not in INIT_CHOICES:
-        inputs.append((("images", "init"), images.init))
-    inputs += [(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
-    sizes, problems = {}, []
-    for loc, path in inputs:
-        reason = check_image(path, images)
-        if reason:
-            problems.append(at(loc, f"{reason}: {path}"))
-            continue
-        try:
-            img = open_rgb(path, images, warn=True)
-        except UserError as exc:
-            problems.append(at(loc, f"{exc.problems[0].message}: {path}"))
-            continue
-        sizes[path] = Size(width=img.width, height=img.height)
-    return sizes, problems
-
 
 # ---------------------------------------------------------------- sizes
 
 
-def size_problems(parts, sizes: dict[str, Size], backbone_cls, backbone_params, loss_classes: list, at) -> list[Problem]:
+def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at) -> list[Problem]:
     """The output (every stage) and each style image must be large enough for the deepest
-    layer read from it; the backbone says how large (`Backbone.min_input_side_for`)."""
+    layer read from it; the backbone says how large (`Backbone.min_input_side_for`).
+    `inputs`: the decoded images (`InputImages`); `losses`: the resolved `LossChoice`s."""
     images = parts.images
-    if backbone_cls is None or backbone_params is None or images is None or images.content not in sizes:
-        return []
     known = backbone_cls.layer_names_for(backbone_params)
     read_by_output, read_by_style = set(), set()
-    for spec, cls in zip(parts.loss or [], loss_classes):
-        if spec is None or cls is None or not cls.reads_features:
-            continue
-        layers = {name for name in spec.layer_table(cls.default_layers) if name in known}
+    for loss in losses:
+        layers = {name for name in loss.layers if name in known}
         read_by_output |= layers
-        if "style" in cls.target_images:
+        if "style" in loss.choice.cls.target_images:
             read_by_style |= layers
     if not read_by_output:
         return []
     need = backbone_cls.min_input_side_for(backbone_params, frozenset(read_by_output))
     need_style = backbone_cls.min_input_side_for(backbone_params, frozenset(read_by_style)) if read_by_style else 1
     deepest = max(read_by_output, key=known.index)
-    content = sizes[images.content]
+    content = inputs.content
     problems = []
     for index, (width, height, loc) in enumerate(_stages(parts)):
         h, w = output_size(content, width, height)
@@ -78,10 +50,8 @@ def size_problems(parts, sizes: dict[str, Size], backbone_cls, backbone_params, 
                                     f"'{backbone_cls.name}' to read layer '{deepest}' (it needs at least {need} pixels "
                                     f"on each side) - {_fix(content, width, height, need, loc)}"))
             continue
-        for i, path in enumerate(images.style):
-            if path not in sizes:
-                continue
-            sh, sw = style_size(sizes[path], (h, w), images.style_scale, images.style_fit)
+        for i, style in enumerate(inputs.styles):
+            sh, sw = style_size(style, (h, w), images.style_scale, images.style_fit)
             if min(sh, sw) < need_style:
                 problems.append(at(("images", "style", i), f"the style image would be resized to {sw}x{sh} pixels{stage}, "
                                                            f"too small for backbone '{backbone_cls.name}' (it needs at least "
@@ -153,13 +123,16 @@ def output_problems(parts, at) -> list[Problem]:
 
 
 def _inputs(images):
+    """(path, what it is) of every input file; images given in memory have no path."""
+    from .recipe import MEMORY
+
     if images is None:
         return []
     found = [(images.content, "content image"), *((p, "style image") for p in images.style)]
     found += [(p, "style mask") for p in images.style_masks or []]
     if images.init not in INIT_CHOICES:
         found.append((images.init, "init image"))
-    return found
+    return [(path, what) for path, what in found if path != MEMORY]
 
 
 def _writable(folder: Path, loc: tuple, at) -> list[Problem]:

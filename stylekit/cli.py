@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import UserError
+from .errors import RunFailed, UserError
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -23,7 +23,10 @@ def main(argv: list[str] | None = None, registry=None) -> int:
         for problem in exc.problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - the output file was not written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error
@@ -40,7 +43,20 @@ def make_parser() -> argparse.ArgumentParser:
     add_recipe_args(run)
     run.add_argument("--dry-run", action="store_true",
                      help="check the recipe and print the estimated peak memory of each stage, without running")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
     run.set_defaults(handler=cmd_run)
+
+    batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
+    batch.add_argument("recipe", help="a TOML recipe, e.g. recipes/fast.toml")
+    batch.add_argument("--content", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="content images: a folder, a glob pattern or a file (repeat for several)")
+    batch.add_argument("--style", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="style images (default: the recipe's); every content image is paired with every style")
+    batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
+    batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
+    batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    batch.set_defaults(handler=cmd_batch)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
     add_recipe_args(validate)
@@ -91,16 +107,25 @@ def load(args):
 
 
 def cmd_run(args) -> int:
-    from .runner import run_recipe
+    from .runner import dry_run, run_plan
 
-    loaded, registry = load(args)
+    plan, _ = load(args)
     if args.dry_run:
-        from .runner import dry_run
-
-        dry_run(loaded, registry)
+        dry_run(plan)
         return 0
-    run_recipe(loaded, registry)
-    return 0
+    return run_plan(plan, resume=args.resume)
+
+
+def cmd_batch(args) -> int:
+    from .batch import run_batch
+    from .plugins import load_registry
+    from .overrides import parse_override
+
+    if not args.content and not args.pairs:
+        raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
+    overrides = dict(parse_override(text) for text in args.set)
+    return run_batch(args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
+                     args.registry or load_registry())
 
 
 def cmd_validate(args) -> int:

@@ -20,9 +20,9 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("run.device: 'cuda' was asked for but no CUDA GPU is available - use device = \"auto\" or \"cpu\"")
+        raise UserError("'cuda' was asked for but no CUDA GPU is available - use device = \"auto\" or \"cpu\"")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise UserError("run.device: 'mps' was asked for but Apple MPS is not available - use device = \"auto\" or \"cpu\"")
+        raise UserError("'mps' was asked for but Apple MPS is not available - use device = \"auto\" or \"cpu\"")
     return device
 
 
@@ -44,7 +44,7 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
             return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
         return torch.float32
     if name == "fp16" and device.type != "cuda":
-        raise UserError(f"run.precision: fp16 runs only on CUDA, not on {device.type} - use \"bf16\" or \"fp32\"")
+        raise UserError(f"fp16 runs only on CUDA, not on {device.type} - use \"bf16\" or \"fp32\"")
     return DTYPES[name]
 
 

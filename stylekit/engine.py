@@ -1,5 +1,6 @@
-"""The optimization loop. It receives built components and images and never loads plugins,
-so it runs the same with VGG-19 on a GPU as with a tiny random backbone in a test.
+"""The optimization loop. It receives an objective (a backbone and loss terms, built), a
+start image and options, changes none of them and never loads plugins, so it runs the same
+with VGG-19 on a GPU as with a tiny random backbone in a test.
 
 One step: one forward pass of the backbone over the synthesized image feeds every loss
 term, the weighted sum is back-propagated to the pixels, and the optimizer updates them.
@@ -9,89 +10,111 @@ Targets (content features, style Grams, ...) are computed once, before the loop.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-from .components import Backbone, LossTerm, Optimizer, Scheduler, Targets
+from .components import Backbone, LossTerm, Optimizer, Scheduler
 from .errors import Problem, UserError
 
 
-@dataclass
+@dataclass(frozen=True)
 class WeightedTerm:
     label: str  # unique within a run: the loss name, with '#2' etc. for repeats
     term: LossTerm
     weight: float
+    package: str = "?"  # the plugin package that provides the term, for messages
+    entry: str = "?"  # the recipe's entry, e.g. "loss[1]"
 
 
-@dataclass
-class Job:
+@dataclass(frozen=True)
+class Objective:
+    """What is minimized: the weighted loss terms, each holding its targets, over the
+    features of one backbone pass. Built per stage by `stylekit.build.build_objective`."""
+
     backbone: Backbone
-    terms: list[WeightedTerm]
-    optimizer: Optimizer
-    scheduler: Scheduler
-    content: torch.Tensor  # (1, 3, H, W) RGB in [0, 1]
-    styles: list[torch.Tensor]
-    style_weights: list[float]
-    steps: int
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    terms: tuple[WeightedTerm, ...]
     dtype: torch.dtype = torch.float32
-    clamp: bool = True
-    checkpoint: bool = False
-    compile: bool = False
-    cuda_graph: bool = False  # honoured on CUDA only
-    #: One (1, 1, H, W) mask per style image: where each style applies (None: everywhere).
-    style_masks: list[torch.Tensor] | None = None
-    init: torch.Tensor | None = None  # the starting image; the content image when None
-    #: Output the exponential moving average of the iterates with this decay (0: off).
-    ema_decay: float = 0.0
-    #: Applied by the runner to the final image (e.g. putting the content's colours back).
-    postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
-    #: Called after every step with (step, image); read `Progress.latest()` for the losses.
-    on_step: Callable[[int, torch.Tensor], None] | None = None
 
     @property
     def layers(self) -> frozenset[str]:
         """Every layer some loss term reads: what the backbone must produce."""
         return frozenset(name for wt in self.terms for name in wt.term.layers)
 
+    @property
+    def labels(self) -> list[str]:
+        return [wt.label for wt in self.terms]
+
+    def values(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The weighted loss terms, stacked. Its own function so that the features dict is
+        released before the backward pass, and so that torch.compile sees the whole step."""
+        features = self.backbone.features(network_input(pixels, self.dtype), self.layers)
+        return torch.stack([wt.term(features, pixels) * wt.weight for wt in self.terms])
+
+
+@dataclass(frozen=True)
+class LoopOptions:
+    steps: int
+    clamp: bool = True  # keep the image in [0, 1] after every step
+    #: Output the exponential moving average of the iterates with this decay (0: off).
+    ema_decay: float = 0.0
+    compile: bool = False
+    cuda_graph: bool = False  # honoured on CUDA only
+    #: Check for a non-finite loss or image every this many steps. Each check waits for
+    #: the device; on a CPU that costs nothing, on a GPU it would stall the queue.
+    check_every: int = 1
+
+
+class Diverged(Exception):
+    """A loss term or the image went non-finite. `last_finite` is the image after step
+    `last_finite_step` (0: the start), the latest one known to be finite."""
+
+    def __init__(self, step: int, labels: list[str], last_finite: torch.Tensor, last_finite_step: int):
+        self.step, self.labels = step, labels
+        self.last_finite, self.last_finite_step = last_finite, last_finite_step
+        what = ", ".join(labels) if labels else "the image"
+        super().__init__(f"{what} went non-finite at step {step}")
+
 
 @dataclass
-class Result:
-    image: torch.Tensor
-    #: Per step: {'total': ..., label: weighted value, ...}.
-    history: list[dict[str, float]]
+class LoopResult:
+    image: torch.Tensor  # the output: the last iterate, or their moving average
+    rows: list[torch.Tensor]  # per step: [total, term values...], on the device
+    steps_done: int
     seconds: float
     setup_seconds: float
+    stopped: bool = False  # ended early by `on_step`
 
 
-class Progress:
-    """Per-step loss values kept on the device; read back to the host only on demand,
-    so a step never waits for the device just to log."""
+class Loop:
+    """The state of one stage's optimization, as `on_step` sees it and a checkpoint keeps it."""
 
-    def __init__(self, labels: list[str]):
-        self.labels = ["total", *labels]
-        self.rows: list[torch.Tensor] = []
+    def __init__(self, image: torch.Tensor, average: torch.Tensor | None, optimizer, scheduler):
+        self.image, self.average, self.optimizer, self.scheduler = image, average, optimizer, scheduler
+        self.step = 0
+        self.rows: list[torch.Tensor] = []  # per step of this run: [total, term values...], on the device
 
-    def add(self, row: torch.Tensor) -> None:
-        self.rows.append(row)
+    @property
+    def output(self) -> torch.Tensor:
+        return (self.image if self.average is None else self.average).detach()
 
-    def latest(self) -> dict[str, float]:
-        return dict(zip(self.labels, self.rows[-1].tolist())) if self.rows else {}
+    def state(self) -> dict:
+        """Everything needed to continue from this step (tensors only where tensors are)."""
+        return {"step": self.step, "image": self.image.detach().clone(),
+                "average": None if self.average is None else self.average.clone(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
 
-    def history(self) -> list[dict[str, float]]:
-        if not self.rows:
-            return []
-        table = torch.stack(self.rows).cpu().tolist()
-        return [dict(zip(self.labels, row)) for row in table]
-
-
-def prepare_backbone(backbone: Backbone, layers: frozenset[str], device: torch.device, dtype: torch.dtype) -> Backbone:
-    """Cut after the last used layer and cast once: weights never get re-cast in the loop."""
-    backbone.truncate(layers)
-    backbone.requires_grad_(False).eval()
-    return backbone.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    def restore(self, state: dict) -> None:
+        with torch.no_grad():
+            self.image.copy_(state["image"])
+        if self.average is not None and state["average"] is not None:
+            self.average.copy_(state["average"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.step = state["step"]
 
 
 def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -99,62 +122,27 @@ def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
 
 
-@torch.no_grad()
-def prepare_targets(job: Job, device: torch.device) -> None:
-    """Compute the content and style features once, on `device` and without gradients, and
-    let each term keep what it compares against; the features are freed when they are done."""
-    terms = [wt.term for wt in job.terms]
-    content = job.content.to(device)
-    styles = [s.to(device) for s in job.styles]
-
-    def layers_read_from(image: str) -> frozenset[str]:
-        return frozenset(name for t in terms if image in t.target_images for name in t.layers)
-
-    def features(image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
-        return job.backbone.features(network_input(image, job.dtype), layers) if layers else {}
-
-    targets = Targets(
-        content_image=content,
-        content=features(content, layers_read_from("content")),
-        style_images=styles,
-        styles=[features(s, layers_read_from("style")) for s in styles],
-        style_weights=list(job.style_weights),
-        style_masks=[m.to(device) for m in job.style_masks] if job.style_masks else None,
-    )
-    for term in terms:
-        term.to(device)
-        term.prepare(targets)
-
-
-def run(job: Job, progress: Progress | None = None) -> Result:
-    start = time.perf_counter()
-    device, dtype = job.device, job.dtype
-    layers = job.layers
+def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, scheduler: Scheduler,
+             options: LoopOptions, device: torch.device, on_step: Callable[[Loop], bool] | None = None,
+             resume: dict | None = None) -> LoopResult:
+    """Minimize `objective` over the pixels of an image that starts as `start`. Nothing given
+    is changed: the image is a copy. `on_step(loop)` runs after every step; returning True
+    ends the run there. `resume` is a `Loop.state()` to continue from."""
+    began = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
-    backbone = prepare_backbone(job.backbone, layers, device, dtype)
-    backbone.checkpointing = job.checkpoint
-    prepare_targets(job, device)
-
-    start_image = job.init if job.init is not None else job.content
-    image = start_image.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
-    optimizer = job.optimizer.build([image])
-    scheduler = job.scheduler.build(optimizer, job.steps)
-    progress = progress or Progress([wt.label for wt in job.terms])
+    image = start.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
+    torch_optimizer = optimizer.build([image])
+    loop = Loop(image, image.detach().clone() if options.ema_decay else None, torch_optimizer,
+                scheduler.build(torch_optimizer, options.steps))
+    if resume is not None:
+        loop.restore(resume)
     last_row: list[torch.Tensor] = []
-    average = image.detach().clone() if job.ema_decay else None
-
-    def objective(network_image: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
-        """The weighted loss terms, stacked. Its own function so that the features dict is
-        released before the backward pass, and so that torch.compile sees the whole step."""
-        features = backbone.features(network_image, layers)
-        return torch.stack([wt.term(features, pixels) * wt.weight for wt in job.terms])
-
-    # Compiled only for the loop: the targets above ran once, eagerly.
-    evaluate = torch.compile(objective, dynamic=False) if job.compile else objective
+    # Compiled only for the loop: the targets were computed once, eagerly.
+    evaluate = torch.compile(objective.values, dynamic=False) if options.compile else objective.values
 
     def forward_backward() -> torch.Tensor:
-        values = evaluate(network_input(image, dtype), image)
+        values = evaluate(image)
         total = values.sum()
         total.backward()
         # The gradient arrives channels_last from the network; optimizers like L-BFGS
@@ -165,38 +153,64 @@ def run(job: Job, progress: Progress | None = None) -> Result:
         return total
 
     def eager_closure() -> torch.Tensor:
-        optimizer.zero_grad(set_to_none=True)
+        torch_optimizer.zero_grad(set_to_none=True)
         return forward_backward()
 
-    graphed = job.cuda_graph and device.type == "cuda"
+    graphed = options.cuda_graph and device.type == "cuda"
     closure = record_cuda_graph(forward_backward, image) if graphed else eager_closure
+    rows = loop.rows
+    last_finite, last_finite_step = loop.output.clone(), loop.step
 
     if device.type == "cuda":
         torch.cuda.synchronize()
-    setup_seconds = time.perf_counter() - start
+    setup_seconds = time.perf_counter() - began
     loop_start = time.perf_counter()
-    for step in range(1, job.steps + 1):
-        if job.optimizer.needs_closure:
-            optimizer.step(closure)
+    stopped = False
+    while loop.step < options.steps:
+        if optimizer.needs_closure:
+            torch_optimizer.step(closure)
         else:
             closure()
-            optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
-        if job.clamp:
+            torch_optimizer.step()
+        if loop.scheduler is not None:
+            loop.scheduler.step()
+        if options.clamp:
             with torch.no_grad():
                 image.clamp_(0, 1)
-        if average is not None:
-            average.lerp_(image.detach(), 1 - job.ema_decay)
+        if loop.average is not None:
+            loop.average.lerp_(image.detach(), 1 - options.ema_decay)
+        loop.step += 1
         # A replayed graph rewrites the same tensor every step: keep a copy (on the device).
-        progress.add(last_row[0].clone() if graphed else last_row[0])
-        if job.on_step is not None:
-            job.on_step(step, image if average is None else average)
+        rows.append(last_row[0].clone() if graphed else last_row[0])
+        if loop.step % options.check_every == 0 or loop.step == options.steps:
+            first_bad = first_non_finite(rows[len(rows) - (loop.step - last_finite_step):], loop.output)
+            if first_bad is not None:
+                offset, bad = first_bad
+                labels = [label for label, ok in zip(objective.labels, bad) if not ok]
+                raise Diverged(last_finite_step + offset + 1, labels, last_finite, last_finite_step)
+            last_finite, last_finite_step = loop.output.clone(), loop.step
+        if on_step is not None and on_step(loop):
+            stopped = True
+            break
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - loop_start
-    final = image.detach() if average is None else average
-    return Result(final, progress.history(), seconds, setup_seconds)
+    return LoopResult(loop.output.clone(), rows, loop.step, time.perf_counter() - loop_start, setup_seconds, stopped)
+
+
+def first_non_finite(rows: list[torch.Tensor], image: torch.Tensor) -> tuple[int, list[bool]] | None:
+    """(index among `rows`, per-term finiteness) of the first row with a non-finite value, or
+    (last index, all True) when only the image went non-finite; None when all is finite."""
+    if not rows:
+        return None
+    table = torch.stack(rows)
+    finite = torch.isfinite(table)
+    if bool(finite.all()) and bool(torch.isfinite(image).all()):
+        return None
+    rows_ok = finite.all(dim=1).tolist()
+    if all(rows_ok):
+        return len(rows) - 1, [True] * (table.shape[1] - 1)
+    index = rows_ok.index(False)
+    return index, finite[index, 1:].tolist()
 
 
 def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch.Tensor) -> Callable[[], torch.Tensor]:

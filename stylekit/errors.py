@@ -52,3 +52,11 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
     if close:
         return f" - did you mean '{close[0]}'?"
     return f" - choose one of: {', '.join(choices)}" if choices else ""
+
+
+class RunFailed(Exception):
+    """A run that could not produce its image: it diverged, or the output could not be
+    written. The CLI prints the message (which says what was kept, and where) and exits
+    with status 3; unlike `UserError`, the recipe itself may be fine."""
+
+    exit_status = 3

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from .errors import Problem, UserError
+from .errors import UserError
 
 
 def check_image(path: str, spec=None) -> str | None:
@@ -36,7 +36,12 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     """The image at `path` as 8-bit RGB, as people expect to see it: EXIF orientation
     applied, 16-bit and float pixels scaled (not clipped), transparency composited on
     `spec.background`, an animation's first frame (with a warning on stderr when `warn`).
-    `spec` is the recipe's images section (background, max_pixels); None: the defaults."""
+    `spec` is the recipe's images section (background, max_pixels); None: the defaults.
+    Decoded in full, so that a truncated file fails here, not mid-run."""
+    if not os.path.exists(path):
+        raise UserError(f"image file not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"this is a folder, not an image file: {path}")
     try:
         with _opened(path, spec) as img:
             if warn and getattr(img, "n_frames", 1) > 1:
@@ -47,7 +52,9 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     except UserError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise UserError(Problem(f"not a readable image ({exc})", file=path)) from None
+        # Pillow's own words where they say more than the error's type (a truncated file).
+        why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
+        raise UserError(f"not a readable image ({why}): {path}") from None
 
 
 @contextlib.contextmanager
@@ -65,9 +72,9 @@ def _opened(path: str, spec):
             Image.MAX_IMAGE_PIXELS = saved
     with img:
         if img.width * img.height > limit:
-            raise UserError(Problem(f"{img.width}x{img.height} is {img.width * img.height:,} pixels, more than "
-                                    f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
-                                    f"if you trust the file", file=path))
+            raise UserError(f"{path} is {img.width}x{img.height}, {img.width * img.height:,} pixels, more than "
+                            f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
+                            f"if you trust the file")
         yield img
 
 
@@ -142,6 +149,10 @@ def save_atomic(img: Image.Image, path: str | Path) -> None:
 
 def write_text_atomic(text: str, path: str | Path) -> None:
     _atomic_write(path, "w", lambda handle: handle.write(text))
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    _atomic_write(path, "wb", lambda handle: handle.write(data))
 
 
 TEMP_MARK = ".stylekit-tmp"

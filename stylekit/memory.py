@@ -11,18 +11,17 @@ optimizer's state, which a single step does not build up, are counted apart.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from . import engine
-from .engine import Job, prepare_backbone
+from .build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from .engine import LoopOptions, optimize
+from .images import output_size
+from .plan import Plan, Stage
 
 PROBE_LONG_SIDES = (128, 256)
 
@@ -90,32 +89,26 @@ def _tensor_bytes(obj, seen: set[int]) -> int:
     return 0
 
 
-def _probe(job: Job, hw: tuple[int, int]) -> tuple[int, int]:
+def _probe(plan: Plan, backbone, stage: Stage) -> tuple[int, int]:
     """(bytes the loss terms keep as targets, most bytes alive at once) for one real step
-    of `job` at size hw on the CPU."""
-
-    def resize(x: torch.Tensor | None) -> torch.Tensor | None:
-        return None if x is None else F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-
-    terms = [dataclasses.replace(wt, term=copy.deepcopy(wt.term)) for wt in job.terms]
-    small = dataclasses.replace(
-        job, terms=terms, steps=1, device=torch.device("cpu"), compile=False, cuda_graph=False,
-        content=resize(job.content), styles=[resize(s) for s in job.styles], init=resize(job.init),
-        style_masks=[resize(m) for m in job.style_masks] if job.style_masks else None,
-        postprocess=None, on_step=None)
+    of `plan` at `stage`'s size on the CPU."""
     with LiveBytes() as watch:
-        engine.run(small)
-    weights = {p.untyped_storage().data_ptr() for p in job.backbone.parameters()}
-    held = sum(_tensor_bytes(vars(wt.term), set(weights)) for wt in terms)
+        images = stage_images(plan, stage)
+        objective = build_objective(plan, backbone, images)
+        optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), LoopOptions(steps=1),
+                 torch.device("cpu"))
+    weights = {p.untyped_storage().data_ptr() for p in backbone.parameters()}
+    held = sum(_tensor_bytes(vars(wt.term), set(weights)) for wt in objective.terms)
     return held, watch.peak
 
 
-def estimate(job: Job) -> Estimate:
-    """Estimated peak memory of `job` at its size; prepares (truncates, casts) its backbone."""
-    h, w = job.content.shape[-2:]
-    prepare_backbone(job.backbone, job.layers, torch.device("cpu"), job.dtype)
+def estimate(plan: Plan, stage: Stage) -> Estimate:
+    """Estimated peak memory of `stage` of `plan` at its size."""
+    h, w = output_size(plan.images.content, stage.width, stage.height)
+    small = plan.replace(device=torch.device("cpu"))
+    backbone = build_backbone(small)
     sizes = [(max(16, round(h * s / max(h, w))), max(16, round(w * s / max(h, w)))) for s in PROBE_LONG_SIDES]
-    probes = [_probe(job, hw) for hw in sizes]
+    probes = [_probe(small, backbone, Stage(b, a, 1)) for a, b in sizes]
     areas = [a * b for a, b in sizes]
 
     def extrapolate(i: int) -> int:
@@ -123,9 +116,10 @@ def estimate(job: Job) -> Estimate:
         per_pixel = (q2 - q1) / (a2 - a1)
         return max(0, round(q1 + per_pixel * (h * w - a1)))
 
-    weights = sum(p.numel() * p.element_size() for p in job.backbone.parameters())
+    weights = sum(p.numel() * p.element_size() for p in backbone.parameters())
     targets, peak = extrapolate(0), extrapolate(1)
     # Built up over the steps, so absent from a one-step probe: the optimizer's own state
     # (Adam's moments, L-BFGS's history) and the moving average of the iterates.
-    state = round(3 * h * w * 4 * (job.optimizer.state_copies() + (1 if job.ema_decay else 0)))
+    copies = build_optimizer(plan).state_copies() + (1 if plan.recipe.run.ema_decay else 0)
+    state = round(3 * h * w * 4 * copies)
     return Estimate(weights=weights, targets=targets, activations=max(0, peak - targets), optimizer_state=state)

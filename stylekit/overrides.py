@@ -96,7 +96,7 @@ def parse_override(text: str) -> tuple[tuple, Any]:
 def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None) -> None:
     """Set `path` in the recipe's data to `value`, creating tables on the way; a UserError
     (naming `flag`) where the path runs through something that is not a table or list."""
-    flag = flag or f"--set {dotted(path)}"
+    flag = flag or f"override {dotted(path)}"  # an override given in Python (stylekit.load)
 
     def fail(why: str) -> UserError:
         return UserError(Problem(f"{why}", file=flag))

@@ -8,20 +8,21 @@ relative to the recipe file. Every problem is collected and raised at once as a
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from . import checks
 from .components import Backbone
+from . import checks
 from .errors import Problem, UserError, did_you_mean
 from .overrides import apply_override, parse_override  # noqa: F401 (parse_override: re-exported)
+from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from .tomlpos import dotted, key_lines, line_of
@@ -32,22 +33,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-@dataclass
-class LoadedRecipe:
-    """A validated recipe with paths resolved and every component's params validated."""
-
-    path: Path
-    recipe: Recipe
-    backbone_params: BaseModel
-    loss_params: list[BaseModel]
-    optimizer_params: BaseModel
-    scheduler_params: BaseModel
-    #: (loc, message) -> Problem at the recipe's file and line: for errors found later, in building.
-    at: Callable[[tuple, str], Problem] | None = None
-
-    @property
-    def raw(self) -> dict:
-        return self.recipe.model_dump(mode="json")
+MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
 
 
 # ---------------------------------------------------------------- loading
@@ -64,22 +50,53 @@ def read_toml(path: Path) -> tuple[dict, str]:
         raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
+    return parse_toml(text, str(path)), text
+
+
+def parse_toml(text: str, label: str) -> dict:
     try:
-        return tomllib.loads(text), text
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
         line = int(found.group(1)) if found else None
         message = str(exc).replace(found.group(0), "") if found else str(exc)
-        raise UserError(Problem(f"TOML syntax error: {message} - fix the syntax at this line", file=str(path), line=line)) from None
+        raise UserError(Problem(f"TOML syntax error: {message} - fix the syntax at this line", file=label, line=line)) from None
 
 
-def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any] | None = None) -> LoadedRecipe:
-    path = Path(path)
+def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[dict, str, str, Path]:
+    """(data, text, label, base folder) of a recipe given as a file path, a TOML text or a
+    dict. A str is TOML text when it has a line break or an `=`, else a path."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
+    if isinstance(source, str) and ("\n" in source or "=" in source):
+        return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
+    path = Path(source)
     data, text = read_toml(path)
+    return data, text, str(path), base or path.parent
+
+
+def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
+                images: dict[str, Any] | None = None, base: Path | None = None) -> Plan:
+    """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
+
+    `images` may give the content ("content": a PIL image) and styles ("style": a list) as
+    objects in memory; they replace the recipe's files, which may then be left out.
+    Relative paths are resolved against `base` (default: the recipe file's folder, or the
+    current folder for a recipe given as text or a dict).
+    """
+    data, text, label, base = read_source(source, base)
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
-    at = _locator(path, key_lines(text), getattr(overrides, "flag_for", None))
+    memory = dict(images or {})
+    if memory:
+        section = data.setdefault("images", {})
+        if isinstance(section, dict):
+            if "content" in memory:
+                section["content"] = MEMORY
+            if "style" in memory:
+                section["style"] = [MEMORY] * len(memory["style"])
+    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None))
     problems: list[Problem] = []
     try:
         recipe = Recipe.model_validate(data)
@@ -91,47 +108,72 @@ def load_recipe(path: str | Path, registry: Registry, overrides: dict[tuple, Any
     parts = recipe if recipe is not None else _valid_parts(data)
     if parts.requires is not None:
         problems += _missing_packages(parts.requires, registry, at)
-    base = path.parent
+    inputs = None
     if parts.images is not None:
-        parts.images.content = _resolve(base, parts.images.content)
-        parts.images.style = [_resolve(base, p) for p in parts.images.style]
-        if parts.images.style_masks:
-            parts.images.style_masks = [_resolve(base, p) for p in parts.images.style_masks]
-        if parts.images.init not in INIT_CHOICES:
-            parts.images.init = _resolve(base, parts.images.init)
-        sizes, found = checks.read_images(parts.images, at)
-        problems += found
+        _resolve_image_paths(parts.images, base)
+        inputs = _open_images(parts.images, memory, at, problems)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
         problems += checks.output_problems(parts, at)
 
-    backbone_cls = backbone_params = None
+    backbone = None
     if parts.backbone is not None:
-        backbone_cls = _component(registry, "backbone", parts.backbone.name, ("backbone", "name"), at, problems)
-        backbone_params = _params(registry, backbone_cls, parts.backbone.params, ("backbone", "params"), at, problems)
-        if backbone_cls is not None:
-            problems += _resolve_weights(parts.backbone, backbone_cls, base, at)
-    loss_params, loss_classes = [], []
+        backbone = _choice(registry, "backbone", parts.backbone.name, parts.backbone.params, ("backbone",), at, problems)
+        if backbone is not None:
+            problems += _resolve_weights(parts.backbone, backbone.cls, base, at)
+    losses = []
+    seen: dict[str, int] = {}
     for i, spec in enumerate(parts.loss or []):
         if spec is None:
-            loss_classes.append(None)
             continue
-        cls = _component(registry, "loss", spec.name, ("loss", i, "name"), at, problems)
-        loss_classes.append(cls)
-        loss_params.append(_params(registry, cls, spec.params, ("loss", i, "params"), at, problems))
-        if cls is not None and backbone_cls is not None and backbone_params is not None:
-            problems += _check_layers(spec, cls, backbone_cls, backbone_params, i, at)
-    other_params = []
+        loss = _choice(registry, "loss", spec.name, spec.params, ("loss", i), at, problems)
+        if loss is None:
+            continue
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        label_ = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
+        layers = spec.layer_table(loss.cls.default_layers) if loss.cls.reads_features else {}
+        losses.append(LossChoice(i, label_, loss, spec.weight, layers))
+        if backbone is not None:
+            problems += _check_layers(spec, loss.cls, backbone.cls, backbone.params, i, at)
+    chosen = {}
     for kind in ("optimizer", "scheduler"):
         spec = getattr(parts, kind)
         if spec is not None:
-            cls = _component(registry, kind, spec.name, (kind, "name"), at, problems)
-            other_params.append(_params(registry, cls, spec.params, (kind, "params"), at, problems))
-    if parts.images is not None:
-        problems += checks.size_problems(parts, sizes, backbone_cls, backbone_params, loss_classes, at)
+            chosen[kind] = _choice(registry, kind, spec.name, spec.params, (kind,), at, problems)
+    device = dtype = None
+    if parts.run is not None:
+        device, dtype = _device_and_precision(parts.run, at, problems)
+        if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
+            problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
+    if inputs is not None and backbone is not None:
+        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at)
     if problems or recipe is None:
         raise UserError(problems)
-    return LoadedRecipe(path, recipe, backbone_params, loss_params, *other_params, at=at)
+    return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
+                optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], device=device, dtype=dtype,
+                stages=_stages(recipe), images=inputs, output=Path(recipe.output.path),
+                plugin_versions={p.package: p.version for p in registry.plugins}, at=at)
+
+
+def _stages(recipe: Recipe) -> tuple[Stage, ...]:
+    if recipe.stage:
+        return tuple(Stage(s.width, s.height, s.steps) for s in recipe.stage)
+    return (Stage(recipe.output.width, recipe.output.height, recipe.run.steps),)
+
+
+def _device_and_precision(run, at, problems: list[Problem]):
+    from .devices import resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(run.device)
+    except UserError as exc:
+        problems.append(at(("run", "device"), exc.problems[0].message))
+        return None, None
+    try:
+        return device, resolve_precision(run.precision, device)
+    except UserError as exc:
+        problems.append(at(("run", "precision"), exc.problems[0].message))
+        return device, None
 
 
 def _valid_parts(data: dict) -> SimpleNamespace:
@@ -171,12 +213,12 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(path: Path, lines: dict, flag_for=None):
+def _locator(label: str, lines: dict, flag_for=None):
     def at(loc: tuple, message: str) -> Problem:
         flag = flag_for(loc) if flag_for else None
         if flag:  # the value came from the command line: name the flag, not the recipe's line
             return Problem(message, file=flag, field=dotted(loc) or None)
-        return Problem(message, file=str(path), line=line_of(lines, loc), field=dotted(loc) or None)
+        return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
     return at
 
 
@@ -234,26 +276,23 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _component(registry: Registry, kind: str, name: str, loc: tuple, at, problems: list[Problem]):
+def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem]) -> Choice | None:
+    """The registered class of `name` with its params validated, or None (problems added)."""
     try:
-        return registry.get(kind, name)
+        cls = registry.get(kind, name)
     except UserError as exc:
-        problems.append(at(loc, exc.problems[0].message))
+        problems.append(at((*loc, "name"), exc.problems[0].message))
         return None
-
-
-def _params(registry: Registry, cls, raw: dict, loc: tuple, at, problems: list[Problem]):
-    if cls is None:
-        return None
+    package = registry.components[kind][name].plugin.package
     try:
-        return cls.Params.model_validate(raw)
+        params = cls.Params.model_validate(raw_params)
     except ValidationError as exc:
-        package = registry.components[cls.kind][cls.name].plugin.package
         for err in exc.errors():
-            problem = _pydantic_problem(err, loc, cls.Params, at)
-            problems.append(Problem(f"{problem.message} ({cls.kind} '{cls.name}' of package '{package}')",
+            problem = _pydantic_problem(err, (*loc, "params"), cls.Params, at)
+            problems.append(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')",
                                     problem.file, problem.line, problem.field))
         return None
+    return Choice(cls, params, package)
 
 
 def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_params, index: int, at) -> list[Problem]:
@@ -271,6 +310,46 @@ def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_pa
             loc = ("loss", index, "layers", j if isinstance(spec.layers, list) else name)
             problems.append(at(loc, f"unknown layer '{name}' of backbone '{backbone_cls.name}'{did_you_mean(name, known)}"))
     return problems
+
+
+def _resolve_image_paths(images: ImagesSpec, base: Path) -> None:
+    def resolve(value: str) -> str:
+        return value if value == MEMORY else _resolve(base, value)
+
+    images.content = resolve(images.content)
+    images.style = [resolve(p) for p in images.style]
+    if images.style_masks:
+        images.style_masks = [resolve(p) for p in images.style_masks]
+    if images.init not in INIT_CHOICES:
+        images.init = resolve(images.init)
+
+
+def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem]) -> InputImages | None:
+    """Decode every input image now, so that a file that cannot be read is reported before
+    the run (a truncated JPEG passes a header check and fails only when decoded)."""
+    from .images import open_rgb
+
+    before = len(problems)
+
+    def read(loc: tuple, path: str, given=None):
+        if given is not None:
+            return given
+        try:
+            return open_rgb(path, images, warn=True)  # warn: an animation's first frame is used
+        except UserError as exc:
+            problems.append(at(loc, exc.problems[0].message))
+            return None
+
+    content = read(("images", "content"), images.content, memory.get("content"))
+    given_styles = memory.get("style") or [None] * len(images.style)
+    styles = [read(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
+    masks = [read(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
+    init = images.init if images.init in INIT_CHOICES else read(("images", "init"), images.init)
+    if len(problems) > before:
+        return None
+    raw_weights = images.style_weights or [1.0] * len(styles)
+    return InputImages(content=content, styles=tuple(styles), style_weights=tuple(w / sum(raw_weights) for w in raw_weights),
+                       masks=tuple(masks) if images.style_masks else None, init=init)
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:

@@ -10,7 +10,6 @@ estimated memory exceeds what the machine has, or whose estimated time is far to
 from __future__ import annotations
 
 import os
-from types import SimpleNamespace
 
 import torch
 
@@ -61,37 +60,35 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def pre_run_warnings(job, stages) -> list[str]:
+def pre_run_warnings(plan) -> list[str]:
     """Warnings for a run whose memory exceeds what its device has free, or whose time on
-    the CPU exceeds LONG_RUN_SECONDS. Cheap (milliseconds): one forward pass of the backbone
-    on the meta device (no data, no arithmetic), counting the bytes of every tensor it makes
-    and its floating-point operations. Autograd keeps about those bytes per pixel for the
-    backward pass, and a step is about two forward passes (the backbone is frozen: its backward
-    pass computes no weight gradients), so both are lower bounds that
-    warn only where a run is surely too large. (`stylekit run --dry-run` runs real steps and
-    is far closer, but takes seconds to minutes.)"""
-    h0, w0 = job.content.shape[-2:]
-    content = SimpleNamespace(width=w0, height=h0)
-    sizes = [output_size(content, stage.width, stage.height) for stage in stages]
-    probe = _meta_probe(job.backbone, job.layers)
+    the CPU exceeds LONG_RUN_SECONDS. Cheap (tens of milliseconds): the backbone is built
+    on the meta device (no weights are loaded, no memory taken) and run forward once there,
+    counting the bytes of every tensor it makes and its floating-point operations. Autograd
+    keeps about those bytes per pixel for the backward pass, and a step is about two forward
+    passes (the backbone is frozen: its backward pass computes no weight gradients), so both
+    are lower bounds that warn only where a run is surely too large. (`stylekit run
+    --dry-run` runs real steps and is far closer, but takes seconds to minutes.)"""
+    sizes = [output_size(plan.images.content, stage.width, stage.height) for stage in plan.stages]
+    probe = _meta_probe(plan.backbone.cls, plan.backbone.params, plan.layers)
     if probe is None:
         return []
-    bytes_per_pixel, flops_per_pixel = probe
+    bytes_per_pixel, flops_per_pixel, weight_count = probe
     warnings = []
     h, w = max(sizes, key=lambda hw: hw[0] * hw[1])
-    element = torch.tensor([], dtype=job.dtype).element_size()
-    weights = sum(p.numel() * element for p in job.backbone.parameters())
-    images = 3 * 4 * h * w * (3 + job.optimizer.state_copies())  # the image, its gradient, optimizer state
-    needed = weights + images + bytes_per_pixel * h * w * element / 4
-    free = available_memory(job.device)
+    element = torch.tensor([], dtype=plan.dtype).element_size()
+    state_copies = plan.optimizer.cls(plan.optimizer.params).state_copies()
+    images = 3 * 4 * h * w * (3 + state_copies)  # the image, its gradient, the optimizer's state
+    needed = weight_count * element + images + bytes_per_pixel * h * w * element / 4
+    free = available_memory(plan.device)
     if free is not None and needed > free:
         from .memory import human
 
-        warnings.append(f"{w}x{h} needs at least {human(int(needed))} on {job.device} but {human(free)} is free "
+        warnings.append(f"{w}x{h} needs at least {human(int(needed))} on {plan.device} but {human(free)} is free "
                         f"- it will probably run out of memory; {ADVICE}")
-    flops = 2 * flops_per_pixel * sum(sh * sw * stage.steps for (sh, sw), stage in zip(sizes, stages))
+    flops = 2 * flops_per_pixel * sum(sh * sw * stage.steps for (sh, sw), stage in zip(sizes, plan.stages))
     seconds = flops / (CPU_FLOPS_PER_THREAD * torch.get_num_threads())
-    if job.device.type == "cpu" and seconds > LONG_RUN_SECONDS:
+    if plan.device.type == "cpu" and seconds > LONG_RUN_SECONDS:
         warnings.append(f"this run needs about {flops / 1e15:.1f} PFLOP, {seconds / 3600:.0f} hours or more on "
                         f"this CPU - lower run.steps or output.width, or run it on a GPU")
     return warnings
@@ -103,9 +100,10 @@ CPU_FLOPS_PER_THREAD = 96e9
 PROBE_SIDE = 64
 
 
-def _meta_probe(backbone, layers) -> tuple[float, float] | None:
-    """(bytes, floating-point operations) per pixel of one fp32 forward pass, on the meta
-    device; None where the backbone cannot run there (a plugin with a custom kernel)."""
+def _meta_probe(backbone_cls, params, layers) -> tuple[float, float, int] | None:
+    """(bytes, floating-point operations) per pixel of one fp32 forward pass, and the number
+    of weights, of the backbone built on the meta device; None where it cannot be built or
+    run there (no "random" weights, a custom kernel)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
     from torch.utils.flop_counter import FlopCounterMode
@@ -118,15 +116,16 @@ def _meta_probe(backbone, layers) -> tuple[float, float] | None:
             CreatedBytes.total += sum(t.numel() * 4 for t in tree_leaves(out) if isinstance(t, torch.Tensor))
             return out
 
-    params = getattr(backbone, "params", None)
-    holder = torch.nn.ModuleDict({"backbone": backbone})
-    meta = {name: torch.empty_like(t, device="meta", dtype=torch.float32)
-            for name, t in [*holder.named_parameters(), *holder.named_buffers()]}
+    if "random" not in backbone_cls.weight_choices:
+        return None
     try:
-        side = max(PROBE_SIDE, backbone.min_input_side_for(params, layers))
+        with torch.device("meta"):
+            backbone = backbone_cls(params, "random")
+        side = max(PROBE_SIDE, backbone_cls.min_input_side_for(params, layers))
         counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter, CreatedBytes(), torch.nn.utils.stateless._reparametrize_module(holder, meta):
+        with torch.no_grad(), counter, CreatedBytes():
             backbone.features(torch.empty(1, 3, side, side, device="meta"), layers)
     except Exception:  # an estimate is not worth failing a run for
         return None
-    return CreatedBytes.total / (side * side), counter.get_total_flops() / (side * side)
+    weights = sum(p.numel() for p in backbone.parameters())
+    return CreatedBytes.total / (side * side), counter.get_total_flops() / (side * side), weights

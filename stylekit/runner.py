@@ -1,137 +1,158 @@
-"""Running a loaded recipe: progress display, intermediate images, output and run record."""
+"""`stylekit run`: stylize a checked plan, showing progress, and write what it made: the
+image, its run record, intermediate images and plots. Everything else is `stylize`'s.
+
+Exit statuses: 0 done (or stopped by a callback), 2 bad input, 3 the run failed (diverged,
+or its output could not be written: the message says where the image was kept), 130 / 143
+interrupted by SIGINT / SIGTERM (image, record and checkpoint written).
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import platform
+import signal
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 import torch
 
-from . import __version__
-from .build import build_job, stages_of
+from . import __version__, checkpoints
 from .devices import dtype_name
-from .engine import Progress, Result, run
-from .errors import UserError
-from .images import save_atomic, to_image, write_text_atomic
-from .plugins import Registry
-from .recipe import LoadedRecipe
+from .errors import RunFailed, UserError
+from .images import output_size, save_atomic, to_image
+from .outputs import describe, keep_elsewhere, record_path, write_record, write_result
+from .plan import Plan
 from .report import plot_losses, strip
 from .resources import failure_message, pre_run_warnings
+from .session import Result, RunDiverged, StepInfo, stylize
 
 
 def intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.step{step:05d}.png")
 
 
-def record_path(output: Path) -> Path:
-    return output.with_suffix(".json")
-
-
-def run_recipe(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None = None) -> Result:
-    recipe = loaded.recipe
+def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
+             callbacks: list[Callable[[StepInfo], None]] = ()) -> int:
+    """Run `plan` as the CLI does and return the exit status."""
     stream = stream or sys.stderr  # looked up now, so redirections made by callers apply
-    started = time.time()
-    output = Path(recipe.output.path)
-    stages = stages_of(loaded)
-    total_steps = sum(stage.steps for stage in stages)
-    first = build_job(loaded, registry, stages[0])
-    progress = Progress([wt.label for wt in first.terms])
-    every = recipe.run.progress_every
-    last_print = {"step": 0, "time": time.perf_counter()}
-    offset = [0]  # steps done in earlier stages
+    output = plan.output
+    checkpoint = checkpoints.path_for(output)
+    state = checkpoints.load(checkpoint, plan) if resume else None
     saved: list[Path] = []
-
-    def on_step(stage_step: int, image: torch.Tensor) -> None:
-        step = offset[0] + stage_step
-        if every and (step % every == 0 or step == 1 or step == total_steps):
-            now = time.perf_counter()
-            per_step = (now - last_print["time"]) / (step - last_print["step"])
-            last_print.update(step=step, time=now)
-            terms = "  ".join(f"{k} {v:.4g}" for k, v in progress.latest().items())
-            print(f"step {step:>5}/{total_steps}  {terms}  ({per_step:.3f} s/step)", file=stream, flush=True)
-        if recipe.output.save_every and step % recipe.output.save_every == 0 and step != total_steps:
-            saved.append(intermediate_path(output, step))
-            save_atomic(to_image(image), saved[-1])
-
-    h, w = first.content.shape[-2:]
-    print(f"stylekit {__version__}: {loaded.path} -> {output} ({w}x{h}, {total_steps} steps, "
-          f"{first.device.type}, {dtype_name(first.dtype)})", file=stream, flush=True)
-    for warning in pre_run_warnings(first, stages):
+    h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
+    print(f"stylekit {__version__}: {plan.source} -> {output} ({w}x{h}, {plan.total_steps} steps, "
+          f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
+    for warning in pre_run_warnings(plan):
         print(f"warning: {warning}", file=stream, flush=True)
-    job, result, seconds, setup = first, None, 0.0, 0.0
-    last_print["time"] = time.perf_counter()
+    if state is not None:
+        done = len(state["history"])
+        print(f"resuming from {checkpoint} at step {done}/{plan.total_steps}", file=stream, flush=True)
+
+    def save_intermediate(info: StepInfo) -> None:
+        every = plan.recipe.output.save_every
+        if every and info.step % every == 0 and info.step != info.total:
+            saved.append(intermediate_path(output, info.step))
+            save_atomic(to_image(info.image), saved[-1])
+
     try:
-        for index, stage in enumerate(stages):
-            if index:
-                job = build_job(loaded, registry, stage, previous=result.image, backbone=job.backbone)
-                print(f"stage {index + 1}/{len(stages)}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)
-            job.on_step = on_step
-            result = run(job, progress)
-            offset[0] += stage.steps
-            seconds, setup = seconds + result.seconds, setup + result.setup_seconds
-    except UserError as exc:  # raised during the run (a plugin, the graph recording): name the recipe
-        raise UserError([dataclasses.replace(p, file=p.file or str(loaded.path)) for p in exc.problems]) from None
+        result = stylize(plan, callback=_all(progress_lines(plan, stream), save_intermediate, *callbacks),
+                         checkpoint=checkpoint, resume=state)
+    except RunDiverged as exc:
+        return _diverged(plan, exc, stream)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
-        message = failure_message(exc, job.device, tuple(job.content.shape[-2:]))
+        message = failure_message(exc, plan.device, (h, w))
         if message is None:
             raise
-        raise UserError(f"{loaded.path}: {message}") from None
-    result.seconds, result.setup_seconds = seconds, setup
-    final = job.postprocess(result.image) if job.postprocess else result.image
-    save_atomic(to_image(final), output)
-    if recipe.output.record:
-        write_text_atomic(json.dumps(run_record(loaded, registry, job, result, started), indent=1), record_path(output))
-    if recipe.output.plot:
+        raise UserError(f"{plan.source}: {message}") from None
+    status = _write(result, output, stream)
+    if status:
+        return status
+    if plan.recipe.output.plot:
         plot_losses(result.history, output.with_name(f"{output.stem}.losses.png"))
         if saved:
             strip([*saved, output], output.with_name(f"{output.stem}.strip.png"))
-    print(f"wrote {output} in {result.seconds:.1f} s ({result.seconds / total_steps:.3f} s/step)", file=stream, flush=True)
-    return result
+    seconds = result.record["loop_seconds"]
+    if result.status == "interrupted":
+        name = signal.Signals(result.signal).name
+        print(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output} and "
+              f"{checkpoint} - continue with `stylekit run {plan.source} --resume`", file=stream, flush=True)
+        return 128 + result.signal
+    if result.status == "stopped":
+        print(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}", file=stream, flush=True)
+        return 0
+    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
+    print(f"wrote {output} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)", file=stream, flush=True)
+    return 0
 
 
-def dry_run(loaded: LoadedRecipe, registry: Registry, stream: TextIO | None = None) -> list:
+def _all(*callbacks):
+    def call(info: StepInfo) -> None:
+        for callback in callbacks:
+            callback(info)
+    return call
+
+
+def progress_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
+    """Plain progress lines every run.progress_every steps, and a line as each stage starts."""
+    every = plan.recipe.run.progress_every
+    last = {"step": None, "time": time.perf_counter(), "stage": 1}
+
+    def show(info: StepInfo) -> None:
+        if last["step"] is None:
+            last["step"] = info.step - 1
+        if info.stage != last["stage"]:
+            last["stage"] = info.stage
+            stage = plan.stages[info.stage - 1]
+            print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)
+        if every and (info.step % every == 0 or info.step == 1 or info.step == info.total):
+            now = time.perf_counter()
+            per_step = (now - last["time"]) / max(1, info.step - last["step"])
+            last.update(step=info.step, time=now)
+            terms = "  ".join(f"{k} {v:.4g}" for k, v in info.losses.items())
+            print(f"step {info.step:>5}/{info.total}  {terms}  ({per_step:.3f} s/step)", file=stream, flush=True)
+
+    return show
+
+
+def _write(result: Result, output: Path, stream: TextIO) -> int:
+    """Write the image and record; when that fails, keep the image elsewhere and say where."""
+    try:
+        write_result(result, output, result.plan.recipe.output.record)
+        return 0
+    except OSError as exc:
+        kept = keep_elsewhere(result.image, output.name)
+        where = f"the image is kept at {kept}" if kept else "no folder could take the image either"
+        raise RunFailed(f"could not write {output} ({describe(exc)}) - {where}; free space or choose "
+                        "another output path (-o)") from None
+
+
+def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
+    """Keep the last finite image beside the output (never over it) and say where."""
+    output = plan.output
+    kept = output.with_name(f"{output.stem}.diverged.png")
+    try:
+        save_atomic(exc.image, kept)
+        write_record(exc.record, record_path(kept))
+    except OSError:
+        kept = keep_elsewhere(exc.image, kept.name)
+    where = f"the last finite image (step {exc.image_step}) is kept at {kept}" if kept else "no image could be kept"
+    raise RunFailed(f"{plan.source}: {exc} - {output} was not written; {where}")
+
+
+def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
     """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
     from .memory import estimate, human
 
     stream = stream or sys.stdout
-    backbone, estimates = None, []
-    for index, stage in enumerate(stages_of(loaded)):
-        job = build_job(loaded, registry, stage, backbone=backbone)
-        backbone = job.backbone
-        h, w = job.content.shape[-2:]
-        found = estimate(job)
+    estimates = []
+    for index, stage in enumerate(plan.stages):
+        found = estimate(plan, stage)
         estimates.append(found)
-        print(f"stage {index + 1}: {w}x{h}, {stage.steps} steps, {dtype_name(job.dtype)} on {job.device}", file=stream)
+        h, w = output_size(plan.images.content, stage.width, stage.height)
+        print(f"stage {index + 1}: {w}x{h}, {stage.steps} steps, {dtype_name(plan.dtype)} on {plan.device}", file=stream)
         print("\n".join(found.lines()), file=stream)
-        if job.device.type == "cuda":
-            free, _ = torch.cuda.mem_get_info(job.device)
+        if plan.device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(plan.device)
             verdict = "fits" if found.total < free else "does NOT fit"
-            print(f"  {verdict} in the {human(free)} free on {torch.cuda.get_device_name(job.device)}", file=stream)
+            print(f"  {verdict} in the {human(free)} free on {torch.cuda.get_device_name(plan.device)}", file=stream)
     return estimates
-
-
-def run_record(loaded: LoadedRecipe, registry: Registry, job, result: Result, started: float) -> dict:
-    return {
-        "recipe_file": str(loaded.path),
-        "recipe": loaded.raw,
-        "versions": {
-            "stylekit": __version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "plugins": {p.package: p.version for p in registry.plugins},
-        },
-        "device": str(job.device),
-        "device_name": torch.cuda.get_device_name(job.device) if job.device.type == "cuda" else platform.processor() or platform.machine(),
-        "precision": dtype_name(job.dtype),
-        "size": list(job.content.shape[-2:]),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
-        "setup_seconds": result.setup_seconds,
-        "loop_seconds": result.seconds,
-        "seconds_per_step": result.seconds / max(1, len(result.history)),
-        "losses": result.history,
-    }

@@ -103,6 +103,10 @@ class OutputSpec(Strict):
     save_every: int = Field(0, ge=0)
     #: Write a JSON run record next to the output.
     record: bool = True
+    #: Keep a checkpoint (<name>.checkpoint.pt) every N steps (0: only when the run is
+    #: interrupted), to continue with `stylekit run RECIPE --resume`. Not to be confused
+    #: with run.checkpoint (activation checkpointing, for memory).
+    checkpoint_every: int = Field(0, ge=0)
     #: Also write <name>.losses.png (loss curves) and, with save_every, <name>.strip.png.
     plot: bool = False
 

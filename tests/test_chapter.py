@@ -5,10 +5,9 @@ from pathlib import Path
 
 import torch
 
-from stylekit.build import build_job
-from stylekit.engine import run
+from planning import history, plan_for, run_stage
+from stylekit.build import stage_images
 from stylekit.plugins import load_registry
-from stylekit.recipe import load_recipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -22,27 +21,29 @@ def chapter_gram(x):
 
 def test_d2l_recipe_step_one_loss_equals_the_chapter_formula():
     registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
-    loaded = load_recipe(RECIPES / "d2l.toml", registry, {("output", "height"): 60, ("output", "width"): 90, ("run", "steps"): 1})
-    job = build_job(loaded, registry)
+    plan = plan_for(RECIPES / "d2l.toml", registry, **{"output.height": 60, "output.width": 90, "run.steps": 1})
+    images = stage_images(plan, plan.stages[0])
     # Start away from the content image so that the content term is not zero.
     torch.manual_seed(1)
-    job.init = (job.content + 0.1 * torch.randn_like(job.content)).clamp(0, 1)
-    result = run(job)
+    start = (images.content + 0.1 * torch.randn_like(images.content)).clamp(0, 1)
+    import dataclasses
 
-    net = job.backbone  # the same (truncated, fp32) network the engine used
+    result, objective, _ = run_stage(plan, images=dataclasses.replace(images, start=start))
+
+    net = objective.backbone  # the same (truncated, fp32) network the engine used
     layers = frozenset(STYLE_LAYERS + ["conv4_4"])
     with torch.no_grad():
-        content = net.features(job.content, layers)
-        style = net.features(job.styles[0], layers)
-        synth = net.features(job.init, layers)
+        content = net.features(images.content, layers)
+        style = net.features(images.styles[0], layers)
+        synth = net.features(start, layers)
     content_l = torch.mean((synth["conv4_4"] - content["conv4_4"]) ** 2)
     styles_l = [torch.mean((chapter_gram(synth[n]) - chapter_gram(style[n])) ** 2) * 1e3 for n in STYLE_LAYERS]
     # The chapter's TV is of the ImageNet-normalized image, about x / 0.226 in [0, 1] units.
-    x = job.init / 0.226
+    x = start / 0.226
     tv_l = 10 * 0.5 * ((x[:, :, 1:, :] - x[:, :, :-1, :]).abs().mean() + (x[:, :, :, 1:] - x[:, :, :, :-1]).abs().mean())
     expected = sum(10 * styles_l + [content_l] + [tv_l])  # the chapter's own sum, list repetition and all
 
-    first = result.history[0]
+    first = history(result, objective)[0]
     assert abs(first["content"] - content_l.item()) <= 1e-4 * content_l.item()
     assert abs(first["gram"] - 10 * sum(styles_l).item()) <= 1e-4 * first["gram"]
     assert abs(first["tv"] - tv_l.item()) <= 1e-3 * tv_l.item()
@@ -62,13 +63,11 @@ def relative_style_distance(net, image, style_image):
 def test_gatys_recipe_end_to_end_lowers_the_style_distance(tmp_path):
     registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
     out = tmp_path / "g.png"
-    loaded = load_recipe(RECIPES / "gatys.toml", registry,
-                         {("output", "width"): 96, ("run", "steps"): 40, ("output", "path"): str(out)})
-    job = build_job(loaded, registry)
-    result = run(job)
+    plan = plan_for(RECIPES / "gatys.toml", registry, **{"output.width": 96, "run.steps": 40, "output.path": str(out)})
+    result, _, images = run_stage(plan)
     from stylekit.builtins.vgg19 import VGG19
 
     judge = VGG19(VGG19.Params(), "caffe")
-    before = relative_style_distance(judge, job.content, job.styles[0])
-    after = relative_style_distance(judge, result.image, job.styles[0])
+    before = relative_style_distance(judge, images.content, images.styles[0])
+    after = relative_style_distance(judge, result.image, images.styles[0])
     assert after < 0.6 * before, (before, after)

@@ -5,16 +5,18 @@ import json
 
 import torch
 
+from planning import plan_for, run_stage
 from stylekit import colour
-from stylekit.build import build_job
+from stylekit.build import stage_images
 from stylekit.images import open_rgb, to_tensor
-from stylekit.recipe import load_recipe
-from stylekit.testing import pattern, run_cli, tiny_registry
+from stylekit.plan import Stage
+from stylekit.testing import pattern, run_cli
 
 
-def job_for(recipe, **overrides):
-    registry = tiny_registry()
-    return build_job(load_recipe(recipe, registry, {tuple(k.split(".")): v for k, v in overrides.items()}), registry)
+def images_for(recipe, **overrides):
+    """The first stage's images of `recipe` with overrides."""
+    plan = plan_for(recipe, **overrides)
+    return stage_images(plan, plan.stages[0])
 
 
 def test_stages_run_coarse_to_fine_and_end_at_the_last_size(stylekit_recipe):
@@ -30,24 +32,21 @@ def test_stages_run_coarse_to_fine_and_end_at_the_last_size(stylekit_recipe):
 
 
 def test_later_stage_starts_from_the_upsampled_result(stylekit_recipe):
-    from stylekit.build import Stage
-
-    registry = tiny_registry()
-    loaded = load_recipe(stylekit_recipe, registry)
     previous = to_tensor(pattern(24, 32, "content"), (24, 32))
-    job = build_job(loaded, registry, Stage(64, None, 2), previous=previous)
-    assert job.init.shape == (1, 3, 48, 64)
-    assert (torch.nn.functional.avg_pool2d(job.init, 2) - previous).abs().mean() < 0.02
+    images = stage_images(plan_for(stylekit_recipe), Stage(64, None, 2), previous=previous)
+    assert images.start.shape == (1, 3, 48, 64)
+    assert (torch.nn.functional.avg_pool2d(images.start, 2) - previous).abs().mean() < 0.02
 
 
 def test_init_choices(stylekit_recipe, tmp_path):
-    assert job_for(stylekit_recipe).init is None  # the content image
-    style_job = job_for(stylekit_recipe, **{"images.init": "style"})
-    assert style_job.init.shape == style_job.content.shape
-    noise = job_for(stylekit_recipe, **{"images.init": "noise"}).init
+    plain = images_for(stylekit_recipe)
+    assert plain.start is plain.content
+    from_style = images_for(stylekit_recipe, **{"images.init": "style"})
+    assert from_style.start.shape == from_style.content.shape
+    noise = images_for(stylekit_recipe, **{"images.init": "noise"}).start
     assert 0.4 < noise.mean() < 0.6 and noise.std() > 0.2
     pattern(10, 10, "style").save(tmp_path / "start.png")
-    from_file = job_for(stylekit_recipe, **{"images.init": "start.png"}).init
+    from_file = images_for(stylekit_recipe, **{"images.init": "start.png"}).start
     assert from_file.shape == (1, 3, 48, 64)
 
 
@@ -66,48 +65,42 @@ def test_histogram_matching_gives_the_style_the_contents_colour_statistics():
 
 
 def test_luminance_transfer_keeps_the_content_chrominance(stylekit_recipe):
-    job = job_for(stylekit_recipe, **{"images.preserve_colors": "luminance"})
-    assert torch.allclose(job.content[:, 0], job.content[:, 1])  # grey: luminance only
-    assert torch.allclose(job.styles[0][:, 0], job.styles[0][:, 2])
-    result = torch.rand_like(job.content)
-    final = job.postprocess(result)
-    content_rgb = job_for(stylekit_recipe).content
+    images = images_for(stylekit_recipe, **{"images.preserve_colors": "luminance"})
+    assert torch.allclose(images.content[:, 0], images.content[:, 1])  # grey: luminance only
+    assert torch.allclose(images.styles[0][:, 0], images.styles[0][:, 2])
+    result = torch.rand_like(images.content)
+    final = images.postprocess(result)
+    content_rgb = images_for(stylekit_recipe).content
     # Equal up to clamping where the combination leaves the RGB gamut.
     assert (colour.yiq(final)[:, 0] - colour.yiq(result)[:, 0]).abs().mean() < 0.03
     assert (colour.yiq(final)[:, 1:] - colour.yiq(content_rgb)[:, 1:]).abs().mean() < 0.03
 
 
 def test_histogram_mode_changes_the_style_targets(stylekit_recipe):
-    plain, matched = job_for(stylekit_recipe), job_for(stylekit_recipe, **{"images.preserve_colors": "histogram"})
+    plain, matched = images_for(stylekit_recipe), images_for(stylekit_recipe, **{"images.preserve_colors": "histogram"})
     assert not torch.allclose(plain.styles[0], matched.styles[0])
     assert torch.allclose(matched.styles[0].mean(dim=(2, 3)), plain.content.mean(dim=(2, 3)), atol=0.03)
 
 
 def test_ema_output_is_the_average_of_iterates(stylekit_recipe):
-    from stylekit.engine import run
-
-    seen = []
-    job = job_for(stylekit_recipe, **{"run.ema_decay": 0.5, "run.steps": 3})
-    plain = job_for(stylekit_recipe, **{"run.steps": 3})
     iterates = []
-    plain.on_step = lambda step, image: iterates.append(image.clone())
-    run(plain)
-    job.on_step = lambda step, image: seen.append(image.clone())
-    result = run(job)
-    expected = plain.content.clone()
+    _, _, images = run_stage(plan_for(stylekit_recipe, **{"run.steps": 3}),
+                             on_step=lambda loop: iterates.append(loop.output.clone()))
+    result, _, _ = run_stage(plan_for(stylekit_recipe, **{"run.ema_decay": 0.5, "run.steps": 3}))
+    expected = images.content.clone()
     for it in iterates:
         expected = 0.5 * expected + 0.5 * it
     assert torch.allclose(result.image, expected, atol=1e-5)
 
 
 def test_several_styles_with_blend_weights(stylekit_recipe):
-    job = job_for(stylekit_recipe, **{"images.style": ["style.png", "content.png"], "images.style_weights": [3, 1]})
-    assert job.style_weights == [0.75, 0.25] and len(job.styles) == 2
+    images = images_for(stylekit_recipe, **{"images.style": ["style.png", "content.png"], "images.style_weights": [3, 1]})
+    assert images.style_weights == [0.75, 0.25] and len(images.styles) == 2
 
 
 def test_style_scale_sizes_the_style_image_independently(stylekit_recipe):
-    job = job_for(stylekit_recipe, **{"images.style_scale": 0.5})
-    assert job.styles[0].shape[-2:] == (24, 32)
+    images = images_for(stylekit_recipe, **{"images.style_scale": 0.5})
+    assert images.styles[0].shape[-2:] == (24, 32)
 
 
 def test_plot_and_strip(stylekit_recipe):
@@ -166,14 +159,12 @@ steps = 40
 precision = "fp32"
 """)
     registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
-    from stylekit.engine import run
-
-    job = build_job(load_recipe(recipe, registry), registry)
-    result = run(job).image
-    net = job.backbone
+    loop, objective, images = run_stage(plan_for(recipe, registry))
+    result = loop.image
+    net = objective.backbone
     layer = frozenset(["relu1_1"])
     with torch.no_grad():
-        targets = [gram(net.features(s, layer)["relu1_1"], "hw") for s in job.styles]
+        targets = [gram(net.features(s, layer)["relu1_1"], "hw") for s in images.styles]
         halves = [gram(net.features(result[..., :, a:b], layer)["relu1_1"], "hw") for a, b in ((0, 28), (36, 64))]
     distance = [[((h - t).norm() / t.norm()).item() for t in targets] for h in halves]
     assert distance[0][0] < distance[0][1]  # left half: closer to the stripes

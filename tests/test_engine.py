@@ -6,17 +6,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from planning import history, plan_for, run_stage
 from stylekit import images
-from stylekit.build import build_job
-from stylekit.engine import run
-from stylekit.recipe import load_recipe
+from stylekit.build import build_backbone
 from stylekit.testing import TINY_LOSSES, pattern, run_cli, tiny_registry, write_recipe
-
-
-def load_job(recipe: Path, **overrides):
-    registry = tiny_registry()
-    loaded = load_recipe(recipe, registry, {tuple(k.split(".")): v for k, v in overrides.items()})
-    return build_job(loaded, registry)
 
 
 def test_run_writes_image_and_record_and_lowers_the_loss(stylekit_recipe):
@@ -45,25 +38,44 @@ def test_same_seed_same_image(tmp_path):
     assert results[0] == results[1]
 
 
-def test_one_backbone_pass_per_step_and_targets_once(stylekit_recipe):
-    job = load_job(stylekit_recipe)
-    calls = []
-    original = job.backbone.features
+def counted(backbone, calls):
+    original = backbone.features
 
     def counting(image, layers):
         calls.append(torch.is_grad_enabled())
         return original(image, layers)
 
-    job.backbone.features = counting
-    run(job)
+    backbone.features = counting
+    return backbone
+
+
+def test_one_backbone_pass_per_step_and_targets_once(stylekit_recipe):
+    plan = plan_for(stylekit_recipe)
+    calls = []
+    run_stage(plan, backbone=counted(build_backbone(plan), calls))
     # content + one style image without gradients, then one pass per step with them
-    assert calls == [False, False] + [True] * job.steps
+    assert calls == [False, False] + [True] * plan.total_steps
 
 
 def test_backbone_is_cut_after_the_last_used_layer(stylekit_recipe):
-    job = load_job(stylekit_recipe, **{"loss": [{"name": "content", "layers": ["r1"]}]})
-    run(job)
-    assert [name for name, _ in job.backbone.body.named_children()] == ["c1", "r1"]
+    backbone = build_backbone(plan_for(stylekit_recipe, **{"loss": [{"name": "content", "layers": ["r1"]}]}))
+    assert [name for name, _ in backbone.body.named_children()] == ["c1", "r1"]
+
+
+def test_the_engine_changes_nothing_it_is_given(stylekit_recipe):
+    plan = plan_for(stylekit_recipe)
+    backbone = build_backbone(plan)
+    weights = [p.clone() for p in backbone.parameters()]
+    result, objective, images = run_stage(plan, backbone=backbone)
+    start = images.start.clone()
+    gram_targets = {k: v[0].clone() for k, v in objective.terms[1].term.targets.items()}
+    from stylekit.build import build_optimizer, build_scheduler
+    from stylekit.engine import LoopOptions, optimize
+
+    optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), LoopOptions(steps=3), plan.device)
+    assert torch.equal(images.start, start)
+    assert all(torch.equal(a, b) for a, b in zip(weights, backbone.parameters()))
+    assert all(torch.equal(v, objective.terms[1].term.targets[k][0]) for k, v in gram_targets.items())
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "sgd"])
@@ -71,20 +83,18 @@ def test_backbone_is_cut_after_the_last_used_layer(stylekit_recipe):
 def test_every_optimizer_and_scheduler_lowers_the_loss(tmp_path, optimizer, scheduler):
     lr = {"adam": 0.05, "lbfgs": 0.5, "sgd": 0.5}[optimizer]
     body = TINY_LOSSES + f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\nlr = {lr}\n[scheduler]\nname = "{scheduler}"\n'
-    job = load_job(write_recipe(tmp_path, body), **{"run.steps": 15})
-    result = run(job)
-    assert len(result.history) == 15
-    assert result.history[-1]["total"] < result.history[0]["total"]
+    result, objective, _ = run_stage(plan_for(write_recipe(tmp_path, body), **{"run.steps": 15}))
+    rows = history(result, objective)
+    assert len(rows) == 15
+    assert rows[-1]["total"] < rows[0]["total"]
 
 
 def test_lbfgs_evaluates_the_loss_once_per_step(tmp_path):
     body = TINY_LOSSES + '[optimizer]\nname = "lbfgs"\n'
-    job = load_job(write_recipe(tmp_path, body))
+    plan = plan_for(write_recipe(tmp_path, body))
     calls = []
-    original = job.backbone.features
-    job.backbone.features = lambda image, layers: calls.append(1) or original(image, layers)
-    run(job)
-    assert len(calls) == 2 + job.steps
+    run_stage(plan, backbone=counted(build_backbone(plan), calls))
+    assert len(calls) == 2 + plan.total_steps
 
 
 def test_intermediate_images_every_n_steps(stylekit_recipe):
@@ -106,11 +116,11 @@ def test_command_line_overrides_images_and_output(stylekit_recipe, tmp_path, mon
     assert images.open_rgb(str(other / "mine.png")).size == (64, 48)
 
 
-def test_interrupted_run_writes_nothing(stylekit_recipe, monkeypatch):
+def test_a_second_interrupt_ends_at_once_and_writes_nothing(stylekit_recipe, monkeypatch):
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stylekit.runner.run", interrupt)
+    monkeypatch.setattr("stylekit.session.optimize", interrupt)
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 130
     assert "interrupted" in err
@@ -141,30 +151,34 @@ def test_fp16_on_cpu_is_refused_with_a_message(stylekit_recipe):
     assert "run.precision: fp16 runs only on CUDA" in err
 
 
+def totals(plan):
+    result, objective, _ = run_stage(plan)
+    return [row["total"] for row in history(result, objective)], result
+
+
 def test_cuda_graph_is_ignored_off_cuda(stylekit_recipe):
-    eager = run(load_job(stylekit_recipe, **{"run.steps": 3}))
-    graphed = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.cuda_graph": True}))
-    assert [row["total"] for row in graphed.history] == [row["total"] for row in eager.history]
+    eager, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3}))
+    graphed, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3, "run.cuda_graph": True}))
+    assert graphed == eager
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (benchmarks/gpu.py runs the same on VGG-19)")
 @pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
 def test_cuda_graph_replays_the_eager_steps(stylekit_recipe, optimizer):
     settings = {"run.steps": 6, "run.device": "cuda", "optimizer.name": optimizer, "optimizer.params": {}}
-    eager = run(load_job(stylekit_recipe, **settings))
-    graphed = run(load_job(stylekit_recipe, **settings, **{"run.cuda_graph": True}))
-    totals = [row["total"] for row in graphed.history]
-    assert len(set(totals)) == len(totals), "each step's losses are kept, not the last replay's"
-    for a, b in zip(eager.history, graphed.history):
-        assert abs(a["total"] - b["total"]) <= 1e-4 * abs(a["total"])
-    assert torch.allclose(eager.image, graphed.image, atol=1e-4)
+    eager, eager_result = totals(plan_for(stylekit_recipe, **settings))
+    graphed, graphed_result = totals(plan_for(stylekit_recipe, **settings, **{"run.cuda_graph": True}))
+    assert len(set(graphed)) == len(graphed), "each step's losses are kept, not the last replay's"
+    for a, b in zip(eager, graphed):
+        assert abs(a - b) <= 1e-4 * abs(a)
+    assert torch.allclose(eager_result.image, graphed_result.image, atol=1e-4)
 
 
 def test_compiled_objective_gives_the_eager_losses(stylekit_recipe):
-    eager = run(load_job(stylekit_recipe, **{"run.steps": 3}))
-    compiled = run(load_job(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
-    for a, b in zip(eager.history, compiled.history):
-        assert abs(a["total"] - b["total"]) <= 1e-4 * abs(a["total"])
+    eager, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3}))
+    compiled, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
+    for a, b in zip(eager, compiled):
+        assert abs(a - b) <= 1e-4 * abs(a)
 
 
 def test_user_errors_raised_during_the_run_name_the_recipe(stylekit_recipe):
@@ -198,7 +212,7 @@ def test_running_a_recipe_does_not_import_torchvision():
     import subprocess
     import sys
 
-    code = ("import sys, stylekit.cli, stylekit.runner, stylekit.build, stylekit.builtins.vgg19, stylekit.images; "
+    code = ("import sys, stylekit.cli, stylekit.runner, stylekit.build, stylekit.api, stylekit.builtins.vgg19, stylekit.images; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -206,11 +220,12 @@ def test_running_a_recipe_does_not_import_torchvision():
 def test_targets_compute_only_the_layers_each_image_is_read_at(stylekit_recipe):
     """The content loss reads the content image at c3, the Gram loss the style image at r1
     and r2 (LossTerm.target_images): nothing else is computed or kept."""
-    from stylekit.engine import prepare_targets
+    from stylekit.build import build_objective, stage_images
 
-    job = load_job(stylekit_recipe)
+    plan = plan_for(stylekit_recipe)
+    backbone = build_backbone(plan)
     asked = []
-    features = job.backbone.features
-    job.backbone.features = lambda image, layers: asked.append(set(layers)) or features(image, layers)
-    prepare_targets(job, torch.device("cpu"))
+    features = backbone.features
+    backbone.features = lambda image, layers: asked.append(set(layers)) or features(image, layers)
+    build_objective(plan, backbone, stage_images(plan, plan.stages[0]))
     assert asked == [{"c3"}, {"r1", "r2"}]

@@ -79,7 +79,7 @@ def test_animation_uses_the_first_frame_and_says_so(tmp_path, capsys):
 
 
 def test_pixel_limit_refuses_before_decoding_and_can_be_raised(tmp_path):
-    with pytest.raises(UserError, match=r"100000x100000 is 10,000,000,000 pixels, more than images.max_pixels"):
+    with pytest.raises(UserError, match=r"bomb.png is 100000x100000, 10,000,000,000 pixels, more than images.max_pixels"):
         open_rgb(str(make("bomb.png", tmp_path)))
     photo = tmp_path / "photo.png"
     pattern(48, 64, "content").save(photo)

@@ -2,10 +2,15 @@
 
 import torch
 
-from stylekit.engine import run
+from planning import history, plan_for, run_stage
+from stylekit.build import build_backbone
 from stylekit.memory import LiveBytes, _probe, estimate
 from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
-from test_engine import load_job  # noqa: E402
+
+
+def estimate_for(recipe, **overrides):
+    plan = plan_for(recipe, **overrides)
+    return estimate(plan, plan.stages[0])
 
 VGG_HEAD = TINY_RECIPE_HEAD.replace('name = "tiny"', 'name = "vgg19"')
 VGG_LOSSES = """
@@ -21,10 +26,10 @@ layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1"]
 
 
 def test_extrapolated_estimate_matches_a_direct_count_at_the_size(stylekit_recipe):
-    job = load_job(stylekit_recipe, **{"output.width": 320})
-    found = estimate(job)
-    h, w = job.content.shape[-2:]
-    targets, peak = _probe(job, (h, w))
+    plan = plan_for(stylekit_recipe, **{"output.width": 320})
+    found = estimate(plan, plan.stages[0])
+    h, w = 240, 320
+    targets, peak = _probe(plan, build_backbone(plan), plan.stages[0])
     assert abs(found.targets - targets) <= 0.05 * targets
     assert abs(found.targets + found.activations - peak) <= 0.05 * peak
     # The tiny backbone's weights are counted apart, Adam's two moments from the formula.
@@ -45,8 +50,8 @@ def test_live_bytes_counts_new_tensors_and_the_backward_pass():
 
 def test_lbfgs_state_is_two_images_per_history_entry(tmp_path):
     body = '[[loss]]\nname = "tv"\n[optimizer]\nname = "lbfgs"\n[optimizer.params]\nhistory = {}\n'
-    short = estimate(load_job(write_recipe(tmp_path / "a", body.format(5))))
-    long = estimate(load_job(write_recipe(tmp_path / "b", body.format(25))))
+    short = estimate_for(write_recipe(tmp_path / "a", body.format(5)))
+    long = estimate_for(write_recipe(tmp_path / "b", body.format(25)))
     image_bytes = 3 * 48 * 64 * 4
     assert long.optimizer_state - short.optimizer_state == 2 * 20 * image_bytes
 
@@ -54,13 +59,15 @@ def test_lbfgs_state_is_two_images_per_history_entry(tmp_path):
 def test_checkpointing_saves_activation_memory_and_keeps_the_result(tmp_path):
     head = VGG_HEAD.replace('weights = "random"', 'weights = "random"') + "\n"
     recipe = write_recipe(tmp_path, VGG_LOSSES, head=head)
-    plain = load_job(recipe, **{"run.steps": 2})
-    checkpointed = load_job(recipe, **{"run.steps": 2, "run.checkpoint": True})
+    plain = estimate_for(recipe, **{"run.steps": 2})
+    checkpointed = estimate_for(recipe, **{"run.steps": 2, "run.checkpoint": True})
     # The estimate watches a real step, the recomputed segments included: about two thirds
     # here (the layers these losses read are kept either way).
-    assert estimate(checkpointed).activations < 0.7 * estimate(plain).activations
-    a, b = run(load_job(recipe, **{"run.steps": 2})), run(load_job(recipe, **{"run.steps": 2, "run.checkpoint": True}))
-    assert abs(a.history[-1]["total"] - b.history[-1]["total"]) <= 1e-4 * a.history[-1]["total"]
+    assert checkpointed.activations < 0.7 * plain.activations
+    (a, objective, _), (b, _, _) = (run_stage(plan_for(recipe, **{"run.steps": 2})),
+                                    run_stage(plan_for(recipe, **{"run.steps": 2, "run.checkpoint": True})))
+    last_a, last_b = history(a, objective)[-1]["total"], history(b, objective)[-1]["total"]
+    assert abs(last_a - last_b) <= 1e-4 * last_a
     assert torch.allclose(a.image, b.image, atol=1e-5)
 
 
@@ -73,7 +80,7 @@ def test_dry_run_prints_the_estimate_and_writes_nothing(stylekit_recipe):
 
 
 def test_estimate_grows_with_size(stylekit_recipe):
-    small = estimate(load_job(stylekit_recipe, **{"output.width": 128}))
-    large = estimate(load_job(stylekit_recipe, **{"output.width": 512}))
+    small = estimate_for(stylekit_recipe, **{"output.width": 128})
+    large = estimate_for(stylekit_recipe, **{"output.width": 512})
     assert large.activations > 10 * small.activations
     assert large.weights == small.weights

@@ -239,7 +239,8 @@ def said(stderr: str, folder: Path) -> list[str]:
     """The lines a case says on stderr, with its folder written as a relative path."""
     lines = []
     for line in stderr.splitlines():
-        if line.startswith(PROGRESS):
+        # argparse's usage summary changes with every new option; its error line is what counts
+        if line.startswith(PROGRESS) or line.startswith("usage: ") or line.startswith(" " * 10):
             continue
         for prefix in {str(folder.resolve()), str(folder)}:
             line = line.replace(prefix + os.sep, "").replace(prefix, ".")

@@ -1,0 +1,76 @@
+"""stylekit from Python: load a recipe into a checked plan, stylize, save.
+
+    import stylekit
+    plan = stylekit.load("recipes/gatys.toml", overrides={"run.steps": 50})
+    result = stylekit.stylize(plan, content=my_pil_image)
+    result.image            # PIL image: exactly what result.save() writes
+    result.save("out.png")
+
+`stylekit run` is these three calls plus a progress display (`stylekit.runner`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from .plan import Plan
+from .plugins import Registry
+from .session import Result, RunDiverged, StepInfo, as_pil
+from .session import stylize as _stylize
+
+ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
+
+
+def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, content: ImageLike = None,
+         style: ImageLike | Iterable[ImageLike] = None, registry: Registry | None = None,
+         base: str | Path | None = None) -> Plan:
+    """Load and check a recipe: a file path, a TOML text (a str with a line break or an
+    `=`), or a dict of the same shape. `overrides` maps dotted keys to values
+    (`{"run.steps": 50, "optimizer.params.lr": 0.5}`). `content` and `style` give images
+    in memory (or paths) in place of the recipe's; then the recipe may leave them out.
+    Relative paths in the recipe are resolved against `base` (default: the recipe's
+    folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
+    every problem."""
+    from .plugins import load_registry
+    from .recipe import load_recipe
+
+    keyed = {tuple(int(p) if p.isdigit() else p for p in k.split(".")) if isinstance(k, str) else tuple(k): v
+             for k, v in (overrides or {}).items()}
+    images = {}
+    if content is not None:
+        images["content"] = as_pil(content)
+    if style is not None:
+        many = isinstance(style, (list, tuple))
+        images["style"] = [as_pil(s) for s in (style if many else [style])]
+    return load_recipe(source, registry or load_registry(), keyed, images=images,
+                       base=Path(base) if base is not None else None)
+
+
+def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,
+            callback: Callable[[StepInfo], None] | None = None, *, overrides: dict[str, Any] | None = None,
+            checkpoint: str | Path | None = None, resume: bool = False, registry: Registry | None = None) -> Result:
+    """Stylize and return the `Result`; writes nothing unless `checkpoint` is given.
+
+    `recipe` is a plan from `load`, or anything `load` takes. `content` / `style` replace
+    its images. `callback(info)` runs after every step; `info.stop()` ends the run there.
+    With `checkpoint` (a file path), the run's state is kept there every
+    `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
+    Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
+    """
+    from . import checkpoints
+
+    if isinstance(recipe, Plan):
+        plan = recipe
+        if content is not None or style is not None or overrides:
+            plan = load(plan.raw, overrides, content=content if content is not None else plan.images.content,
+                        style=style if style is not None else list(plan.images.styles), registry=registry,
+                        base=plan.path.parent if plan.path else None)
+    else:
+        plan = load(recipe, overrides, content=content, style=style, registry=registry)
+    path = Path(checkpoint) if checkpoint is not None else None
+    state = checkpoints.load(path, plan) if resume and path is not None else None
+    return _stylize(plan, callback=callback, checkpoint=path, resume=state)
+
+
+__all__ = ["Plan", "Result", "RunDiverged", "StepInfo", "load", "stylize"]

@@ -1,0 +1,226 @@
+"""`stylekit batch`: one recipe over many content and style images, in one process or in
+many (torchrun), each item done once, and a rerun doing only what is not done.
+
+Items are claimed dynamically: every worker walks the same list and claims the next item
+by creating its claim file with O_EXCL, which exactly one process can do, so a slow image
+or a slow GPU holds up nothing else. Claims belong to one invocation (its generation), so
+a rerun after a crash, a killed worker or a pre-emption ignores the old ones; an item is
+done when its image is in the output folder (written atomically, record first), and a
+rerun skips exactly those. The output folder must be shared by all workers (one node, or a
+shared file system across nodes), as it is where they meet.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import socket
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from .errors import Problem, RunFailed, UserError
+from .images import save_atomic
+from .outputs import record_path, write_record
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+STATE_DIR = ".stylekit-batch"
+
+
+@dataclass(frozen=True)
+class Item:
+    content: Path
+    style: Path
+    output: Path
+
+    @property
+    def key(self) -> str:
+        return self.output.stem
+
+
+def image_files(spec: str) -> list[Path]:
+    """The images a --content/--style argument names: a folder (its images, sorted), a glob
+    pattern, or one file."""
+    path = Path(spec)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+    if any(ch in spec for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+    return [path]
+
+
+def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: Path) -> list[Item]:
+    """Every content x style pair (or the manifest's pairs), each with its output path
+    `<out>/<content stem>.<style stem>.png`. Two items with one output name are an error."""
+    problems: list[Problem] = []
+    if pairs:
+        found = read_manifest(Path(pairs), problems)
+    else:
+        content_files = [f for spec in contents for f in image_files(spec)]
+        style_files = [f for spec in styles for f in image_files(spec)]
+        for flag, specs, files in (("--content", contents, content_files), ("--style", styles, style_files)):
+            if not files:
+                problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "
+                                        "a glob pattern such as 'photos/*.jpg', or image files"))
+        found = [(c, s) for c in content_files for s in style_files]
+    items, seen = [], {}
+    for content, style in found:
+        item = Item(content, style, out / f"{content.stem}.{style.stem}.png")
+        if item.key in seen:
+            problems.append(Problem(f"{content} and {seen[item.key]} with style {style} would both be written to "
+                                    f"{item.output} - rename one of them"))
+        seen[item.key] = content
+        items.append(item)
+    if problems:
+        raise UserError(problems)
+    return items
+
+
+def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]]:
+    """(content, style) pairs from a CSV with a header naming `content` and `style`, or a
+    JSONL file of {"content": ..., "style": ...}; paths relative to the manifest's folder."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        problems.append(Problem(f"cannot read the manifest ({exc.strerror or exc})", file=str(path)))
+        return []
+    rows: list[tuple[int, dict]] = []
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    problems.append(Problem(f"not JSON ({exc.msg}) - one object per line", file=str(path), line=number))
+    else:
+        reader = csv.DictReader(text.splitlines())
+        rows = [(number, row) for number, row in enumerate(reader, 2)]
+    pairs = []
+    for number, row in rows:
+        if not isinstance(row, dict) or not row.get("content") or not row.get("style"):
+            problems.append(Problem("each row needs a content and a style path", file=str(path), line=number))
+            continue
+        pairs.append(((path.parent / row["content"]), (path.parent / row["style"])))
+    return pairs
+
+
+class Workers:
+    """This process's place among the workers: torch.distributed when launched by torchrun
+    (RANK and WORLD_SIZE set), else a single worker. Only a generation id is exchanged."""
+
+    def __init__(self):
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.distributed = "RANK" in os.environ and self.world > 1
+        generation = [uuid.uuid4().hex]
+        if self.distributed:
+            import torch
+            import torch.distributed as dist
+
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            dist.broadcast_object_list(generation, src=0)  # every worker claims in the same generation
+        self.generation = generation[0]
+
+    def device(self, requested: str) -> str:
+        """One GPU per worker: `auto` and `cuda` become this worker's `cuda:LOCAL_RANK`."""
+        import torch
+
+        if requested in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return requested
+
+    def finish(self) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
+    @property
+    def name(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}" + (f" rank {self.rank}" if self.distributed else "")
+
+
+def claim(out: Path, generation: str, item: Item) -> bool:
+    """True for exactly one worker per item and generation."""
+    folder = out / STATE_DIR / "claims" / generation
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
+def append_summary(out: Path, entry: dict) -> None:
+    """One JSON line, written with a single O_APPEND write, so lines from several workers
+    never interleave."""
+    line = (json.dumps(entry, allow_nan=False) + "\n").encode()
+    fd = os.open(out / "summary.jsonl", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | None, out: Path,
+              overrides: dict, registry, stream: TextIO | None = None) -> int:
+    """Run every item not yet done; the exit status is 0 when all are done, 3 when some
+    failed (the summary says which and why), 130/143 when interrupted."""
+    from .api import load
+    from .build import Reuse
+    from .session import stylize
+
+    stream = stream or sys.stderr
+    base = load(recipe, overrides, registry=registry)  # checked once, before any worker starts
+    styles = styles or [str(p) for p in base.recipe.images.style]
+    items = plan_items(contents, styles, pairs, out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = Workers()
+    device = workers.device(base.recipe.run.device)
+    todo = [item for item in items if not item.output.exists()]
+    if workers.rank == 0:
+        print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
+              f"{workers.world} worker{'s' if workers.world > 1 else ''} -> {out}", file=stream, flush=True)
+    reuse = Reuse()
+    failed = done = 0
+    for item in todo:
+        if item.output.exists() or not claim(out, workers.generation, item):
+            continue
+        started = time.perf_counter()
+        entry = {"item": item.key, "content": str(item.content), "style": str(item.style), "output": str(item.output),
+                 "worker": workers.name}
+        try:
+            plan = load(base.raw, {"run.device": device, "output.path": str(item.output)},
+                        content=item.content, style=[item.style], registry=registry)
+            result = stylize(plan, reuse=reuse)
+            if result.status != "finished":
+                print(f"interrupted during {item.key}: not written; rerun the same command to go on",
+                      file=stream, flush=True)
+                return 128 + (result.signal or 2)
+            # The record first: an image in the folder is what marks an item done.
+            write_record(result.record, record_path(item.output))
+            save_atomic(result.image, item.output)
+            entry.update(status="done", seconds=round(time.perf_counter() - started, 3),
+                         losses=result.history[-1] if result.history else {})
+            done += 1
+        except (UserError, RunFailed) as exc:
+            failed += 1
+            entry.update(status="failed", seconds=round(time.perf_counter() - started, 3), error=str(exc))
+        append_summary(out, entry)
+        print(f"[{workers.rank}] {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
+              + (f": {entry['error']}" if "error" in entry else ""), file=stream, flush=True)
+    workers.finish()
+    if workers.rank == 0:
+        missing = [item.key for item in items if not item.output.exists()]
+        print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
+              + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                 f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
+    return 3 if failed else 0

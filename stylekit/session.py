@@ -1,0 +1,273 @@
+"""One run of a plan: its stages in turn, the per-step callback, a clean stop on SIGINT or
+SIGTERM, checkpoints to resume from, and the first non-finite loss caught.
+
+`stylize` touches no file unless asked to keep a checkpoint: it returns a `Result` that the
+caller saves (the CLI does, in `stylekit.runner`).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from . import __version__, checkpoints
+from .build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from .devices import dtype_name
+from .engine import Diverged, Loop, LoopOptions, optimize
+from .errors import Problem, RunFailed, UserError
+from .images import to_image, to_tensor
+from .plan import Plan
+
+
+@dataclass
+class StepInfo:
+    """What a per-step callback sees. Reading `losses` waits for the device: read it only
+    when you show it."""
+
+    stage: int  # 1-based
+    stages: int
+    step: int  # 1-based, counted over all stages
+    total: int
+    seconds: float  # optimization time so far, set-up excluded
+    image: torch.Tensor  # the current output (1, 3, H, W) in [0, 1]; do not change it
+    content: torch.Tensor  # this stage's content image
+    styles: list[torch.Tensor]  # this stage's style images
+    _losses: Callable[[], dict[str, float]] = field(repr=False, default=dict)
+    _stop: Callable[[], None] = field(repr=False, default=lambda: None)
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """{'total': ..., label: weighted value, ...} at this step."""
+        return self._losses()
+
+    def stop(self) -> None:
+        """End the run after this step, as Ctrl-C does: the result is the current image."""
+        self._stop()
+
+
+@dataclass
+class Result:
+    """A finished or stopped run. `image` is exactly what `save` writes."""
+
+    tensor: torch.Tensor  # (1, 3, H, W) on the CPU, in [0, 1], on the 8-bit grid of the saved image
+    history: list[dict[str, float | None]]  # per step: {'total': ..., label: ...}
+    record: dict
+    status: str  # "finished", "stopped" (by the callback) or "interrupted" (by a signal)
+    steps_done: int
+    signal: int | None = None  # the signal that interrupted the run
+    plan: Plan | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> Image.Image:
+        return to_image(self.tensor)
+
+    def save(self, path: str | Path | None = None, record: bool | None = None) -> Path:
+        """Write the image (atomically) to `path`, default the recipe's output, and the run
+        record beside it as .json unless `record` is False (default: the recipe's
+        output.record)."""
+        from .outputs import write_result
+
+        return write_result(self, Path(path) if path is not None else self.plan.output,
+                            self.plan.recipe.output.record if record is None else record)
+
+
+class RunDiverged(RunFailed):
+    """A loss or the image went non-finite. `image` is the last finite image (as a PIL
+    image, colours put back as for a result), `step` the first step that was not finite."""
+
+    def __init__(self, message: str, step: int, labels: list[str], image: Image.Image, image_step: int, record: dict):
+        super().__init__(message)
+        self.step, self.labels, self.image, self.image_step, self.record = step, labels, image, image_step, record
+
+
+class Stop:
+    """Why a run should end early: set by the callback's `stop()` or by a signal."""
+
+    def __init__(self):
+        self.requested = False
+        self.signal: int | None = None
+
+    def request(self, signum: int | None = None) -> None:
+        if signum is not None and self.requested and self.signal is not None:
+            raise KeyboardInterrupt  # a second Ctrl-C: the user wants out now
+        self.requested, self.signal = True, signum if signum is not None else self.signal
+
+
+def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, checkpoint: Path | None = None,
+            resume: dict | None = None, reuse: Reuse | None = None) -> Result:
+    """Run `plan` and return its result. `callback(info)` runs after every step. With
+    `checkpoint`, the state is kept there every `output.checkpoint_every` steps and when the
+    run is stopped; `resume` (from `checkpoints.load`) continues a run from its state.
+    `reuse` keeps the backbone and style features between runs of one recipe (a batch)."""
+    if plan.recipe.run.seed is not None:
+        torch.manual_seed(plan.recipe.run.seed)
+    stop = Stop()
+    with signals_to(stop):
+        return _run(plan, callback, checkpoint, resume, stop, reuse)
+
+
+def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop, reuse: Reuse | None) -> Result:
+    started = time.time()
+    if reuse is not None and reuse.backbone is None:
+        reuse.backbone = build_backbone(plan)
+    backbone = reuse.backbone if reuse is not None else build_backbone(plan)
+    labels = ["total", *(loss.label for loss in plan.losses)]
+    history: list[list[float]] = list(resume["history"]) if resume else []
+    first_stage = resume["stage"] if resume else 0
+    offset = sum(stage.steps for stage in plan.stages[:first_stage])
+    every = plan.recipe.output.checkpoint_every
+    seconds = setup = 0.0
+    previous: torch.Tensor | None = None
+    images: StageImages | None = None
+    outcome = None
+    for index in range(first_stage, len(plan.stages)):
+        stage = plan.stages[index]
+        images = stage_images(plan, stage, previous)
+        try:
+            objective = build_objective(plan, backbone, images, reuse)
+        except UserError as exc:
+            raise _named(plan, exc) from None
+        options = LoopOptions(steps=stage.steps, clamp=plan.recipe.run.clamp, ema_decay=plan.recipe.run.ema_decay,
+                              compile=plan.recipe.run.compile, cuda_graph=plan.recipe.run.cuda_graph,
+                              check_every=1 if plan.device.type == "cpu" else 10)
+        loop_resume = resume["loop"] if resume and index == first_stage else None
+        if loop_resume is not None:
+            torch.set_rng_state(resume["rng"])
+
+        def on_step(loop: Loop, stage_index=index, stage_offset=offset, images=images, began=time.perf_counter()) -> bool:
+            step = stage_offset + loop.step
+            if callback is not None:
+                callback(StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=plan.total_steps,
+                                  seconds=seconds + time.perf_counter() - began, image=loop.output,
+                                  content=images.content, styles=images.styles,
+                                  _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request))
+            if checkpoint is not None and (stop.requested or (every and step % every == 0 and step != plan.total_steps)):
+                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows])
+            return stop.requested
+
+        try:
+            outcome = optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), options,
+                               plan.device, on_step=on_step, resume=loop_resume)
+        except Diverged as exc:
+            raise _diverged(plan, exc, images, offset, history, started) from None
+        except UserError as exc:
+            raise _named(plan, exc) from None
+        history += [row.tolist() for row in outcome.rows]
+        seconds, setup = seconds + outcome.seconds, setup + outcome.setup_seconds
+        offset += outcome.steps_done
+        if outcome.stopped:
+            break
+        previous = outcome.image
+    final = images.postprocess(outcome.image) if images.postprocess else outcome.image
+    tensor = quantized(final)
+    status = "finished" if not stop.requested else ("interrupted" if stop.signal is not None else "stopped")
+    rows = [_strict(dict(zip(labels, row))) for row in history]
+    record = run_record(plan, rows, status, offset, seconds, setup, started, tensor)
+    return Result(tensor, rows, record, status, offset, stop.signal, plan)
+
+
+def _named(plan: Plan, exc: UserError) -> UserError:
+    """A UserError raised during the run (by a plugin, the graph recording), naming the recipe."""
+    return UserError([p if p.file else Problem(p.message, plan.source, p.line, p.field) for p in exc.problems])
+
+
+def quantized(image: torch.Tensor) -> torch.Tensor:
+    """The image on the 8-bit grid it is saved on, so that what is returned is what is saved."""
+    return torch.round(image.detach().float().clamp(0, 1).cpu() * 255) / 255
+
+
+def _strict(value):
+    """Run records are strict JSON: a non-finite number, anywhere in it, becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def _diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, history: list, started: float) -> RunDiverged:
+    packages = {loss.label: loss.choice.package for loss in plan.losses}
+    terms = ", ".join(f"{label} (package {packages[label]})" for label in exc.labels) or "the image"
+    step = offset + exc.step
+    image = exc.last_finite
+    if images.postprocess is not None:
+        image = images.postprocess(image)
+    message = (f"the run diverged: {terms} went non-finite (NaN or infinity) at step {step} of {plan.total_steps} - "
+               "lower the learning rate (optimizer.params.lr) or the loss weights")
+    record = run_record(plan, [], "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
+    record["diverged_at_step"], record["non_finite"] = step, exc.labels or ["image"]
+    return RunDiverged(message, step, exc.labels, to_image(image), offset + exc.last_finite_step, record)
+
+
+class signals_to:
+    """While active, SIGINT and SIGTERM ask `stop` to end the run after the step in
+    progress (a second Ctrl-C ends it at once). Signal handlers can only be set from the
+    main thread; elsewhere (a notebook's worker thread, a server) nothing changes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, stop: Stop):
+        self.stop, self.previous = stop, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, lambda s, _frame: self.stop.request(s))
+        return self
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, seconds: float, setup: float,
+               started: float, image: torch.Tensor) -> dict:
+    device = plan.device
+    return _strict({
+        "status": status,
+        "steps_done": steps_done,
+        "steps": plan.total_steps,
+        "recipe_file": plan.source,
+        "recipe": plan.raw,
+        "versions": {"stylekit": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                     "plugins": dict(plan.plugin_versions)},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "precision": dtype_name(plan.dtype),
+        "size": list(image.shape[-2:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "setup_seconds": setup,
+        "loop_seconds": seconds,
+        "seconds_per_step": seconds / max(1, steps_done),
+        "losses": rows,
+    })
+
+
+def as_pil(image) -> Image.Image:
+    """An input image given as a path, a PIL image or a (3, H, W) / (1, 3, H, W) tensor in
+    [0, 1], as an RGB PIL image. Tensors go through the same 8 bits as a saved file would."""
+    from .images import open_rgb
+
+    if isinstance(image, Image.Image):
+        return image.convert("RGB")
+    if isinstance(image, torch.Tensor):
+        if image.dim() == 3:
+            image = image.unsqueeze(0)
+        if image.dim() != 4 or image.shape[:2] != (1, 3):
+            raise UserError(f"an image tensor must be (3, H, W) or (1, 3, H, W), not {tuple(image.shape)}")
+        return to_image(image)
+    return open_rgb(str(image))
+
+
+__all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "stylize", "to_tensor"]

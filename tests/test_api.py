@@ -1,0 +1,176 @@
+"""The Python API: recipes from files, text and dicts; images from paths, PIL images and
+tensors; the returned image is the saved one; callbacks; divergence and failed writes."""
+
+import errno
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+import stylekit
+from stylekit.hookspecs import hookimpl
+from stylekit.images import open_rgb, to_tensor
+from stylekit.plugins import PluginInfo
+from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, pattern, run_cli, tiny_registry, write_recipe
+
+
+@pytest.mark.parametrize("mode", ["none", "luminance", "histogram"])
+def test_the_returned_image_is_the_saved_image(stylekit_recipe, mode):
+    plan = stylekit.load(stylekit_recipe, {"images.preserve_colors": mode}, registry=tiny_registry())
+    result = stylekit.stylize(plan)
+    saved = result.save()
+    assert saved == plan.output and plan.output.with_suffix(".json").is_file()
+    h, w = result.tensor.shape[-2:]
+    assert torch.equal(to_tensor(open_rgb(str(saved)), (h, w)), result.tensor)
+    assert result.image.tobytes() == Image.open(saved).convert("RGB").tobytes()
+
+
+def test_the_cli_writes_what_the_api_returns(stylekit_recipe):
+    result = stylekit.stylize(stylekit.load(stylekit_recipe, {"images.preserve_colors": "luminance"}, registry=tiny_registry()))
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "images.preserve_colors=luminance")
+    assert status == 0, err
+    assert result.image.tobytes() == open_rgb(str(stylekit_recipe.parent / "out" / "result.png")).tobytes()
+
+
+def test_a_recipe_from_a_file_a_text_and_a_dict_gives_the_same_image(stylekit_recipe, monkeypatch):
+    import tomllib
+
+    registry = tiny_registry()
+    text = stylekit_recipe.read_text()
+    monkeypatch.chdir(stylekit_recipe.parent)  # text and dicts resolve paths against the current folder
+    results = [stylekit.stylize(source, registry=registry, overrides={"run.steps": 3})
+               for source in (stylekit_recipe, text, tomllib.loads(text))]
+    assert all(torch.equal(results[0].tensor, r.tensor) for r in results[1:])
+    assert results[1].record["recipe_file"] == "<string>" and results[2].record["recipe_file"] == "<dict>"
+
+
+def test_images_as_paths_pil_images_and_tensors_give_the_same_image(tmp_path):
+    registry = tiny_registry()
+    recipe = TINY_RECIPE_HEAD.replace('[images]\ncontent = "content.png"\nstyle = "style.png"\n', "") + TINY_LOSSES
+    content, style = pattern(48, 64, "content"), pattern(40, 40, "style")
+    content.save(tmp_path / "c.png")
+    as_tensor = to_tensor(style, (40, 40))[0]
+    from_paths = stylekit.stylize(recipe, content=tmp_path / "c.png", style=[str(tmp_path / "c.png")], registry=registry)
+    from_memory = stylekit.stylize(recipe, content=content, style=content, registry=registry)
+    assert torch.equal(from_paths.tensor, from_memory.tensor)
+    from_tensor = stylekit.stylize(recipe, content=content, style=as_tensor, registry=registry)
+    from_pil = stylekit.stylize(recipe, content=content, style=style, registry=registry)
+    assert torch.equal(from_tensor.tensor, from_pil.tensor)
+    assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.png"]
+
+
+def test_a_recipe_without_images_needs_them_given(tmp_path):
+    recipe = TINY_RECIPE_HEAD.replace('[images]\ncontent = "content.png"\nstyle = "style.png"\n', "") + TINY_LOSSES
+    with pytest.raises(stylekit.UserError, match="<string>:.*images: required field is missing"):
+        stylekit.load(recipe, registry=tiny_registry())
+
+
+def test_the_callback_sees_each_step_and_can_stop(tmp_path):
+    recipe = write_recipe(tmp_path, TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 4\n")
+    seen = []
+
+    def watch(info):
+        seen.append((info.stage, info.stages, info.step, info.total, tuple(info.image.shape), tuple(info.losses)))
+        if info.step == 5:
+            info.stop()
+
+    result = stylekit.stylize(stylekit.load(recipe, registry=tiny_registry()), callback=watch)
+    assert [s[:4] for s in seen] == [(1, 2, 1, 7), (1, 2, 2, 7), (1, 2, 3, 7), (2, 2, 4, 7), (2, 2, 5, 7)]
+    assert seen[0][4] == (1, 3, 24, 32) and seen[-1][4] == (1, 3, 48, 64)
+    assert seen[0][5] == ("total", "content", "gram", "tv")
+    assert result.status == "stopped" and result.steps_done == 5 and len(result.history) == 5
+    assert result.record["status"] == "stopped" and result.record["steps_done"] == 5
+
+
+class NaNAfter:
+    """A plugin whose loss term turns NaN from its fourth evaluation on."""
+
+    @hookimpl
+    def register_losses(self, register):
+        from stylekit.builtins.losses import TotalVariation
+
+        class Flaky(TotalVariation):
+            name = "flaky"
+            calls = 0
+
+            def forward(self, features, image):
+                Flaky.calls += 1
+                value = super().forward(features, image)
+                return value * float("nan") if Flaky.calls > 3 else value
+
+        register(Flaky)
+
+
+def test_a_nan_from_a_plugin_stops_the_run_and_keeps_the_last_finite_image(stylekit_recipe):
+    registry = tiny_registry([(NaNAfter(), PluginInfo("flaky", "stylekit-flaky", "1.0"))])
+    stylekit_recipe.write_text(stylekit_recipe.read_text().replace('name = "tv"', 'name = "flaky"'))
+    out = stylekit_recipe.parent / "out"
+    status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "10", registry=registry)
+    assert status == 3 and "Traceback" not in err
+    assert "flaky (package stylekit-flaky) went non-finite (NaN or infinity) at step 4 of 10" in err
+    assert "the last finite image (step 3) is kept at" in err and str(out / "result.diverged.png") in err
+    assert not (out / "result.png").exists() and not (out / "result.json").exists()
+    record = json.loads((out / "result.diverged.json").read_text())  # strict JSON: parses
+    assert record["status"] == "diverged" and record["diverged_at_step"] == 4 and record["non_finite"] == ["flaky"]
+
+
+def test_an_overflowing_learning_rate_stops_the_run(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "optimizer.name=sgd", "--set", "optimizer.params.lr=1e38",
+                             "--set", "run.clamp=false", "--steps", "10")
+    assert status == 3 and "went non-finite" in err and "lower the learning rate" in err
+    assert not (stylekit_recipe.parent / "out" / "result.png").exists()
+
+
+def test_a_nan_weight_never_gives_an_image(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "loss[1].weight=nan")
+    assert status in (2, 3) and "Traceback" not in err and "loss" in err
+    assert not (stylekit_recipe.parent / "out" / "result.png").exists()
+
+
+def test_a_failed_write_keeps_the_image_and_says_where(stylekit_recipe, tmp_path, monkeypatch):
+    from stylekit import outputs
+
+    real_save = outputs.save_atomic
+    spare = tmp_path / "spare"
+    spare.mkdir()
+
+    def disk_full(image, path):
+        if "spare" not in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(image, path)
+
+    monkeypatch.setattr(outputs, "save_atomic", disk_full)
+    monkeypatch.setattr(outputs.tempfile, "gettempdir", lambda: str(spare))
+    status, _, err = run_cli("run", str(stylekit_recipe))
+    assert status == 3 and "Traceback" not in err
+    assert f"could not write {stylekit_recipe.parent / 'out' / 'result.png'} (No space left on device)" in err
+    assert f"the image is kept at {spare / 'result.png'}" in err and (spare / "result.png").is_file()
+
+
+@pytest.mark.parametrize("setting, field", [("run.precision=fp16", "run.precision"), ("run.device=cuda:0", "run.device")])
+def test_validate_and_run_agree_on_device_and_precision(stylekit_recipe, setting, field):
+    if torch.cuda.is_available():
+        pytest.skip("these are refused only where there is no CUDA GPU")
+    for command in ("validate", "run"):
+        status, _, err = run_cli(command, str(stylekit_recipe), "--set", setting)
+        assert status == 2 and f"{field}: " in err, (command, err)
+    assert not (stylekit_recipe.parent / "out").exists()
+
+
+def test_validate_and_run_agree_on_a_truncated_image(stylekit_recipe):
+    path = stylekit_recipe.parent / "style.png"
+    pattern(200, 200, "style").save(stylekit_recipe.parent / "big.jpg")
+    data = (stylekit_recipe.parent / "big.jpg").read_bytes()
+    path.with_suffix(".jpg").write_bytes(data[: len(data) // 2])
+    for command in ("validate", "run"):  # (a path given with --set is relative to the current folder)
+        status, _, err = run_cli(command, str(stylekit_recipe), "--set", f"images.style='{path.with_suffix('.jpg')}'")
+        assert status == 2 and "images.style[0]: not a readable image" in err, (command, err)
+
+
+def test_checkpointing_needs_a_backbone_that_supports_it_checked_at_load(stylekit_recipe, monkeypatch):
+    from stylekit.testing import TinyBackbone
+
+    monkeypatch.setattr(TinyBackbone, "supports_checkpointing", False)
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run.checkpoint=true")
+    assert status == 2 and "run.checkpoint: backbone 'tiny' does not support checkpointing" in err

@@ -1,0 +1,131 @@
+"""`stylekit batch`: a folder of small images with the tiny backbone, in one process and
+under torchrun with two workers (gloo, CPU), one of them killed and the command rerun."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stylekit.images import open_rgb
+from stylekit.testing import pattern, run_cli, write_recipe
+
+
+@pytest.fixture
+def photos(tmp_path):
+    """Three content images, two styles, and a recipe."""
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "styles").mkdir()
+    for i in range(3):
+        pattern(40 + 4 * i, 60, "content").save(tmp_path / "photos" / f"p{i}.png")
+    pattern(40, 40, "style").save(tmp_path / "styles" / "stripes.png")
+    pattern(30, 50, "content").save(tmp_path / "styles" / "shapes.png")
+    return tmp_path, write_recipe(tmp_path / "recipe")
+
+
+def summary(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+
+
+def test_every_pair_is_written_with_its_record_and_a_summary_line(photos):
+    root, recipe = photos
+    out = root / "out"
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles"),
+                             "-o", str(out))
+    assert status == 0, err
+    names = {f"p{i}.{s}" for i in range(3) for s in ("stripes", "shapes")}
+    assert {p.stem for p in out.glob("*.png")} == names and {p.stem for p in out.glob("*.json")} == names
+    lines = summary(out)
+    assert sorted(line["item"] for line in lines) == sorted(names)
+    assert all(line["status"] == "done" and line["seconds"] > 0 and "total" in line["losses"] for line in lines)
+    assert "6 items, 0 already done, 6 to do" in err and "6 of 6 done" in err
+
+    # A rerun finds everything done and does nothing.
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles"),
+                             "-o", str(out))
+    assert status == 0 and "6 already done, 0 to do" in err and len(summary(out)) == 6
+
+
+def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
+    root, recipe = photos
+    run_cli("batch", str(recipe), "--content", str(root / "photos" / "p1.png"), "--style", str(root / "styles" / "stripes.png"),
+            "-o", str(root / "out"))
+    status, _, err = run_cli("run", str(recipe), "--content", str(root / "photos" / "p1.png"),
+                             "--style", str(root / "styles" / "stripes.png"), "-o", str(root / "single.png"))
+    assert status == 0, err
+    assert open_rgb(str(root / "out" / "p1.stripes.png")).tobytes() == open_rgb(str(root / "single.png")).tobytes()
+
+
+def test_pairs_from_a_manifest_csv_and_jsonl(photos):
+    root, recipe = photos
+    (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\nphotos/p2.png,styles/stripes.png\n")
+    (root / "pairs.jsonl").write_text('{"content": "photos/p1.png", "style": "styles/shapes.png"}\n')
+    for manifest, expected in (("pairs.csv", {"p0.shapes", "p2.stripes"}), ("pairs.jsonl", {"p1.shapes"})):
+        out = root / manifest.replace(".", "-")
+        status, _, err = run_cli("batch", str(recipe), "--pairs", str(root / manifest), "-o", str(out))
+        assert status == 0, err
+        assert {p.stem for p in out.glob("*.png")} == expected
+
+
+def test_an_unreadable_image_fails_its_item_only(photos):
+    root, recipe = photos
+    (root / "photos" / "broken.png").write_text("not an image")
+    out = root / "out"
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "shapes.png"),
+                             "-o", str(out))
+    assert status == 3 and "Traceback" not in err
+    failed = [line for line in summary(out) if line["status"] == "failed"]
+    assert [line["item"] for line in failed] == ["broken.shapes"] and "not a readable image" in failed[0]["error"]
+    assert "3 of 4 done; not done: broken.shapes" in err
+
+
+def test_two_items_with_one_output_name_are_refused(photos):
+    root, recipe = photos
+    (root / "more").mkdir()
+    shutil.copy(root / "photos" / "p0.png", root / "more" / "p0.png")
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--content", str(root / "more"),
+                             "-o", str(root / "out"))
+    assert status == 2 and "would both be written to" in err and "p0.style.png" in err  # the recipe's style: no --style given
+
+
+DRIVER = textwrap.dedent("""
+    import os, signal, sys
+    import stylekit.batch
+    from stylekit.cli import main
+    from stylekit.testing import tiny_registry
+
+    if os.environ.get("KILL_RANK") == os.environ.get("RANK"):  # this worker dies after its first item
+        append = stylekit.batch.append_summary
+        def append_then_die(out, entry):
+            append(out, entry)
+            os.kill(os.getpid(), signal.SIGKILL)
+        stylekit.batch.append_summary = append_then_die
+    sys.exit(main(sys.argv[1:], registry=tiny_registry()))
+""")
+
+
+def test_torchrun_two_workers_a_killed_worker_and_a_rerun_do_each_item_exactly_once(photos):
+    root, recipe = photos
+    for i in range(3, 6):
+        pattern(44, 60, "content").save(root / "photos" / f"p{i}.png")
+    driver = root / "driver.py"
+    driver.write_text(DRIVER)
+    out = root / "out"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", str(driver), "batch", str(recipe),
+               "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"), "-o", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, "KILL_RANK": "1"})
+    assert first.returncode != 0, "a killed worker fails the command"
+    done_before = {line["item"] for line in summary(out)}
+    assert 1 <= len(done_before) < 6
+
+    second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    assert second.returncode == 0, second.stderr
+    lines = summary(out)
+    items = [line["item"] for line in lines]
+    assert sorted(items) == sorted(f"p{i}.stripes" for i in range(6)), "each item done exactly once, none lost"
+    assert all((out / f"p{i}.stripes.png").is_file() for i in range(6))
