@@ -79,22 +79,23 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args) -> dict:
-    from .overrides import Overrides, parse_override, with_cwd_paths
+    from .overrides import Overrides, parse_override, shell_word, with_cwd_paths
 
     overrides = Overrides()
+    q = shell_word  # flags are quoted in messages as they would be typed
     # Paths given on the command line are relative to the current directory, not the recipe.
     if args.content is not None:
-        overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {args.content}")
+        overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {q(args.content)}")
     if args.style:
         overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
-                      " ".join(f"--style {p}" for p in args.style))
+                      " ".join(f"--style {q(p)}" for p in args.style))
     if args.output is not None:
-        overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {args.output}")
+        overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
     if args.steps is not None:
         overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
     for text in args.set:
         key, value = parse_override(text)
-        overrides.add(key, with_cwd_paths(key, value), f"--set {text}")
+        overrides.add(key, with_cwd_paths(key, value), f"--set {q(text)}")
     return overrides
 
 

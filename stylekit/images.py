@@ -15,23 +15,6 @@ from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 from .errors import UserError
 
 
-def check_image(path: str, spec=None) -> str | None:
-    """None when `path` is a readable image, else the reason it is not (header only; the
-    full decode at load is `stylekit.checks`). `spec`: as for `open_rgb`."""
-    if not os.path.exists(path):
-        return "image file not found"
-    if os.path.isdir(path):
-        return "this is a folder, not an image file"
-    try:
-        with _opened(path, spec) as img:
-            img.verify()
-    except UserError as exc:
-        return exc.problems[0].message
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        return f"not a readable image ({type(exc).__name__})"
-    return None
-
-
 def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     """The image at `path` as 8-bit RGB, as people expect to see it: EXIF orientation
     applied, 16-bit and float pixels scaled (not clipped), transparency composited on

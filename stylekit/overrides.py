@@ -9,6 +9,7 @@ which values are paths given relative to the current directory.
 from __future__ import annotations
 
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,18 @@ NOT_PATHS = {("images", "init"): {"content", "style", "noise"}}
 
 _PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 EXAMPLE = "e.g. --set optimizer.params.lr=0.5 or --set loss[0].weight=2"
+
+
+def shell_word(text: str) -> str:
+    """`text` quoted as one would type it, for messages: bare when it has no spaces or quotes,
+    else in the quotes that need no escapes."""
+    if text and not any(ch.isspace() or ch in "'\"\\$`" for ch in text):
+        return text
+    if "'" not in text:
+        return f"'{text}'"
+    if not any(ch in "\"\\$`" for ch in text):
+        return f'"{text}"'
+    return shlex.quote(text)
 
 
 class Overrides(dict):
@@ -55,7 +68,7 @@ class Overrides(dict):
 def parse_key(key: str, text: str) -> tuple:
     """'loss[0].params.lr' -> ('loss', 0, 'params', 'lr'); a UserError naming `text` if malformed."""
     def bad(why: str) -> UserError:
-        return UserError(Problem(f"--set '{text}': {why} - write KEY=VALUE, {EXAMPLE}"))
+        return UserError(Problem(f"--set {shell_word(text)}: {why} - write KEY=VALUE, {EXAMPLE}"))
 
     key = key.strip()
     if not key:
@@ -83,7 +96,7 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     """'optimizer.params.lr=0.5' -> (('optimizer', 'params', 'lr'), 0.5); values are TOML,
     and a value that is not TOML (a bare word) is taken as a string."""
     if "=" not in text:
-        raise UserError(Problem(f"--set '{text}': write KEY=VALUE, {EXAMPLE}"))
+        raise UserError(Problem(f"--set {shell_word(text)}: write KEY=VALUE, {EXAMPLE}"))
     key, value = text.split("=", 1)
     path = parse_key(key, text)
     try:

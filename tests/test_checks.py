@@ -68,7 +68,7 @@ def test_keys_parse(key, path):
 
 @pytest.mark.parametrize("key", ["", "a..b", ".a", "a.", "[0]", "loss[-1]", "loss[x]", "loss[", "a b", "loss]0["])
 def test_malformed_keys_are_user_errors(key):
-    with pytest.raises(UserError, match=r"^--set '.*': .* - write KEY=VALUE"):
+    with pytest.raises(UserError, match=r"^--set .*: .* - write KEY=VALUE"):
         parse_key(key, f"{key}=1")
 
 
