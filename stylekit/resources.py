@@ -79,7 +79,9 @@ def pre_run_warnings(plan) -> list[str]:
     element = torch.tensor([], dtype=plan.dtype).element_size()
     state_copies = plan.optimizer.cls(plan.optimizer.params).state_copies()
     images = 3 * 4 * h * w * (3 + state_copies)  # the image, its gradient, the optimizer's state
-    needed = weight_count * element + images + bytes_per_pixel * h * w * element / 4
+    # With activation checkpointing the activations are recomputed, not kept: count none.
+    activations = 0 if plan.recipe.run.checkpoint else bytes_per_pixel * h * w * element / 4
+    needed = weight_count * element + images + activations
     free = available_memory(plan.device)
     if free is not None and needed > free:
         from .memory import human
@@ -113,7 +115,8 @@ def _meta_probe(backbone_cls, params, layers) -> tuple[float, float, int] | None
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
-            CreatedBytes.total += sum(t.numel() * 4 for t in tree_leaves(out) if isinstance(t, torch.Tensor))
+            if not func.overloadpacket.__name__.endswith("_"):  # in-place ops (relu_) make no new tensor
+                CreatedBytes.total += sum(t.numel() * 4 for t in tree_leaves(out) if isinstance(t, torch.Tensor))
             return out
 
     if "random" not in backbone_cls.weight_choices:

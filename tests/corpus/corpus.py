@@ -301,6 +301,9 @@ def fuzz_section() -> list[str]:
     lines += ["| property | examples | seconds | failures found |", "|---|---|---|---|"]
     for row in figures["properties"]:
         lines.append(f"| {row['name']} | {row['examples']} | {row['seconds']:.0f} | {row['failures']} |")
+    rows = figures["properties"]
+    lines.append(f"| all | {sum(r['examples'] for r in rows)} | {sum(r['seconds'] for r in rows):.0f} | "
+                 f"{sum(r['failures'] for r in rows)} |")
     lines += ["", f"Command: `{figures['command']}`; CPU: {figures['cpu']}; {figures['when']}.", ""]
     lines += [f"Found and fixed on the way: {figures['found']}", ""] if figures.get("found") else []
     return lines
