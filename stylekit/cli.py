@@ -54,6 +54,9 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
     batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
     batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    batch.add_argument("--batch-size", default="1", metavar="N|auto",
+                       help="images of one size optimized together in each step (auto: from the memory estimate)")
+    batch.add_argument("--dry-run", action="store_true", help="list what would be done, and the batch size, without running")
     batch.set_defaults(handler=cmd_batch)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -122,7 +125,7 @@ def cmd_batch(args) -> int:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
     overrides = dict(parse_override(text) for text in args.set)
     return run_batch(args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
-                     args.registry or load_registry())
+                     args.registry or load_registry(), args.batch_size, args.dry_run)
 
 
 def cmd_validate(args) -> int:
