@@ -19,7 +19,11 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
+        from .attribution import tracebacks_wanted
+
         for problem in exc.problems:
+            if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+                print(problem.details, file=sys.stderr)
             print(f"error: {problem}", file=sys.stderr)
         return 2
     except RunFailed as exc:
@@ -74,6 +78,8 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="overrides run.steps")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="with an error raised by a plugin's code, also print its traceback (or set STYLEKIT_TRACEBACK=1)")
 
 
 def overrides_from(args) -> dict:
@@ -96,11 +102,14 @@ def overrides_from(args) -> dict:
 
 
 def load(args):
-    from .plugins import load_registry
+    from .plugins import broken_warnings, load_registry
     from .recipe import load_recipe
 
     registry = args.registry or load_registry()
-    return load_recipe(args.recipe, registry, overrides_from(args)), registry
+    loaded = load_recipe(args.recipe, registry, overrides_from(args))
+    for warning in broken_warnings(registry):
+        print(warning, file=sys.stderr)
+    return loaded, registry
 
 
 def cmd_run(args) -> int:

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import __version__, checkpoints
+from .attribution import attributed
 from .build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from .devices import dtype_name
 from .engine import Diverged, Loop, LoopOptions, optimize
@@ -136,6 +137,8 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             objective = build_objective(plan, backbone, images, reuse)
         except UserError as exc:
             raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset) or exc
         options = LoopOptions(steps=stage.steps, clamp=plan.recipe.run.clamp, ema_decay=plan.recipe.run.ema_decay,
                               compile=plan.recipe.run.compile, cuda_graph=plan.recipe.run.cuda_graph,
                               check_every=1 if plan.device.type == "cpu" else 10)
@@ -161,6 +164,8 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             raise _diverged(plan, exc, images, offset, history, started) from None
         except UserError as exc:
             raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset, [wt.term for wt in objective.terms]) or exc
         history += [row.tolist() for row in outcome.rows]
         seconds, setup = seconds + outcome.seconds, setup + outcome.setup_seconds
         offset += outcome.steps_done
