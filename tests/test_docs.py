@@ -54,7 +54,7 @@ def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):
     assert status == 0, err
     assert (folder / "edges.png").exists()
     status, out, _ = run_cli("plugins", registry=load_registry())
-    assert "stylekit-edges 0.1.0" in out and "stylekit-vgg16 0.1.0" in out and "power: float (default 1.0)" in out
+    assert "stylekit-edges 0.1.0" in out and "stylekit-vgg16 0.1.0" in out and "power: float > 0 (default 1.0) - exponent on the edge magnitude" in out
 
 
 def test_generated_references_are_current():
