@@ -20,7 +20,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..components import Params, SequentialBackbone
+from ..components import Params
+from ..sequential import SequentialBackbone
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
