@@ -1,4 +1,4 @@
-"""The `stylekit` command: run, validate, plugins."""
+"""The `stylekit` command: run, validate, plugins, new-plugin."""
 
 from __future__ import annotations
 
@@ -67,6 +67,14 @@ def make_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
     plugins.set_defaults(handler=cmd_plugins)
+
+    from .scaffold import KINDS, cmd_new_plugin
+
+    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (module, tests, pyproject) to start from")
+    new_plugin.add_argument("name", help="the component's name, e.g. laplacian (package stylekit-laplacian)")
+    new_plugin.add_argument("--kind", required=True, choices=KINDS, help="what the plugin adds")
+    new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
+    new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
 
 
