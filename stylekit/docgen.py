@@ -102,9 +102,16 @@ def contract_members(cls: type) -> list[tuple[str, str]]:
             annotation = str(annotations.get(name, ""))
             annotation = annotation.removeprefix("ClassVar[").removesuffix("]") if annotation.startswith("ClassVar[") else annotation
             shown = f"{name}: {annotation}" if annotation else name
-            shown += f" = {value!r}" if name in cls.__dict__ else ""
+            shown += f" = {_value_text(value)}" if name in cls.__dict__ else ""
             members.append((f"`{shown}`", _attribute_comment(cls, name)))
     return members
+
+
+def _value_text(value) -> str:
+    """repr, with sets sorted: their order changes with each process's string hashing."""
+    if isinstance(value, (set, frozenset)):
+        return f"{type(value).__name__}({{{', '.join(repr(item) for item in sorted(value))}}})"
+    return repr(value)
 
 
 def _attribute_comment(cls: type, name: str) -> str:
