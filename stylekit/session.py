@@ -245,6 +245,7 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "steps": plan.total_steps,
         "recipe_file": plan.source,
         "recipe": plan.raw,
+        "resolved": resolved_components(plan),
         "versions": {"stylekit": __version__, "torch": torch.__version__, "python": platform.python_version(),
                      "plugins": dict(plan.plugin_versions)},
         "device": str(device),
@@ -257,6 +258,17 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "seconds_per_step": seconds / max(1, steps_done),
         "losses": rows,
     })
+
+
+def resolved_components(plan: Plan) -> dict:
+    """Each component as the run used it: its package and every param with the value it
+    took, defaults included (the recipe's `params` tables hold only what was written)."""
+    def described(choice) -> dict:
+        return {"name": choice.name, "package": choice.package, "params": choice.params.model_dump(mode="json")}
+
+    return {"backbone": {**described(plan.backbone), "weights": plan.weights},
+            "loss": [{**described(loss.choice), "weight": loss.weight, "layers": dict(loss.layers)} for loss in plan.losses],
+            "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}
 
 
 def as_pil(image) -> Image.Image:

@@ -319,3 +319,22 @@ def test_pytest_plugin_loads_without_torch_and_testing_imports_without_pytest():
     """)
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ---------------------------------------------------------------- the run record
+
+
+def test_run_record_holds_the_params_each_component_used(tmp_path):
+    body = '[[loss]]\nname = "gram"\nlayers = ["r1"]\n\n[optimizer]\nname = "lbfgs"\n[optimizer.params]\nhistory = 7\n'
+    recipe = write_recipe(tmp_path, body)
+    status, _, err = run_cli("run", str(recipe), "--steps", "1")
+    assert status == 0, err
+    record = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert record["recipe"]["loss"][0]["params"] == {}  # as written
+    resolved = record["resolved"]
+    assert resolved["backbone"] == {"name": "tiny", "package": "stylekit", "params": {"width": 8}, "weights": "random"}
+    (gram,) = resolved["loss"]
+    assert gram["package"] == "stylekit" and gram["layers"] == {"r1": 1.0} and gram["params"]  # defaults filled in
+    assert resolved["optimizer"]["name"] == "lbfgs" and resolved["optimizer"]["params"]["history"] == 7
+    assert "lr" in resolved["optimizer"]["params"]
+    assert resolved["scheduler"] == {"name": "none", "package": "stylekit", "params": {}}
