@@ -141,8 +141,8 @@ class LossTerm(Component, nn.Module):
     """
 
     kind = "loss"
-    #: Layers used when a recipe's `[[loss]]` lists none, e.g. ("relu4_2",) for a content
-    #: term on VGG-19; empty for terms that read only the image. The recipe is checked
+    #: Layers used when a recipe's `[[loss]]` lists none, e.g. ("conv4_4",) for the built-in
+    #: content term; empty for terms that read only the image. The recipe is checked
     #: against the backbone with these, as with listed layers.
     default_layers: ClassVar[tuple[str, ...]] = ()
     #: Whether the term reads backbone features at all (False for pixel-space terms like TV).

@@ -338,3 +338,11 @@ def test_run_record_holds_the_params_each_component_used(tmp_path):
     assert resolved["optimizer"]["name"] == "lbfgs" and resolved["optimizer"]["params"]["history"] == 7
     assert "lr" in resolved["optimizer"]["params"]
     assert resolved["scheduler"] == {"name": "none", "package": "stylekit", "params": {}}
+
+
+def test_every_builtin_param_has_a_description():
+    registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
+    for kind, named in registry.components.items():
+        for name, entry in named.items():
+            for field_name, field in entry.cls.Params.model_fields.items():
+                assert field.description, f"{kind} '{name}': param '{field_name}' has no Field(description=...)"
