@@ -14,6 +14,7 @@ The traceback itself travels in `Problem.details`, printed by the CLI only with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import traceback
 from dataclasses import dataclass
@@ -100,4 +101,9 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
                f"in {method}() {when} - a bug in {where.package}, or params it does not handle; "
                f"{ENV_VAR}=1 or --traceback shows the traceback")
     details = "".join(traceback.format_exception(exc))
-    return UserError(Problem(message, file=plan.source, field=where.entry, details=details))
+    if plan.at is None:
+        return UserError(Problem(message, file=plan.source, field=where.entry, details=details))
+    # At the recipe's line for the entry: `loss[1]` is the loc ("loss", 1).
+    name, _, index = where.entry.partition("[")
+    located = plan.at((name, int(index[:-1])) if index else (name,), message)
+    return UserError(dataclasses.replace(located, details=details))

@@ -226,8 +226,9 @@ def test_loss_forward_raising_names_package_entry_and_step(install_dist, tmp_pat
     recipe = failing_recipe(tmp_path)
     status, _, err = run_cli("run", str(recipe))
     assert status == 2
+    line = recipe.read_text().splitlines().index('name = "flaky"')  # 0-based: the [[loss]] line above it
     assert err.strip().splitlines()[-1] == (
-        f"error: {recipe}: loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() "
+        f"error: {recipe}:{line}: loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() "
         "at step 3 - a bug in stylekit-failing, or params it does not handle; STYLEKIT_TRACEBACK=1 or --traceback "
         "shows the traceback")
     assert "Traceback" not in err and not (tmp_path / "out" / "result.png").exists()
