@@ -87,6 +87,7 @@ def test_requires_of_an_unrelated_missing_package_says_how_to_install_it(tmp_pat
 
 LYING_BACKBONE = """
 from collections import OrderedDict
+import torch
 from torch import nn
 from stylekit import hookimpl
 from stylekit.components import Backbone, Params
@@ -121,10 +122,21 @@ class Dropper(Backbone):
         a = self.conv(image)
         return {"a": a}
 
+class Moody(Dropper):
+    '''Keeps its promise when probed (no gradients), breaks it in the loop.'''
+    name = "moody"
+
+    def features(self, image, layers):
+        if torch.is_grad_enabled():
+            raise RuntimeError("no gradients here")
+        a = self.conv(image)
+        return {"a": a, "b": a}
+
 @hookimpl
 def register_backbones(register):
     register(Liar)
     register(Dropper)
+    register(Moody)
 """
 
 
@@ -149,6 +161,14 @@ def test_backbone_whose_features_drop_a_layer_is_named(install_dist, tmp_path):
     status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "dropper", '["a"]')))
     assert status == 2
     assert "backbone 'dropper' of package 'stylekit-liar' advertises layers it does not produce: b" in err
+
+
+def test_backbone_features_raising_in_the_loop_is_named(install_dist, tmp_path):
+    install_dist("stylekit-liar", LYING_BACKBONE)
+    status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "moody", '["a"]')))
+    assert status == 2
+    assert ("backbone: backbone 'moody' of package 'stylekit-liar' raised RuntimeError: no gradients here in features() "
+            "at step 1") in err
 
 
 # ---------------------------------------------------------------- exceptions raised by plugin code at run time
