@@ -163,6 +163,16 @@ def test_backbone_whose_features_drop_a_layer_is_named(install_dist, tmp_path):
     assert "backbone 'dropper' of package 'stylekit-liar' advertises layers it does not produce: b" in err
 
 
+def test_builtin_backbones_produce_every_layer_they_advertise():
+    """The check plugin backbones get at every build, made once here for stylekit's own."""
+    from stylekit.contract_checks import check_layers
+
+    registry = tiny_registry(env={"STYLEKIT_PLUGINS": "none"})
+    for name, entry in registry.components["backbone"].items():
+        assert entry.plugin.package == "stylekit"
+        check_layers(entry.cls(entry.cls.Params(), "random"), name)  # raises UserError on a missing layer
+
+
 def test_backbone_features_raising_in_the_loop_is_named(install_dist, tmp_path):
     install_dist("stylekit-liar", LYING_BACKBONE)
     status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "moody", '["a"]')))
