@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import __version__, checkpoints
+from .attribution import attributed
 from .build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from .devices import dtype_name
 from .engine import Diverged, Loop, LoopOptions, optimize
@@ -134,6 +135,8 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             objective = build_objective(plan, backbone, images, reuse)
         except UserError as exc:
             raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset) or exc
         options = loop_options(plan, stage)
         loop_resume = resume["loop"] if resume and index == first_stage else None
         if loop_resume is not None:
@@ -157,6 +160,8 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             raise diverged(plan, exc, images, offset, history, started) from None
         except UserError as exc:
             raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset, [wt.term for wt in objective.terms]) or exc
         history += [row.tolist() for row in outcome.rows]
         seconds, setup = seconds + outcome.seconds, setup + outcome.setup_seconds
         offset += outcome.steps_done
@@ -259,6 +264,7 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "steps": plan.total_steps,
         "recipe_file": plan.source,
         "recipe": plan.raw,
+        "resolved": resolved_components(plan),
         "versions": {"stylekit": __version__, "torch": torch.__version__, "python": platform.python_version(),
                      "plugins": dict(plan.plugin_versions)},
         "device": str(device),
@@ -271,6 +277,17 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "seconds_per_step": seconds / max(1, steps_done),
         "losses": rows,
     })
+
+
+def resolved_components(plan: Plan) -> dict:
+    """Each component as the run used it: its package and every param with the value it
+    took, defaults included (the recipe's `params` tables hold only what was written)."""
+    def described(choice) -> dict:
+        return {"name": choice.name, "package": choice.package, "params": choice.params.model_dump(mode="json")}
+
+    return {"backbone": {**described(plan.backbone), "weights": plan.weights},
+            "loss": [{**described(loss.choice), "weight": loss.weight, "layers": dict(loss.layers)} for loss in plan.losses],
+            "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}
 
 
 def as_pil(image) -> Image.Image:
