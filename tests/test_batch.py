@@ -93,17 +93,22 @@ def test_two_items_with_one_output_name_are_refused(photos):
 
 
 DRIVER = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, time
     import stylekit.batch
     from stylekit.cli import main
     from stylekit.testing import tiny_registry
 
+    append = stylekit.batch.append_summary
     if os.environ.get("KILL_RANK") == os.environ.get("RANK"):  # this worker dies after its first item
-        append = stylekit.batch.append_summary
         def append_then_die(out, entry):
             append(out, entry)
             os.kill(os.getpid(), signal.SIGKILL)
         stylekit.batch.append_summary = append_then_die
+    elif os.environ.get("KILL_RANK"):  # the other is slow, so that items are left when torchrun stops it
+        def append_slowly(out, entry):
+            append(out, entry)
+            time.sleep(2)
+        stylekit.batch.append_summary = append_slowly
     sys.exit(main(sys.argv[1:], registry=tiny_registry()))
 """)
 
