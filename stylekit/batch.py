@@ -284,14 +284,18 @@ class Worker:
         from .session import stylize
         from .together import stylize_together
 
+        from .attribution import attributed
+
         plans = [plan for _, plan, _ in group]
-        if len(group) == 1:
-            try:
-                outcomes = [stylize(plans[0], reuse=self.reuse)]
-            except (UserError, RunFailed) as exc:
-                outcomes = [exc]
-        else:
-            outcomes = stylize_together(plans, self.reuse)
+        try:
+            outcomes = [stylize(plans[0], reuse=self.reuse)] if len(group) == 1 else stylize_together(plans, self.reuse)
+        except (UserError, RunFailed) as exc:
+            outcomes = [exc] * len(group)
+        except Exception as exc:  # a plugin's code raised: every item of the group failed with it
+            problem = attributed(exc, plans[0], 0)
+            if problem is None:
+                raise
+            outcomes = [problem] * len(group)
         for (item, _, started), outcome in zip(group, outcomes):
             if isinstance(outcome, Exception):
                 self.report(item, started, error=outcome)
