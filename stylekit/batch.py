@@ -171,56 +171,154 @@ def append_summary(out: Path, entry: dict) -> None:
 
 
 def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | None, out: Path,
-              overrides: dict, registry, stream: TextIO | None = None) -> int:
+              overrides: dict, registry, batch_size: str = "1", dry_run: bool = False, stream: TextIO | None = None) -> int:
     """Run every item not yet done; the exit status is 0 when all are done, 3 when some
     failed (the summary says which and why), 130/143 when interrupted."""
     from .api import load
-    from .build import Reuse
-    from .session import stylize
 
     stream = stream or sys.stderr
     base = load(recipe, overrides, registry=registry)  # checked once, before any worker starts
     styles = styles or [str(p) for p in base.recipe.images.style]
     items = plan_items(contents, styles, pairs, out)
+    size = images_per_step(base, batch_size, stream)
+    if dry_run:
+        print(f"stylekit batch: {len(items)} items, {sum(not i.output.exists() for i in items)} to do, "
+              f"{size} image{'s' if size > 1 else ''} per step", file=stream, flush=True)
+        return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
-    device = workers.device(base.recipe.run.device)
+    worker = Worker(workers, out, size, stream, lambda item: load(
+        base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output)},
+        content=item.content, style=[item.style], registry=registry))
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
         print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
-              f"{workers.world} worker{'s' if workers.world > 1 else ''} -> {out}", file=stream, flush=True)
-    reuse = Reuse()
-    failed = done = 0
-    for item in todo:
-        if item.output.exists() or not claim(out, workers.generation, item):
-            continue
-        started = time.perf_counter()
-        entry = {"item": item.key, "content": str(item.content), "style": str(item.style), "output": str(item.output),
-                 "worker": workers.name}
-        try:
-            plan = load(base.raw, {"run.device": device, "output.path": str(item.output)},
-                        content=item.content, style=[item.style], registry=registry)
-            result = stylize(plan, reuse=reuse)
-            if result.status != "finished":
-                print(f"interrupted during {item.key}: not written; rerun the same command to go on",
-                      file=stream, flush=True)
-                return 128 + (result.signal or 2)
-            # The record first: an image in the folder is what marks an item done.
-            write_record(result.record, record_path(item.output))
-            save_atomic(result.image, item.output)
-            entry.update(status="done", seconds=round(time.perf_counter() - started, 3),
-                         losses=result.history[-1] if result.history else {})
-            done += 1
-        except (UserError, RunFailed) as exc:
-            failed += 1
-            entry.update(status="failed", seconds=round(time.perf_counter() - started, 3), error=str(exc))
-        append_summary(out, entry)
-        print(f"[{workers.rank}] {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
-              + (f": {entry['error']}" if "error" in entry else ""), file=stream, flush=True)
+              f"{workers.world} worker{'s' if workers.world > 1 else ''}, {size} image{'s' if size > 1 else ''} "
+              f"per step -> {out}", file=stream, flush=True)
+    status = worker.run(todo)
+    if status in (130, 143):
+        return status
     workers.finish()
     if workers.rank == 0:
         missing = [item.key for item in items if not item.output.exists()]
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                  f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
-    return 3 if failed else 0
+    return status
+
+
+def images_per_step(plan, requested: str, stream: TextIO) -> int:
+    """A number, or `auto`: as many as the memory estimate of one image (at the last
+    stage's size) fits in 80% of the free memory (the GPU's, else the machine's)."""
+    if requested != "auto":
+        try:
+            size = int(requested)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise UserError(f"--batch-size {requested}: give a whole number of images per step (1 or more), or auto")
+        return size
+    import torch
+
+    from .memory import estimate, human
+
+    found = estimate(plan, plan.stages[-1])
+    if plan.device.type == "cuda":
+        free = torch.cuda.mem_get_info(plan.device)[0]
+    else:
+        free = available_memory()
+    per_image = found.total - found.weights
+    size = max(1, min(64, int((0.8 * free - found.weights) // max(1, per_image))))
+    print(f"batch size {size}: about {human(per_image)} per image at the last stage's size, {human(free)} free",
+          file=stream, flush=True)
+    return size
+
+
+def available_memory() -> int:
+    """Bytes the machine can still give (MemAvailable), or 4 GB where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+class Worker:
+    """Claims items, groups those of one size, and runs each group as one batch per step."""
+
+    def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for):
+        from .build import Reuse
+
+        self.workers, self.out, self.size, self.stream, self.plan_for = workers, out, size, stream, plan_for
+        self.reuse, self.failed = Reuse(), 0
+
+    def run(self, todo: list[Item]) -> int:
+        from .images import output_size
+
+        pending: dict[tuple, list] = {}
+        for item in todo:
+            if item.output.exists() or not claim(self.out, self.workers.generation, item):
+                continue
+            started = time.perf_counter()
+            try:
+                plan = self.plan_for(item)
+            except UserError as exc:
+                self.report(item, started, error=exc)
+                continue
+            key = tuple(output_size(plan.images.content, s.width, s.height) for s in plan.stages)
+            pending.setdefault(key, []).append((item, plan, started))
+            if len(pending[key]) >= self.size:
+                status = self.run_group(pending.pop(key))
+                if status:
+                    return status
+        for group in pending.values():
+            status = self.run_group(group)
+            if status:
+                return status
+        return 3 if self.failed else 0
+
+    def run_group(self, group: list) -> int:
+        from .session import stylize
+        from .together import stylize_together
+
+        from .attribution import attributed
+
+        plans = [plan for _, plan, _ in group]
+        try:
+            outcomes = [stylize(plans[0], reuse=self.reuse)] if len(group) == 1 else stylize_together(plans, self.reuse)
+        except (UserError, RunFailed) as exc:
+            outcomes = [exc] * len(group)
+        except Exception as exc:  # a plugin's code raised: every item of the group failed with it
+            problem = attributed(exc, plans[0], 0)
+            if problem is None:
+                raise
+            outcomes = [problem] * len(group)
+        for (item, _, started), outcome in zip(group, outcomes):
+            if isinstance(outcome, Exception):
+                self.report(item, started, error=outcome)
+            elif outcome.status != "finished":
+                print(f"interrupted: {len(group)} item(s) in progress not written; rerun the same command to go on",
+                      file=self.stream, flush=True)
+                return 128 + (outcome.signal or 2)
+            else:
+                # The record first: an image in the folder is what marks an item done.
+                write_record(outcome.record, record_path(item.output))
+                save_atomic(outcome.image, item.output)
+                self.report(item, started, losses=outcome.history[-1] if outcome.history else {})
+        return 0
+
+    def report(self, item: Item, started: float, error: Exception | None = None, losses: dict | None = None) -> None:
+        entry = {"item": item.key, "content": str(item.content), "style": str(item.style), "output": str(item.output),
+                 "worker": self.workers.name, "status": "failed" if error else "done",
+                 "seconds": round(time.perf_counter() - started, 3)}
+        if error is not None:
+            self.failed += 1
+            entry["error"] = str(error)
+        else:
+            entry["losses"] = losses
+        append_summary(self.out, entry)
+        print(f"[{self.workers.rank}] {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
+              + (f": {entry['error']}" if error else ""), file=self.stream, flush=True)

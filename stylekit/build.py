@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from . import colour
+from . import colour, contract_checks
 from .components import Backbone, Optimizer, Scheduler, Targets
 from .engine import Objective, WeightedTerm, network_input
 from .errors import UserError
@@ -40,10 +40,10 @@ class StageImages:
 def build_backbone(plan: Plan) -> Backbone:
     """The plan's backbone with its weights, cut after the last layer a loss reads, cast once
     to the compute precision and moved to the device: weights never get re-cast in the loop."""
-    try:
-        backbone = plan.backbone.cls(plan.backbone.params, plan.weights)
-    except UserError as exc:  # weights that cannot be had: point at the recipe's field
-        raise UserError([plan.at(("backbone", "weights"), p.message) for p in exc.problems]) from None
+    try:  # built and probed: its advertised layers checked against what it produces
+        backbone = contract_checks.build_backbone(plan.backbone.cls, plan.backbone.params, plan.weights, plan.backbone.package)
+    except UserError as exc:  # weights that cannot be had, a broken backbone: point at the recipe's field
+        raise UserError([contract_checks.located(p, plan.at) for p in exc.problems]) from None
     backbone.truncate(plan.layers)
     backbone.requires_grad_(False).eval()
     backbone.checkpointing = plan.recipe.run.checkpoint

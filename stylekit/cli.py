@@ -1,4 +1,4 @@
-"""The `stylekit` command: run, validate, plugins."""
+"""The `stylekit` command: run, validate, plugins, new-plugin."""
 
 from __future__ import annotations
 
@@ -20,7 +20,11 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
+        from .attribution import tracebacks_wanted
+
         for problem in exc.problems:
+            if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+                print(problem.details, file=sys.stderr)
             print(f"error: {problem}", file=sys.stderr)
         return 2
     except RunFailed as exc:
@@ -56,6 +60,9 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
     batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
     batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    batch.add_argument("--batch-size", default="1", metavar="N|auto",
+                       help="images of one size optimized together in each step (auto: from the memory estimate)")
+    batch.add_argument("--dry-run", action="store_true", help="list what would be done, and the batch size, without running")
     batch.set_defaults(handler=cmd_batch)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
@@ -65,6 +72,14 @@ def make_parser() -> argparse.ArgumentParser:
     plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
     plugins.set_defaults(handler=cmd_plugins)
+
+    from .scaffold import KINDS, cmd_new_plugin
+
+    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (module, tests, pyproject) to start from")
+    new_plugin.add_argument("name", help="the component's name, e.g. laplacian (package stylekit-laplacian)")
+    new_plugin.add_argument("--kind", required=True, choices=KINDS, help="what the plugin adds")
+    new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
+    new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
 
 
@@ -76,6 +91,8 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="overrides run.steps")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="with an error raised by a plugin's code, also print its traceback (or set STYLEKIT_TRACEBACK=1)")
 
 
 def overrides_from(args) -> dict:
@@ -100,11 +117,14 @@ def overrides_from(args) -> dict:
 
 
 def load(args):
-    from .plugins import load_registry
+    from .plugins import broken_warnings, load_registry
     from .recipe import load_recipe
 
     registry = args.registry or load_registry()
-    return load_recipe(args.recipe, registry, overrides_from(args)), registry
+    loaded = load_recipe(args.recipe, registry, overrides_from(args))
+    for warning in broken_warnings(registry):
+        print(warning, file=sys.stderr)
+    return loaded, registry
 
 
 def cmd_run(args) -> int:
@@ -126,7 +146,7 @@ def cmd_batch(args) -> int:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
     overrides = dict(parse_override(text) for text in args.set)
     return run_batch(args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
-                     args.registry or load_registry())
+                     args.registry or load_registry(), args.batch_size, args.dry_run)
 
 
 def cmd_validate(args) -> int:

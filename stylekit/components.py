@@ -1,21 +1,23 @@
-"""Base classes for the four kinds of component: backbones, loss terms, optimizers, schedulers.
+"""The contract: base classes of the four kinds of component (backbones, loss terms,
+optimizers, schedulers) and what the engine hands them (`Targets`).
 
 A component is a class with a `name` (what a recipe writes) and a nested pydantic `Params`
 model that validates the recipe's `params` table. Built-ins and third-party plugins
 subclass these same classes and register them through the hooks in `stylekit.hookspecs`.
+Helpers that implement part of the contract live apart: `stylekit.sequential`
+(`SequentialBackbone`, with activation checkpointing). docs/components.md is generated
+from this module.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 
 class Params(BaseModel):
@@ -26,14 +28,23 @@ class Params(BaseModel):
 
 
 class Component:
+    """What every component class has. A subclass sets `name` and, when it takes params,
+    a nested `class Params(stylekit.components.Params)` whose fields (with
+    `Field(description=...)`) validate the recipe's `params` table; the validated model is
+    what `__init__` receives as `params`."""
+
+    #: What a recipe writes to choose it (`name = "gram"`); unique per kind among the
+    #: installed plugins. Required.
     name: ClassVar[str]
     Params: ClassVar[type[BaseModel]] = Params
+    #: "backbone", "loss", "optimizer" or "scheduler": set by the base class, not by plugins.
     kind: ClassVar[str]
     #: One line shown by `stylekit plugins`; defaults to the first line of the docstring.
     summary: ClassVar[str] = ""
 
     @classmethod
     def describe(cls) -> str:
+        """The line `stylekit plugins` shows: `summary`, or the docstring's first line."""
         doc = (cls.__doc__ or "").strip()
         return cls.summary or (doc.splitlines()[0] if doc else "")
 
@@ -44,13 +55,19 @@ class Component:
 class Backbone(Component, nn.Module):
     """A frozen feature extractor that reads images in RGB [0, 1], whatever its weights expect.
 
-    Subclasses take `(params, weights)` in `__init__`, where `weights` is the recipe's
-    `backbone.weights` string, and implement `layer_names` and `features`.
+    Subclasses take `(params, weights)` in `__init__` and keep `params` as `self.params`;
+    `weights` is the recipe's `backbone.weights`: one of `weight_choices` or the path of a
+    file, and the first of `weight_choices` when the recipe leaves it out. They implement
+    `layer_names_for` and `features`; `SequentialBackbone` (in `stylekit.sequential`)
+    implements both for a network that runs its layers one after another. When it is
+    built, stylekit asks it for every layer `layer_names_for` lists, on a small image, and
+    reports a layer it does not return as the plugin's error.
     """
 
     kind = "backbone"
     #: Whether `features` honours `self.checkpointing` (recompute activations in backward).
     supports_checkpointing: ClassVar[bool] = False
+    #: Set by the engine before a run (`run.checkpoint`); read by `features`.
     checkpointing: bool = False
     #: Weights a recipe may name besides a path to a state dict; the first is the default.
     weight_choices: ClassVar[tuple[str, ...]] = ("random",)
@@ -73,99 +90,22 @@ class Backbone(Component, nn.Module):
 
     @property
     def layer_names(self) -> tuple[str, ...]:
+        """`layer_names_for(self.params)`: the layers this built backbone offers."""
         return self.layer_names_for(self.params)
 
     @abstractmethod
     def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
-        """Run the network on `image` (N, 3, H, W, RGB in [0, 1]) and return the named layers."""
+        """Run the network on `image` (N, 3, H, W, RGB in [0, 1]) and return a dict with one
+        (N, C, H', W') tensor for each name in `layers` (names from `layer_names_for`).
+
+        Called once per image for the targets (without gradients) and once every step on
+        the synthesized image, whose gradient flows back through the result. The image may
+        arrive in bf16 and channels_last; the network has been cast to the same dtype.
+        """
 
     def truncate(self, layers: frozenset[str]) -> None:
-        """Drop everything after the last of `layers`; the engine calls this once before a run."""
-
-
-class SequentialBackbone(Backbone):
-    """A backbone made of named modules in sequence, with its own input normalization.
-
-    Subclasses call `super().__init__(modules)` with an OrderedDict of name -> module and
-    override `normalize`. Features are taken on the way through, and the forward pass
-    stops at the deepest requested layer.
-    """
-
-    supports_checkpointing = True
-
-    def __init__(self, modules: "OrderedDict[str, nn.Module]"):
-        nn.Module.__init__(self)
-        self.body = nn.Sequential(modules)
-        self.requires_grad_(False)
-        self.eval()
-
-    def normalize(self, image: torch.Tensor) -> torch.Tensor:
-        return image
-
-    def truncate(self, layers: frozenset[str]) -> None:
-        names = [name for name, _ in self.body.named_children()]
-        last = max((names.index(name) for name in layers), default=-1)
-        self.body = self.body[: last + 1]
-
-    def features(self, image: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
-        x = self.normalize(image)
-        if self.checkpointing and torch.is_grad_enabled():
-            return self.checkpointed_features(x, layers)
-        wanted = set(layers)
-        out: dict[str, torch.Tensor] = {}
-        kept = True  # whether x is referenced elsewhere: normalize may return the image itself
-        for name, module in self.body.named_children():
-            if not wanted:
-                break
-            x = run_in_sequence([module], x, input_is_kept=kept)
-            kept = name in wanted
-            if name in wanted:
-                out[name] = x
-                wanted.discard(name)
-        return out
-
-    def checkpointed_features(self, x: torch.Tensor, layers: frozenset[str]) -> dict[str, torch.Tensor]:
-        """Features with activation checkpointing: the modules between two requested layers
-        run as one segment whose activations are recomputed in the backward pass; only the
-        requested layers are kept."""
-        wanted = set(layers)
-        out: dict[str, torch.Tensor] = {}
-        pending: list[nn.Module] = []
-        branches: list[tuple[str, nn.Module, torch.Tensor]] = []
-        for name, module in self.body.named_children():
-            if not wanted:
-                break
-            pending.append(module)
-            if name not in wanted:
-                continue
-            wanted.discard(name)
-            if len(pending) == 1 and wanted:
-                # A one-module segment (conv1_1, straight from the image) is cheap to run
-                # twice. As a segment boundary it would stay alive, with the gradient the
-                # losses send it, until the backward pass reaches the first block, where
-                # the peak is; so the next segment runs it again, and the losses read a
-                # copy computed after the chain, whose backward pass then comes first.
-                branches.append((name, module, x))
-                continue
-            x = checkpoint(run_in_sequence, pending, x, use_reentrant=False)
-            out[name] = x
-            pending = []
-        for name, module, source in branches:
-            out[name] = checkpoint(run_in_sequence, [module], source, use_reentrant=False)
-        return out
-
-
-def run_in_sequence(modules: list[nn.Module], x: torch.Tensor, input_is_kept: bool = True) -> torch.Tensor:
-    """Apply `modules` in turn, running each ReLU in place where what it reads is a
-    temporary: no other reference to it, so overwriting it saves one activation-sized
-    buffer (at full resolution, the largest of the step). The input itself, a requested
-    layer or the caller's tensor, is never overwritten."""
-    for index, module in enumerate(modules):
-        if type(module) is nn.ReLU and not (index == 0 and input_is_kept):
-            x = torch.relu_(x)
-        else:
-            x = module(x)
-    return x
+        """Drop everything after the last of `layers`; the engine calls this once before a
+        run. Optional: the default keeps the whole network."""
 
 
 # ---------------------------------------------------------------- loss terms
@@ -173,12 +113,22 @@ def run_in_sequence(modules: list[nn.Module], x: torch.Tensor, input_is_kept: bo
 
 @dataclass
 class Targets:
-    """What loss terms compare against, computed once per run before the loop (no gradients).
+    """What loss terms compare against, computed once per run before the loop (no gradients),
+    on the run's device, and handed to every term's `prepare`.
 
-    `content` and each entry of `styles` map layer name -> features of that image;
-    `style_weights` are the blend weights of the style images and sum to 1.
-    `style_masks`, when the recipe gives masks, holds one (1, 1, H, W) mask in [0, 1] per
-    style image at the output's size: where that style applies (Gatys et al. 2017).
+    - `content_image`: the content image, (1, 3, H, W) RGB in [0, 1] at the output's size.
+    - `content`: layer name -> the content image's features, for the layers of the terms
+      whose `target_images` include "content" (empty otherwise).
+    - `style_images`: each style image, (1, 3, H_s, W_s) RGB in [0, 1]; its size follows
+      `images.style_scale`, not the output's.
+    - `styles`: per style image, layer name -> its features (layers of the terms whose
+      `target_images` include "style").
+    - `style_weights`: the recipe's blend weight of each style image, normalized to sum to 1.
+    - `style_masks`: None, or when the recipe gives masks one (1, 1, H, W) mask in [0, 1]
+      per style image at the output's size: where that style applies (Gatys et al. 2017).
+
+    Features may be bf16 (the run's precision); they are the backbone's, shared by every
+    term, so a term copies what it changes.
     """
 
     content_image: torch.Tensor
@@ -200,7 +150,9 @@ class LossTerm(Component, nn.Module):
     """
 
     kind = "loss"
-    #: Layers used when a recipe lists none; empty for terms that read only the image.
+    #: Layers used when a recipe's `[[loss]]` lists none, e.g. ("conv4_4",) for the built-in
+    #: content term; empty for terms that read only the image. The recipe is checked
+    #: against the backbone with these, as with listed layers.
     default_layers: ClassVar[tuple[str, ...]] = ()
     #: Whether the term reads backbone features at all (False for pixel-space terms like TV).
     reads_features: ClassVar[bool] = True
@@ -210,6 +162,9 @@ class LossTerm(Component, nn.Module):
     target_images: ClassVar[frozenset[str]] = frozenset({"content", "style"})
 
     def __init__(self, params: BaseModel, layers: dict[str, float]):
+        """`params`: the validated `Params`; `layers`: layer name -> per-layer weight, from
+        the recipe's `layers` (or `default_layers`), empty when `reads_features` is False.
+        A subclass that overrides it calls `super().__init__(params, layers)`."""
         nn.Module.__init__(self)
         self.params = params
         self.layers = dict(layers)
@@ -236,21 +191,35 @@ class LossTerm(Component, nn.Module):
 
 
 class Optimizer(Component):
-    """Builds a torch optimizer over the synthesized image."""
+    """Builds the torch optimizer that updates the synthesized image.
+
+    The pixels are the only variables: `build` receives a one-element list holding the
+    image, a (1, 3, H, W) float32 leaf tensor in RGB [0, 1] that requires grad, once per
+    run (and once per stage). Each step, the engine calls the returned optimizer's
+    `step()` after computing the gradient (or `step(closure)` when `needs_closure`), then
+    the scheduler's `step()`, then clamps the image to [0, 1] (`run.clamp`). Learning
+    rates are in units of that image.
+    """
 
     kind = "optimizer"
-    #: True when `step` must be given a closure that re-evaluates the loss (L-BFGS).
+    #: True when `step` must be given a closure that zeroes the gradient, re-evaluates the
+    #: loss and its gradient and returns the loss (L-BFGS); False: the engine computes the
+    #: gradient itself and calls `step()` without arguments.
     needs_closure: ClassVar[bool] = False
 
     def __init__(self, params: BaseModel):
+        """Keeps the validated `Params` as `self.params`; `build` reads them."""
         self.params = params
 
     @abstractmethod
     def build(self, variables: list[torch.Tensor]) -> torch.optim.Optimizer:
-        """Return a torch optimizer over `variables`."""
+        """Return a torch optimizer over `variables` (the image, see the class docstring),
+        configured from `self.params`."""
 
     def state_copies(self) -> float:
-        """How many image-sized tensors the optimizer's state holds at most (for memory estimates)."""
+        """How many image-sized float32 tensors the optimizer's state holds at most (Adam: 2,
+        L-BFGS with history m: 2m + 3); used by `stylekit run --dry-run` to estimate
+        memory. Optional: the default, 0, underestimates a stateful optimizer."""
         return 0.0
 
 
@@ -260,11 +229,15 @@ class Scheduler(Component):
     kind = "scheduler"
 
     def __init__(self, params: BaseModel):
+        """Keeps the validated `Params` as `self.params`; `build` reads them."""
         self.params = params
 
     @abstractmethod
     def build(self, optimizer: torch.optim.Optimizer, total_steps: int):
-        """Return a torch LR scheduler, or None for a constant learning rate."""
+        """Return a torch LR scheduler over `optimizer` (what the optimizer component built),
+        or None for a constant learning rate. `total_steps` is the number of steps of this
+        run (of this stage, for a recipe with stages): `step()` is called that many times,
+        once after each optimizer step, never before the first."""
 
 
 KINDS: dict[str, type[Component]] = {
@@ -273,3 +246,12 @@ KINDS: dict[str, type[Component]] = {
     "optimizer": Optimizer,
     "scheduler": Scheduler,
 }
+
+
+def __getattr__(name: str):
+    # Kept importable from here, where they lived before the contract and the helpers split.
+    if name in ("SequentialBackbone", "run_in_sequence"):
+        from . import sequential
+
+        return getattr(sequential, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,21 +1,21 @@
-"""Generates docs/hooks.md and docs/recipe.md from the code, so the references cannot drift.
+"""Generates docs/hooks.md, docs/recipe.md and docs/components.md from the code, so the
+references cannot drift.
 
-    python -m stylekit.docgen          # rewrite both files
-    python -m stylekit.docgen --check  # exit 1 if either is out of date (the tests do this)
+    python -m stylekit.docgen          # rewrite them
+    python -m stylekit.docgen --check  # exit 1 if one is out of date (the tests do this)
 """
 
 from __future__ import annotations
 
 import inspect
 import sys
-import types
-from typing import Annotated, Literal, Union, get_args, get_origin
+from dataclasses import is_dataclass
 from pathlib import Path
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
 
-from . import hookspecs, schema
+from . import components, hookspecs, schema
+from .fielddoc import field_rows
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 
@@ -32,34 +32,22 @@ def hooks_markdown() -> str:
 
 def _fields(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
-    for name, field in model.model_fields.items():
+    for row, field in zip(field_rows(model), model.model_fields.values()):
         annotation = field.annotation
         nested = _nested_model(annotation)
-        key = f"{prefix}{name}"
+        key = f"{prefix}{row['name']}"
         if nested is not None:
             rows += _fields(nested, f"{key}[]." if _is_list(annotation) else f"{key}.")
             continue
-        default = "required" if field.is_required() else repr(field.default if field.default is not PydanticUndefined else None)
-        type_name = _type_name(annotation).replace("|", "\\|")  # a pipe would end the table cell
-        rows.append(f"| `{key}` | `{type_name}` | `{default}` | {_comment(model, name)} |")
+        rows.append(_table_row(key, row))
     return rows
 
 
-def _type_name(annotation) -> str:
-    """The annotation as a reader writes it: constraints (Annotated[...]) are left out; the
-    field's comment says them."""
-    origin, args = get_origin(annotation), get_args(annotation)
-    if origin is Annotated:
-        return _type_name(args[0])
-    if origin in (Union, types.UnionType):
-        return " | ".join(_type_name(arg) for arg in args)
-    if origin is Literal:
-        return f"Literal[{', '.join(repr(arg) for arg in args)}]"
-    if origin is not None:
-        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_name(arg) for arg in args)}]"
-    if annotation is type(None):
-        return "None"
-    return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+def _table_row(key: str, row: dict) -> str:
+    kind = row["type"] + (f" ({row['constraints']})" if row["constraints"] else "")
+    default = "required" if row["required"] else repr(row["default"])
+    cells = [f"`{key}`", f"`{kind}`", f"`{default}`", row["description"]]
+    return "| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |"  # a pipe would end the cell
 
 
 def _nested_model(annotation):
@@ -73,23 +61,6 @@ def _is_list(annotation) -> bool:
     return getattr(annotation, "__origin__", None) is list
 
 
-def _comment(model: type[BaseModel], field: str) -> str:
-    """The `#:` comment lines above a field in its class's source."""
-    try:
-        source = inspect.getsource(model).splitlines()
-    except OSError:
-        return ""
-    for i, line in enumerate(source):
-        if line.strip().startswith(f"{field}:"):
-            notes = []
-            j = i - 1
-            while j >= 0 and source[j].strip().startswith("#:"):
-                notes.insert(0, source[j].strip()[2:].strip())
-                j -= 1
-            return " ".join(notes)
-    return ""
-
-
 def recipe_markdown() -> str:
     lines = ["# Recipe reference", "",
              "Generated from `stylekit/schema.py` by `python -m stylekit.docgen`; do not edit by hand.",
@@ -100,7 +71,79 @@ def recipe_markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-GENERATED = {"hooks.md": hooks_markdown, "recipe.md": recipe_markdown}
+#: The classes a plugin subclasses, calls or receives, in the order the reference shows them.
+CONTRACT_CLASSES = ("Component", "Params", "Backbone", "SequentialBackbone", "LossTerm", "Targets", "Optimizer", "Scheduler")
+
+
+def contract_members(cls: type) -> list[tuple[str, str]]:
+    """(heading, documentation) of each member `cls` itself defines that a plugin may
+    implement or call: its methods (with signatures) and its documented class attributes."""
+    members = []
+    annotations = cls.__dict__.get("__annotations__", {})
+    names = [name for name in cls.__dict__ if name == "__init__" or not name.startswith("_")]
+    names += [name for name in annotations if name not in names and not name.startswith("_")]
+    for name in names:
+        # `kind` is documented once, on Component; a dataclass's fields in its docstring.
+        if name in ("model_config", "Params") or (name == "kind" and cls is not components.Component) \
+                or (is_dataclass(cls) and name in cls.__dataclass_fields__):
+            continue
+        value = inspect.getattr_static(cls, name, None)
+        function = value.__func__ if isinstance(value, (classmethod, staticmethod)) else value
+        if isinstance(value, property):
+            members.append((f"`{name}` (property)", inspect.getdoc(value) or ""))
+        elif inspect.isfunction(function):
+            signature = str(inspect.signature(function)).replace("'", "")
+            prefix = "classmethod " if isinstance(value, classmethod) else ""
+            doc = inspect.getdoc(function) or ""
+            if getattr(function, "__isabstractmethod__", False):
+                doc = f"**Implement** (required). {doc}"
+            members.append((f"{prefix}`{name}{signature}`", doc))
+        else:
+            annotation = str(annotations.get(name, ""))
+            annotation = annotation.removeprefix("ClassVar[").removesuffix("]") if annotation.startswith("ClassVar[") else annotation
+            shown = f"{name}: {annotation}" if annotation else name
+            shown += f" = {_value_text(value)}" if name in cls.__dict__ else ""
+            members.append((f"`{shown}`", _attribute_comment(cls, name)))
+    return members
+
+
+def _value_text(value) -> str:
+    """repr, with sets sorted: their order changes with each process's string hashing."""
+    if isinstance(value, (set, frozenset)):
+        return f"{type(value).__name__}({{{', '.join(repr(item) for item in sorted(value))}}})"
+    return repr(value)
+
+
+def _attribute_comment(cls: type, name: str) -> str:
+    """The `#:` comment lines above a class attribute in its class's source."""
+    source = inspect.getsource(cls).splitlines()
+    for i, line in enumerate(source):
+        if line.strip().startswith((f"{name}:", f"{name} =")):
+            notes = []
+            j = i - 1
+            while j >= 0 and source[j].strip().startswith("#:"):
+                notes.insert(0, source[j].strip()[2:].strip())
+                j -= 1
+            return " ".join(notes)
+    return ""
+
+
+def components_markdown() -> str:
+    lines = ["# Component reference", "",
+             "Generated from `stylekit/components.py` and `stylekit/sequential.py` by `python -m stylekit.docgen`;",
+             "do not edit by hand. The guide with worked examples is [plugins.md](plugins.md).", "",
+             inspect.getdoc(components).strip(), ""]
+    for class_name in CONTRACT_CLASSES:
+        cls = getattr(components, class_name)
+        bases = ", ".join(base.__name__ for base in cls.__bases__ if base is not object)
+        lines += [f"## `{cls.__module__}.{class_name}`" + (f" ({bases})" if bases else ""), "",
+                  (inspect.getdoc(cls) or "").strip(), ""]
+        for heading, doc in contract_members(cls):
+            lines += [f"### {heading}", "", doc, ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+GENERATED = {"hooks.md": hooks_markdown, "recipe.md": recipe_markdown, "components.md": components_markdown}
 
 
 def main(argv: list[str]) -> int:

@@ -8,6 +8,7 @@ without a traceback. Code anywhere in stylekit raises `UserError` for bad input
 from __future__ import annotations
 
 import difflib
+import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -18,6 +19,9 @@ class Problem:
     file: str | None = None
     line: int | None = None
     field: str | None = None
+    #: The full traceback of the exception behind the problem, where there was one (a plugin
+    #: that raised): printed only with `--traceback` or STYLEKIT_TRACEBACK=1.
+    details: str | None = dataclasses.field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         where = ""

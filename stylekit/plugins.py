@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
+from importlib.metadata import distributions, entry_points
 from typing import Any, Iterable
 
 import pluggy
@@ -40,6 +40,18 @@ class Registered:
     plugin: PluginInfo
 
 
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be loaded. Left out, not fatal: commands that do not need it
+    still work, and `stylekit plugins` lists it with `error`."""
+
+    plugin: PluginInfo
+    error: str  # what went wrong, e.g. "failed to import (ModuleNotFoundError: No module named 'x')"
+
+    def describe(self) -> str:
+        return f"plugin '{self.plugin.name}' of package '{self.plugin.package}' {self.error}"
+
+
 @dataclass
 class Registry:
     plugins: list[PluginInfo] = field(default_factory=list)
@@ -48,6 +60,8 @@ class Registry:
     )
     #: Distributions that provide `stylekit` entry points but were left out by STYLEKIT_PLUGINS.
     skipped_packages: set[str] = field(default_factory=set)
+    #: Plugins that failed to import or whose hooks pluggy rejected; their components are missing.
+    broken: list[BrokenPlugin] = field(default_factory=list)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -57,7 +71,8 @@ class Registry:
         try:
             return self.components[kind][name].cls
         except KeyError:
-            raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, self.components[kind])}") from None
+            suspects = "".join(f"; {b.describe()} - it may be the one that provides it" for b in self.broken)
+            raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, self.components[kind])}{suspects}") from None
 
     def packages(self) -> set[str]:
         return {plugin.package for plugin in self.plugins}
@@ -77,11 +92,21 @@ def normalize_package(package: str) -> str:
     return package.strip().lower().replace("_", "-")
 
 
+def installed_distributions() -> set[str]:
+    """The names of every installed distribution (plugins or not)."""
+    return {dist.metadata["Name"] for dist in distributions() if dist.metadata["Name"]}
+
+
+def broken_warnings(registry: Registry) -> list[str]:
+    """One line per broken plugin, for commands that went on without it."""
+    return [f"warning: {broken.describe()} (left out; this recipe does not need it)" for broken in registry.broken]
+
+
 def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, PluginInfo]] = ()) -> Registry:
     """Load every selected entry-point plugin (and `extra` plugin objects) into a registry."""
     allowed = selected_packages(env)
     plugins: list[tuple[Any, PluginInfo]] = []
-    problems: list[Problem] = []
+    broken: list[BrokenPlugin] = []
     skipped: set[str] = set()
     for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name != BUILTIN_PACKAGE, ep.dist.name, ep.name)):
         package = ep.dist.name if ep.dist else "?"
@@ -91,15 +116,12 @@ def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, 
         info = PluginInfo(ep.name, package, ep.dist.version if ep.dist else "?")
         try:
             plugins.append((ep.load(), info))
-        except Exception as exc:  # a broken plugin must not take stylekit down with a traceback
-            problems.append(Problem(
-                f"plugin '{info.name}' of package '{package}' failed to import "
-                f"({type(exc).__name__}: {exc}) - reinstall or fix {package}, or leave it out "
-                f"with {ENV_VAR}=<the packages you want>"))
-    if problems:
-        raise UserError(problems)
+        except Exception as exc:  # a broken plugin must not take stylekit (or `stylekit plugins`) down
+            broken.append(BrokenPlugin(info, f"failed to import ({type(exc).__name__}: {exc}) - reinstall or fix "
+                                             f"{package}, or leave it out with {ENV_VAR}=<the packages you want>"))
     registry = build_registry([*plugins, *extra])
     registry.skipped_packages = skipped
+    registry.broken = broken + registry.broken
     return registry
 
 
@@ -113,8 +135,8 @@ def build_registry(plugins: Iterable[tuple[Any, PluginInfo]]) -> Registry:
     for plugin, info in plugins:
         try:
             manager.register(plugin, name=info.label)
-        except pluggy.PluginValidationError as exc:
-            problems.append(Problem(f"plugin '{info.name}' of package '{info.package}' has a bad hook: {exc}"))
+        except pluggy.PluginValidationError as exc:  # nothing of it is registered: left out, like an import failure
+            registry.broken.append(BrokenPlugin(info, f"has a bad hook: {exc}"))
             continue
         owners[id(plugin)] = info
         registry.plugins.append(info)

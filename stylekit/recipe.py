@@ -9,6 +9,7 @@ relative to the recipe file. Every problem is collected and raised at once as a
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 import re
 import sys
@@ -353,16 +354,32 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:
-    from .plugins import ENV_VAR, normalize_package
+    from .plugins import ENV_VAR, installed_distributions, normalize_package
 
     loaded = {normalize_package(p) for p in registry.packages()}
     skipped = {normalize_package(p) for p in registry.skipped_packages}
+    broken = {normalize_package(b.plugin.package): b for b in registry.broken}
     problems = []
     for i, package in enumerate(requires):
-        if normalize_package(package) in loaded:
+        wanted = normalize_package(package)
+        if wanted in loaded:
             continue
-        if normalize_package(package) in skipped:
+        if wanted in broken:
+            problems.append(at(("requires", i), f"plugin package '{package}' is installed but broken: {broken[wanted].describe()}"))
+        elif wanted in skipped:
             problems.append(at(("requires", i), f"plugin package '{package}' is installed but {ENV_VAR} leaves it out - add it to {ENV_VAR}"))
         else:
-            problems.append(at(("requires", i), f"this recipe needs the plugin package '{package}' - install it with `pip install {package}`"))
+            # A near-miss of an installed name is a typo: suggesting `pip install` of it would
+            # invite installing whatever squats on the misspelt name.
+            # The cutoff is high because plugin names share their `stylekit-` prefix:
+            # 'stylekit-foo' is no typo of 'stylekit-mrf' (0.83), 'stylekit-laplacain' is of
+            # 'stylekit-laplacian' (0.94).
+            installed = {normalize_package(name): name for name in installed_distributions()}
+            close = difflib.get_close_matches(wanted, installed, n=3, cutoff=0.85)
+            if close:
+                names = " or ".join(f"'{installed[name]}'" for name in close)
+                problems.append(at(("requires", i), f"plugin package '{package}' is not installed - did you mean "
+                                                    f"the installed {names}? Correct the name in requires"))
+            else:
+                problems.append(at(("requires", i), f"this recipe needs the plugin package '{package}' - install it with `pip install {package}`"))
     return problems

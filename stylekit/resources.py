@@ -43,6 +43,11 @@ def failure_message(exc: BaseException, device: torch.device, hw: tuple[int, int
     return None
 
 
+def is_resource_failure(exc: BaseException) -> bool:
+    """Whether `exc` is about memory or image size (the recipe's sizes), not a bug."""
+    return failure_message(exc, torch.device("cpu"), (0, 0)) is not None
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes free for a run on `device`: free GPU memory, or the RAM Linux says is available."""
     if device.type == "cuda":

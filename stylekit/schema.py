@@ -2,7 +2,7 @@
 
 Components' own params are not here: each component validates its `params` table with its
 nested `Params` model (see `stylekit.recipe.load_recipe`). docs/recipe.md is generated
-from these models and their `#:` comments.
+from these models and their `Field(description=...)`.
 """
 
 from __future__ import annotations
@@ -38,32 +38,32 @@ INIT_CHOICES = ("content", "style", "noise")
 
 
 class ImagesSpec(Strict):
-    #: The content image (a photo): its structure is kept.
-    content: PathStr
-    #: One style image or several, blended by `style_weights`.
-    style: list[PathStr] = Field(min_length=1)
-    #: Blend weights of the style images (finite, not negative; normalized to sum to 1); equal when absent.
-    style_weights: list[Weight] | None = None
-    #: Spatial control: one mask image per style (white: this style applies, black: not);
-    #: where no mask is white, no style applies. Read by the `gram` loss.
-    style_masks: list[PathStr] | None = None
-    #: The style image's size relative to the output (by pixel count), independent of it.
-    style_scale: float = Field(1.0, gt=0)
-    #: "area": keep the style image's aspect, match the output's pixel count x style_scale^2;
-    #: "stretch": resize to the output's exact height and width (as the chapter does).
-    style_fit: Literal["area", "stretch"] = "area"
-    #: Where the synthesized image starts: "content", "style", "noise", or an image file.
-    init: PathStr = "content"
-    #: Keep the content's colours: "luminance" transfers style on luminance only and puts the
-    #: content's colour back; "histogram" matches the style image's colours to the content's
-    #: before the run (Gatys et al. 2017). "none": the style's colours.
-    preserve_colors: Literal["none", "luminance", "histogram"] = "none"
-    #: The colour transparent parts of an image (PNG, GIF, WebP with alpha) are composited
-    #: on: a name ("white", "black", "gray") or "#rrggbb".
-    background: str = "white"
-    #: The largest image (width x height) read; larger files are refused before decoding,
-    #: which protects against decompression bombs. Raise it for very large photos.
-    max_pixels: int = Field(DEFAULT_MAX_PIXELS, gt=0)
+    content: PathStr = Field(description="The content image (a photo): its structure is kept.")
+    style: list[PathStr] = Field(min_length=1, description="One style image or several, blended by `style_weights`.")
+    style_weights: list[Weight] | None = Field(
+        None, description="Blend weights of the style images (finite, not negative; normalized to sum to 1); "
+                          "equal when absent.")
+    style_masks: list[PathStr] | None = Field(
+        None, description="Spatial control: one mask image per style (white: this style applies, black: not); "
+                          "where no mask is white, no style applies. Read by the `gram` loss.")
+    style_scale: float = Field(
+        1.0, gt=0, description="The style image's size relative to the output (by pixel count), independent of it.")
+    style_fit: Literal["area", "stretch"] = Field(
+        "area", description='"area": keep the style image\'s aspect, match the output\'s pixel count x style_scale^2; '
+                            '"stretch": resize to the output\'s exact height and width (as the chapter does).')
+    init: PathStr = Field(
+        "content", description='Where the synthesized image starts: "content", "style", "noise", or an image file.')
+    preserve_colors: Literal["none", "luminance", "histogram"] = Field(
+        "none", description='Keep the content\'s colours: "luminance" transfers style on luminance only and puts the '
+                            'content\'s colour back; "histogram" matches the style image\'s colours to the content\'s '
+                            'before the run (Gatys et al. 2017). "none": the style\'s colours.')
+    background: str = Field(
+        "white", description='The colour transparent parts of an image (PNG, GIF, WebP with alpha) are composited '
+                             'on: a name ("white", "black", "gray") or "#rrggbb".')
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, gt=0, description="The largest image (width x height) read; larger files are refused "
+                                              "before decoding, which protects against decompression bombs. Raise "
+                                              "it for very large photos.")
 
     @field_validator("background")
     @classmethod
@@ -93,22 +93,21 @@ class ImagesSpec(Strict):
 
 
 class OutputSpec(Strict):
-    #: The stylized image (.png or .jpg); its run record is written beside it as .json.
-    path: PathStr = "stylized.png"
-    #: Output size in pixels; give one to keep the content image's aspect ratio.
-    width: int | None = Field(None, gt=0, le=16384)
-    #: Output height in pixels (the default width is 512 when neither is given).
-    height: int | None = Field(None, gt=0, le=16384)
-    #: Save the current image every N steps (0: never) next to the output.
-    save_every: int = Field(0, ge=0)
-    #: Write a JSON run record next to the output.
-    record: bool = True
-    #: Keep a checkpoint (<name>.checkpoint.pt) every N steps (0: only when the run is
-    #: interrupted), to continue with `stylekit run RECIPE --resume`. Not to be confused
-    #: with run.checkpoint (activation checkpointing, for memory).
-    checkpoint_every: int = Field(0, ge=0)
-    #: Also write <name>.losses.png (loss curves) and, with save_every, <name>.strip.png.
-    plot: bool = False
+    path: PathStr = Field(
+        "stylized.png", description="The stylized image (.png or .jpg); its run record is written beside it as .json.")
+    width: int | None = Field(
+        None, gt=0, le=16384, description="Output size in pixels; give one to keep the content image's aspect ratio.")
+    height: int | None = Field(
+        None, gt=0, le=16384, description="Output height in pixels (the default width is 512 when neither is given).")
+    save_every: int = Field(
+        0, ge=0, description="Save the current image every N steps (0: never) next to the output.")
+    record: bool = Field(True, description="Write a JSON run record next to the output.")
+    checkpoint_every: int = Field(
+        0, ge=0, description="Keep a checkpoint (<name>.checkpoint.pt) every N steps (0: only when the run is "
+                             "interrupted), to continue with `stylekit run RECIPE --resume`. Not to be confused "
+                             "with run.checkpoint (activation checkpointing, for memory).")
+    plot: bool = Field(
+        False, description="Also write <name>.losses.png (loss curves) and, with save_every, <name>.strip.png.")
 
     @field_validator("path")
     @classmethod
@@ -119,25 +118,21 @@ class OutputSpec(Strict):
 
 
 class BackboneSpec(Strict):
-    #: A registered backbone (`stylekit plugins` lists them).
-    name: str = "vgg19"
-    #: A name the backbone knows (vgg19: caffe, torchvision, random) or a state-dict path.
-    weights: PathStr | None = None
-    #: The backbone's own params (vgg19: pooling, feature_scale, normalization).
-    params: dict[str, Any] = {}
+    name: str = Field("vgg19", description="A registered backbone (`stylekit plugins` lists them).")
+    weights: PathStr | None = Field(
+        None, description="A name the backbone knows (vgg19: caffe, torchvision, random) or a state-dict path.")
+    params: dict[str, Any] = Field(
+        {}, description="The backbone's own params (vgg19: pooling, feature_scale, normalization).")
 
 
 class LossSpec(Strict):
-    #: A registered loss term (`stylekit plugins` lists them).
-    name: str
-    #: The term's weight in the total loss (finite, not negative).
-    weight: Weight = 1.0
-    #: Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative).
-    layers: list[str] | dict[str, Weight] | None = None
-    #: Per-layer weights for a list of `layers`, in the same order (finite, not negative).
-    layer_weights: list[Weight] | None = None
-    #: The loss term's own params, checked against its Params model.
-    params: dict[str, Any] = {}
+    name: str = Field(description="A registered loss term (`stylekit plugins` lists them).")
+    weight: Weight = Field(1.0, description="The term's weight in the total loss (finite, not negative).")
+    layers: list[str] | dict[str, Weight] | None = Field(
+        None, description="Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative).")
+    layer_weights: list[Weight] | None = Field(
+        None, description="Per-layer weights for a list of `layers`, in the same order (finite, not negative).")
+    params: dict[str, Any] = Field({}, description="The loss term's own params, checked against its Params model.")
 
     @model_validator(mode="after")
     def weights_match(self):
@@ -157,36 +152,29 @@ class LossSpec(Strict):
 
 
 class ComponentSpec(Strict):
-    #: A registered component; optimizer defaults to adam, scheduler to none.
-    name: str
-    #: The component's own params, checked against its Params model.
-    params: dict[str, Any] = {}
+    name: str = Field(description="A registered component; optimizer defaults to adam, scheduler to none.")
+    params: dict[str, Any] = Field({}, description="The component's own params, checked against its Params model.")
 
 
 class RunSpec(Strict):
-    #: Optimizer steps (one backbone forward and backward pass each).
-    steps: int = Field(500, ge=1)
-    #: auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.
-    device: str = "auto"
-    #: auto picks bf16 where the hardware runs it fast (AMX/AVX-512-BF16 CPUs, Ampere+ GPUs).
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    #: Seeds torch before anything random; None: a fresh run each time.
-    seed: int | None = 0
-    #: Keep the image in [0, 1] after every step.
-    clamp: bool = True
-    #: Print the loss terms every N steps (0: never).
-    progress_every: int = Field(10, ge=0)
-    #: Output the exponential moving average of the iterates with this decay (0: off), e.g. 0.95.
-    ema_decay: float = Field(0.0, ge=0, lt=1)
-    #: Activation checkpointing: recompute the backbone's activations in the backward pass
-    #: instead of keeping them: less memory for very large outputs, at the cost of the recompute.
-    checkpoint: bool = False
-    #: Opt-in torch.compile of the forward pass and the loss terms; see docs/performance.md.
-    compile: bool = False
-    #: On CUDA, record the forward and backward pass once as a CUDA graph and replay it every
-    #: step: no per-operation launch cost, which dominates at small sizes. Ignored elsewhere.
-    #: Loss terms must not read values back to the host (`.item()`, `if tensor:`) in forward.
-    cuda_graph: bool = False
+    steps: int = Field(500, ge=1, description="Optimizer steps (one backbone forward and backward pass each).")
+    device: str = Field("auto", description="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto picks bf16 where the hardware runs it fast (AMX/AVX-512-BF16 CPUs, Ampere+ GPUs).")
+    seed: int | None = Field(0, description="Seeds torch before anything random; None: a fresh run each time.")
+    clamp: bool = Field(True, description="Keep the image in [0, 1] after every step.")
+    progress_every: int = Field(10, ge=0, description="Print the loss terms every N steps (0: never).")
+    ema_decay: float = Field(
+        0.0, ge=0, lt=1, description="Output the exponential moving average of the iterates with this decay (0: off), e.g. 0.95.")
+    checkpoint: bool = Field(
+        False, description="Activation checkpointing: recompute the backbone's activations in the backward pass "
+                           "instead of keeping them: less memory for very large outputs, at the cost of the recompute.")
+    compile: bool = Field(
+        False, description="Opt-in torch.compile of the forward pass and the loss terms; see docs/performance.md.")
+    cuda_graph: bool = Field(
+        False, description="On CUDA, record the forward and backward pass once as a CUDA graph and replay it every "
+                           "step: no per-operation launch cost, which dominates at small sizes. Ignored elsewhere. "
+                           "Loss terms must not read values back to the host (`.item()`, `if tensor:`) in forward.")
 
     @field_validator("device")
     @classmethod
@@ -198,16 +186,15 @@ class RunSpec(Strict):
 
 
 class StageSpec(Strict):
-    #: This stage's output width (the height keeps the content's aspect unless given).
-    width: int = Field(gt=0, le=16384)
-    height: int | None = Field(None, gt=0, le=16384)
-    #: Steps at this size.
-    steps: int = Field(ge=1)
+    width: int = Field(
+        gt=0, le=16384, description="This stage's output width (the height keeps the content's aspect unless given).")
+    height: int | None = Field(
+        None, gt=0, le=16384, description="This stage's output height; by default, from its width and the content's aspect.")
+    steps: int = Field(ge=1, description="Steps at this size.")
 
 
 class Recipe(Strict):
-    #: Plugin distributions this recipe needs, e.g. ["stylekit-mrf"].
-    requires: list[str] = []
+    requires: list[str] = Field([], description='Plugin distributions this recipe needs, e.g. ["stylekit-mrf"].')
     images: ImagesSpec
     output: OutputSpec = OutputSpec()
     backbone: BackboneSpec = BackboneSpec()
@@ -215,7 +202,7 @@ class Recipe(Strict):
     optimizer: ComponentSpec = ComponentSpec(name="adam")
     scheduler: ComponentSpec = ComponentSpec(name="none")
     run: RunSpec = RunSpec()
-    #: Coarse-to-fine: each stage starts from the upsampled result of the one before and
-    #: recomputes targets at its size; the last stage's size is the output's. Overrides
-    #: output.width/height and run.steps when given.
-    stage: list[StageSpec] = []
+    stage: list[StageSpec] = Field(
+        [], description="Coarse-to-fine: each stage starts from the upsampled result of the one before and "
+                        "recomputes targets at its size; the last stage's size is the output's. Overrides "
+                        "output.width/height and run.steps when given.")

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 
 from . import __version__, checkpoints
+from .attribution import attributed
 from .build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from .devices import dtype_name
 from .engine import Diverged, Loop, LoopOptions, optimize
@@ -117,10 +118,8 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, chec
 
 def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop, reuse: Reuse | None) -> Result:
     started = time.time()
-    if reuse is not None and reuse.backbone is None:
-        reuse.backbone = build_backbone(plan)
-    backbone = reuse.backbone if reuse is not None else build_backbone(plan)
-    labels = ["total", *(loss.label for loss in plan.losses)]
+    backbone = shared_backbone(plan, reuse)
+    labels = labels_of(plan)
     history: list[list[float]] = list(resume["history"]) if resume else []
     first_stage = resume["stage"] if resume else 0
     offset = sum(stage.steps for stage in plan.stages[:first_stage])
@@ -136,9 +135,9 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             objective = build_objective(plan, backbone, images, reuse)
         except UserError as exc:
             raise _named(plan, exc) from None
-        options = LoopOptions(steps=stage.steps, clamp=plan.recipe.run.clamp, ema_decay=plan.recipe.run.ema_decay,
-                              compile=plan.recipe.run.compile, cuda_graph=plan.recipe.run.cuda_graph,
-                              check_every=1 if plan.device.type == "cpu" else 10)
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset) or exc
+        options = loop_options(plan, stage)
         loop_resume = resume["loop"] if resume and index == first_stage else None
         if loop_resume is not None:
             torch.set_rng_state(resume["rng"])
@@ -158,21 +157,46 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             outcome = optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), options,
                                plan.device, on_step=on_step, resume=loop_resume)
         except Diverged as exc:
-            raise _diverged(plan, exc, images, offset, history, started) from None
+            raise diverged(plan, exc, images, offset, history, started) from None
         except UserError as exc:
             raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset, [wt.term for wt in objective.terms]) or exc
         history += [row.tolist() for row in outcome.rows]
         seconds, setup = seconds + outcome.seconds, setup + outcome.setup_seconds
         offset += outcome.steps_done
         if outcome.stopped:
             break
         previous = outcome.image
-    final = images.postprocess(outcome.image) if images.postprocess else outcome.image
-    tensor = quantized(final)
     status = "finished" if not stop.requested else ("interrupted" if stop.signal is not None else "stopped")
-    rows = [_strict(dict(zip(labels, row))) for row in history]
-    record = run_record(plan, rows, status, offset, seconds, setup, started, tensor)
-    return Result(tensor, rows, record, status, offset, stop.signal, plan)
+    return make_result(plan, images, outcome.image, history, status, offset, seconds, setup, started, stop.signal)
+
+
+def shared_backbone(plan: Plan, reuse: Reuse | None):
+    if reuse is None:
+        return build_backbone(plan)
+    if reuse.backbone is None:
+        reuse.backbone = build_backbone(plan)
+    return reuse.backbone
+
+
+def labels_of(plan: Plan) -> list[str]:
+    return ["total", *(loss.label for loss in plan.losses)]
+
+
+def loop_options(plan: Plan, stage) -> LoopOptions:
+    run = plan.recipe.run
+    return LoopOptions(steps=stage.steps, clamp=run.clamp, ema_decay=run.ema_decay, compile=run.compile,
+                       cuda_graph=run.cuda_graph, check_every=1 if plan.device.type == "cpu" else 10)
+
+
+def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: list[list[float]], status: str,
+                steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None) -> Result:
+    """The result of a run that ended with `image` in the stage `images` belong to."""
+    tensor = quantized(images.postprocess(image) if images.postprocess else image)
+    rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
+    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor)
+    return Result(tensor, rows, record, status, steps_done, signum, plan)
 
 
 def _named(plan: Plan, exc: UserError) -> UserError:
@@ -196,7 +220,7 @@ def _strict(value):
     return value
 
 
-def _diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, history: list, started: float) -> RunDiverged:
+def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, history: list, started: float) -> RunDiverged:
     packages = {loss.label: loss.choice.package for loss in plan.losses}
     terms = ", ".join(f"{label} (package {packages[label]})" for label in exc.labels) or "the image"
     step = offset + exc.step
@@ -240,6 +264,7 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "steps": plan.total_steps,
         "recipe_file": plan.source,
         "recipe": plan.raw,
+        "resolved": resolved_components(plan),
         "versions": {"stylekit": __version__, "torch": torch.__version__, "python": platform.python_version(),
                      "plugins": dict(plan.plugin_versions)},
         "device": str(device),
@@ -252,6 +277,17 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "seconds_per_step": seconds / max(1, steps_done),
         "losses": rows,
     })
+
+
+def resolved_components(plan: Plan) -> dict:
+    """Each component as the run used it: its package and every param with the value it
+    took, defaults included (the recipe's `params` tables hold only what was written)."""
+    def described(choice) -> dict:
+        return {"name": choice.name, "package": choice.package, "params": choice.params.model_dump(mode="json")}
+
+    return {"backbone": {**described(plan.backbone), "weights": plan.weights},
+            "loss": [{**described(loss.choice), "weight": loss.weight, "layers": dict(loss.layers)} for loss in plan.losses],
+            "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}
 
 
 def as_pil(image) -> Image.Image:

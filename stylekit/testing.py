@@ -1,6 +1,6 @@
-"""Helpers and pytest fixtures for testing stylekit components, for plugin authors and for
-stylekit's own tests alike. Installed as a pytest plugin (entry point `pytest11`), so the
-fixtures below are available in any test suite once stylekit is installed.
+"""Helpers for testing stylekit components, for plugin authors and for stylekit's own tests
+alike. Plain functions, usable without pytest; the pytest fixtures built on them live in
+`stylekit.pytest_plugin` (loaded by pytest through the `pytest11` entry point).
 
 - `TinyBackbone`: a 3-layer random conv net (layers c1, r1, c2, r2, c3), fast on any CPU.
 - `tiny_registry()`: the installed plugins plus the tiny backbone (and any extra plugins).
@@ -8,7 +8,7 @@ fixtures below are available in any test suite once stylekit is installed.
 - `write_recipe(folder, body)`: a recipe file whose images are those small images.
 - `run_cli(*args)`: run the `stylekit` command in-process; returns (status, stdout, stderr).
 - `run_for_losses(recipe, *args)`: `stylekit run` a recipe; returns its per-step loss rows.
-Fixtures: `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
+Fixtures (in `stylekit.pytest_plugin`): `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable
 
-import pytest
 import torch
 from PIL import Image
 from torch import nn
 
-from .components import Params, SequentialBackbone
+from .components import Params
+from .sequential import SequentialBackbone
 from .hookspecs import hookimpl
 from .plugins import PluginInfo, Registry, load_registry
 
@@ -158,17 +158,3 @@ def run_for_losses(recipe: Path, *args: str, registry: Registry | None = None) -
     record = Path(recipe).parent / "out" / "result.json"
     return json.loads(record.read_text())["losses"]
 
-
-@pytest.fixture
-def stylekit_registry() -> Registry:
-    return tiny_registry()
-
-
-@pytest.fixture
-def stylekit_images(tmp_path) -> tuple[Path, Path]:
-    return write_images(tmp_path)
-
-
-@pytest.fixture
-def stylekit_recipe(tmp_path) -> Path:
-    return write_recipe(tmp_path)

@@ -93,17 +93,22 @@ def test_two_items_with_one_output_name_are_refused(photos):
 
 
 DRIVER = textwrap.dedent("""
-    import os, signal, sys
+    import os, signal, sys, time
     import stylekit.batch
     from stylekit.cli import main
     from stylekit.testing import tiny_registry
 
+    append = stylekit.batch.append_summary
     if os.environ.get("KILL_RANK") == os.environ.get("RANK"):  # this worker dies after its first item
-        append = stylekit.batch.append_summary
         def append_then_die(out, entry):
             append(out, entry)
             os.kill(os.getpid(), signal.SIGKILL)
         stylekit.batch.append_summary = append_then_die
+    elif os.environ.get("KILL_RANK"):  # the other is slow, so that items are left when torchrun stops it
+        def append_slowly(out, entry):
+            append(out, entry)
+            time.sleep(2)
+        stylekit.batch.append_summary = append_slowly
     sys.exit(main(sys.argv[1:], registry=tiny_registry()))
 """)
 
@@ -129,3 +134,71 @@ def test_torchrun_two_workers_a_killed_worker_and_a_rerun_do_each_item_exactly_o
     items = [line["item"] for line in lines]
     assert sorted(items) == sorted(f"p{i}.stripes" for i in range(6)), "each item done exactly once, none lost"
     assert all((out / f"p{i}.stripes.png").is_file() for i in range(6))
+
+
+@pytest.mark.parametrize("stacked", [False, True])
+@pytest.mark.parametrize("optimizer, params", [("adam", "lr = 0.05"), ("lbfgs", "lr = 0.5"),
+                                               ("lbfgs", 'line_search = "strong_wolfe"')])
+def test_images_optimized_together_come_out_as_they_would_alone(tmp_path, optimizer, params, stacked):
+    """Same-size images in step: each within 1e-5 of its own run (CPU, fp32), L-BFGS with
+    its history (and line search) per image. Stacked into one backbone pass, as on a GPU,
+    with batch-invariant convolutions (oneDNN's depend on the batch size; see together.py)."""
+    import torch
+
+    from planning import plan_for
+    from stylekit.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+    from stylekit.engine import optimize
+    from stylekit.session import loop_options
+    from stylekit.together import optimize_together
+
+    body = f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\n{params}\n[scheduler]\nname = "cosine"\n'
+    recipe = write_recipe(tmp_path, __import__("stylekit.testing").testing.TINY_LOSSES + body)
+    for i in range(3):
+        pattern(48, 64, "content" if i != 1 else "style").rotate(90 * i).save(tmp_path / f"c{i}.png")
+    plans = [plan_for(recipe, **{"images.content": f"c{i}.png", "run.steps": 8}) for i in range(3)]
+    torch.manual_seed(0)
+    backbone = build_backbone(plans[0])
+    inputs = [stage_images(plan, plan.stages[0]) for plan in plans]
+    objectives = [build_objective(plan, backbone, images) for plan, images in zip(plans, inputs)]
+    options = loop_options(plans[0], plans[0].stages[0])
+    was = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = not stacked
+    try:
+        together = optimize_together(objectives, [images.start for images in inputs], build_optimizer(plans[0]),
+                                     build_scheduler(plans[0]), options, plans[0].device, stacked=stacked)
+        alone = [optimize(objective, images.start, build_optimizer(plans[0]), build_scheduler(plans[0]), options,
+                          plans[0].device) for objective, images in zip(objectives, inputs)]
+    finally:
+        torch.backends.mkldnn.enabled = was
+    for alone, joint in zip(alone, together):
+        assert (joint.image - alone.image).abs().max() <= 1e-5
+        for a, b in zip(torch.stack(alone.rows), torch.stack(joint.rows), strict=True):
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert not torch.equal(together[0].image, together[2].image)
+
+
+def test_batch_size_gives_the_images_of_batch_size_one(photos):
+    root, recipe = photos
+    for i in range(3):
+        pattern(40, 60, "content").rotate(180 * i).save(root / "photos" / f"q{i}.png")
+    args = ["batch", str(recipe), "--content", str(root / "photos" / "q*.png"), "--style", str(root / "styles" / "shapes.png")]
+    assert run_cli(*args, "-o", str(root / "one"))[0] == 0
+    status, _, err = run_cli(*args, "-o", str(root / "three"), "--batch-size", "3")
+    assert status == 0 and "3 images per step" in err, err
+    import torch
+    from stylekit.images import to_tensor
+
+    for i in range(3):
+        a, b = (to_tensor(open_rgb(str(root / folder / f"q{i}.shapes.png")), (40, 64)) for folder in ("one", "three"))
+        assert (a - b).abs().max() <= 1 / 255 + 1e-6  # within one 8-bit level: rounding of values 1e-5 apart
+
+
+def test_batch_size_auto_comes_from_the_memory_estimate(photos):
+    root, recipe = photos
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),
+                             "--batch-size", "auto", "--dry-run")
+    assert status == 0 and "per image at the last stage's size" in err and "3 items, 3 to do" in err
+    assert not (root / "out").exists()
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),
+                             "--batch-size", "0")
+    assert status == 2 and "--batch-size 0: give a whole number" in err

@@ -17,9 +17,12 @@ GUIDE = ROOT / "docs" / "plugins.md"
 BLOCK = re.compile(r"```(\w+) file=(\S+)\n(.*?)```", re.DOTALL)
 
 
+PACKAGES = ("stylekit-edges", "stylekit-vgg16", "stylekit-resnet", "stylekit-signum", "stylekit-warmup")
+
+
 @pytest.fixture(scope="module")
 def guide_packages(tmp_path_factory):
-    """Every `file=` block of docs/plugins.md written out, and both packages pip-installed."""
+    """Every `file=` block of docs/plugins.md written out, and every package pip-installed."""
     root = tmp_path_factory.mktemp("guide")
     for _, name, text in BLOCK.findall(GUIDE.read_text()):
         path = root / name
@@ -27,22 +30,28 @@ def guide_packages(tmp_path_factory):
         path.write_text(text)
     site = root / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target", str(site),
-                    str(root / "stylekit-edges"), str(root / "stylekit-vgg16")], check=True, capture_output=True)
+                    *(str(root / package) for package in PACKAGES)], check=True, capture_output=True)
     return root, site
 
 
-def test_guide_has_both_plugins():
+def test_guide_has_a_package_of_each_kind():
     names = [name for _, name, _ in BLOCK.findall(GUIDE.read_text())]
-    assert "stylekit-edges/stylekit_edges.py" in names and "stylekit-vgg16/stylekit_vgg16.py" in names
+    for package in PACKAGES:
+        module = package.replace("-", "_")
+        assert f"{package}/pyproject.toml" in names and f"{package}/{module}.py" in names
+        assert any(name.startswith(f"{package}/tests/") for name in names)
+    guide = GUIDE.read_text()
+    for kind in ("register_losses", "register_backbones", "register_optimizers", "register_schedulers"):
+        assert f"def {kind}(register)" in guide
 
 
 def test_guide_plugins_pass_their_own_tests(guide_packages):
     root, site = guide_packages
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                             str(root / "stylekit-edges" / "tests"), str(root / "stylekit-vgg16" / "tests")],
+                             *(str(root / package / "tests") for package in PACKAGES)],
                             capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(site)}, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "11 passed" in result.stdout
 
 
 def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):
@@ -54,7 +63,10 @@ def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):
     assert status == 0, err
     assert (folder / "edges.png").exists()
     status, out, _ = run_cli("plugins", registry=load_registry())
-    assert "stylekit-edges 0.1.0" in out and "stylekit-vgg16 0.1.0" in out and "power: float (default 1.0)" in out
+    for package in PACKAGES:
+        assert f"{package} 0.1.0" in out
+    assert "power: float > 0 (default 1.0) - exponent on the edge magnitude" in out
+    assert "momentum: float >= 0, < 1 (default 0.9) - decay of the gradient's running average" in out
 
 
 def test_generated_references_are_current():
@@ -69,3 +81,17 @@ def test_every_hook_is_documented_and_tested():
         assert f"## `{hook}(" in reference
         assert getattr(hookspecs, hook).__doc__.strip()
         assert f"def {hook}(" in tests + guide, f"no test implements {hook}"
+
+
+def test_every_contract_member_is_documented():
+    """The component reference documents every member a plugin may implement or call."""
+    from stylekit import components
+
+    for class_name in docgen.CONTRACT_CLASSES:
+        cls = getattr(components, class_name)
+        assert (cls.__doc__ or "").strip(), f"{class_name} has no docstring"
+        for heading, doc in docgen.contract_members(cls):
+            assert doc.strip(), f"{class_name}: {heading} is undocumented"
+    reference = (ROOT / "docs" / "components.md").read_text()
+    assert "### classmethod `layer_names_for(cls, params: BaseModel) -> tuple[str, ...]`" in reference
+    assert "`needs_closure: bool = False`" in reference and "`style_masks`" in reference

@@ -85,7 +85,8 @@ def test_plugins_env_var_leaves_a_package_out_and_recipe_says_so(install_dist, t
 
 def test_plugin_that_fails_to_import_is_named(install_dist):
     install_dist("stylekit-broken", "import not_a_module_anywhere\n")
-    message = registry_error()
+    (broken,) = load_registry().broken  # reported, not fatal: see test_plugin_contract.py
+    message = broken.describe()
     assert "plugin 'broken' of package 'stylekit-broken' failed to import (ModuleNotFoundError" in message
     assert "STYLEKIT_PLUGINS" in message
 
@@ -99,9 +100,9 @@ def test_duplicate_component_names_name_both_packages(install_dist):
 
 def test_hook_with_wrong_signature_is_named(install_dist):
     install_dist("stylekit-badsig", BRIGHTNESS_PLUGIN.replace("def register_losses(register)", "def register_losses(register, extra)"))
-    message = registry_error()
-    assert "plugin 'badsig' of package 'stylekit-badsig' has a bad hook" in message
-    assert "extra" in message
+    (broken,) = load_registry().broken
+    assert "plugin 'badsig' of package 'stylekit-badsig' has a bad hook" in broken.describe()
+    assert "extra" in broken.error
 
 
 def test_misspelt_hook_name_is_named(install_dist):
@@ -119,9 +120,10 @@ def test_plugins_command_lists_packages_components_and_params(install_dist):
     assert entry["version"] == "1.0"
     (component,) = entry["components"]
     assert component["kind"] == "loss" and component["name"] == "brightness"
-    assert component["params"] == [{"name": "target", "type": "float", "default": 0.5, "required": False, "description": ""}]
+    assert component["params"] == [{"name": "target", "type": "float", "constraints": ">= 0, <= 1", "default": 0.5,
+                                    "required": False, "description": ""}]
     status, text, _ = run_cli("plugins")
-    assert "stylekit-brightness 1.0" in text and "target: float (default 0.5)" in text
+    assert "stylekit-brightness 1.0" in text and "target: float >= 0, <= 1 (default 0.5)" in text
 
 
 OPTIM_PLUGIN = """

@@ -9,6 +9,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 
 from ..components import LossTerm, Params, Targets
 from ..hookspecs import hookimpl
@@ -92,8 +93,10 @@ class GramLoss(LossTerm):
     target_images = frozenset({"style"})
 
     class Params(Params):
-        normalization: Literal["chw", "hw"] = "chw"
-        relative: bool = False
+        normalization: Literal["chw", "hw"] = Field(
+            "chw", description="divide each Gram by channels x height x width (chw, the chapter's) or by height x width (hw)")
+        relative: bool = Field(False, description="divide each layer's term by the mean square of its target Gram, "
+                                                  "so that every layer counts the same")
 
     def prepare(self, targets: Targets) -> None:
         norm = self.params.normalization

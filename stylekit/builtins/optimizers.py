@@ -20,9 +20,9 @@ class Adam(Optimizer):
     name = "adam"
 
     class Params(Params):
-        lr: float = Field(0.02, gt=0)
-        betas: tuple[float, float] = (0.9, 0.999)
-        eps: float = Field(1e-8, gt=0)
+        lr: float = Field(0.02, gt=0, description="learning rate, in units of the RGB [0, 1] image")
+        betas: tuple[float, float] = Field((0.9, 0.999), description="decay rates of the gradient's first and second moments")
+        eps: float = Field(1e-8, gt=0, description="added to the second moment's root for stability")
 
     def build(self, variables):
         p = self.params
@@ -42,9 +42,10 @@ class LBFGS(Optimizer):
     needs_closure = True
 
     class Params(Params):
-        lr: float = Field(1.0, gt=0)
-        history: int = Field(100, ge=1)
-        line_search: Literal["none", "strong_wolfe"] = "none"
+        lr: float = Field(1.0, gt=0, description="step length along the L-BFGS direction")
+        history: int = Field(100, ge=1, description="gradient pairs kept; memory is 2 x history x the image's size")
+        line_search: Literal["none", "strong_wolfe"] = Field(
+            "none", description="strong_wolfe: a line search, several loss evaluations per step")
 
     def build(self, variables):
         p = self.params
@@ -66,9 +67,9 @@ class SGD(Optimizer):
     name = "sgd"
 
     class Params(Params):
-        lr: float = Field(0.1, gt=0)
-        momentum: float = Field(0.0, ge=0)
-        nesterov: bool = False
+        lr: float = Field(0.1, gt=0, description="learning rate, in units of the RGB [0, 1] image")
+        momentum: float = Field(0.0, ge=0, description="momentum factor (0: none)")
+        nesterov: bool = Field(False, description="Nesterov momentum (needs momentum > 0)")
 
     def build(self, variables):
         p = self.params

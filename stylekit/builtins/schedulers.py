@@ -24,8 +24,8 @@ class Step(Scheduler):
     name = "step"
 
     class Params(Params):
-        step_size: int = Field(50, ge=1)
-        gamma: float = Field(0.8, gt=0)
+        step_size: int = Field(50, ge=1, description="steps between two decays")
+        gamma: float = Field(0.8, gt=0, description="factor applied to the learning rate at each decay")
 
     def build(self, optimizer, total_steps):
         return torch.optim.lr_scheduler.StepLR(optimizer, self.params.step_size, self.params.gamma)
@@ -37,7 +37,7 @@ class Exponential(Scheduler):
     name = "exponential"
 
     class Params(Params):
-        gamma: float = Field(0.99, gt=0)
+        gamma: float = Field(0.99, gt=0, description="factor applied to the learning rate every step")
 
     def build(self, optimizer, total_steps):
         return torch.optim.lr_scheduler.ExponentialLR(optimizer, self.params.gamma)
@@ -49,7 +49,7 @@ class Cosine(Scheduler):
     name = "cosine"
 
     class Params(Params):
-        min_lr: float = Field(0.0, ge=0)
+        min_lr: float = Field(0.0, ge=0, description="the learning rate at the last step")
 
     def build(self, optimizer, total_steps):
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(1, total_steps), eta_min=self.params.min_lr)

@@ -20,7 +20,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..components import Params, SequentialBackbone
+from ..components import Params
+from ..sequential import SequentialBackbone
 from ..errors import UserError
 from ..hookspecs import hookimpl
 
@@ -69,11 +70,12 @@ class VGG19(SequentialBackbone):
     weight_choices = ("caffe", "torchvision", "random")
 
     class Params(Params):
-        pooling: Literal["max", "avg"] = "max"
-        #: Multiplies every feature; None: 1/57.6 for caffe weights, 1 otherwise (see above).
-        feature_scale: float | None = Field(default=None, gt=0)
-        #: Input convention for a state-dict path; caffe and torchvision weights set their own.
-        normalization: Literal["imagenet", "caffe"] = "imagenet"
+        pooling: Literal["max", "avg"] = Field(
+            "max", description="max, or avg (Gatys et al.: better gradient flow, slightly more appealing results)")
+        feature_scale: float | None = Field(
+            None, gt=0, description="multiplies every feature; None: 1/57.6 for caffe weights, 1 otherwise")
+        normalization: Literal["imagenet", "caffe"] = Field(
+            "imagenet", description="input convention for a state-dict path; caffe and torchvision weights set their own")
 
     @classmethod
     def layer_names_for(cls, params):

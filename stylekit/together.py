@@ -1,0 +1,182 @@
+"""Several images optimized together: one backbone pass over the stacked images per step,
+and everything else per image, so that each comes out as it would alone.
+
+The backbone has no layer that mixes the images of a batch (no batch normalization), so
+stacking them changes nothing but the cost of the pass, and in exact arithmetic nothing at
+all. In floating point the convolution kernels that oneDNN (CPU) and cuDNN (GPU) choose
+depend on the batch size, so a stacked image's gradient differs from its own run's in the
+last bits (about 1e-8 here), and Adam, whose step is about lr x sign(gradient) where the
+gradient is near zero, turns that into differences of 1e-4 within a few steps. A CPU gains
+almost nothing from stacking (it is busy either way), so on a CPU each image gets its own
+pass and comes out exactly as alone; on a GPU, where one image leaves most of it idle, the
+images are stacked (`stacked=True`). Each image keeps its own loss
+terms (its content targets), its own optimizer and scheduler (L-BFGS history, step count
+and convergence are per image, as they must be: one L-BFGS over the whole batch would
+couple the images through its dot products) and its own divergence check. The loss terms
+are called once per image on that image's slice of the features, so every plugin term
+works here unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from .components import Optimizer, Scheduler
+from .engine import Diverged, Loop, LoopOptions, LoopResult, Objective, first_non_finite, network_input
+
+
+def _contiguous_grad(image: torch.Tensor) -> None:
+    # The gradient arrives channels_last from the network; L-BFGS flattens it with view().
+    if image.grad is not None and not image.grad.is_contiguous():
+        image.grad = image.grad.contiguous()
+
+
+def _term_values(objective: Objective, features: dict[str, torch.Tensor], index: int, pixels: torch.Tensor) -> torch.Tensor:
+    mine = {name: value[index:index + 1] for name, value in features.items()}
+    return torch.stack([wt.term(mine, pixels) * wt.weight for wt in objective.terms])
+
+
+def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
+                      scheduler: Scheduler, options: LoopOptions, device: torch.device,
+                      stop=None, stacked: bool | None = None) -> list[LoopResult | Diverged]:
+    """Minimize each objective over its own image, in step with each other; with `stacked`
+    (default: off the CPU) all images (of one size) go through the backbone in one pass.
+    Returns, per image, its `LoopResult`, or the `Diverged` that stopped it; a diverged
+    image stops alone. `options.compile` and `cuda_graph` are not used here."""
+    stacked = device.type != "cpu" if stacked is None else stacked
+    began = time.perf_counter()
+    backbone, dtype = objectives[0].backbone, objectives[0].dtype
+    layers = frozenset().union(*(objective.layers for objective in objectives))
+    images = [start.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True) for start in starts]
+    loops = []
+    for image in images:
+        torch_optimizer = optimizer.build([image])
+        loops.append(Loop(image, image.detach().clone() if options.ema_decay else None, torch_optimizer,
+                          scheduler.build(torch_optimizer, options.steps)))
+    stopped: dict[int, Diverged] = {}
+    checked = [(loop.output.clone(), 0) for loop in loops]
+
+    def evaluate(alive: list[int]) -> dict[int, torch.Tensor]:
+        """Each image's total, its row kept, its gradient set: one pass over the stacked
+        images, or one pass each."""
+        for i in alive:
+            images[i].grad = None
+        if stacked:
+            batch = torch.cat([images[i] for i in alive])
+            features = backbone.features(network_input(batch, dtype), layers)
+            values = {i: _term_values(objectives[i], features, k, batch[k:k + 1]) for k, i in enumerate(alive)}
+            del features
+            totals = {i: v.sum() for i, v in values.items()}
+            torch.stack(list(totals.values())).sum().backward()
+        else:
+            values, totals = {}, {}
+            for i in alive:
+                values[i] = objectives[i].values(images[i])
+                totals[i] = values[i].sum()
+                totals[i].backward()
+        for i in alive:
+            _contiguous_grad(images[i])
+            loops[i].rows.append(torch.cat([totals[i].detach().view(1), values[i].detach()]))
+        return {i: total.detach() for i, total in totals.items()}
+
+    def closure_for(i: int, total: torch.Tensor):
+        calls = [0]
+
+        def closure() -> torch.Tensor:
+            calls[0] += 1
+            if calls[0] == 1:  # the batched pass already evaluated this point
+                return total
+            # A line search or max_iter > 1 evaluates again at a new point: this image alone.
+            # As in a run of its own, the step's row holds the last evaluation.
+            loops[i].optimizer.zero_grad(set_to_none=True)
+            values = objectives[i].values(images[i])
+            again = values.sum()
+            again.backward()
+            _contiguous_grad(images[i])
+            loops[i].rows[-1] = torch.cat([again.detach().view(1), values.detach()])
+            return again
+        return closure
+
+    setup_seconds = time.perf_counter() - began
+    loop_start = time.perf_counter()
+    for step in range(1, options.steps + 1):
+        alive = [i for i in range(len(images)) if i not in stopped]
+        if not alive or (stop is not None and stop.requested):
+            break
+        totals = evaluate(alive)
+        for i in alive:
+            loop = loops[i]
+            if optimizer.needs_closure:
+                loop.optimizer.step(closure_for(i, totals[i]))
+            else:
+                loop.optimizer.step()
+            if loop.scheduler is not None:
+                loop.scheduler.step()
+            if options.clamp:
+                with torch.no_grad():
+                    images[i].clamp_(0, 1)
+            if loop.average is not None:
+                loop.average.lerp_(images[i].detach(), 1 - options.ema_decay)
+            loop.step = step
+            if step % options.check_every == 0 or step == options.steps:
+                last_finite, last_step = checked[i]
+                bad = first_non_finite(loop.rows[last_step:], loop.output)
+                if bad is not None:
+                    labels = [label for label, ok in zip(objectives[i].labels, bad[1]) if not ok]
+                    stopped[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step)
+                else:
+                    checked[i] = (loop.output.clone(), step)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - loop_start
+    return [stopped.get(i) or LoopResult(loop.output.clone(), loop.rows, loop.step, seconds, setup_seconds)
+            for i, loop in enumerate(loops)]
+
+
+def stylize_together(plans: list, reuse) -> list:
+    """Run plans whose stages have the same sizes (a batch's items of one aspect), stage by
+    stage, all images in one pass per step. Returns per plan a `Result`, or the
+    `RunDiverged` that stopped it; the others go on. Ctrl-C / SIGTERM end all of them
+    after the step in progress, with status "interrupted"."""
+    from .build import build_objective, build_optimizer, build_scheduler, stage_images
+    from .session import Stop, diverged, loop_options, make_result, shared_backbone, signals_to
+
+    first = plans[0]
+    if first.recipe.run.seed is not None:
+        torch.manual_seed(first.recipe.run.seed)
+    started = time.time()
+    stop = Stop()
+    with signals_to(stop):
+        backbone = shared_backbone(first, reuse)
+        outcomes: list = [None] * len(plans)
+        histories: list[list] = [[] for _ in plans]
+        stage_inputs: list = [None] * len(plans)
+        seconds = setup = 0.0
+        done = 0
+        for stage_index, stage in enumerate(first.stages):
+            going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, Exception)]
+            for i in going:
+                previous = outcomes[i].image if outcomes[i] is not None else None
+                stage_inputs[i] = stage_images(plans[i], plans[i].stages[stage_index], previous)
+            objectives = [build_objective(plans[i], backbone, stage_inputs[i], reuse) for i in going]
+            ends = optimize_together(objectives, [stage_inputs[i].start for i in going], build_optimizer(first),
+                                     build_scheduler(first), loop_options(first, stage), first.device, stop)
+            for i, end in zip(going, ends):
+                if isinstance(end, Diverged):
+                    outcomes[i] = diverged(plans[i], end, stage_inputs[i], done, histories[i], started)
+                else:
+                    outcomes[i] = end
+                    histories[i] += [row.tolist() for row in end.rows]
+            finished = [e for e in ends if isinstance(e, LoopResult)]
+            if finished:
+                seconds, setup = seconds + finished[0].seconds, setup + finished[0].setup_seconds
+                done += finished[0].steps_done
+            if stop.requested:
+                break
+    status = "finished" if not stop.requested else "interrupted"
+    return [outcome if isinstance(outcome, Exception) else
+            make_result(plans[i], stage_inputs[i], outcome.image, histories[i], status, done, seconds, setup, started,
+                        stop.signal)
+            for i, outcome in enumerate(outcomes)]

@@ -1,0 +1,379 @@
+"""The plugin contract enforced and its failures attributed: each failure case of a plugin
+(issue 11) has a test that asserts its message."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+from stylekit.plugins import load_registry
+from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
+
+# ---------------------------------------------------------------- broken plugins
+
+BROKEN = "import not_a_module_anywhere\n"
+
+
+def test_broken_plugin_is_listed_with_its_error_not_fatal(install_dist):
+    install_dist("stylekit-broken", BROKEN)
+    registry = load_registry()
+    assert [b.plugin.package for b in registry.broken] == ["stylekit-broken"]
+    status, out, err = run_cli("plugins", registry=registry)
+    assert status == 0, err
+    assert ("stylekit-broken 1.0 (plugin 'broken'): BROKEN, failed to import (ModuleNotFoundError: "
+            "No module named 'not_a_module_anywhere') - reinstall or fix stylekit-broken") in out
+    assert "vgg19" in out  # the others are still listed
+    status, out, _ = run_cli("plugins", "--json", registry=registry)
+    entry = next(p for p in json.loads(out) if p["package"] == "stylekit-broken")
+    assert entry["error"].startswith("failed to import (ModuleNotFoundError")
+
+
+def test_recipe_that_does_not_need_a_broken_plugin_runs_with_one_warning(install_dist, tmp_path):
+    install_dist("stylekit-broken", BROKEN)
+    status, _, err = run_cli("run", str(write_recipe(tmp_path)), "--steps", "2", registry=tiny_registry())
+    assert status == 0, err
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: plugin 'broken' of package 'stylekit-broken' failed to import (ModuleNotFoundError: "
+                        "No module named 'not_a_module_anywhere') - reinstall or fix stylekit-broken, or leave it out "
+                        "with STYLEKIT_PLUGINS=<the packages you want> (left out; this recipe does not need it)"]
+
+
+def test_missing_component_names_the_broken_plugin_that_may_provide_it(install_dist, tmp_path):
+    install_dist("stylekit-broken", BROKEN)
+    recipe = write_recipe(tmp_path, '[[loss]]\nname = "laplacian"\n')
+    status, _, err = run_cli("validate", str(recipe), registry=tiny_registry())
+    assert status == 2
+    assert ("loss[0].name: unknown loss 'laplacian' - choose one of: content, gram, mrf, tv, wasserstein; plugin "
+            "'broken' of package 'stylekit-broken' failed to import") in err
+    assert "- it may be the one that provides it" in err
+
+
+def test_requires_of_a_broken_package_says_it_is_broken(install_dist, tmp_path):
+    install_dist("stylekit-broken", BROKEN)
+    recipe = write_recipe(tmp_path, head='requires = ["stylekit-broken"]\n' + TINY_RECIPE_HEAD)
+    status, _, err = run_cli("validate", str(recipe), registry=tiny_registry())
+    assert status == 2
+    assert "requires[0]: plugin package 'stylekit-broken' is installed but broken: plugin 'broken' of package 'stylekit-broken' failed to import" in err
+
+
+def test_plugin_with_a_bad_hook_is_listed_as_broken(install_dist):
+    install_dist("stylekit-badsig", "from stylekit import hookimpl\n\n@hookimpl\ndef register_losses(register, extra):\n    pass\n")
+    registry = load_registry()
+    (broken,) = registry.broken
+    assert broken.describe().startswith("plugin 'badsig' of package 'stylekit-badsig' has a bad hook")
+    assert "extra" in broken.error
+
+
+# ---------------------------------------------------------------- requires
+
+def test_requires_typo_suggests_the_installed_package_and_no_install_command(install_dist, tmp_path):
+    install_dist("stylekit-laplacian", "")
+    recipe = write_recipe(tmp_path, head='requires = ["stylekit-laplacain"]\n' + TINY_RECIPE_HEAD)
+    status, _, err = run_cli("validate", str(recipe), registry=tiny_registry())
+    assert status == 2
+    assert ("requires[0]: plugin package 'stylekit-laplacain' is not installed - did you mean the installed "
+            "'stylekit-laplacian'? Correct the name in requires") in err
+    assert "pip install" not in err
+
+
+def test_requires_of_an_unrelated_missing_package_says_how_to_install_it(tmp_path):
+    recipe = write_recipe(tmp_path, head='requires = ["stylekit-foo"]\n' + TINY_RECIPE_HEAD)
+    status, _, err = run_cli("validate", str(recipe))
+    assert status == 2
+    assert "requires[0]: this recipe needs the plugin package 'stylekit-foo' - install it with `pip install stylekit-foo`" in err
+
+
+# ---------------------------------------------------------------- backbones that break their promise
+
+LYING_BACKBONE = """
+from collections import OrderedDict
+import torch
+from torch import nn
+from stylekit import hookimpl
+from stylekit.components import Backbone, Params
+from stylekit.sequential import SequentialBackbone
+
+class Liar(SequentialBackbone):
+    '''Advertises relu3, which it does not have.'''
+    name = "liar"
+
+    @classmethod
+    def layer_names_for(cls, params):
+        return ("c1", "r1", "relu3")
+
+    def __init__(self, params, weights="random"):
+        super().__init__(OrderedDict(c1=nn.Conv2d(3, 4, 3, padding=1), r1=nn.ReLU()))
+        self.params = params
+
+class Dropper(Backbone):
+    '''Computes both layers, returns only the first.'''
+    name = "dropper"
+
+    @classmethod
+    def layer_names_for(cls, params):
+        return ("a", "b")
+
+    def __init__(self, params, weights="random"):
+        super().__init__()
+        self.params = params
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def features(self, image, layers):
+        a = self.conv(image)
+        return {"a": a}
+
+class Moody(Dropper):
+    '''Keeps its promise when probed (no gradients), breaks it in the loop.'''
+    name = "moody"
+
+    def features(self, image, layers):
+        if torch.is_grad_enabled():
+            raise RuntimeError("no gradients here")
+        a = self.conv(image)
+        return {"a": a, "b": a}
+
+@hookimpl
+def register_backbones(register):
+    register(Liar)
+    register(Dropper)
+    register(Moody)
+"""
+
+
+def backbone_recipe(tmp_path, name: str, layers: str):
+    head = TINY_RECIPE_HEAD.replace('name = "tiny"', f'name = "{name}"')
+    return write_recipe(tmp_path, f'[[loss]]\nname = "gram"\nlayers = {layers}\n', head=head)
+
+
+def test_backbone_advertising_a_layer_it_lacks_is_named_when_built(install_dist, tmp_path):
+    install_dist("stylekit-liar", LYING_BACKBONE)
+    recipe = backbone_recipe(tmp_path, "liar", '["relu3"]')
+    assert run_cli("validate", str(recipe))[0] == 0  # the recipe itself is fine: the promise is broken
+    status, _, err = run_cli("run", str(recipe))
+    assert status == 2
+    assert ("backbone.name: backbone 'liar' of package 'stylekit-liar' advertises layers it does not produce: relu3 - "
+            "layer_names_for() must list exactly the layers that features() returns") in err
+    assert "Traceback" not in err and not (tmp_path / "out" / "result.png").exists()
+
+
+def test_backbone_whose_features_drop_a_layer_is_named(install_dist, tmp_path):
+    install_dist("stylekit-liar", LYING_BACKBONE)
+    status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "dropper", '["a"]')))
+    assert status == 2
+    assert "backbone 'dropper' of package 'stylekit-liar' advertises layers it does not produce: b" in err
+
+
+def test_builtin_backbones_produce_every_layer_they_advertise():
+    """The check plugin backbones get at every build, made once here for stylekit's own."""
+    from stylekit.contract_checks import check_layers
+
+    registry = tiny_registry(env={"STYLEKIT_PLUGINS": "none"})
+    for name, entry in registry.components["backbone"].items():
+        assert entry.plugin.package == "stylekit"
+        check_layers(entry.cls(entry.cls.Params(), "random"), name)  # raises UserError on a missing layer
+
+
+def test_backbone_features_raising_in_the_loop_is_named(install_dist, tmp_path):
+    install_dist("stylekit-liar", LYING_BACKBONE)
+    status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "moody", '["a"]')))
+    assert status == 2
+    assert ("backbone: backbone 'moody' of package 'stylekit-liar' raised RuntimeError: no gradients here in features() "
+            "at step 1") in err
+
+
+# ---------------------------------------------------------------- exceptions raised by plugin code at run time
+
+FAILING = """
+import torch
+from stylekit import hookimpl
+from stylekit.components import LossTerm, Optimizer, Params, Scheduler
+
+class Flaky(LossTerm):
+    '''Raises where its params say.'''
+    name = "flaky"
+    reads_features = False
+
+    class Params(Params):
+        fail_in: str = "forward"
+        fail_at: int = 3
+
+    def prepare(self, targets):
+        self.calls = 0
+        if self.params.fail_in == "prepare":
+            raise ValueError("no targets for me")
+
+    def forward(self, features, image):
+        self.calls += 1
+        if self.params.fail_in == "forward" and self.calls == self.params.fail_at:
+            raise ValueError("boom")
+        return image.mean()
+
+class Clumsy(Optimizer):
+    '''An SGD whose second step raises.'''
+    name = "clumsy"
+
+    def build(self, variables):
+        class Steps(torch.optim.SGD):
+            count = 0
+
+            def step(self, closure=None):
+                Steps.count += 1
+                if Steps.count == 2:
+                    raise RuntimeError("step two")
+                return super().step(closure)
+
+        return Steps(variables, lr=0.01)
+
+class Unbuildable(Scheduler):
+    '''Cannot be built.'''
+    name = "unbuildable"
+
+    def build(self, optimizer, total_steps):
+        raise TypeError("no schedule")
+
+@hookimpl
+def register_losses(register):
+    register(Flaky)
+
+@hookimpl
+def register_optimizers(register):
+    register(Clumsy)
+
+@hookimpl
+def register_schedulers(register):
+    register(Unbuildable)
+"""
+
+
+def failing_recipe(tmp_path, params: str = "", tail: str = ""):
+    body = TINY_LOSSES + f'\n[[loss]]\nname = "flaky"\n[loss.params]\n{params}\n' + tail
+    return write_recipe(tmp_path, body)
+
+
+def test_loss_forward_raising_names_package_entry_and_step(install_dist, tmp_path, monkeypatch):
+    install_dist("stylekit-failing", FAILING)
+    monkeypatch.delenv("STYLEKIT_TRACEBACK", raising=False)
+    recipe = failing_recipe(tmp_path)
+    status, _, err = run_cli("run", str(recipe))
+    assert status == 2
+    line = recipe.read_text().splitlines().index('name = "flaky"')  # 0-based: the [[loss]] line above it
+    assert err.strip().splitlines()[-1] == (
+        f"error: {recipe}:{line}: loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() "
+        "at step 3 - a bug in stylekit-failing, or params it does not handle; STYLEKIT_TRACEBACK=1 or --traceback "
+        "shows the traceback")
+    assert "Traceback" not in err and not (tmp_path / "out" / "result.png").exists()
+
+
+def test_traceback_is_shown_with_the_flag_or_the_environment_variable(install_dist, tmp_path, monkeypatch):
+    install_dist("stylekit-failing", FAILING)
+    recipe = failing_recipe(tmp_path)
+    status, _, err = run_cli("run", str(recipe), "--traceback")
+    assert status == 2 and "Traceback (most recent call last)" in err and 'raise ValueError("boom")' in err
+    monkeypatch.setenv("STYLEKIT_TRACEBACK", "1")
+    status, _, err = run_cli("run", str(recipe))
+    assert status == 2 and "Traceback (most recent call last)" in err
+
+
+def test_loss_prepare_raising_is_named(install_dist, tmp_path):
+    install_dist("stylekit-failing", FAILING)
+    status, _, err = run_cli("run", str(failing_recipe(tmp_path, 'fail_in = "prepare"')))
+    assert status == 2
+    assert "loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: no targets for me in prepare() before step 1" in err
+
+
+def test_optimizer_step_raising_is_named(install_dist, tmp_path):
+    install_dist("stylekit-failing", FAILING)
+    recipe = failing_recipe(tmp_path, 'fail_in = "nowhere"', '[optimizer]\nname = "clumsy"\n')
+    status, _, err = run_cli("run", str(recipe))
+    assert status == 2
+    assert "optimizer: optimizer 'clumsy' of package 'stylekit-failing' raised RuntimeError: step two in step() at step 2" in err
+
+
+def test_scheduler_build_raising_is_named(install_dist, tmp_path):
+    install_dist("stylekit-failing", FAILING)
+    recipe = failing_recipe(tmp_path, 'fail_in = "nowhere"', '[scheduler]\nname = "unbuildable"\n')
+    status, _, err = run_cli("run", str(recipe))
+    assert status == 2
+    assert "scheduler: scheduler 'unbuildable' of package 'stylekit-failing' raised TypeError: no schedule in build() before step 1" in err
+
+
+# ---------------------------------------------------------------- params shown readably
+
+DOCUMENTED = """
+from typing import Annotated, Literal
+from pydantic import Field
+from stylekit import hookimpl
+from stylekit.components import LossTerm, Params
+
+class Sizes(LossTerm):
+    '''Params of every shape.'''
+    name = "sizes"
+    reads_features = False
+
+    class Params(Params):
+        sizes: list[Annotated[int, Field(gt=0)]] = Field(default_factory=lambda: [3, 5], description="patch sizes")
+        mode: Literal["a", "b"] = "a"
+        scale: float | None = Field(None, ge=0, le=2, description="how much")
+
+    def forward(self, features, image):
+        return image.mean()
+
+@hookimpl
+def register_losses(register):
+    register(Sizes)
+"""
+
+
+def test_plugins_lists_params_with_readable_types_constraints_and_descriptions(install_dist):
+    install_dist("stylekit-sizes", DOCUMENTED)
+    status, out, _ = run_cli("plugins")
+    assert status == 0
+    assert "sizes: list[int > 0] (default [3, 5]) - patch sizes" in out
+    assert "mode: 'a' | 'b' (default 'a')" in out
+    assert "scale: float | None >= 0, <= 2 (default None) - how much" in out
+    assert "FieldInfo" not in out and "Annotated" not in out
+
+
+# ---------------------------------------------------------------- test helpers that cost nothing
+
+
+def test_pytest_plugin_loads_without_torch_and_testing_imports_without_pytest():
+    code = textwrap.dedent("""
+        import sys
+        import stylekit.pytest_plugin
+        assert "torch" not in sys.modules, "the pytest plugin imported torch at load"
+        sys.modules["pytest"] = None  # as if pytest were not installed
+        for name in [m for m in sys.modules if m.startswith("stylekit")]:
+            del sys.modules[name]
+        import stylekit.testing
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+# ---------------------------------------------------------------- the run record
+
+
+def test_run_record_holds_the_params_each_component_used(tmp_path):
+    body = '[[loss]]\nname = "gram"\nlayers = ["r1"]\n\n[optimizer]\nname = "lbfgs"\n[optimizer.params]\nhistory = 7\n'
+    recipe = write_recipe(tmp_path, body)
+    status, _, err = run_cli("run", str(recipe), "--steps", "1")
+    assert status == 0, err
+    record = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert record["recipe"]["loss"][0]["params"] == {}  # as written
+    resolved = record["resolved"]
+    assert resolved["backbone"] == {"name": "tiny", "package": "stylekit", "params": {"width": 8}, "weights": "random"}
+    (gram,) = resolved["loss"]
+    assert gram["package"] == "stylekit" and gram["layers"] == {"r1": 1.0} and gram["params"]  # defaults filled in
+    assert resolved["optimizer"]["name"] == "lbfgs" and resolved["optimizer"]["params"]["history"] == 7
+    assert "lr" in resolved["optimizer"]["params"]
+    assert resolved["scheduler"] == {"name": "none", "package": "stylekit", "params": {}}
+
+
+def test_every_builtin_param_has_a_description():
+    registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
+    for kind, named in registry.components.items():
+        for name, entry in named.items():
+            for field_name, field in entry.cls.Params.model_fields.items():
+                assert field.description, f"{kind} '{name}': param '{field_name}' has no Field(description=...)"
