@@ -24,7 +24,7 @@ ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in 
 
 def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, content: ImageLike = None,
          style: ImageLike | Iterable[ImageLike] = None, registry: Registry | None = None,
-         base: str | Path | None = None) -> Plan:
+         base: str | Path | None = None, label: str | None = None) -> Plan:
     """Load and check a recipe: a file path, a TOML text (a str with a line break or an
     `=`), or a dict of the same shape. `overrides` maps dotted keys to values
     (`{"run.steps": 50, "optimizer.params.lr": 0.5}`). `content` and `style` give images
@@ -44,7 +44,7 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
         many = isinstance(style, (list, tuple))
         images["style"] = [as_pil(s) for s in (style if many else [style])]
     return load_recipe(source, registry or load_registry(), keyed, images=images,
-                       base=Path(base) if base is not None else None)
+                       base=Path(base) if base is not None else None, label=label)
 
 
 def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,
@@ -63,13 +63,18 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
+            # A plan's paths are resolved already: against the current folder they stay as they are.
             plan = load(plan.raw, overrides, content=content if content is not None else plan.images.content,
-                        style=style if style is not None else list(plan.images.styles), registry=registry,
-                        base=plan.path.parent if plan.path else None)
+                        style=style if style is not None else list(plan.images.styles),
+                        registry=registry or plan.registry, base=Path.cwd(), label=plan.source)
     else:
         plan = load(recipe, overrides, content=content, style=style, registry=registry)
     path = Path(checkpoint) if checkpoint is not None else None
-    state = checkpoints.load(path, plan) if resume and path is not None else None
+    if resume and path is None:
+        from .errors import UserError
+
+        raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
+    state = checkpoints.load(path, plan) if resume else None
     return _stylize(plan, callback=callback, checkpoint=path, resume=state)
 
 

@@ -26,7 +26,7 @@ from typing import TextIO
 
 from .errors import Problem, RunFailed, UserError
 from .images import save_atomic
-from .outputs import record_path, write_record
+from .outputs import describe, record_path, write_record
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 STATE_DIR = ".stylekit-batch"
@@ -134,11 +134,12 @@ class Workers:
             return f"cuda:{self.local_rank % torch.cuda.device_count()}"
         return requested
 
-    def finish(self) -> None:
+    def finish(self, wait: bool = True) -> None:
         if self.distributed:
             import torch.distributed as dist
 
-            dist.barrier()
+            if wait:
+                dist.barrier()
             dist.destroy_process_group()
 
     @property
@@ -177,7 +178,12 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     from .api import load
 
     stream = stream or sys.stderr
-    base = load(recipe, overrides, registry=registry)  # checked once, before any worker starts
+    # Checked once, before any worker starts. The items' images replace the recipe's, so the
+    # recipe may leave them out: a blank image stands in for them while it is checked.
+    from PIL import Image
+
+    stand_in = Image.new("RGB", (256, 256), (128, 128, 128))
+    base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
     styles = styles or [str(p) for p in base.recipe.images.style]
     items = plan_items(contents, styles, pairs, out)
     size = images_per_step(base, batch_size, stream)
@@ -188,17 +194,18 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
     worker = Worker(workers, out, size, stream, lambda item: load(
-        base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output)},
-        content=item.content, style=[item.style], registry=registry))
+        base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output),
+                   "images.content": str(item.content), "images.style": [str(item.style)]},
+        registry=registry, base=Path.cwd(), label=base.source))
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
         print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
               f"{workers.world} worker{'s' if workers.world > 1 else ''}, {size} image{'s' if size > 1 else ''} "
               f"per step -> {out}", file=stream, flush=True)
     status = worker.run(todo)
+    workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
         return status
-    workers.finish()
     if workers.rank == 0:
         missing = [item.key for item in items if not item.output.exists()]
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
@@ -222,6 +229,10 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
 
     from .memory import estimate, human
 
+    if plan.device.type == "cpu":
+        print("batch size 1: on a CPU each image gets its own backbone pass, so more per step gains nothing",
+              file=stream, flush=True)
+        return 1
     found = estimate(plan, plan.stages[-1])
     if plan.device.type == "cuda":
         free = torch.cuda.mem_get_info(plan.device)[0]
@@ -304,9 +315,12 @@ class Worker:
                       file=self.stream, flush=True)
                 return 128 + (outcome.signal or 2)
             else:
-                # The record first: an image in the folder is what marks an item done.
-                write_record(outcome.record, record_path(item.output))
-                save_atomic(outcome.image, item.output)
+                try:  # the record first: an image in the folder is what marks an item done
+                    write_record(outcome.record, record_path(item.output))
+                    save_atomic(outcome.image, item.output)
+                except OSError as exc:
+                    self.report(item, started, error=RunFailed(f"could not write {item.output} ({describe(exc)})"))
+                    continue
                 self.report(item, started, losses=outcome.history[-1] if outcome.history else {})
         return 0
 

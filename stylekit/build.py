@@ -65,7 +65,7 @@ def stage_images(plan: Plan, stage: Stage, previous: torch.Tensor | None = None)
         styles = [colour.luminance_image(s, like=original) for s in styles]
         content = colour.luminance_image(original)
         postprocess = lambda result: colour.combine_luminance(result, original)  # noqa: E731
-    start = initial_image(inputs.init, hw, content, styles, previous)
+    start = initial_image(inputs.init, hw, content, styles, previous, plan.recipe.run.seed)
     return StageImages(content, styles, list(inputs.style_weights), masks, start, postprocess)
 
 
@@ -75,7 +75,7 @@ def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
 
 
 def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
-                  previous: torch.Tensor | None) -> torch.Tensor:
+                  previous: torch.Tensor | None, seed: int | None = None) -> torch.Tensor:
     def resized(image: torch.Tensor) -> torch.Tensor:
         return F.interpolate(image.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
 
@@ -86,7 +86,10 @@ def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.T
     if init == "style":
         return resized(styles[0])
     if init == "noise":
-        return torch.rand(1, 3, *hw)
+        # Its own generator: the noise depends on the seed alone, not on what drew random
+        # numbers before (a backbone's random weights, the items before it in a batch).
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        return torch.rand(1, 3, *hw, generator=generator)
     return to_tensor(init, hw)
 
 

@@ -6,6 +6,7 @@ checkpoint file can hold tensors and plain data but never runs code when loaded.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -26,17 +27,26 @@ def path_for(output: Path) -> Path:
 
 
 def _recipe_key(plan: Plan) -> dict:
-    """What must be the same for a checkpoint to continue a run: everything but the output
-    section (where files go, how often to save) and the progress display."""
+    """What must be the same for a checkpoint to continue a run: the recipe but where files
+    go, how often they are saved and the progress display; and the input images' pixels
+    (a file changed in place, or another image given in memory, is another run)."""
     raw = plan.raw
-    raw.pop("output", None)
+    for name in ("path", "save_every", "record", "plot", "checkpoint_every"):
+        raw.get("output", {}).pop(name, None)
     raw.get("run", {}).pop("progress_every", None)
+    inputs = plan.images
+    pictures = [inputs.content, *inputs.styles, *(inputs.masks or ()), *([inputs.init] if not isinstance(inputs.init, str) else [])]
+    digest = hashlib.sha1()
+    for picture in pictures:
+        digest.update(repr(picture.size).encode())
+        digest.update(picture.tobytes())
+    raw["input_pixels"] = digest.hexdigest()
     return raw
 
 
-def save(path: Path, plan: Plan, stage: int, loop: Loop, history: list[list[float]]) -> None:
+def save(path: Path, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0) -> None:
     state = {"format": FORMAT, "recipe": _recipe_key(plan), "stage": stage, "loop": loop.state(),
-             "history": history, "rng": torch.get_rng_state()}
+             "history": history, "rng": torch.get_rng_state(), "seconds": seconds}
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes_atomic(buffer.getvalue(), path)
@@ -57,7 +67,7 @@ def load(path: Path, plan: Plan) -> dict:
                                 "run without --resume", file=plan.source))
     expected = _recipe_key(plan)
     if state["recipe"] != expected:
-        changed = sorted(_differences(state["recipe"], expected))
+        changed = sorted("the input images" if d == "input_pixels" else d for d in _differences(state["recipe"], expected))
         raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(changed)}) - "
                                 "resume with the recipe it was made with, or run without --resume", file=plan.source))
     return state

@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     """Entry point; `registry` replaces the installed plugins (tests pass a tiny backbone)."""
     parser = make_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     args.registry = registry
     try:
         return args.handler(args)
@@ -31,7 +32,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
-        print("interrupted - the output file was not written", file=sys.stderr)
+        print("interrupted - nothing was written", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error
         sys.stdout = open(os.devnull, "w")
@@ -134,7 +135,7 @@ def cmd_run(args) -> int:
     if args.dry_run:
         dry_run(plan)
         return 0
-    return run_plan(plan, resume=args.resume)
+    return run_plan(plan, resume=args.resume, command=args.argv)
 
 
 def cmd_batch(args) -> int:

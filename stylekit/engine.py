@@ -70,8 +70,9 @@ class Diverged(Exception):
     """A loss term or the image went non-finite. `last_finite` is the image after step
     `last_finite_step` (0: the start), the latest one known to be finite."""
 
-    def __init__(self, step: int, labels: list[str], last_finite: torch.Tensor, last_finite_step: int):
-        self.step, self.labels = step, labels
+    def __init__(self, step: int, labels: list[str], last_finite: torch.Tensor, last_finite_step: int,
+                 rows: list[torch.Tensor] = ()):
+        self.step, self.labels, self.rows = step, labels, list(rows)
         self.last_finite, self.last_finite_step = last_finite, last_finite_step
         what = ", ".join(labels) if labels else "the image"
         super().__init__(f"{what} went non-finite at step {step}")
@@ -187,7 +188,7 @@ def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, sc
             if first_bad is not None:
                 offset, bad = first_bad
                 labels = [label for label, ok in zip(objective.labels, bad) if not ok]
-                raise Diverged(last_finite_step + offset + 1, labels, last_finite, last_finite_step)
+                raise Diverged(last_finite_step + offset + 1, labels, last_finite, last_finite_step, rows)
             last_finite, last_finite_step = loop.output.clone(), loop.step
         if on_step is not None and on_step(loop):
             stopped = True

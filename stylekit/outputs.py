@@ -31,10 +31,14 @@ def write_record(record: dict, path: Path) -> None:
 
 
 def keep_elsewhere(image: Image.Image, name: str) -> Path | None:
-    """Save `image` where it can be: the system's temporary folder, else the current folder.
-    None when neither can be written."""
+    """Save `image` where it can be: the system's temporary folder, else the current folder,
+    under a name no file has yet. None when neither can be written."""
     for folder in (Path(tempfile.gettempdir()), Path.cwd()):
         target = folder / name
+        number = 1
+        while target.exists():
+            target = folder / f"{Path(name).stem}-{number}{Path(name).suffix}"
+            number += 1
         try:
             save_atomic(image, target)
             return target
@@ -44,4 +48,6 @@ def keep_elsewhere(image: Image.Image, name: str) -> Path | None:
 
 
 def describe(exc: OSError) -> str:
-    return exc.strerror or os.strerror(exc.errno) if exc.errno else str(exc)
+    """'No space left on device', with the file it concerns when that is named."""
+    reason = (exc.strerror or os.strerror(exc.errno)) if exc.errno else str(exc)
+    return f"{reason}: {exc.filename}" if exc.filename else reason

@@ -88,6 +88,9 @@ class Plan:
     plugin_versions: dict[str, str]
     #: (loc, message) -> Problem at the recipe's file and line, for errors found later.
     at: Callable[[tuple, str], Problem] = dataclasses.field(repr=False, compare=False, default=None)
+    #: The plugin registry the plan was made with: only for making it again with changes
+    #: (`stylekit.stylize(plan, content=...)`); running a plan never looks anything up.
+    registry: Any = dataclasses.field(repr=False, compare=False, default=None)
 
     @property
     def path(self) -> Path | None:

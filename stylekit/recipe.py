@@ -77,7 +77,7 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
 
 
 def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
-                images: dict[str, Any] | None = None, base: Path | None = None) -> Plan:
+                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None) -> Plan:
     """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
 
     `images` may give the content ("content": a PIL image) and styles ("style": a list) as
@@ -85,7 +85,8 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     Relative paths are resolved against `base` (default: the recipe file's folder, or the
     current folder for a recipe given as text or a dict).
     """
-    data, text, label, base = read_source(source, base)
+    data, text, found_label, base = read_source(source, base)
+    label = label or found_label  # a plan loaded again from its own recipe keeps its source
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
@@ -153,7 +154,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
                 optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], device=device, dtype=dtype,
                 stages=_stages(recipe), images=inputs, output=Path(recipe.output.path),
-                plugin_versions={p.package: p.version for p in registry.plugins}, at=at)
+                plugin_versions={p.package: p.version for p in registry.plugins}, at=at, registry=registry)
 
 
 def _stages(recipe: Recipe) -> tuple[Stage, ...]:

@@ -32,8 +32,9 @@ def intermediate_path(output: Path, step: int) -> Path:
 
 
 def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
-             callbacks: list[Callable[[StepInfo], None]] = ()) -> int:
-    """Run `plan` as the CLI does and return the exit status."""
+             callbacks: list[Callable[[StepInfo], None]] = (), command: list[str] | None = None) -> int:
+    """Run `plan` as the CLI does and return the exit status. `command` is the command line
+    that made the plan, to tell how to resume it."""
     stream = stream or sys.stderr  # looked up now, so redirections made by callers apply
     output = plan.output
     checkpoint = checkpoints.path_for(output)
@@ -75,7 +76,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
         print(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output} and "
-              f"{checkpoint} - continue with `stylekit run {plan.source} --resume`", file=stream, flush=True)
+              f"{checkpoint} - continue with `{resume_command(plan, command)}`", file=stream, flush=True)
         return 128 + result.signal
     if result.status == "stopped":
         print(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}", file=stream, flush=True)
@@ -83,6 +84,15 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
     checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
     print(f"wrote {output} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)", file=stream, flush=True)
     return 0
+
+
+def resume_command(plan: Plan, command: list[str] | None) -> str:
+    """The same command line with --resume: the checkpoint is only for the same recipe,
+    overrides and output."""
+    import shlex
+
+    words = list(command) if command else ["run", plan.source]
+    return "stylekit " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
 
 
 def _all(*callbacks):

@@ -124,7 +124,7 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
     first_stage = resume["stage"] if resume else 0
     offset = sum(stage.steps for stage in plan.stages[:first_stage])
     every = plan.recipe.output.checkpoint_every
-    seconds = setup = 0.0
+    seconds, setup = (resume.get("seconds", 0.0) if resume else 0.0), 0.0
     previous: torch.Tensor | None = None
     images: StageImages | None = None
     outcome = None
@@ -140,6 +140,7 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
         options = loop_options(plan, stage)
         loop_resume = resume["loop"] if resume and index == first_stage else None
         if loop_resume is not None:
+            _check_size(plan, loop_resume["image"], images.start)
             torch.set_rng_state(resume["rng"])
 
         def on_step(loop: Loop, stage_index=index, stage_offset=offset, images=images, began=time.perf_counter()) -> bool:
@@ -149,8 +150,11 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
                                   seconds=seconds + time.perf_counter() - began, image=loop.output,
                                   content=images.content, styles=images.styles,
                                   _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request))
-            if checkpoint is not None and (stop.requested or (every and step % every == 0 and step != plan.total_steps)):
-                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows])
+            due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
+            # Off the CPU finiteness is checked every few steps: never keep a state that is not.
+            if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
+                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
+                                 seconds + time.perf_counter() - began)
             return stop.requested
 
         try:
@@ -168,7 +172,10 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
         if outcome.stopped:
             break
         previous = outcome.image
-    status = "finished" if not stop.requested else ("interrupted" if stop.signal is not None else "stopped")
+    if not stop.requested or offset == plan.total_steps:  # a stop at the last step stopped nothing
+        status = "finished"
+    else:
+        status = "interrupted" if stop.signal is not None else "stopped"
     return make_result(plan, images, outcome.image, history, status, offset, seconds, setup, started, stop.signal)
 
 
@@ -197,6 +204,13 @@ def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: l
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
     record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor)
     return Result(tensor, rows, record, status, steps_done, signum, plan)
+
+
+def _check_size(plan: Plan, kept: torch.Tensor, start: torch.Tensor) -> None:
+    if kept.shape != start.shape:
+        (h, w), (h0, w0) = kept.shape[-2:], start.shape[-2:]
+        raise UserError(Problem(f"the checkpoint's image is {w}x{h} but this run's is {w0}x{h0} at that stage - resume "
+                                "with the size the run was started with, or run without --resume", file=plan.source))
 
 
 def _named(plan: Plan, exc: UserError) -> UserError:
@@ -229,7 +243,8 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
         image = images.postprocess(image)
     message = (f"the run diverged: {terms} went non-finite (NaN or infinity) at step {step} of {plan.total_steps} - "
                "lower the learning rate (optimizer.params.lr) or the loss weights")
-    record = run_record(plan, [], "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
+    rows = [_strict(dict(zip(labels_of(plan), row))) for row in history + [r.tolist() for r in exc.rows]]
+    record = run_record(plan, rows, "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
     record["diverged_at_step"], record["non_finite"] = step, exc.labels or ["image"]
     return RunDiverged(message, step, exc.labels, to_image(image), offset + exc.last_finite_step, record)
 

@@ -125,7 +125,7 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
                 bad = first_non_finite(loop.rows[last_step:], loop.output)
                 if bad is not None:
                     labels = [label for label, ok in zip(objectives[i].labels, bad[1]) if not ok]
-                    stopped[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step)
+                    stopped[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step, loop.rows)
                 else:
                     checked[i] = (loop.output.clone(), step)
     if device.type == "cuda":
@@ -157,6 +157,8 @@ def stylize_together(plans: list, reuse) -> list:
         done = 0
         for stage_index, stage in enumerate(first.stages):
             going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, Exception)]
+            if not going:  # every image of the group diverged
+                break
             for i in going:
                 previous = outcomes[i].image if outcomes[i] is not None else None
                 stage_inputs[i] = stage_images(plans[i], plans[i].stages[stage_index], previous)

@@ -60,6 +60,21 @@ def test_images_as_paths_pil_images_and_tensors_give_the_same_image(tmp_path):
     assert not (tmp_path / "out").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["c.png"]
 
 
+def test_new_images_for_a_loaded_plan_keep_its_paths_and_source(stylekit_recipe, monkeypatch):
+    plan = stylekit.load(stylekit_recipe, registry=tiny_registry())
+    monkeypatch.chdir(stylekit_recipe.parent.parent)  # the plan's paths are resolved already
+    again = stylekit.stylize(plan, content=pattern(48, 64, "style"), overrides={"run.steps": 2}, registry=tiny_registry())
+    assert again.plan.output == plan.output and again.record["recipe_file"] == str(stylekit_recipe)
+
+
+def test_a_diverged_run_keeps_its_loss_history_in_the_record(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "optimizer.name=sgd", "--set", "optimizer.params.lr=1e38",
+                             "--set", "run.clamp=false", "--steps", "10")
+    assert status == 3
+    record = json.loads((stylekit_recipe.parent / "out" / "result.diverged.json").read_text())
+    assert len(record["losses"]) == record["diverged_at_step"] and record["losses"][-1]["total"] is None
+
+
 def test_a_recipe_without_images_needs_them_given(tmp_path):
     recipe = TINY_RECIPE_HEAD.replace('[images]\ncontent = "content.png"\nstyle = "style.png"\n', "") + TINY_LOSSES
     with pytest.raises(stylekit.UserError, match="<string>:.*images: required field is missing"):

@@ -193,12 +193,53 @@ def test_batch_size_gives_the_images_of_batch_size_one(photos):
         assert (a - b).abs().max() <= 1 / 255 + 1e-6  # within one 8-bit level: rounding of values 1e-5 apart
 
 
-def test_batch_size_auto_comes_from_the_memory_estimate(photos):
+def test_batch_size_auto_comes_from_the_memory_estimate(photos, monkeypatch):
+    import torch
+
+    from stylekit.batch import images_per_step
+    from stylekit.memory import estimate
+
     root, recipe = photos
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),
                              "--batch-size", "auto", "--dry-run")
-    assert status == 0 and "per image at the last stage's size" in err and "3 items, 3 to do" in err
+    assert status == 0 and "batch size 1: on a CPU each image gets its own backbone pass" in err and "3 items, 3 to do" in err
     assert not (root / "out").exists()
+    # Off the CPU: as many as fit in 80% of the free memory, from the estimate of one image.
+    plan = __import__("planning").plan_for(recipe)
+    found = estimate(plan, plan.stages[-1])
+    free = 50 * found.total
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device=None: (free, free))
+    size = images_per_step(plan.replace(device=torch.device("cuda")), "auto", __import__("io").StringIO())
+    assert size == int((0.8 * free - found.weights) // (found.total - found.weights))
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),
                              "--batch-size", "0")
     assert status == 2 and "--batch-size 0: give a whole number" in err
+
+
+def test_noise_init_and_a_recipe_without_images_give_the_solo_images(photos):
+    root, recipe = photos
+    for i in range(3):
+        pattern(40, 60, "content").rotate(180 * i).save(root / "photos" / f"q{i}.png")
+    text = recipe.read_text().replace('[images]\ncontent = "content.png"\nstyle = "style.png"\n', "[images]\ninit = \"noise\"\n")
+    (root / "recipe" / "bare.toml").write_text(text)
+    args = ["batch", str(root / "recipe" / "bare.toml"), "--content", str(root / "photos" / "q*.png"),
+            "--style", str(root / "styles" / "shapes.png")]
+    assert run_cli(*args, "-o", str(root / "one"))[0] == 0
+    assert run_cli(*args, "-o", str(root / "two"), "--batch-size", "2")[0] == 0
+    for i in range(3):
+        a, b = (open_rgb(str(root / folder / f"q{i}.shapes.png")).tobytes() for folder in ("one", "two"))
+        assert a == b
+    record = json.loads((root / "two" / "q1.shapes.json").read_text())
+    assert record["recipe"]["images"]["content"].endswith("q1.png") and record["recipe_file"].endswith("bare.toml")
+
+
+def test_a_group_whose_images_all_diverge_fails_them_and_goes_on(photos):
+    root, recipe = photos
+    for i in range(2):
+        pattern(40, 60, "content").rotate(180 * i).save(root / "photos" / f"q{i}.png")
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos" / "q*.png"), "-o", str(root / "out"),
+                             "--batch-size", "2", "--set", "run.clamp=false", "--set", "optimizer.name=sgd",
+                             "--set", "optimizer.params.lr=1e38")
+    assert status == 3 and "Traceback" not in err
+    assert [line["status"] for line in summary(root / "out")] == ["failed", "failed"]
+    assert "went non-finite" in summary(root / "out")[0]["error"]

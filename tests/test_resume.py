@@ -131,8 +131,8 @@ def test_sigterm_ends_the_step_and_exits_143(stylekit_recipe):
 
     original = runner.run_plan
 
-    def with_terminate(plan, resume=False, stream=None, callbacks=()):
-        return original(plan, resume, stream, [terminate_at_3])
+    def with_terminate(plan, resume=False, stream=None, callbacks=(), command=None):
+        return original(plan, resume, stream, [terminate_at_3], command)
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(runner, "run_plan", with_terminate)
@@ -142,3 +142,39 @@ def test_sigterm_ends_the_step_and_exits_143(stylekit_recipe):
     assert record["status"] == "interrupted" and record["steps_done"] == 3
     assert "interrupted (SIGTERM) at step 3 of 50" in err
     assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "the handler is put back"
+
+
+def test_resume_refuses_another_size_or_other_images(tmp_path):
+    recipe = write_recipe(tmp_path)
+    registry = tiny_registry()
+    checkpoint = tmp_path / "c.pt"
+    plan = stylekit.load(recipe, registry=registry)
+    stylekit.stylize(plan, callback=lambda i: i.stop(), checkpoint=checkpoint)
+    with pytest.raises(stylekit.UserError, match=r"changed: output\.width"):
+        stylekit.stylize(stylekit.load(recipe, {"output.width": 32}, registry=registry), checkpoint=checkpoint, resume=True)
+    from stylekit.testing import pattern
+
+    with pytest.raises(stylekit.UserError, match=r"changed: .*the input images\)"):
+        stylekit.stylize(plan, content=pattern(48, 64, "style"), checkpoint=checkpoint, resume=True)
+    with pytest.raises(stylekit.UserError, match="resume=True needs checkpoint="):
+        stylekit.stylize(plan, resume=True)
+
+
+def test_the_interrupt_message_gives_the_command_to_resume(stylekit_recipe):
+    from stylekit import runner
+    from stylekit.testing import run_cli
+
+    original = runner.run_plan
+
+    def interrupted(plan, resume=False, stream=None, callbacks=(), command=None):
+        return original(plan, resume, stream, [lambda info: info.step == 2 and os.kill(os.getpid(), signal.SIGINT)], command)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "run_plan", interrupted)
+        status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "9", "--set", "output.width=32")
+    assert status == 130
+    command = f"stylekit run {stylekit_recipe} --steps 9 --set output.width=32 --resume"
+    assert f"continue with `{command}`" in err
+    status, _, err = run_cli(*command.split()[1:])
+    assert status == 0, err
+    assert json.loads((stylekit_recipe.parent / "out" / "result.json").read_text())["steps_done"] == 9
