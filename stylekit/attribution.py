@@ -89,7 +89,9 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
     """A UserError naming the component of `plan` that raised `exc`; None when none did
     (or when it ran out of memory).
     `steps_before`: the steps of the stages before this one."""
-    if isinstance(exc, torch.OutOfMemoryError):  # the size's fault, not the plugin's: the runner says so
+    from .resources import is_resource_failure
+
+    if is_resource_failure(exc):  # out of memory or too small: the sizes' fault, not the plugin's; the runner says so
         return None
     found = blame(exc, plan, terms)
     if found is None:

@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import __version__
 from .errors import RunFailed, UserError
 
 
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylekit", description="Neural style transfer from TOML recipes.")
+    parser.add_argument("--version", action="version", version=f"stylekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a recipe and write the stylized image")
@@ -95,21 +97,23 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args) -> dict:
-    from .recipe import parse_override
+    from .overrides import Overrides, parse_override, shell_word, with_cwd_paths
 
-    overrides = {}
+    overrides = Overrides()
+    q = shell_word  # flags are quoted in messages as they would be typed
     # Paths given on the command line are relative to the current directory, not the recipe.
-    if args.content:
-        overrides[("images", "content")] = str(Path(args.content).resolve())
+    if args.content is not None:
+        overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {q(args.content)}")
     if args.style:
-        overrides[("images", "style")] = [str(Path(p).resolve()) for p in args.style]
-    if args.output:
-        overrides[("output", "path")] = str(Path(args.output).resolve())
+        overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
+                      " ".join(f"--style {q(p)}" for p in args.style))
+    if args.output is not None:
+        overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
     if args.steps is not None:
-        overrides[("run", "steps")] = args.steps
+        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
     for text in args.set:
         key, value = parse_override(text)
-        overrides[key] = value
+        overrides.add(key, with_cwd_paths(key, value), f"--set {q(text)}")
     return overrides
 
 
@@ -137,7 +141,7 @@ def cmd_run(args) -> int:
 def cmd_batch(args) -> int:
     from .batch import run_batch
     from .plugins import load_registry
-    from .recipe import parse_override
+    from .overrides import parse_override
 
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")

@@ -21,9 +21,10 @@ from torch import nn
 
 
 class Params(BaseModel):
-    """Base for component params: unknown keys are errors, so typos never pass silently."""
+    """Base for component params: unknown keys are errors, so typos never pass silently;
+    nan and inf are refused (a subclass that means them can set allow_inf_nan=True)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Component:
@@ -78,6 +79,14 @@ class Backbone(Component, nn.Module):
 
         A classmethod so that recipes are checked without loading any weights.
         """
+
+    @classmethod
+    def min_input_side_for(cls, params: BaseModel, layers: frozenset[str]) -> int:
+        """The fewest pixels an image needs on each side for `features` to read `layers`
+        (each pooling or stride-2 layer before the deepest one halves the image). Recipes
+        are checked against it at load; the default, 1, suits backbones that do not
+        downsample. A classmethod, like `layer_names_for`: no weights are loaded."""
+        return 1
 
     @property
     def layer_names(self) -> tuple[str, ...]:

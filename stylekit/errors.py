@@ -28,7 +28,13 @@ class Problem:
         if self.file:
             where = f"{self.file}:{self.line}: " if self.line else f"{self.file}: "
         field = f"{self.field}: " if self.field else ""
-        return f"{where}{field}{self.message}"
+        return one_line(f"{where}{field}{self.message}")
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and other unprintable characters escaped (as \\n, \\x85),
+    so that one problem is always one line, whatever a recipe's keys or values hold."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 class UserError(Exception):

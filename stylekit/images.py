@@ -2,38 +2,88 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-import tempfile
+import sys
+import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
 
 
-def check_image(path: str) -> str | None:
-    """None when `path` is a readable image, else the reason it is not."""
-    if not os.path.exists(path):
-        return "image file not found"
-    try:
-        with Image.open(path) as img:
-            img.verify()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        return f"not a readable image ({type(exc).__name__})"
-    return None
-
-
-def open_rgb(path: str) -> Image.Image:
-    """The image at `path`, decoded in full (a truncated file fails here, not mid-run), as RGB."""
+def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
+    """The image at `path` as 8-bit RGB, as people expect to see it: EXIF orientation
+    applied, 16-bit and float pixels scaled (not clipped), transparency composited on
+    `spec.background`, an animation's first frame (with a warning on stderr when `warn`).
+    `spec` is the recipe's images section (background, max_pixels); None: the defaults.
+    Decoded in full, so that a truncated file fails here, not mid-run."""
     if not os.path.exists(path):
         raise UserError(f"image file not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"this is a folder, not an image file: {path}")
     try:
-        with Image.open(path) as img:
+        with _opened(path, spec) as img:
+            if warn and getattr(img, "n_frames", 1) > 1:
+                print(f"warning: {path}: an animated image with {img.n_frames} frames - using the first frame",
+                      file=sys.stderr)
             img.load()
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserError(f"not a readable image ({type(exc).__name__}): {path}") from None
+            return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
+    except UserError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        # Pillow's own words where they say more than the error's type (a truncated file).
+        why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
+        raise UserError(f"not a readable image ({why}): {path}") from None
+
+
+@contextlib.contextmanager
+def _opened(path: str, spec):
+    """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
+    from .schema import DEFAULT_MAX_PIXELS
+
+    limit = getattr(spec, "max_pixels", DEFAULT_MAX_PIXELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, before decoding
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        if img.width * img.height > limit:
+            raise UserError(f"{path} is {img.width}x{img.height}, {img.width * img.height:,} pixels, more than "
+                            f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
+                            f"if you trust the file")
+        yield img
+
+
+def _as_rgb(img: Image.Image, background: str) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        img = _high_depth_to_l(img)
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("PA", "LA", "La", "RGBa", "RGBA"):
+        img = img.convert("RGBA")
+    elif img.mode in ("L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        base = Image.new("RGBA", img.size, ImageColor.getrgb(background))
+        return Image.alpha_composite(base, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale as 8-bit: integers are read as 0..65535 (16-bit
+    files) and floats as 0..1, scaled rather than clipped at 255 as Pillow's convert does."""
+    pixels = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = 1.0 if pixels.max(initial=0) <= 1.0 else 255.0 if pixels.max(initial=0) <= 255.0 else pixels.max()
+    else:
+        top = 65535.0 if pixels.max(initial=0) <= 65535 else float(2**32 - 1)
+    scaled = np.clip(np.nan_to_num(pixels / top), 0, 1) * 255
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
 def output_size(content: Image.Image, width: int | None, height: int | None, default_width: int = 512) -> tuple[int, int]:
@@ -88,23 +138,51 @@ def write_bytes_atomic(data: bytes, path: str | Path) -> None:
     _atomic_write(path, "wb", lambda handle: handle.write(data))
 
 
+TEMP_MARK = ".stylekit-tmp"
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file a write of `path` goes through: hidden, beside it, and named so
+    that one left by a killed process is recognised (and removed) by the next write."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_MARK}")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temporary files of earlier writes of `path` whose process is gone."""
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_MARK}"):
+        pid = stale.name[len(path.name) + 2: -len(TEMP_MARK)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or unknown: leave its file alone
+    return True
+
+
 def _atomic_write(path: str | Path, mode: str, write) -> None:
     """Write to a temporary file beside `path`, then rename over it, so a crash or Ctrl-C
     never leaves a half-written file and never destroys the previous one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    remove_stale_temps(path)
+    tmp = temp_name(path)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies, as for any file
     try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual permissions
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

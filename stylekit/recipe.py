@@ -20,7 +20,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from .components import Backbone
+from . import checks
 from .errors import Problem, UserError, did_you_mean
+from .overrides import apply_override, parse_override  # noqa: F401 (parse_override: re-exported)
 from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
@@ -35,51 +37,18 @@ else:  # pragma: no cover
 MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
 
 
-# ---------------------------------------------------------------- overrides
-
-
-def parse_override(text: str) -> tuple[tuple, Any]:
-    """'optimizer.params.lr=0.5' -> (('optimizer', 'params', 'lr'), 0.5); values are TOML."""
-    if "=" not in text:
-        raise UserError(Problem(f"--set '{text}': write KEY=VALUE, e.g. --set optimizer.params.lr=0.5"))
-    key, value = text.split("=", 1)
-    path: list = []
-    for part in key.strip().replace("[", ".").replace("]", "").split("."):
-        if not part:
-            raise UserError(Problem(f"--set '{text}': empty part in key '{key}'"))
-        path.append(int(part) if part.isdigit() else part)
-    try:
-        parsed = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
-        parsed = value.strip()  # a bare word: take it as a string
-    return tuple(path), parsed
-
-
-def apply_override(data: dict, path: tuple, value: Any) -> None:
-    node = data
-    for i, part in enumerate(path[:-1]):
-        nxt = path[i + 1]
-        if isinstance(part, int):
-            if not isinstance(node, list) or part >= len(node):
-                raise UserError(Problem(f"--set {dotted(path)}: there is no {dotted(path[:i + 1])} in the recipe"))
-            node = node[part]
-        else:
-            node = node.setdefault(part, [] if isinstance(nxt, int) else {})
-    last = path[-1]
-    if isinstance(last, int):
-        if not isinstance(node, list) or last >= len(node):
-            raise UserError(Problem(f"--set {dotted(path)}: there is no {dotted(path)} in the recipe"))
-    node[last] = value
-
-
 # ---------------------------------------------------------------- loading
 
 
 def read_toml(path: Path) -> tuple[dict, str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # -sig: editors that save a byte-order mark
     except FileNotFoundError:
         raise UserError(Problem("recipe file not found - check the path", file=str(path))) from None
+    except IsADirectoryError:
+        raise UserError(Problem("this is a folder, not a recipe file - give the .toml file", file=str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
     return parse_toml(text, str(path)), text
@@ -118,8 +87,9 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     """
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
+    flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
-        apply_override(data, key, value)
+        apply_override(data, key, value, flags.get(key))
     memory = dict(images or {})
     if memory:
         section = data.setdefault("images", {})
@@ -128,12 +98,12 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
                 section["content"] = MEMORY
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
-    at = _locator(label, key_lines(text))
+    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None))
     problems: list[Problem] = []
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += [_pydantic_problem(err, (), Recipe, at) for err in exc.errors()]
+        problems += [_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())]
         recipe = None
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
@@ -146,6 +116,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         inputs = _open_images(parts.images, memory, at, problems)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
+        problems += checks.output_problems(parts, at)
 
     backbone = None
     if parts.backbone is not None:
@@ -176,6 +147,8 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         device, dtype = _device_and_precision(parts.run, at, problems)
         if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
+    if inputs is not None and backbone is not None:
+        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at)
     if problems or recipe is None:
         raise UserError(problems)
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
@@ -242,14 +215,21 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(label: str, lines: dict):
+def _locator(label: str, lines: dict, flag_for=None):
     def at(loc: tuple, message: str) -> Problem:
+        flag = flag_for(loc) if flag_for else None
+        if flag:  # the value came from the command line: name the flag, not the recipe's line
+            return Problem(message, file=flag, field=dotted(loc) or None)
         return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
     return at
 
 
 def _resolve(base: Path, value: str) -> str:
-    return os.path.normpath(base / Path(value).expanduser())
+    try:
+        value = str(Path(value).expanduser())
+    except RuntimeError:  # ~user of no such user: leave it, the file check reports it
+        pass
+    return os.path.normpath(base / value)
 
 
 def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at) -> Problem:
@@ -260,7 +240,17 @@ def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, a
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "missing":
         return at(loc, "required field is missing - add it")
+    if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
+        return at(loc, message)
     return at(loc, f"{message} (got {err['input']!r})")
+
+
+def _without_tried_branches(errors: list[dict]) -> list[dict]:
+    """Drop 'should be a list' where a value of a union (a list or a table of layers) failed
+    inside the other branch: the deeper error is the one that says what is wrong."""
+    locs = [tuple(p for p in err["loc"] if not _is_union_tag(p)) for err in errors]
+    return [err for err, loc in zip(errors, locs)
+            if not (err["type"] in ("list_type", "dict_type") and any(len(o) > len(loc) and o[:len(loc)] == loc for o in locs))]
 
 
 def _is_union_tag(part) -> bool:
@@ -347,7 +337,7 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
         if given is not None:
             return given
         try:
-            return open_rgb(path)
+            return open_rgb(path, images, warn=True)  # warn: an animation's first frame is used
         except UserError as exc:
             problems.append(at(loc, exc.problems[0].message))
             return None

@@ -23,6 +23,7 @@ from .images import output_size, save_atomic, to_image
 from .outputs import describe, keep_elsewhere, record_path, write_record, write_result
 from .plan import Plan
 from .report import plot_losses, strip
+from .resources import failure_message, pre_run_warnings
 from .session import Result, RunDiverged, StepInfo, stylize
 
 
@@ -42,6 +43,8 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
     h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
     print(f"stylekit {__version__}: {plan.source} -> {output} ({w}x{h}, {plan.total_steps} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
+    for warning in pre_run_warnings(plan):
+        print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         done = len(state["history"])
         print(f"resuming from {checkpoint} at step {done}/{plan.total_steps}", file=stream, flush=True)
@@ -57,9 +60,11 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
                          checkpoint=checkpoint, resume=state)
     except RunDiverged as exc:
         return _diverged(plan, exc, stream)
-    except torch.OutOfMemoryError:
-        raise UserError(f"{plan.source}: ran out of memory on {plan.device} at {w}x{h} - lower output.width, "
-                        "use run.precision = \"bf16\", a smaller L-BFGS history, or fewer/shallower layers") from None
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
+        message = failure_message(exc, plan.device, (h, w))
+        if message is None:
+            raise
+        raise UserError(f"{plan.source}: {message}") from None
     status = _write(result, output, stream)
     if status:
         return status

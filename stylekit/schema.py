@@ -8,26 +8,42 @@ from these models and their `Field(description=...)`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import did_you_mean
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # nan and inf are never meant: a NaN weight turns every step's loss NaN.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _no_nul(value: str) -> str:
+    if "\0" in value:
+        raise ValueError("a path cannot contain a NUL character (\\0)")
+    return value
+
+
+#: A file path (no operating system accepts a NUL in one).
+PathStr = Annotated[str, AfterValidator(_no_nul)]
+#: A weight: finite and not negative (a negative weight would maximize its term).
+Weight = Annotated[float, Field(ge=0)]
+#: Pillow's own limit (its DecompressionBombError is raised at twice this).
+DEFAULT_MAX_PIXELS = 89_478_485
 
 
 INIT_CHOICES = ("content", "style", "noise")
 
 
 class ImagesSpec(Strict):
-    content: str = Field(description="The content image (a photo): its structure is kept.")
-    style: list[str] = Field(min_length=1, description="One style image or several, blended by `style_weights`.")
-    style_weights: list[float] | None = Field(
-        None, description="Blend weights of the style images (normalized to sum to 1); equal when absent.")
-    style_masks: list[str] | None = Field(
+    content: PathStr = Field(description="The content image (a photo): its structure is kept.")
+    style: list[PathStr] = Field(min_length=1, description="One style image or several, blended by `style_weights`.")
+    style_weights: list[Weight] | None = Field(
+        None, description="Blend weights of the style images (finite, not negative; normalized to sum to 1); "
+                          "equal when absent.")
+    style_masks: list[PathStr] | None = Field(
         None, description="Spatial control: one mask image per style (white: this style applies, black: not); "
                           "where no mask is white, no style applies. Read by the `gram` loss.")
     style_scale: float = Field(
@@ -35,12 +51,30 @@ class ImagesSpec(Strict):
     style_fit: Literal["area", "stretch"] = Field(
         "area", description='"area": keep the style image\'s aspect, match the output\'s pixel count x style_scale^2; '
                             '"stretch": resize to the output\'s exact height and width (as the chapter does).')
-    init: str = Field(
+    init: PathStr = Field(
         "content", description='Where the synthesized image starts: "content", "style", "noise", or an image file.')
     preserve_colors: Literal["none", "luminance", "histogram"] = Field(
         "none", description='Keep the content\'s colours: "luminance" transfers style on luminance only and puts the '
                             'content\'s colour back; "histogram" matches the style image\'s colours to the content\'s '
                             'before the run (Gatys et al. 2017). "none": the style\'s colours.')
+    background: str = Field(
+        "white", description='The colour transparent parts of an image (PNG, GIF, WebP with alpha) are composited '
+                             'on: a name ("white", "black", "gray") or "#rrggbb".')
+    max_pixels: int = Field(
+        DEFAULT_MAX_PIXELS, gt=0, description="The largest image (width x height) read; larger files are refused "
+                                              "before decoding, which protects against decompression bombs. Raise "
+                                              "it for very large photos.")
+
+    @field_validator("background")
+    @classmethod
+    def known_colour(cls, value: str):
+        from PIL import ImageColor
+
+        try:
+            ImageColor.getrgb(value)
+        except ValueError:
+            raise ValueError(f"unknown colour '{value}' - use a name like \"white\" or \"#rrggbb\"") from None
+        return value
 
     @field_validator("style", mode="before")
     @classmethod
@@ -59,7 +93,7 @@ class ImagesSpec(Strict):
 
 
 class OutputSpec(Strict):
-    path: str = Field(
+    path: PathStr = Field(
         "stylized.png", description="The stylized image (.png or .jpg); its run record is written beside it as .json.")
     width: int | None = Field(
         None, gt=0, le=16384, description="Output size in pixels; give one to keep the content image's aspect ratio.")
@@ -85,7 +119,7 @@ class OutputSpec(Strict):
 
 class BackboneSpec(Strict):
     name: str = Field("vgg19", description="A registered backbone (`stylekit plugins` lists them).")
-    weights: str | None = Field(
+    weights: PathStr | None = Field(
         None, description="A name the backbone knows (vgg19: caffe, torchvision, random) or a state-dict path.")
     params: dict[str, Any] = Field(
         {}, description="The backbone's own params (vgg19: pooling, feature_scale, normalization).")
@@ -93,11 +127,11 @@ class BackboneSpec(Strict):
 
 class LossSpec(Strict):
     name: str = Field(description="A registered loss term (`stylekit plugins` lists them).")
-    weight: float = Field(1.0, description="The term's weight in the total loss.")
-    layers: list[str] | dict[str, float] | None = Field(
-        None, description="Layers the term reads: a list, or a table of layer -> per-layer weight.")
-    layer_weights: list[float] | None = Field(
-        None, description="Per-layer weights for a list of `layers`, in the same order.")
+    weight: Weight = Field(1.0, description="The term's weight in the total loss (finite, not negative).")
+    layers: list[str] | dict[str, Weight] | None = Field(
+        None, description="Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative).")
+    layer_weights: list[Weight] | None = Field(
+        None, description="Per-layer weights for a list of `layers`, in the same order (finite, not negative).")
     params: dict[str, Any] = Field({}, description="The loss term's own params, checked against its Params model.")
 
     @model_validator(mode="after")

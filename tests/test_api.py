@@ -178,8 +178,8 @@ def test_validate_and_run_agree_on_a_truncated_image(stylekit_recipe):
     pattern(200, 200, "style").save(stylekit_recipe.parent / "big.jpg")
     data = (stylekit_recipe.parent / "big.jpg").read_bytes()
     path.with_suffix(".jpg").write_bytes(data[: len(data) // 2])
-    for command in ("validate", "run"):
-        status, _, err = run_cli(command, str(stylekit_recipe), "--set", "images.style='style.jpg'")
+    for command in ("validate", "run"):  # (a path given with --set is relative to the current folder)
+        status, _, err = run_cli(command, str(stylekit_recipe), "--set", f"images.style='{path.with_suffix('.jpg')}'")
         assert status == 2 and "images.style[0]: not a readable image" in err, (command, err)
 
 

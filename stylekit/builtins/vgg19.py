@@ -81,6 +81,14 @@ class VGG19(SequentialBackbone):
     def layer_names_for(cls, params):
         return tuple(layer_names())
 
+    @classmethod
+    def min_input_side_for(cls, params, layers):
+        # Each 2x2 pool up to the deepest layer halves the image (rounding down) and needs
+        # at least 2 pixels; the 3x3 convs are padded and keep the size.
+        names = layer_names()
+        deepest = max((names.index(name) for name in layers if name in names), default=-1)
+        return 2 ** sum(1 for name in names[: deepest + 1] if name.startswith("pool"))
+
     def __init__(self, params: "VGG19.Params", weights: str = "caffe"):
         super().__init__(build_layers(params.pooling))
         self.params = params

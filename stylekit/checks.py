@@ -1,0 +1,176 @@
+"""Checks of a recipe's inputs and outputs at load time, so that `stylekit validate` and
+`stylekit run` agree and a run never fails, after its optimization, on something that
+could be known before it: every image large enough for the layers the losses read, and an
+output path that can be written without destroying anything the user had. (Every image is
+decoded in full when the plan is made: `stylekit.recipe`, `stylekit.images.open_rgb`.)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from .errors import Problem
+from .images import output_size, style_size
+from .schema import INIT_CHOICES
+
+# ---------------------------------------------------------------- sizes
+
+
+def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at) -> list[Problem]:
+    """The output (every stage) and each style image must be large enough for the deepest
+    layer read from it; the backbone says how large (`Backbone.min_input_side_for`).
+    `inputs`: the decoded images (`InputImages`); `losses`: the resolved `LossChoice`s."""
+    images = parts.images
+    known = backbone_cls.layer_names_for(backbone_params)
+    read_by_output, read_by_style = set(), set()
+    for loss in losses:
+        layers = {name for name in loss.layers if name in known}
+        read_by_output |= layers
+        if "style" in loss.choice.cls.target_images:
+            read_by_style |= layers
+    if not read_by_output:
+        return []
+    need = backbone_cls.min_input_side_for(backbone_params, frozenset(read_by_output))
+    need_style = backbone_cls.min_input_side_for(backbone_params, frozenset(read_by_style)) if read_by_style else 1
+    deepest = max(read_by_output, key=known.index)
+    content = inputs.content
+    problems = []
+    for index, (width, height, loc) in enumerate(_stages(parts)):
+        h, w = output_size(content, width, height)
+        if loc == ("output", "width") and height and h < need <= w:
+            loc = ("output", "height")
+        stage = f" in stage {index + 1}" if parts.stage else ""
+        if min(h, w) < need:
+            problems.append(at(loc, f"the output would be {w}x{h} pixels{stage}, too small for backbone "
+                                    f"'{backbone_cls.name}' to read layer '{deepest}' (it needs at least {need} pixels "
+                                    f"on each side) - {_fix(content, width, height, need, loc)}"))
+            continue
+        for i, style in enumerate(inputs.styles):
+            sh, sw = style_size(style, (h, w), images.style_scale, images.style_fit)
+            if min(sh, sw) < need_style:
+                problems.append(at(("images", "style", i), f"the style image would be resized to {sw}x{sh} pixels{stage}, "
+                                                           f"too small for backbone '{backbone_cls.name}' (it needs at least "
+                                                           f"{need_style} pixels on each side) - raise images.style_scale "
+                                                           f"or use a style image closer to square"))
+    return problems
+
+
+def _stages(parts):
+    """(width, height, loc of the field that sets the size) of every stage."""
+    if parts.stage:
+        return [(s.width, s.height, ("stage", i, "width")) for i, s in enumerate(parts.stage)]
+    output = parts.output
+    if output is None:
+        return []
+    loc = ("output", "width") if output.width else ("output", "height") if output.height else ("output", "width")
+    return [(output.width, output.height, loc)]
+
+
+def _fix(content: Size, width: int | None, height: int | None, need: int, loc: tuple) -> str:
+    """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
+    aspect = content.height / content.width
+    if width and height:
+        return f"set both sides to at least {need} (output.width = {max(width, need)}, output.height = {max(height, need)})"
+    wide = max(need, math.ceil(need / aspect))
+    while min(output_size(content, wide, None)) < need:
+        wide += 1
+    field = "width" if loc[0] == "stage" else "output.width"
+    if wide <= 16384:
+        return f"set {field} = {wide} or more"
+    return f"the content image is {content.width}x{content.height}, too narrow to keep its aspect: give both output.width and output.height"
+
+
+# ---------------------------------------------------------------- outputs
+
+
+def output_problems(parts, at) -> list[Problem]:
+    """The output path, its run record and plots: writable, and replacing none of the inputs
+    nor any file that stylekit did not write."""
+    output, images = parts.output, parts.images
+    if output is None:
+        return []
+    loc = ("output", "path")
+    out = Path(output.path)
+    if out.is_dir():
+        return [at(loc, f"{out} is a folder - give a file name in it, e.g. {out / 'stylized.png'}")]
+    problems = _writable(out.parent, loc, at)
+    if problems:
+        return problems
+    written = {out: "the output image"}
+    if output.record:
+        written[out.with_suffix(".json")] = "the run record"
+    if output.plot:
+        written[out.with_name(f"{out.stem}.losses.png")] = "the loss plot"
+        written[out.with_name(f"{out.stem}.strip.png")] = "the strip of images"
+    for path, label in _inputs(images):
+        real = os.path.realpath(path)
+        for target, what in written.items():
+            if real == os.path.realpath(target):
+                problems.append(at(loc, f"{what} would overwrite the input {label} {path} - choose another output path"))
+        if output.save_every and re.fullmatch(re.escape(out.stem) + r"\.step\d{5}\.png", Path(path).name) \
+                and Path(real).parent == Path(os.path.realpath(out)).parent:
+            problems.append(at(loc, f"an intermediate image (output.save_every) would overwrite the input {label} {path} "
+                                    f"- choose another output path"))
+    record = out.with_suffix(".json")
+    if output.record and not problems:
+        problems += _record_problems(record, loc, at)
+    return problems
+
+
+def _inputs(images):
+    """(path, what it is) of every input file; images given in memory have no path."""
+    from .recipe import MEMORY
+
+    if images is None:
+        return []
+    found = [(images.content, "content image"), *((p, "style image") for p in images.style)]
+    found += [(p, "style mask") for p in images.style_masks or []]
+    if images.init not in INIT_CHOICES:
+        found.append((images.init, "init image"))
+    return [(path, what) for path, what in found if path != MEMORY]
+
+
+def _writable(folder: Path, loc: tuple, at) -> list[Problem]:
+    """The folder exists and can be written to, or can be made (nothing is created here)."""
+    existing = folder
+    while not existing.exists():
+        if existing.parent == existing:
+            break
+        existing = existing.parent
+    if not existing.is_dir():
+        return [at(loc, f"{existing} is a file, not a folder - choose another output path")]
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        return [at(loc, f"cannot write in {existing} ({exc.strerror or exc}) - choose a folder you can write to")]
+    return []
+
+
+def _record_problems(record: Path, loc: tuple, at) -> list[Problem]:
+    if not record.exists():
+        return []
+    if record.is_dir():
+        return [at(loc, f"the run record would go to {record}, which is a folder - choose another output name "
+                        f"or set output.record = false")]
+    if not is_run_record(record):
+        return [at(loc, f"the run record would replace {record}, which is not a stylekit run record - choose "
+                        f"another output name or set output.record = false")]
+    return []
+
+
+def is_run_record(path: Path) -> bool:
+    """Whether `path` holds a run record stylekit wrote (so writing a new one loses nothing)."""
+    try:
+        if path.stat().st_size > 64 << 20:
+            return False
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    versions = data.get("versions") if isinstance(data, dict) else None
+    return "recipe_file" in data and isinstance(versions, dict) and "stylekit" in versions

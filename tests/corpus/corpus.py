@@ -1,0 +1,322 @@
+"""The reliability corpus: bad (and odd) inputs, each with the exit status and the words
+stylekit must answer with, and what must be left untouched.
+
+`cases.toml` lists the cases (the input, the command line, the exit status, what is kept);
+`said.json` holds the exact lines each case prints on stderr (progress lines aside), with
+the case's folder shown as a relative path. The test suite runs every case
+(tests/test_corpus.py); docs/reliability.md is generated from both files:
+
+    python tests/corpus/corpus.py --docs     # rewrite docs/reliability.md
+    python tests/corpus/corpus.py --update   # rerun every case and rewrite said.json (review the diff!)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import tomllib
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+DOC = ROOT / "docs" / "reliability.md"
+SAID = HERE / "said.json"
+FUZZ_FIGURES = HERE / "fuzz_figures.json"
+sys.path.insert(0, str(HERE))
+
+from make_images import make  # noqa: E402
+
+from stylekit.components import LossTerm, SequentialBackbone  # noqa: E402
+from stylekit.errors import UserError  # noqa: E402
+from stylekit.hookspecs import hookimpl  # noqa: E402
+from stylekit.plugins import PluginInfo  # noqa: E402
+from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe  # noqa: E402
+
+#: Lines of a successful run's progress display: not part of what a case "says".
+PROGRESS = ("stylekit 0.1.0: ", "step ", "stage ", "wrote ")
+
+VGG_RECIPE = TINY_RECIPE_HEAD.replace('name = "tiny"', 'name = "vgg19"') + """
+[[loss]]
+name = "content"
+layers = ["relu4_2"]
+
+[[loss]]
+name = "gram"
+weight = 1e3
+layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+"""
+
+
+# ---------------------------------------------------------------- plugins that fail
+
+
+class _Raises(LossTerm):
+    """A loss term that fails in its forward pass as `error()` says."""
+
+    default_layers = ("c3",)
+
+    def forward(self, features, image):
+        raise self.error()
+
+
+class CpuOutOfMemory(_Raises):
+    name = "cpu_oom"
+
+    def error(self):  # the exact text torch's CPU allocator raises
+        return RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate memory: "
+                            "you tried to allocate 68719476736 bytes. Error code 12 (Cannot allocate memory)")
+
+
+class CudaOutOfMemory(_Raises):
+    name = "cuda_oom"
+
+    def error(self):
+        return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+class PythonOutOfMemory(_Raises):
+    name = "memory_error"
+
+    def error(self):
+        return MemoryError()
+
+
+class SaysWhatIsWrong(_Raises):
+    name = "needs_mask"
+
+    def error(self):
+        return UserError("loss 'needs_mask' needs images.style_masks - add one mask per style image")
+
+
+class Pooled(SequentialBackbone):
+    """Three 2x2 max-pools: reads layer p3 only from images of 8 pixels or more a side. It
+    does not say so (min_input_side_for is the default), so only the run finds out."""
+
+    name = "pooled"
+
+    @classmethod
+    def layer_names_for(cls, params):
+        return ("c1", "p1", "p2", "p3")
+
+    def __init__(self, params, weights="random"):
+        super().__init__(OrderedDict(c1=nn.Conv2d(3, 4, 3, padding=1), p1=nn.MaxPool2d(2), p2=nn.MaxPool2d(2),
+                                     p3=nn.MaxPool2d(2)))
+        self.params = params
+
+
+class PooledAndSaysSo(Pooled):
+    name = "pooled_declared"
+
+    @classmethod
+    def min_input_side_for(cls, params, layers):
+        return 2 ** max((int(name[1]) for name in layers if name.startswith("p")), default=0)
+
+
+class CorpusPlugin:
+    @hookimpl
+    def register_losses(self, register):
+        for cls in (CpuOutOfMemory, CudaOutOfMemory, PythonOutOfMemory, SaysWhatIsWrong):
+            register(cls)
+
+    @hookimpl
+    def register_backbones(self, register):
+        register(Pooled)
+        register(PooledAndSaysSo)
+
+
+def registry():
+    return tiny_registry(extra=[(CorpusPlugin(), PluginInfo("corpus", "stylekit-corpus", "1.0"))])
+
+
+# ---------------------------------------------------------------- set-ups
+
+
+def _copy(source: str, target: str):
+    return lambda folder, mp: (folder / target).write_bytes((folder / source).read_bytes())
+
+
+def _low_memory(folder, mp):
+    import stylekit.resources
+
+    mp.setattr(stylekit.resources, "available_memory", lambda device: 64 << 10)
+
+
+def _subfolder_recipe(folder, mp):
+    """The recipe and its images in recipes/, an image 'start.png' in the current folder only."""
+    write_recipe(folder / "recipes")
+    (folder / "start.png").write_bytes((folder / "content.png").read_bytes())
+    (folder / "content.png").unlink()
+
+
+SETUPS = {
+    "existing_output": lambda folder, mp: ((folder / "out").mkdir(), (folder / "out" / "result.png").write_bytes(b"precious")),
+    "package_json": lambda folder, mp: (folder / "package.json").write_text('{"name": "my-app", "version": "1.0.0"}\n'),
+    "old_record": lambda folder, mp: ((folder / "out").mkdir(), (folder / "out" / "result.json").write_text(
+        json.dumps({"recipe_file": "recipe.toml", "versions": {"stylekit": "0.1.0"}}))),
+    "record_is_folder": lambda folder, mp: (folder / "out" / "result.json").mkdir(parents=True),
+    "stale_temp": lambda folder, mp: ((folder / "out").mkdir(), (folder / "out" / ".result.png.999999999.stylekit-tmp").write_bytes(b"")),
+    "folder_png": lambda folder, mp: (folder / "folder.png").mkdir(),
+    "photos_folder": lambda folder, mp: (folder / "photos").mkdir(),
+    "notes_file": lambda folder, mp: (folder / "notes.txt").write_text("my notes\n"),
+    "mask_png": _copy("style.png", "mask.png"),
+    "shot_losses_png": _copy("content.png", "shot.losses.png"),
+    "shot_step_png": _copy("content.png", "shot.step00002.png"),
+    "recipe_bom": lambda folder, mp: (folder / "recipe.toml").write_bytes(b"\xef\xbb\xbf" + (folder / "recipe.toml").read_bytes()),
+    "recipe_utf16": lambda folder, mp: (folder / "recipe.toml").write_bytes((folder / "recipe.toml").read_text().encode("utf-16")),
+    "recipe_binary": lambda folder, mp: (folder / "recipe.toml").write_bytes(bytes(range(256))),
+    "recipe_empty": lambda folder, mp: (folder / "recipe.toml").write_text(""),
+    "recipe_folder": lambda folder, mp: (folder / "folder.toml").mkdir(),
+    "low_memory": _low_memory,
+    "subfolder_recipe": _subfolder_recipe,
+}
+
+
+# ---------------------------------------------------------------- running a case
+
+
+@dataclass
+class Case:
+    id: str
+    area: str
+    what: str
+    args: list[str]
+    status: int
+    kept: str
+    images: list[str] = field(default_factory=list)
+    setup: list[str] = field(default_factory=list)
+    recipe: str | None = None  # the recipe's text; "vgg" for a VGG-19 recipe; default: the tiny one
+    output_size: list[int] | None = None  # [width, height] the output must have
+
+
+def cases() -> list[Case]:
+    return [Case(**raw) for raw in tomllib.loads((HERE / "cases.toml").read_text(encoding="utf-8"))["case"]]
+
+
+@dataclass
+class Outcome:
+    status: int
+    said: list[str]
+    stdout: str
+    stderr: str
+    before: dict[str, str]
+    after: dict[str, str]
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    """relative path -> content hash (or 'folder') of everything under `folder`."""
+    found = {}
+    for path in sorted(folder.rglob("*")):
+        key = str(path.relative_to(folder))
+        found[key] = "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return found
+
+
+def run_case(case: Case, folder: Path) -> Outcome:
+    recipe = {None: TINY_RECIPE_HEAD + "\n" + TINY_LOSSES, "vgg": VGG_RECIPE}.get(case.recipe, case.recipe)
+    write_recipe(folder, body="", head=recipe)
+    with pytest.MonkeyPatch.context() as mp:
+        for name in case.images:
+            make(name, folder)
+        for name in case.setup:
+            SETUPS[name](folder, mp)
+        mp.chdir(folder)
+        before = snapshot(folder)
+        status, out, err = run_cli(*case.args, registry=registry())
+        after = snapshot(folder)
+    return Outcome(status, said(err, folder), out, err, before, after)
+
+
+def said(stderr: str, folder: Path) -> list[str]:
+    """The lines a case says on stderr, with its folder written as a relative path."""
+    lines = []
+    for line in stderr.splitlines():
+        # argparse's usage summary changes with every new option; its error line is what counts
+        if line.startswith(PROGRESS) or line.startswith("usage: ") or line.startswith(" " * 10):
+            continue
+        for prefix in {str(folder.resolve()), str(folder)}:
+            line = line.replace(prefix + os.sep, "").replace(prefix, ".")
+        lines.append(line)
+    return lines
+
+
+def update() -> None:
+    found = {}
+    for case in cases():
+        with tempfile.TemporaryDirectory() as tmp:
+            outcome = run_case(case, Path(tmp))
+        found[case.id] = outcome.said
+        print(f"{case.id}: {outcome.status} (expected {case.status})", *outcome.said, sep="\n  ")
+    SAID.write_text(json.dumps(found, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# ---------------------------------------------------------------- docs/reliability.md
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def docs_markdown() -> str:
+    said_by = json.loads(SAID.read_text(encoding="utf-8"))
+    all_cases = cases()
+    lines = ["# Reliability: every bad input gets a clear answer", "",
+             "Generated by `python tests/corpus/corpus.py --docs` from `tests/corpus/cases.toml` and",
+             "`tests/corpus/said.json`; do not edit by hand. The test suite (`tests/test_corpus.py`) runs",
+             "every case below and checks its exit status, that stylekit says exactly these lines on stderr",
+             "(progress lines aside; the case's folder shown as `.`), that no traceback is printed and that,",
+             "when the exit status is not 0, no file in the folder was changed, added or removed.",
+             "The images are made at test time by `tests/corpus/make_images.py`; the cases run with the",
+             "tiny test backbone (`stylekit.testing`) and a plugin of failing components",
+             "(`tests/corpus/corpus.py`), or with VGG-19 where the case is about its size limits.", "",
+             f"{len(all_cases)} cases; exit status 2 means bad input, 0 a run or check that went through.", ""]
+    for area in dict.fromkeys(case.area for case in all_cases):
+        lines += [f"## {area}", "", "| case | command line | exit | what stylekit says | what is kept |", "|---|---|---|---|---|"]
+        for case in (c for c in all_cases if c.area == area):
+            command = "stylekit " + " ".join(arg if arg and " " not in arg else repr(arg) for arg in case.args)
+            says = "<br>".join(f"`{_cell(line)}`" for line in said_by.get(case.id, [])) or "(nothing)"
+            lines.append(f"| **{case.id}**: {_cell(case.what)} | `{_cell(command)}` | {case.status} | {says} | {_cell(case.kept)} |")
+        lines.append("")
+    lines += fuzz_section()
+    return "\n".join(lines)
+
+
+def fuzz_section() -> list[str]:
+    lines = ["## The fuzzer", "",
+             "`tests/test_fuzz.py` runs a bounded property-based fuzz of the recipe loader and of the",
+             "`--set` parser in the suite (hypothesis): mutations of the shipped recipes, random TOML",
+             "documents and random `--set` arguments must each give exit status 0, or 2 with `error:` lines",
+             "and no traceback. `benchmarks/fuzz.py` runs the same properties for longer; its last run:", ""]
+    if not FUZZ_FIGURES.exists():
+        return lines + ["(not run yet)", ""]
+    figures = json.loads(FUZZ_FIGURES.read_text(encoding="utf-8"))
+    lines += ["| property | examples | seconds | failures found |", "|---|---|---|---|"]
+    for row in figures["properties"]:
+        lines.append(f"| {row['name']} | {row['examples']} | {row['seconds']:.0f} | {row['failures']} |")
+    rows = figures["properties"]
+    lines.append(f"| all | {sum(r['examples'] for r in rows)} | {sum(r['seconds'] for r in rows):.0f} | "
+                 f"{sum(r['failures'] for r in rows)} |")
+    lines += ["", f"Command: `{figures['command']}`; CPU: {figures['cpu']}; {figures['when']}.", ""]
+    lines += [f"Found and fixed on the way: {figures['found']}", ""] if figures.get("found") else []
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if "--update" in argv:
+        update()
+    if "--docs" in argv or "--update" in argv:
+        DOC.write_text(docs_markdown(), encoding="utf-8")
+        print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,51 @@
+"""A bounded fuzz of the recipe loader and the --set parser (tests/fuzzing.py): a few
+seconds here; benchmarks/fuzz.py runs the same properties for 10,000+ examples."""
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+
+sys.path.insert(0, str(Path(__file__).parent))
+import fuzzing  # noqa: E402
+
+# Each example loads and checks a recipe (about 10-50 ms); 40 a property keeps the run short
+# while still trying every kind of mutation. Derandomized, so the suite is reproducible;
+# the long run in benchmarks/ explores with fresh seeds.
+BOUNDED = settings(max_examples=40, deadline=None, derandomize=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def space(tmp_path_factory):
+    return fuzzing.workspace(tmp_path_factory.mktemp("fuzz"))
+
+
+@BOUNDED
+@given(mutated=fuzzing.mutated_recipe())
+def test_mutated_shipped_recipes_get_a_clear_answer(space, mutated):
+    name, text = mutated
+    path = space["folder"] / "recipes" / f"mutated-{name}"
+    path.write_text(text, encoding="utf-8")
+    fuzzing.validate(space, path)
+
+
+@BOUNDED
+@given(doc=fuzzing.documents)
+def test_random_toml_documents_get_a_clear_answer(space, doc):
+    path = space["folder"] / "random.toml"
+    path.write_text(fuzzing.toml_document(doc), encoding="utf-8")
+    fuzzing.validate(space, path)
+
+
+@BOUNDED
+@given(argument=fuzzing.set_arguments)
+def test_random_set_arguments_get_a_clear_answer(space, argument):
+    fuzzing.validate(space, space["tiny"], "--set", argument)
+
+
+def test_shipped_recipes_validate(space):
+    for name in space["texts"]:
+        status, err = fuzzing.validate(space, space["folder"] / "recipes" / name)
+        assert status == 0, err
