@@ -50,6 +50,12 @@ def make_parser() -> argparse.ArgumentParser:
                      help="check the recipe and print the estimated peak memory of each stage, without running")
     run.add_argument("--resume", action="store_true",
                      help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    run.add_argument("--live", action="store_true",
+                     help="serve a page that shows the run as it goes, with a Stop button (see --live-host/--live-port)")
+    run.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
+                     help="address of the live page (default 127.0.0.1; any other needs the printed token)")
+    run.add_argument("--live-port", type=int, default=8750, metavar="PORT", help="port of the live page (0: any free one)")
     run.set_defaults(handler=cmd_run)
 
     batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
@@ -69,6 +75,10 @@ def make_parser() -> argparse.ArgumentParser:
     validate = sub.add_parser("validate", help="check a recipe without running it")
     add_recipe_args(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
+    schema.add_argument("--output", "-o", metavar="PATH", help="write it to PATH instead (e.g. recipes/recipe.schema.json)")
+    schema.set_defaults(handler=cmd_schema)
 
     plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -135,7 +145,15 @@ def cmd_run(args) -> int:
     if args.dry_run:
         dry_run(plan)
         return 0
-    return run_plan(plan, resume=args.resume, command=args.argv)
+    from .progress import ProgressDisplay
+
+    display = ProgressDisplay(sys.stderr, every=plan.recipe.run.progress_every, quiet=args.quiet)
+    if not args.live:
+        return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
+    from .live import watch
+
+    with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
+        return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
 
 
 def cmd_batch(args) -> int:
@@ -153,6 +171,20 @@ def cmd_batch(args) -> int:
 def cmd_validate(args) -> int:
     loaded, _ = load(args)
     print(f"{loaded.path}: ok")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .images import write_text_atomic
+    from .json_schema import render
+    from .plugins import load_registry
+
+    text = render(args.registry or load_registry())
+    if args.output:
+        write_text_atomic(text, Path(args.output))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
