@@ -172,10 +172,13 @@ class LiveServer:
         if tensor is None:
             return None
         cache_key = (key, name, version)
-        if cache_key not in self._encoded:
-            self._encoded = {k: v for k, v in self._encoded.items() if k[:2] != (key, name)}
-            self._encoded[cache_key] = _jpeg(tensor)
-        return self._encoded[cache_key]
+        body = self._encoded.get(cache_key)
+        if body is None:
+            body = _jpeg(tensor)  # outside the lock: the run's thread never waits for an encoding
+            with self.lock:
+                self._encoded = {k: v for k, v in self._encoded.items() if k[:2] != (key, name)}
+                self._encoded[cache_key] = body
+        return body
 
 
 @contextlib.contextmanager
