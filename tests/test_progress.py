@@ -54,3 +54,13 @@ def test_run_quiet_prints_nothing(stylekit_recipe):
     status, out, err = run_cli("run", str(stylekit_recipe), "--quiet", "--set", "run.progress_every=1")
     assert status == 0 and out == "" and err == ""
     assert (stylekit_recipe.parent / "out" / "result.png").exists()
+
+
+def test_bar_only_on_a_terminal():
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert ProgressDisplay(Terminal()).use_bar
+    assert not ProgressDisplay(io.StringIO()).use_bar
+    assert not ProgressDisplay(Terminal(), quiet=True).use_bar
