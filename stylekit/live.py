@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 WATCH_SECONDS = 3.0  # the page polls every 0.5 s; a few missed polls still count as watching
 SAMPLE_SECONDS = 0.25  # at most 4 image copies and loss reads a second while watched
 LINGER_SECONDS = 1.5  # three polls of the page
+MAX_RUNS = 12  # runs (batch images) kept on the page at once
 STOP_HEADER = "X-Stylekit-Stop"
 
 
@@ -96,6 +97,7 @@ class LiveServer:
         self.last_poll = 0.0  # monotonic time of the page's last request
         self._encoded: dict[tuple, bytes] = {}  # (key, name, version) -> JPEG bytes
         self._server: ThreadingHTTPServer | None = None
+        self._stopped = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -135,9 +137,19 @@ class LiveServer:
         return time.monotonic() - self.last_poll < WATCH_SECONDS
 
     def run(self, key: str = "main", label: str = "") -> "RunCallback":
+        """A new run on the page (a batch adds one per image); the oldest ended ones beyond
+        `MAX_RUNS` leave it, so that a long batch holds no more than that many images."""
         with self.lock:
             self.runs[key] = RunState(key, label or key)
+            ended = [k for k, s in self.runs.items() if s.status not in ("starting", "running", "stopping")]
+            for old in ended[:max(0, len(self.runs) - MAX_RUNS)]:
+                del self.runs[old]
         return RunCallback(self, self.runs[key])
+
+    @property
+    def stop_requested(self) -> bool:
+        """Whether Stop was pressed for any run: a batch starts no further item then."""
+        return self._stopped.is_set()
 
     def finish(self, key: str = "main") -> None:
         with self.lock:
@@ -146,6 +158,7 @@ class LiveServer:
             state.status = "stopped" if state.stop_asked else ended
 
     def request_stop(self, key: str | None = None) -> None:
+        self._stopped.set()
         with self.lock:
             for state in self.runs.values():
                 if key in (None, state.key):
@@ -182,21 +195,30 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def watch(label: str, host: str = "127.0.0.1", port: int = 8750):
-    """Serve the live page for one run; yields its callback. After the run, the server stays
-    up a moment while a page is open, so that the page sees how the run ended."""
+def serve(host: str = "127.0.0.1", port: int = 8750):
+    """Serve the live page while the block runs; yields the server. Afterwards it stays up a
+    moment while a page is open, so that the page sees how the runs ended."""
     live = LiveServer(host, port)
     url = live.start()
     # Straight to stderr, even with --quiet: without the address the page is no use.
     print(f"live page: {url}", file=sys.stderr, flush=True)
-    callback = live.run("main", label)
     try:
-        yield callback
+        yield live
     finally:
-        live.finish("main")
         if live.watched:
             time.sleep(LINGER_SECONDS)
         live.close()
+
+
+@contextlib.contextmanager
+def watch(label: str, host: str = "127.0.0.1", port: int = 8750):
+    """Serve the live page for one run; yields its callback."""
+    with serve(host, port) as live:
+        callback = live.run("main", label)
+        try:
+            yield callback
+        finally:
+            live.finish("main")
 
 
 class RunCallback:

@@ -90,3 +90,28 @@ def test_busy_port_is_a_user_error(live):
 
     with pytest.raises(UserError, match="--live-port"):
         LiveServer("127.0.0.1", live.port).start()
+
+
+def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
+    from stylekit.batch import run_batch
+    from stylekit.testing import pattern, tiny_registry, write_recipe
+
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        pattern(32, 40, "content").save(tmp_path / "photos" / f"p{i}.png")
+    recipe = write_recipe(tmp_path / "recipe")
+    out = tmp_path / "out"
+    args = (str(recipe), [str(tmp_path / "photos")], [], None, out, {}, tiny_registry())
+
+    assert run_batch(*args, stream=io.StringIO(), live=live) == 0
+    runs = json.loads(get(live.url + "state")[1])["runs"]
+    assert [(r["key"], r["status"], r["step"]) for r in runs] == [(f"p{i}.style", "finished", 5) for i in range(3)]
+    assert runs[0]["label"] == "p0.png + style.png"
+
+    # Stop pressed: the batch starts no further item and says how to go on.
+    for p in out.glob("p[12]*"):
+        p.unlink()
+    assert get(live.url + "stop?run=p0.style", "POST", {STOP_HEADER: "1"})[0] == 204
+    log = io.StringIO()
+    assert run_batch(*args, stream=log, live=live) == 130
+    assert "stopped from the live page" in log.getvalue() and not (out / "p1.style.png").exists()
