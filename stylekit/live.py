@@ -6,7 +6,7 @@ The server is the standard library's ThreadingHTTPServer in a daemon thread: the
 one static HTML file polling a JSON endpoint and fetching images, a handful of requests a
 second from one or two browsers, which needs no framework, no event loop and no new
 dependency. The run's thread never waits for the server; the server never touches the
-device: the callback hands it CPU copies.
+device: the callback hands it CPU copies of the images.
 
 Nothing is copied, read back or encoded while nobody has the page open: the callback then
 only stores a few numbers. A browser that polls within `WATCH_SECONDS` counts as watching;
@@ -72,7 +72,7 @@ class RunState:
     losses: dict[str, list[float]] = field(default_factory=dict)
     image: torch.Tensor | None = None  # (3, H, W) float on the CPU, the latest sample
     image_version: int = 0
-    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # 'content', 'style0', ... (device tensors)
+    inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # 'content', 'style0', ... on the CPU
     inputs_version: int = 0
     last_sample: float = 0.0
     stop_asked: bool = False
@@ -144,6 +144,7 @@ class LiveServer:
             ended = [k for k, s in self.runs.items() if s.status not in ("starting", "running", "stopping")]
             for old in ended[:max(0, len(self.runs) - MAX_RUNS)]:
                 del self.runs[old]
+            self._encoded = {k: v for k, v in self._encoded.items() if k[0] in self.runs}
         return RunCallback(self, self.runs[key])
 
     @property
@@ -226,13 +227,12 @@ class RunCallback:
 
     def __init__(self, live: LiveServer, state: RunState):
         self.live, self.state = live, state
+        self.inputs_copied = False
 
     def __call__(self, info: StepInfo) -> None:
         state = self.state
         with self.live.lock:
-            if state.stage != info.stage:  # new inputs: kept as given (no copy) until asked for
-                state.inputs = {"content": info.content, **{f"style{i}": s for i, s in enumerate(info.styles)}}
-                state.inputs_version += 1
+            new_stage = state.stage != info.stage
             state.stage, state.stages, state.step, state.total = info.stage, info.stages, info.step, info.total
             state.seconds = info.seconds
             if state.status == "starting":
@@ -240,12 +240,20 @@ class RunCallback:
             stop = state.stop_asked
         if stop:
             info.stop()
+        if new_stage:
+            self.inputs_copied = False
         now = time.monotonic()
         if not self.live.watched or (now - state.last_sample < SAMPLE_SECONDS and info.step != info.total):
             return
         # Watched and due: the only place that waits for the device.
         losses = info.losses
         image = info.image[0].detach().to("cpu", torch.float32, copy=True)
+        if not self.inputs_copied:  # once per stage (each stage has its own size)
+            self.inputs_copied = True
+            inputs = {"content": info.content, **{f"style{i}": s for i, s in enumerate(info.styles)}}
+            inputs = {name: tensor.detach().to("cpu", torch.float32, copy=True) for name, tensor in inputs.items()}
+            with self.live.lock:
+                state.inputs, state.inputs_version = inputs, state.inputs_version + 1
         with self.live.lock:
             state.last_sample = now
             state.steps.append(info.step)
