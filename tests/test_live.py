@@ -115,3 +115,12 @@ def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
     log = io.StringIO()
     assert run_batch(*args, stream=log, live=live) == 130
     assert "stopped from the live page" in log.getvalue() and not (out / "p1.style.png").exists()
+
+
+def test_batch_live_needs_one_image_per_step(tmp_path):
+    from stylekit.testing import run_cli, write_recipe
+
+    recipe = write_recipe(tmp_path)
+    status, _, err = run_cli("batch", str(recipe), "--content", str(tmp_path / "content.png"), "-o", str(tmp_path / "out"),
+                             "--live", "--batch-size", "2")
+    assert status == 2 and "--live follows one image at a time" in err and not (tmp_path / "out").exists()
