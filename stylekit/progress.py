@@ -45,7 +45,7 @@ class ProgressDisplay:
         self.use_bar = (_is_terminal(self.stream) if bar is None else bar) and every > 0 and not quiet
         self._bar = None
         self._stage = 0
-        self._last = {"step": None, "time": 0.0, "redraw": 0.0}
+        self._last = {"step": None, "seconds": 0.0, "redraw": 0.0}
         self._pending = ""
 
     # ------------------------------------------------------------ the callback
@@ -53,17 +53,17 @@ class ProgressDisplay:
     def __call__(self, info: StepInfo) -> None:
         if self.quiet or not self.every:
             return
-        if self._last["step"] is None:  # the first step seen; a resumed run starts past 1
-            self._last.update(step=info.step - 1, time=time.perf_counter())
+        if self._last["step"] is None:  # the first step seen (a resumed run starts past 1)
+            self._last.update(step=info.step - 1, seconds=0.0)
         if self.use_bar:
             self._draw_bar(info)
         elif info.step % self.every == 0 or info.step == 1 or info.step == info.total:
             self._print_line(info)
 
     def _print_line(self, info: StepInfo) -> None:
-        now = time.perf_counter()
-        per_step = (now - self._last["time"]) / max(1, info.step - self._last["step"])
-        self._last.update(step=info.step, time=now)
+        # info.seconds: this run's loop time, set-up excluded, so the first line is fair too.
+        per_step = (info.seconds - self._last["seconds"]) / max(1, info.step - self._last["step"])
+        self._last.update(step=info.step, seconds=info.seconds)
         print(f"step {info.step:>5}/{info.total}  {format_losses(info.losses)}  ({per_step:.3f} s/step)",
               file=self.stream, flush=True)
 

@@ -64,3 +64,11 @@ def test_bar_only_on_a_terminal():
     assert ProgressDisplay(Terminal()).use_bar
     assert not ProgressDisplay(io.StringIO()).use_bar
     assert not ProgressDisplay(Terminal(), quiet=True).use_bar
+
+
+def test_plain_lines_rate_is_loop_time_per_step():
+    out = io.StringIO()
+    display = ProgressDisplay(out, every=5)
+    for info in fake_steps(10, Counter()):  # the fakes advance 0.01 s of loop time a step
+        display(info)
+    assert [line.rsplit("(", 1)[1] for line in out.getvalue().splitlines()] == ["0.010 s/step)"] * 3
