@@ -1,8 +1,8 @@
 """`stylekit schema`: a JSON Schema of recipes, for editors (Even Better TOML / taplo, and
 any editor that reads JSON Schema) to complete and check recipes as they are typed.
 
-Built from the same pydantic models that validate recipes (stylekit/schema.py), with the
-`#:` comments above each field as descriptions, plus what only the registry knows: the
+Built from the same pydantic models that validate recipes (stylekit/schema.py), with their
+`Field(description=...)` texts for editors to show, plus what only the registry knows: the
 names of the installed components and each one's `params`. A `[[loss]]` table is checked
 against the params of the loss it names with one `if name == X then params: ...` branch
 per loss (likewise the backbone, optimizer and scheduler).
@@ -16,10 +16,7 @@ from __future__ import annotations
 import copy
 import json
 
-from pydantic import BaseModel
-
 from . import schema
-from .docgen import _comment as field_comment
 from .plugins import Registry
 
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -31,9 +28,6 @@ SECTIONS = {"backbone": "BackboneSpec", "loss": "LossSpec", "optimizer": "Optimi
 def recipe_schema(registry: Registry) -> dict:
     top = schema.Recipe.model_json_schema(ref_template=REF)
     definitions = top.pop("$defs")
-    _describe(schema.Recipe, top)
-    for model in _models(schema.Recipe):
-        _describe(model, definitions[model.__name__])
     # The loader takes one style image as a plain string too (`style = "x.jpg"`).
     images = definitions["ImagesSpec"]["properties"]
     images["style"] = {"anyOf": [{"type": "string"}, {k: v for k, v in images["style"].items() if k != "description"}],
@@ -60,7 +54,6 @@ def _name_components(definition: dict, kind: str, registry: Registry, definition
         params = entry.cls.Params.model_json_schema(ref_template=REF)
         for sub, sub_schema in params.pop("$defs", {}).items():
             definitions.setdefault(sub, sub_schema)
-        _describe(entry.cls.Params, params)
         params["title"] = f"params of {kind} '{component_name}' ({entry.plugin.package})"
         params["description"] = entry.cls.describe()  # not the docstring of a shared Params base
         params.setdefault("additionalProperties", False)  # unknown params fail, as the loader says
@@ -68,26 +61,6 @@ def _name_components(definition: dict, kind: str, registry: Registry, definition
                          "then": {"properties": {"params": params}}})
     if branches:
         definition["allOf"] = branches
-
-
-def _describe(model: type[BaseModel], model_schema: dict) -> None:
-    """Fill in each field's description from its `#:` comment, where pydantic has none."""
-    for field_name, prop in model_schema.get("properties", {}).items():
-        if "description" not in prop:
-            text = field_comment(model, field_name)
-            if text:
-                prop["description"] = text
-
-
-def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
-    from .docgen import _nested_model
-
-    found = []
-    for field in model.model_fields.values():
-        nested = _nested_model(field.annotation)
-        if nested is not None and nested not in found:
-            found += [nested, *(m for m in _models(nested) if m not in found)]
-    return found
 
 
 def render(registry: Registry) -> str:
