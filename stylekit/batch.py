@@ -172,9 +172,12 @@ def append_summary(out: Path, entry: dict) -> None:
 
 
 def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | None, out: Path,
-              overrides: dict, registry, batch_size: str = "1", dry_run: bool = False, stream: TextIO | None = None) -> int:
+              overrides: dict, registry, batch_size: str = "1", dry_run: bool = False, stream: TextIO | None = None,
+              live=None) -> int:
     """Run every item not yet done; the exit status is 0 when all are done, 3 when some
-    failed (the summary says which and why), 130/143 when interrupted."""
+    failed (the summary says which and why), 130/143 when interrupted. `live`: a
+    `stylekit.live.LiveServer` that shows each item as it forms (one image per step only);
+    its Stop ends the batch."""
     from .api import load
 
     stream = stream or sys.stderr
@@ -196,7 +199,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     worker = Worker(workers, out, size, stream, lambda item: load(
         base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output),
                    "images.content": str(item.content), "images.style": [str(item.style)]},
-        registry=registry, base=Path.cwd(), label=base.source))
+        registry=registry, base=Path.cwd(), label=base.source), live)
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
         print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
@@ -260,10 +263,11 @@ def available_memory() -> int:
 class Worker:
     """Claims items, groups those of one size, and runs each group as one batch per step."""
 
-    def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for):
+    def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for, live=None):
         from .build import Reuse
 
         self.workers, self.out, self.size, self.stream, self.plan_for = workers, out, size, stream, plan_for
+        self.live = live
         self.reuse, self.failed = Reuse(), 0
 
     def run(self, todo: list[Item]) -> int:
@@ -271,6 +275,9 @@ class Worker:
 
         pending: dict[tuple, list] = {}
         for item in todo:
+            if self.live is not None and self.live.stop_requested:  # Stop pressed between two items
+                print("stopped from the live page: rerun the same command to go on", file=self.stream, flush=True)
+                return 130
             if item.output.exists() or not claim(self.out, self.workers.generation, item):
                 continue
             started = time.perf_counter()
@@ -298,8 +305,12 @@ class Worker:
         from .attribution import attributed
 
         plans = [plan for _, plan, _ in group]
+        item = group[0][0]
+        # The live page follows one image at a time (the command refuses --live with several).
+        callback = self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
         try:
-            outcomes = [stylize(plans[0], reuse=self.reuse)] if len(group) == 1 else stylize_together(plans, self.reuse)
+            outcomes = ([stylize(plans[0], reuse=self.reuse, callback=callback)] if len(group) == 1
+                        else stylize_together(plans, self.reuse))
         except (UserError, RunFailed) as exc:
             outcomes = [exc] * len(group)
         except Exception as exc:  # a plugin's code raised: every item of the group failed with it
@@ -307,6 +318,9 @@ class Worker:
             if problem is None:
                 raise
             outcomes = [problem] * len(group)
+        finally:
+            if self.live:
+                self.live.finish(item.key)
         for (item, _, started), outcome in zip(group, outcomes):
             if isinstance(outcome, Exception):
                 self.report(item, started, error=outcome)

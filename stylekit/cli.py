@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -50,6 +51,8 @@ def make_parser() -> argparse.ArgumentParser:
                      help="check the recipe and print the estimated peak memory of each stage, without running")
     run.add_argument("--resume", action="store_true",
                      help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    add_live_args(run)
     run.set_defaults(handler=cmd_run)
 
     batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
@@ -64,11 +67,16 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--batch-size", default="1", metavar="N|auto",
                        help="images of one size optimized together in each step (auto: from the memory estimate)")
     batch.add_argument("--dry-run", action="store_true", help="list what would be done, and the batch size, without running")
+    add_live_args(batch)
     batch.set_defaults(handler=cmd_batch)
 
     validate = sub.add_parser("validate", help="check a recipe without running it")
     add_recipe_args(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
+    schema.add_argument("--output", "-o", metavar="PATH", help="write it to PATH instead (e.g. recipes/recipe.schema.json)")
+    schema.set_defaults(handler=cmd_schema)
 
     plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -82,6 +90,15 @@ def make_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
+
+
+def add_live_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--live", action="store_true",
+                        help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
+    parser.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
+                        help="address of the live page (default 127.0.0.1; any other needs the printed token)")
+    parser.add_argument("--live-port", type=int, default=8750, metavar="PORT",
+                        help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
 
 
 def add_recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -135,7 +152,15 @@ def cmd_run(args) -> int:
     if args.dry_run:
         dry_run(plan)
         return 0
-    return run_plan(plan, resume=args.resume, command=args.argv)
+    from .progress import ProgressDisplay
+
+    display = ProgressDisplay(sys.stderr, every=plan.recipe.run.progress_every, quiet=args.quiet)
+    if not args.live:
+        return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
+    from .live import watch
+
+    with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
+        return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
 
 
 def cmd_batch(args) -> int:
@@ -146,13 +171,36 @@ def cmd_batch(args) -> int:
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
     overrides = dict(parse_override(text) for text in args.set)
-    return run_batch(args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
-                     args.registry or load_registry(), args.batch_size, args.dry_run)
+    run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
+                            args.registry or load_registry(), args.batch_size, args.dry_run)
+    if not args.live or args.dry_run:
+        return run()
+    if args.batch_size != "1":
+        raise UserError("stylekit batch: --live follows one image at a time - leave out --batch-size, or --live")
+    from .live import serve
+
+    port = args.live_port + int(os.environ.get("LOCAL_RANK", 0)) if args.live_port else 0  # one page per worker
+    with serve(args.live_host, port) as live:
+        return run(live=live)
 
 
 def cmd_validate(args) -> int:
     loaded, _ = load(args)
     print(f"{loaded.path}: ok")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .images import write_text_atomic
+    from .json_schema import render
+    from .plugins import load_registry
+
+    text = render(args.registry or load_registry())
+    if args.output:
+        write_text_atomic(text, Path(args.output))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
     return 0
 
 

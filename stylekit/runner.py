@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -22,6 +21,7 @@ from .errors import RunFailed, UserError
 from .images import output_size, save_atomic, to_image
 from .outputs import describe, keep_elsewhere, record_path, write_record, write_result
 from .plan import Plan
+from .progress import ProgressDisplay
 from .report import plot_losses, strip
 from .resources import failure_message, pre_run_warnings
 from .session import Result, RunDiverged, StepInfo, stylize
@@ -31,11 +31,16 @@ def intermediate_path(output: Path, step: int) -> Path:
     return output.with_name(f"{output.stem}.step{step:05d}.png")
 
 
-def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
+def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay | None = None,
              callbacks: list[Callable[[StepInfo], None]] = (), command: list[str] | None = None) -> int:
     """Run `plan` as the CLI does and return the exit status. `command` is the command line
-    that made the plan, to tell how to resume it."""
+    that made the plan, to tell how to resume it. The steps show on `stream` as a bar on a
+    terminal, plain lines elsewhere; or pass the `ProgressDisplay` to use."""
     stream = stream or sys.stderr  # looked up now, so redirections made by callers apply
+    # The runner's own lines go through the display, so that they land above its bar.
+    if not isinstance(stream, ProgressDisplay):
+        stream = ProgressDisplay(stream, every=plan.recipe.run.progress_every)
+    display = stream
     output = plan.output
     checkpoint = checkpoints.path_for(output)
     state = checkpoints.load(checkpoint, plan) if resume else None
@@ -56,8 +61,11 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | None = None,
             save_atomic(to_image(info.image), saved[-1])
 
     try:
-        result = stylize(plan, callback=_all(progress_lines(plan, stream), save_intermediate, *callbacks),
-                         checkpoint=checkpoint, resume=state)
+        try:
+            result = stylize(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
+                             checkpoint=checkpoint, resume=state)
+        finally:
+            display.close()  # the bar ends here; the lines below follow it
     except RunDiverged as exc:
         return _diverged(plan, exc, stream)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
@@ -102,24 +110,15 @@ def _all(*callbacks):
     return call
 
 
-def progress_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
-    """Plain progress lines every run.progress_every steps, and a line as each stage starts."""
-    every = plan.recipe.run.progress_every
-    last = {"step": None, "time": time.perf_counter(), "stage": 1}
+def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
+    """A line as each stage after the first starts (the steps are the display's)."""
+    last = {"stage": 1}
 
     def show(info: StepInfo) -> None:
-        if last["step"] is None:
-            last["step"] = info.step - 1
         if info.stage != last["stage"]:
             last["stage"] = info.stage
             stage = plan.stages[info.stage - 1]
             print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)
-        if every and (info.step % every == 0 or info.step == 1 or info.step == info.total):
-            now = time.perf_counter()
-            per_step = (now - last["time"]) / max(1, info.step - last["step"])
-            last.update(step=info.step, time=now)
-            terms = "  ".join(f"{k} {v:.4g}" for k, v in info.losses.items())
-            print(f"step {info.step:>5}/{info.total}  {terms}  ({per_step:.3f} s/step)", file=stream, flush=True)
 
     return show
 

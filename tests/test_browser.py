@@ -1,0 +1,95 @@
+"""The live page in a real browser: headless Chromium (the system's, driven by Playwright)
+loads the page during a real run on the CPU with the tiny backbone, sees the image change
+between two screenshots, presses Stop, and the run ends with its image and record.
+
+Skipped only where no Chromium can be found; in CI (CI=true) that is a failure: `./test`
+installs Debian's chromium first.
+"""
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+
+from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, write_recipe
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("STYLEKIT_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def browser():
+    path = chromium_path()
+    if path is None:
+        message = "no Chromium found (apt-get install chromium, or set STYLEKIT_CHROMIUM) - ./test installs it"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright  # in the test extra
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True)
+        yield browser
+        browser.close()
+
+
+def test_live_page_shows_the_run_and_stops_it(tmp_path, browser):
+    # Many steps: the run goes on until the page stops it (the join below bounds the test).
+    recipe = write_recipe(tmp_path, TINY_LOSSES, TINY_RECIPE_HEAD.replace("steps = 5", "steps = 100000"))
+    port = free_port()
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(result=run_cli(
+        "run", str(recipe), "--live", "--live-port", str(port))))
+    thread.start()
+    try:
+        page = browser.new_page()
+        deadline = time.monotonic() + 30
+        while True:  # the server starts once the recipe is loaded
+            try:
+                page.goto(f"http://127.0.0.1:{port}/")
+                break
+            except Exception:
+                assert thread.is_alive(), f"the run ended before the page loaded: {outcome}"
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        image = page.locator("img.current")
+        page.wait_for_function("document.querySelector('img.current')?.dataset.version >= 1", timeout=20000)
+        first_version = image.get_attribute("data-version")
+        first = image.screenshot()
+        page.wait_for_function(f"document.querySelector('img.current').dataset.version > {first_version}", timeout=20000)
+        page.wait_for_timeout(300)  # two more samples at least
+        second = image.screenshot()
+        assert first != second, "the image on the page did not change while the run went on"
+        assert page.locator(".inputs img").count() == 2  # the content and the style image
+        assert page.locator("svg.curves polyline").count() == 4  # total, content, gram, tv
+        assert "step" in page.locator(".stats").inner_text()
+
+        page.locator("button.stop").click()
+        thread.join(timeout=60)
+        assert not thread.is_alive(), "the run did not end after Stop"
+        page.wait_for_function("document.querySelector('.status').textContent === 'stopped'", timeout=5000)
+    finally:
+        if thread.is_alive():  # a failed check above: end the run the same way before leaving
+            import urllib.request
+
+            urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{port}/stop", method="POST",
+                                                          headers={"X-Stylekit-Stop": "1"}), timeout=5)
+            thread.join(timeout=60)
+    status, _, err = outcome["result"]
+    assert status == 0, err
+    assert "stopped at step" in err
+    record = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert 0 < len(record["losses"]) < 100000
+    assert (tmp_path / "out" / "result.png").stat().st_size > 0

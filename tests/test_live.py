@@ -1,0 +1,126 @@
+"""The live page's server, without a browser (tests/test_browser.py drives a real one):
+nothing is read from the run while nobody watches; state, images, token and Stop."""
+
+import io
+import json
+import urllib.error
+import urllib.request
+
+import pytest
+from PIL import Image
+
+from stepinfo_fakes import Counter, fake_steps
+from stylekit.live import STOP_HEADER, LiveServer
+
+
+def get(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@pytest.fixture
+def live():
+    server = LiveServer("127.0.0.1", 0)
+    server.start()
+    yield server
+    server.close()
+
+
+def test_unwatched_run_costs_no_reads_or_copies(live):
+    callback, counter = live.run("main", "recipe.toml"), Counter()
+    for info in fake_steps(50, counter):
+        callback(info)
+    assert counter.loss_reads == 0
+    state = live.runs["main"]
+    assert (state.step, state.total, state.image, state.steps) == (50, 50, None, [])
+
+
+def test_watched_run_serves_state_image_and_inputs(live):
+    callback, counter = live.run("main", "recipe.toml"), Counter()
+    steps = fake_steps(10, counter)
+    callback(next(steps))
+    status, body = get(live.url + "state")  # the page opens: from now on the run is sampled
+    assert status == 200 and json.loads(body)["runs"][0]["image_version"] == 0
+    for info in steps:
+        callback(info)
+    # Sampled at most every SAMPLE_SECONDS, and always at the last step.
+    assert 1 <= counter.loss_reads <= 2
+    run = json.loads(get(live.url + "state")[1])["runs"][0]
+    assert run["step"] == 10 and run["steps"][-1] == 10 and run["losses"]["gram"][-1] == pytest.approx(4.0)
+    assert run["inputs"] == ["content", "style0"]
+    assert json.loads(get(live.url + f"state?since.main={len(run['steps'])}")[1])["runs"][0]["steps"] == []
+    for name in ("current", "content", "style0"):
+        status, body = get(live.url + f"image/main/{name}.jpg")
+        assert status == 200 and Image.open(io.BytesIO(body)).size == (8, 8)
+    status, page = get(live.url)
+    assert status == 200 and b"<title>stylekit live</title>" in page
+
+
+def test_stop_needs_the_header_and_stops_at_the_next_step(live):
+    callback, counter = live.run("main"), Counter()
+    steps = fake_steps(10, counter)
+    callback(next(steps))
+    assert get(live.url + "stop", "POST")[0] == 403  # what another site's form could send
+    callback(next(steps))
+    assert counter.stops == 0
+    assert get(live.url + "stop", "POST", {STOP_HEADER: "1"})[0] == 204
+    callback(next(steps))
+    assert counter.stops == 1
+    live.finish("main")
+    assert json.loads(get(live.url + "state")[1])["runs"][0]["status"] == "stopped"
+
+
+def test_token_required_off_loopback(live):
+    assert LiveServer("127.0.0.1").token is None and LiveServer("localhost").token is None
+    assert LiveServer("0.0.0.0").token and LiveServer("192.0.2.7").token  # made, never bound here
+    live.token = "s3cret"  # as if bound elsewhere; the test only ever talks to loopback
+    base = live.url.split("?")[0]
+    assert live.url.endswith("?token=s3cret")
+    assert get(base + "state")[0] == 403
+    assert get(base + "state?token=wrong")[0] == 403
+    assert get(base + "state?token=s3cret")[0] == 200
+
+
+def test_busy_port_is_a_user_error(live):
+    from stylekit.errors import UserError
+
+    with pytest.raises(UserError, match="--live-port"):
+        LiveServer("127.0.0.1", live.port).start()
+
+
+def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
+    from stylekit.batch import run_batch
+    from stylekit.testing import pattern, tiny_registry, write_recipe
+
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        pattern(32, 40, "content").save(tmp_path / "photos" / f"p{i}.png")
+    recipe = write_recipe(tmp_path / "recipe")
+    out = tmp_path / "out"
+    args = (str(recipe), [str(tmp_path / "photos")], [], None, out, {}, tiny_registry())
+
+    assert run_batch(*args, stream=io.StringIO(), live=live) == 0
+    runs = json.loads(get(live.url + "state")[1])["runs"]
+    assert [(r["key"], r["status"], r["step"]) for r in runs] == [(f"p{i}.style", "finished", 5) for i in range(3)]
+    assert runs[0]["label"] == "p0.png + style.png"
+
+    # Stop pressed: the batch starts no further item and says how to go on.
+    for p in out.glob("p[12]*"):
+        p.unlink()
+    assert get(live.url + "stop?run=p0.style", "POST", {STOP_HEADER: "1"})[0] == 204
+    log = io.StringIO()
+    assert run_batch(*args, stream=log, live=live) == 130
+    assert "stopped from the live page" in log.getvalue() and not (out / "p1.style.png").exists()
+
+
+def test_batch_live_needs_one_image_per_step(tmp_path):
+    from stylekit.testing import run_cli, write_recipe
+
+    recipe = write_recipe(tmp_path)
+    status, _, err = run_cli("batch", str(recipe), "--content", str(tmp_path / "content.png"), "-o", str(tmp_path / "out"),
+                             "--live", "--batch-size", "2")
+    assert status == 2 and "--live follows one image at a time" in err and not (tmp_path / "out").exists()
