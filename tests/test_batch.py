@@ -107,7 +107,7 @@ DRIVER = textwrap.dedent("""
     elif os.environ.get("KILL_RANK"):  # the other is slow, so that items are left when torchrun stops it
         def append_slowly(out, entry):
             append(out, entry)
-            time.sleep(2)
+            time.sleep(1)
         stylekit.batch.append_summary = append_slowly
     sys.exit(main(sys.argv[1:], registry=tiny_registry()))
 """)
@@ -115,8 +115,7 @@ DRIVER = textwrap.dedent("""
 
 def test_torchrun_two_workers_a_killed_worker_and_a_rerun_do_each_item_exactly_once(photos):
     root, recipe = photos
-    for i in range(3, 6):
-        pattern(44, 60, "content").save(root / "photos" / f"p{i}.png")
+    pattern(44, 60, "content").save(root / "photos" / "p3.png")
     driver = root / "driver.py"
     driver.write_text(DRIVER)
     out = root / "out"
@@ -126,14 +125,14 @@ def test_torchrun_two_workers_a_killed_worker_and_a_rerun_do_each_item_exactly_o
     first = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**env, "KILL_RANK": "1"})
     assert first.returncode != 0, "a killed worker fails the command"
     done_before = {line["item"] for line in summary(out)}
-    assert 1 <= len(done_before) < 6
+    assert 1 <= len(done_before) < 4
 
     second = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert second.returncode == 0, second.stderr
     lines = summary(out)
     items = [line["item"] for line in lines]
-    assert sorted(items) == sorted(f"p{i}.stripes" for i in range(6)), "each item done exactly once, none lost"
-    assert all((out / f"p{i}.stripes.png").is_file() for i in range(6))
+    assert sorted(items) == sorted(f"p{i}.stripes" for i in range(4)), "each item done exactly once, none lost"
+    assert all((out / f"p{i}.stripes.png").is_file() for i in range(4))
 
 
 @pytest.mark.parametrize("stacked", [False, True])

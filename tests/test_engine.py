@@ -174,6 +174,7 @@ def test_cuda_graph_replays_the_eager_steps(stylekit_recipe, optimizer):
     assert torch.allclose(eager_result.image, graphed_result.image, atol=1e-4)
 
 
+@pytest.mark.slow  # inductor compiles C++ kernels: about 30 s with a cold cache on 2 cores
 def test_compiled_objective_gives_the_eager_losses(stylekit_recipe):
     eager, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3}))
     compiled, _ = totals(plan_for(stylekit_recipe, **{"run.steps": 3, "run.compile": True}))
