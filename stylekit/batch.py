@@ -176,7 +176,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
               live=None) -> int:
     """Run every item not yet done; the exit status is 0 when all are done, 3 when some
     failed (the summary says which and why), 130/143 when interrupted. `live`: a
-    `stylekit.live.LiveServer` that shows each item as it forms (one image per step only);
+    `stylekit.live.LiveServer` that shows each item as it forms;
     its Stop ends the batch."""
     from .api import load
 
@@ -268,12 +268,14 @@ class Worker:
 
         self.workers, self.out, self.size, self.stream, self.plan_for = workers, out, size, stream, plan_for
         self.live = live
-        self.reuse, self.failed = Reuse(), 0
+        self.reuse, self.failed, self.places = Reuse(), 0, {}
 
     def run(self, todo: list[Item]) -> int:
         from .images import output_size
 
         pending: dict[tuple, list] = {}
+        # Workers walk the list in order, so an item's place in it tells how far the batch is.
+        self.places = {item.key: f"{n}/{len(todo)}" for n, item in enumerate(todo, 1)}
         for item in todo:
             if self.live is not None and self.live.stop_requested:  # Stop pressed between two items
                 print("stopped from the live page: rerun the same command to go on", file=self.stream, flush=True)
@@ -305,12 +307,11 @@ class Worker:
         from .attribution import attributed
 
         plans = [plan for _, plan, _ in group]
-        item = group[0][0]
-        # The live page follows one image at a time (the command refuses --live with several).
-        callback = self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
+        callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
+                     for item, _, _ in group]
         try:
-            outcomes = ([stylize(plans[0], reuse=self.reuse, callback=callback)] if len(group) == 1
-                        else stylize_together(plans, self.reuse))
+            outcomes = ([stylize(plans[0], reuse=self.reuse, callback=callbacks[0])] if len(group) == 1
+                        else stylize_together(plans, self.reuse, callbacks))
         except (UserError, RunFailed) as exc:
             outcomes = [exc] * len(group)
         except Exception as exc:  # a plugin's code raised: every item of the group failed with it
@@ -320,12 +321,13 @@ class Worker:
             outcomes = [problem] * len(group)
         finally:
             if self.live:
-                self.live.finish(item.key)
+                for item, _, _ in group:
+                    self.live.finish(item.key)
         for (item, _, started), outcome in zip(group, outcomes):
             if isinstance(outcome, Exception):
                 self.report(item, started, error=outcome)
             elif outcome.status != "finished":
-                print(f"interrupted: {len(group)} item(s) in progress not written; rerun the same command to go on",
+                print(f"{outcome.status}: {len(group)} item(s) in progress not written; rerun the same command to go on",
                       file=self.stream, flush=True)
                 return 128 + (outcome.signal or 2)
             else:
@@ -348,5 +350,5 @@ class Worker:
         else:
             entry["losses"] = losses
         append_summary(self.out, entry)
-        print(f"[{self.workers.rank}] {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
+        print(f"[{self.workers.rank}] {self.places.get(item.key, '?')} {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
               + (f": {entry['error']}" if error else ""), file=self.stream, flush=True)

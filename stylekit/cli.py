@@ -175,8 +175,6 @@ def cmd_batch(args) -> int:
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:
         return run()
-    if args.batch_size != "1":
-        raise UserError("stylekit batch: --live follows one image at a time - leave out --batch-size, or --live")
     from .live import serve
 
     port = args.live_port + int(os.environ.get("LOCAL_RANK", 0)) if args.live_port else 0  # one page per worker

@@ -40,11 +40,12 @@ def _term_values(objective: Objective, features: dict[str, torch.Tensor], index:
 
 def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
                       scheduler: Scheduler, options: LoopOptions, device: torch.device,
-                      stop=None, stacked: bool | None = None) -> list[LoopResult | Diverged]:
+                      stop=None, stacked: bool | None = None, on_step=None) -> list[LoopResult | Diverged]:
     """Minimize each objective over its own image, in step with each other; with `stacked`
     (default: off the CPU) all images (of one size) go through the backbone in one pass.
     Returns, per image, its `LoopResult`, or the `Diverged` that stopped it; a diverged
-    image stops alone. `options.compile` and `cuda_graph` are not used here."""
+    image stops alone. `on_step(i, loop)` runs after each step for each image still going.
+    `options.compile` and `cuda_graph` are not used here."""
     stacked = device.type != "cpu" if stacked is None else stacked
     began = time.perf_counter()
     backbone, dtype = objectives[0].backbone, objectives[0].dtype
@@ -128,6 +129,10 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
                     stopped[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step, loop.rows)
                 else:
                     checked[i] = (loop.output.clone(), step)
+        if on_step is not None:
+            for i in alive:
+                if i not in stopped:
+                    on_step(i, loops[i])
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - loop_start
@@ -135,13 +140,14 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
             for i, loop in enumerate(loops)]
 
 
-def stylize_together(plans: list, reuse) -> list:
+def stylize_together(plans: list, reuse, callbacks: list | None = None) -> list:
     """Run plans whose stages have the same sizes (a batch's items of one aspect), stage by
-    stage, all images in one pass per step. Returns per plan a `Result`, or the
-    `RunDiverged` that stopped it; the others go on. Ctrl-C / SIGTERM end all of them
-    after the step in progress, with status "interrupted"."""
+    stage, all images in step. Returns per plan a `Result`, or the `RunDiverged` that
+    stopped it; the others go on. `callbacks[i](info)` follows plan i as `stylize`'s
+    callback does; `info.stop()`, Ctrl-C or SIGTERM end all of them after the step in
+    progress, with status "stopped" or "interrupted"."""
     from .build import build_objective, build_optimizer, build_scheduler, stage_images
-    from .session import Stop, diverged, loop_options, make_result, shared_backbone, signals_to
+    from .session import Stop, StepInfo, diverged, labels_of, loop_options, make_result, shared_backbone, signals_to
 
     first = plans[0]
     if first.recipe.run.seed is not None:
@@ -163,8 +169,20 @@ def stylize_together(plans: list, reuse) -> list:
                 previous = outcomes[i].image if outcomes[i] is not None else None
                 stage_inputs[i] = stage_images(plans[i], plans[i].stages[stage_index], previous)
             objectives = [build_objective(plans[i], backbone, stage_inputs[i], reuse) for i in going]
+
+            def follow(k: int, loop, going=going, began=time.perf_counter(), stage_index=stage_index, done=done) -> None:
+                i = going[k]
+                if callbacks is None or callbacks[i] is None:
+                    return
+                labels = labels_of(plans[i])
+                callbacks[i](StepInfo(stage=stage_index + 1, stages=len(first.stages), step=done + loop.step,
+                                      total=first.total_steps, seconds=seconds + time.perf_counter() - began,
+                                      image=loop.output, content=stage_inputs[i].content, styles=stage_inputs[i].styles,
+                                      _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request))
+
             ends = optimize_together(objectives, [stage_inputs[i].start for i in going], build_optimizer(first),
-                                     build_scheduler(first), loop_options(first, stage), first.device, stop)
+                                     build_scheduler(first), loop_options(first, stage), first.device, stop,
+                                     on_step=follow)
             for i, end in zip(going, ends):
                 if isinstance(end, Diverged):
                     outcomes[i] = diverged(plans[i], end, stage_inputs[i], done, histories[i], started)
@@ -177,7 +195,10 @@ def stylize_together(plans: list, reuse) -> list:
                 done += finished[0].steps_done
             if stop.requested:
                 break
-    status = "finished" if not stop.requested else "interrupted"
+    if not stop.requested or done == first.total_steps:
+        status = "finished"
+    else:
+        status = "interrupted" if stop.signal is not None else "stopped"
     return [outcome if isinstance(outcome, Exception) else
             make_result(plans[i], stage_inputs[i], outcome.image, histories[i], status, done, seconds, setup, started,
                         stop.signal)

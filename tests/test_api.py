@@ -3,6 +3,7 @@ tensors; the returned image is the saved one; callbacks; divergence and failed w
 
 import errno
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -181,6 +182,26 @@ def test_validate_and_run_agree_on_a_truncated_image(stylekit_recipe):
     for command in ("validate", "run"):  # (a path given with --set is relative to the current folder)
         status, _, err = run_cli(command, str(stylekit_recipe), "--set", f"images.style='{path.with_suffix('.jpg')}'")
         assert status == 2 and "images.style[0]: not a readable image" in err, (command, err)
+
+
+def test_validate_and_run_agree_on_an_output_folder_that_cannot_be_written(stylekit_recipe, monkeypatch):
+    """Root writes anywhere, so the read-only folder is simulated where the check asks."""
+    from stylekit import checks
+
+    real = checks.tempfile.TemporaryFile
+    locked = stylekit_recipe.parent / "locked"
+    locked.mkdir()
+
+    def read_only(*args, dir=None, **kwargs):
+        if dir is not None and Path(dir) == locked:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(checks.tempfile, "TemporaryFile", read_only)
+    for command in ("validate", "run"):
+        status, _, err = run_cli(command, str(stylekit_recipe), "-o", str(locked / "x.png"))
+        assert status == 2 and f"cannot write in {locked} (Permission denied)" in err, (command, err)
+    assert list(locked.iterdir()) == []
 
 
 def test_checkpointing_needs_a_backbone_that_supports_it_checked_at_load(stylekit_recipe, monkeypatch):

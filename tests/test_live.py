@@ -117,10 +117,16 @@ def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
     assert "stopped from the live page" in log.getvalue() and not (out / "p1.style.png").exists()
 
 
-def test_batch_live_needs_one_image_per_step(tmp_path):
-    from stylekit.testing import run_cli, write_recipe
+def test_batch_live_shows_each_image_of_a_step(tmp_path, live):
+    """With several images per step, each still gets its panel, stepped together."""
+    from stylekit.batch import run_batch
+    from stylekit.testing import pattern, tiny_registry, write_recipe
 
-    recipe = write_recipe(tmp_path)
-    status, _, err = run_cli("batch", str(recipe), "--content", str(tmp_path / "content.png"), "-o", str(tmp_path / "out"),
-                             "--live", "--batch-size", "2")
-    assert status == 2 and "--live follows one image at a time" in err and not (tmp_path / "out").exists()
+    (tmp_path / "photos").mkdir()
+    for i in range(3):
+        pattern(32, 40, "content").rotate(180 * i).save(tmp_path / "photos" / f"p{i}.png")
+    recipe = write_recipe(tmp_path / "recipe")
+    args = (str(recipe), [str(tmp_path / "photos")], [], None, tmp_path / "out", {}, tiny_registry(), "3")
+    assert run_batch(*args, stream=io.StringIO(), live=live) == 0
+    runs = json.loads(get(live.url + "state")[1])["runs"]
+    assert sorted((r["key"], r["status"], r["step"]) for r in runs) == [(f"p{i}.style", "finished", 5) for i in range(3)]
