@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -35,8 +36,14 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     from .plugins import load_registry
     from .recipe import load_recipe
 
-    keyed = {tuple(int(p) if p.isdigit() else p for p in k.split(".")) if isinstance(k, str) else tuple(k): v
-             for k, v in (overrides or {}).items()}
+    from .overrides import Overrides, parse_key
+
+    if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
+        keyed = overrides
+    else:
+        # "loss[1].weight" as on the command line, or "loss.1.weight"
+        keyed = {parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), f"{k}=...") if isinstance(k, str) else tuple(k): v
+                 for k, v in (overrides or {}).items()}
     images = {}
     if content is not None:
         images["content"] = as_pil(content)

@@ -128,9 +128,17 @@ def overrides_from(args) -> dict:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
     if args.steps is not None:
         overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
-    for text in args.set:
+    return add_sets(overrides, args.set)
+
+
+def add_sets(overrides, texts: list[str]):
+    """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
+    relative to the current folder."""
+    from .overrides import parse_override, shell_word, with_cwd_paths
+
+    for text in texts:
         key, value = parse_override(text)
-        overrides.add(key, with_cwd_paths(key, value), f"--set {q(text)}")
+        overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
     return overrides
 
 
@@ -165,12 +173,12 @@ def cmd_run(args) -> int:
 
 def cmd_batch(args) -> int:
     from .batch import run_batch
+    from .overrides import Overrides
     from .plugins import load_registry
-    from .overrides import parse_override
 
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
-    overrides = dict(parse_override(text) for text in args.set)
+    overrides = add_sets(Overrides(), args.set)
     run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:
