@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stylekit.errors import UserError  # noqa: E402
 from stylekit.plugins import load_registry  # noqa: E402
-from stylekit.recipe import load_recipe, parse_override  # noqa: E402
+from stylekit.overrides import parse_override  # noqa: E402
+from stylekit.recipe import load_recipe  # noqa: E402
 from stylekit.runner import dry_run  # noqa: E402
 from stylekit.session import stylize  # noqa: E402
 

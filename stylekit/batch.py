@@ -218,8 +218,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
 
 
 def images_per_step(plan, requested: str, stream: TextIO) -> int:
-    """A number, or `auto`: as many as the memory estimate of one image (at the last
-    stage's size) fits in 80% of the free memory (the GPU's, else the machine's)."""
+    """A number, or `auto`: on a GPU, as many as the memory estimate of one image (at the
+    last stage's size) fits in 80% of its free memory; 1 on a CPU."""
     if requested != "auto":
         try:
             size = int(requested)
@@ -228,36 +228,20 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
         if size < 1:
             raise UserError(f"--batch-size {requested}: give a whole number of images per step (1 or more), or auto")
         return size
-    import torch
-
     from .memory import estimate, human
+    from .resources import available_memory
 
     if plan.device.type == "cpu":
         print("batch size 1: on a CPU each image gets its own backbone pass, so more per step gains nothing",
               file=stream, flush=True)
         return 1
     found = estimate(plan, plan.stages[-1])
-    if plan.device.type == "cuda":
-        free = torch.cuda.mem_get_info(plan.device)[0]
-    else:
-        free = available_memory()
+    free = available_memory(plan.device) or 4 << 30  # 4 GB where the free memory cannot be read
     per_image = found.total - found.weights
     size = max(1, min(64, int((0.8 * free - found.weights) // max(1, per_image))))
     print(f"batch size {size}: about {human(per_image)} per image at the last stage's size, {human(free)} free",
           file=stream, flush=True)
     return size
-
-
-def available_memory() -> int:
-    """Bytes the machine can still give (MemAvailable), or 4 GB where that cannot be read."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 << 30
 
 
 class Worker:

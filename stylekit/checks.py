@@ -13,10 +13,14 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import Problem
 from .images import output_size, style_size
 from .schema import INIT_CHOICES
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 # ---------------------------------------------------------------- sizes
 
@@ -71,7 +75,7 @@ def _stages(parts):
     return [(output.width, output.height, loc)]
 
 
-def _fix(content: Size, width: int | None, height: int | None, need: int, loc: tuple) -> str:
+def _fix(content: Image.Image, width: int | None, height: int | None, need: int, loc: tuple) -> str:
     """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
     aspect = content.height / content.width
     if width and height:

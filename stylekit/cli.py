@@ -114,7 +114,7 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
 
 
 def overrides_from(args) -> dict:
-    from .overrides import Overrides, parse_override, shell_word, with_cwd_paths
+    from .overrides import Overrides, shell_word
 
     overrides = Overrides()
     q = shell_word  # flags are quoted in messages as they would be typed

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from .components import Backbone
 from . import checks
 from .errors import Problem, UserError, did_you_mean
-from .overrides import apply_override, parse_override  # noqa: F401 (parse_override: re-exported)
+from .overrides import apply_override
 from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe

@@ -25,7 +25,7 @@ from .build import Reuse, StageImages, build_backbone, build_objective, build_op
 from .devices import dtype_name
 from .engine import Diverged, Loop, LoopOptions, optimize
 from .errors import Problem, RunFailed, UserError
-from .images import to_image, to_tensor
+from .images import to_image
 from .plan import Plan
 
 
@@ -119,7 +119,6 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, chec
 def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop, reuse: Reuse | None) -> Result:
     started = time.time()
     backbone = shared_backbone(plan, reuse)
-    labels = labels_of(plan)
     history: list[list[float]] = list(resume["history"]) if resume else []
     first_stage = resume["stage"] if resume else 0
     offset = sum(stage.steps for stage in plan.stages[:first_stage])
@@ -146,10 +145,7 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
         def on_step(loop: Loop, stage_index=index, stage_offset=offset, images=images, began=time.perf_counter()) -> bool:
             step = stage_offset + loop.step
             if callback is not None:
-                callback(StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=plan.total_steps,
-                                  seconds=seconds + time.perf_counter() - began, image=loop.output,
-                                  content=images.content, styles=images.styles,
-                                  _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request))
+                callback(step_info(plan, stage_index, step, seconds + time.perf_counter() - began, loop, images, stop))
             due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
@@ -177,6 +173,15 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
     else:
         status = "interrupted" if stop.signal is not None else "stopped"
     return make_result(plan, images, outcome.image, history, status, offset, seconds, setup, started, stop.signal)
+
+
+def step_info(plan: Plan, stage_index: int, step: int, seconds: float, loop: Loop, images: StageImages,
+              stop: Stop) -> StepInfo:
+    """What a callback sees after `step` (counted over all stages) of `plan`."""
+    labels = labels_of(plan)
+    return StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=plan.total_steps, seconds=seconds,
+                    image=loop.output, content=images.content, styles=images.styles,
+                    _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request)
 
 
 def shared_backbone(plan: Plan, reuse: Reuse | None):
@@ -321,4 +326,4 @@ def as_pil(image) -> Image.Image:
     return open_rgb(str(image))
 
 
-__all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "stylize", "to_tensor"]
+__all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "stylize"]

@@ -147,7 +147,7 @@ def stylize_together(plans: list, reuse, callbacks: list | None = None) -> list:
     callback does; `info.stop()`, Ctrl-C or SIGTERM end all of them after the step in
     progress, with status "stopped" or "interrupted"."""
     from .build import build_objective, build_optimizer, build_scheduler, stage_images
-    from .session import Stop, StepInfo, diverged, labels_of, loop_options, make_result, shared_backbone, signals_to
+    from .session import Stop, diverged, loop_options, make_result, shared_backbone, signals_to, step_info
 
     first = plans[0]
     if first.recipe.run.seed is not None:
@@ -172,13 +172,9 @@ def stylize_together(plans: list, reuse, callbacks: list | None = None) -> list:
 
             def follow(k: int, loop, going=going, began=time.perf_counter(), stage_index=stage_index, done=done) -> None:
                 i = going[k]
-                if callbacks is None or callbacks[i] is None:
-                    return
-                labels = labels_of(plans[i])
-                callbacks[i](StepInfo(stage=stage_index + 1, stages=len(first.stages), step=done + loop.step,
-                                      total=first.total_steps, seconds=seconds + time.perf_counter() - began,
-                                      image=loop.output, content=stage_inputs[i].content, styles=stage_inputs[i].styles,
-                                      _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request))
+                if callbacks is not None and callbacks[i] is not None:
+                    callbacks[i](step_info(plans[i], stage_index, done + loop.step, seconds + time.perf_counter() - began,
+                                           loop, stage_inputs[i], stop))
 
             ends = optimize_together(objectives, [stage_inputs[i].start for i in going], build_optimizer(first),
                                      build_scheduler(first), loop_options(first, stage), first.device, stop,

@@ -3,7 +3,6 @@ repository (recipes/ and examples/), with the real VGG-19 at small sizes."""
 
 import contextlib
 import io
-import os
 import re
 from pathlib import Path
 

@@ -184,7 +184,6 @@ def test_batch_size_gives_the_images_of_batch_size_one(photos):
     assert run_cli(*args, "-o", str(root / "one"))[0] == 0
     status, _, err = run_cli(*args, "-o", str(root / "three"), "--batch-size", "3")
     assert status == 0 and "3 images per step" in err, err
-    import torch
     from stylekit.images import to_tensor
 
     for i in range(3):
