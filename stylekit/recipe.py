@@ -134,7 +134,11 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         seen[spec.name] = seen.get(spec.name, 0) + 1
         label_ = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
         layers = spec.layer_table(loss.cls.default_layers) if loss.cls.reads_features else {}
-        losses.append(LossChoice(i, label_, loss, spec.weight, layers))
+        # `strength` moves along the style/structure trade without the user knowing which
+        # weights to change: it scales exactly the terms that pull towards the style image.
+        pulls_to_style = loss.cls.reads_features and "style" in loss.cls.target_images
+        strength = parts.strength if parts.strength is not None and pulls_to_style else 1.0
+        losses.append(LossChoice(i, label_, loss, spec.weight * strength, layers))
         if backbone is not None:
             problems += _check_layers(spec, loss.cls, backbone.cls, backbone.params, i, at)
     chosen = {}
@@ -196,6 +200,8 @@ def _valid_parts(data: dict) -> SimpleNamespace:
             sections[name] = requires if isinstance(requires, list) and all(isinstance(r, str) for r in requires) else None
         elif name == "stage":
             sections[name] = None  # stages name no components to check
+        elif name == "strength":  # a number: its own problem is reported by the schema
+            sections[name] = None
         elif name in data:
             sections[name] = valid(name, field.annotation, data[name])
         else:

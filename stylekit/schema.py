@@ -195,6 +195,11 @@ class StageSpec(Strict):
 
 class Recipe(Strict):
     requires: list[str] = Field([], description='Plugin distributions this recipe needs, e.g. ["stylekit-mrf"].')
+    strength: float = Field(
+        1.0, gt=0, le=1000, allow_inf_nan=False,
+        description="How much style, along the trade between style and the photo's structure: multiplies the "
+                    "weight of every loss term that reads the style image's features (1: the recipe's balance, 2: twice "
+                    "the style, 0.5: half). Also `--strength`.")
     images: ImagesSpec
     output: OutputSpec = OutputSpec()
     backbone: BackboneSpec = BackboneSpec()

@@ -63,18 +63,26 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str =
 
 
 class ContentLoss(LossTerm):
-    r"""Mean squared difference of features: $\frac{1}{chw}\sum (F - F_c)^2$ per layer."""
+    r"""Squared difference of features, per layer: its mean $\frac{1}{chw}\sum (F - F_c)^2$
+    (the chapter's), or its sum $\sum (F - F_c)^2$ (Gatys et al. write $\frac12\sum$; put the
+    half into the weight)."""
 
     name = "content"
     summary = "Mean squared difference of features from the content image's (the chapter's content loss)."
     default_layers = ("conv4_4",)
     target_images = frozenset({"content"})
 
+    class Params(Params):
+        reduction: Literal["mean", "sum"] = Field(
+            "mean", description="mean over channels and pixels (the chapter's), or sum (Gatys et al.'s, "
+                                "which grows with the image's size)")
+
     def prepare(self, targets: Targets) -> None:
         self.targets = {name: targets.content[name].float() for name in self.layers}
 
     def forward(self, features, image):
-        return self.weighted_sum(lambda name: torch.mean((features[name].float() - self.targets[name]) ** 2))
+        reduce = torch.mean if self.params.reduction == "mean" else torch.sum
+        return self.weighted_sum(lambda name: reduce((features[name].float() - self.targets[name]) ** 2))
 
 
 class GramLoss(LossTerm):
