@@ -27,7 +27,7 @@ Fill the chapter cache only, or run a subset, a sweep, or a quick smoke of the p
 
     python benchmarks/quality.py --only-chapter
     python benchmarks/quality.py --pairs rainier+autumn-oak,tubingen+seated-nude \\
-        --recipes recipes/gatys.toml --sweep run.strength=0.5,1,2
+        --recipes recipes/gatys.toml --sweep strength=0.5,1,2
     python benchmarks/quality.py --width 96 --pairs chelsea+autumn-oak --chapter-steps 5 \\
         --probe-steps 3 --out bench-out/quality-smoke
 
@@ -166,7 +166,7 @@ def recipe_entries(recipes: list[str], common_sets: list[str], sweep: str | None
     if sweep:
         key, _, values = sweep.partition("=")
         if not key or not values:
-            bad_input(f"--sweep {sweep}: write KEY=V1,V2,..., e.g. --sweep run.strength=0.5,1,2")
+            bad_input(f"--sweep {sweep}: write KEY=V1,V2,..., e.g. --sweep strength=0.5,1,2")
         variants = [(f"{key}={v.strip()}",) for v in values.split(",") if v.strip()]
     for text in recipes:
         label, _, path = text.partition("=") if "=" in text else ("", "", text)
