@@ -117,7 +117,7 @@ def _tiny_group(tmp_path, optimizer_params: str, scheduler: str = "none", steps:
             loop_options(plans[0], plans[0].stages[0]), plans[0].device)
 
 
-def _together_and_alone(objectives, starts, optimizer, scheduler, options, device):
+def _together_and_alone(objectives, starts, optimizer, scheduler, options, device, alone_for=None):
     from stylekit.engine import optimize
     from stylekit.together import optimize_together
 
@@ -127,8 +127,8 @@ def _together_and_alone(objectives, starts, optimizer, scheduler, options, devic
     torch.backends.mkldnn.enabled = False
     try:
         together = optimize_together(objectives, starts, optimizer, scheduler, options, device, stacked=True)
-        alone = [optimize(objective, start, optimizer, scheduler, options, device)
-                 for objective, start in zip(objectives, starts)]
+        alone = [optimize(objectives[i], starts[i], optimizer, scheduler, options, device)
+                 for i in (alone_for or range(len(objectives)))]
     finally:
         torch.backends.mkldnn.enabled = was
     return together, alone
@@ -175,3 +175,21 @@ def test_per_image_optimizers_where_the_batched_lbfgs_does_not_apply(tmp_path, m
     monkeypatch.setattr(torch.optim.LBFGS, "step", lambda self, closure: per_image.append(self) or original(self, closure))
     optimize_together(objectives, starts, optimizer, scheduler_, options, device, stacked=True)
     assert batched == [] and len(per_image) == 3 * 2 and len({id(o) for o in per_image}) == 3
+
+
+def test_an_image_that_diverges_in_the_batched_lbfgs_stops_alone(tmp_path, monkeypatch):
+    """optimize_together with the batched L-BFGS: an image whose loss is nan from the first
+    step is reported `Diverged` at step 1 with its start as the last finite image and is
+    stepped no more; the others finish as they would alone."""
+    from stylekit.engine import Diverged
+
+    objectives, starts, optimizer, scheduler, options, device = _tiny_group(tmp_path, "lr = 0.5", steps=5)
+    objectives[1] = dataclasses.replace(
+        objectives[1], terms=tuple(dataclasses.replace(wt, weight=float("nan")) for wt in objectives[1].terms))
+    steps = _count_batched_steps(monkeypatch)
+    together, alone = _together_and_alone(objectives, starts, optimizer, scheduler, options, device, alone_for=(0, 2))
+    assert isinstance(together[1], Diverged) and together[1].step == 1
+    assert torch.equal(together[1].last_finite, starts[1].clamp(0, 1))
+    assert steps == [[0, 1, 2]] + [[0, 2]] * 4
+    for i, one in zip((0, 2), alone):
+        assert (together[i].image - one.image).abs().max() <= 1e-5
