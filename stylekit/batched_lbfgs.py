@@ -149,26 +149,30 @@ class BatchedLBFGS(BatchedStepper):
         buffers: index_select on whole rows is a plain copy, where s[slot, rows] is not."""
         return ring_index * len(self.variables) + self.rows
 
-    def _pair(self, k: int):
-        """Each row's k-th oldest pair (s, y, rho) and whether the row has one."""
-        slots = self._slots((self.position - self.count + k) % self.history)
-        size = self.s.shape[-1]
-        return (self.s.view(-1, size).index_select(0, slots), self.y.view(-1, size).index_select(0, slots),
-                self.rho.view(-1).index_select(0, slots), k < self.count)
-
     def _direction(self, grad: torch.Tensor, pairs: int) -> torch.Tensor:
-        """-H g by the two-loop recursion, per row over its own pairs."""
+        """-H g by the two-loop recursion, per row over its own pairs; recursion index k
+        (0: the oldest) of row b is ring entry (position - count + k) mod history, and
+        a row with count <= k has no pair k (its alpha is 0: the update adds 0 x 0)."""
+        order = torch.arange(pairs, device=grad.device).unsqueeze(1)
+        slots = self._slots((self.position - self.count + order) % self.history)  # (pairs, B), all indices at once
+        has = order < self.count
+        rhos = self.rho.view(-1)[slots]
+        size = self.s.shape[-1]
+
+        def pair(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+            return self.s.view(-1, size).index_select(0, slots[k]), self.y.view(-1, size).index_select(0, slots[k])
+
         q = grad.neg()
         alphas: list[torch.Tensor] = [None] * pairs
         for k in range(pairs - 1, -1, -1):
-            s, y, rho, has = self._pair(k)
-            alphas[k] = torch.where(has, self.ops.dots(s, q) * rho, 0.0)
+            s, y = pair(k)
+            alphas[k] = torch.where(has[k], self.ops.dots(s, q) * rhos[k], 0.0)
             self.ops.add_scaled_(q, -alphas[k], y)
         r = q * self.h_diag.unsqueeze(1)
         for k in range(pairs):
-            s, y, rho, has = self._pair(k)
-            beta = self.ops.dots(y, r) * rho
-            self.ops.add_scaled_(r, torch.where(has, alphas[k] - beta, 0.0), s)
+            s, y = pair(k)
+            beta = self.ops.dots(y, r) * rhos[k]
+            self.ops.add_scaled_(r, torch.where(has[k], alphas[k] - beta, 0.0), s)
         return r
 
     @torch.no_grad()
