@@ -4,7 +4,9 @@ so the optimizer alone is measured (no backbone).
 
     python benchmarks/lbfgs_step.py --device cuda --batch 16 --height 341 --width 512 --history 50
 
-Both are timed over steps with a full history; on a GPU with a synchronize around each.
+Both are timed over steps with a full history; on a GPU with a synchronize around each,
+and one more batched step runs with torch.cuda.set_sync_debug_mode("error"), so that a
+step that waits for the GPU fails the script.
 """
 
 import argparse
@@ -20,6 +22,15 @@ def fake_gradients(images: list[torch.Tensor], targets: list[torch.Tensor]) -> N
     for image, target in zip(images, targets):
         x = image.detach()
         image.grad = 2 * (x - target) + 0.1 * torch.sin(5 * x)
+
+
+class BmmRows(BatchedRows):
+    """BatchedRows with its dot products as one batched matmul (no (B, N) product
+    written): whether cuBLAS does better than a product and a sum is for a GPU to say."""
+
+    @staticmethod
+    def dots(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(a.unsqueeze(1), b.unsqueeze(2)).view(-1)
 
 
 def seconds_per_step(step, images, targets, steps: int, warmup: int, device: torch.device) -> float:
@@ -64,13 +75,20 @@ def main() -> None:
                                  device)
     del optimizers
     rows = [("one torch LBFGS per image", per_image)]
-    kinds = [BatchedRows] + ([TorchRows] if device.type == "cpu" else [])
+    kinds = [BatchedRows, BmmRows] + ([TorchRows] if device.type == "cpu" else [])
     for ops in kinds:
         images = fresh()
         batched = BatchedLBFGS(images, lr=1.0, history=args.history, ops=ops)
         alive = list(range(args.batch))
         rows.append((f"BatchedLBFGS, {ops.__name__}", seconds_per_step(lambda: batched.step(alive), images, targets,
                                                                        steps, warmup, device)))
+        if device.type == "cuda":
+            fake_gradients(images, targets)
+            torch.cuda.set_sync_debug_mode("error")  # a step that waits for the GPU raises here
+            try:
+                batched.step(alive)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
         del batched
     print(f"{args.batch} images {args.width}x{args.height}, history {args.history}, {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else
