@@ -119,10 +119,12 @@ class Workers:
         self.distributed = "RANK" in os.environ and self.world > 1
         generation = [uuid.uuid4().hex]
         if self.distributed:
-            import torch
             import torch.distributed as dist
 
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+            # gloo, also on GPUs: the group only broadcasts the generation (a str, pickled into
+            # CPU tensors) and waits at the end; NCCL would add nothing and refuses two ranks
+            # on one GPU (two workers sharing a card, as a one-GPU benchmark runs them).
+            dist.init_process_group("gloo")
             dist.broadcast_object_list(generation, src=0)  # every worker claims in the same generation
         self.generation = generation[0]
 

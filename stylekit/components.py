@@ -216,11 +216,39 @@ class Optimizer(Component):
         """Return a torch optimizer over `variables` (the image, see the class docstring),
         configured from `self.params`."""
 
+    def build_together(self, variables: list[torch.Tensor]) -> BatchedStepper | None:
+        """Optional: one stepper for several images optimized in step (`stylekit batch
+        --batch-size`), or None to have `build` called once per image (the default).
+
+        `variables` are same-shape (1, 3, H, W) float32 leaves, one per image, that go
+        through the backbone in one stacked pass (off the CPU). The stepper must move each
+        image as the optimizer `build` returns would move it alone: the same algorithm,
+        with its state per image and no coupling between images (a sum may round
+        differently). It is never given a closure, and it is used only where the scheduler
+        builds none (a constant learning rate), so nothing else steps it. The built-in
+        L-BFGS without line search returns a `stylekit.batched_lbfgs.BatchedLBFGS`, whose
+        two-loop recursion runs once for the whole group instead of once per image."""
+        return None
+
     def state_copies(self) -> float:
         """How many image-sized float32 tensors the optimizer's state holds at most (Adam: 2,
         L-BFGS with history m: 2m + 3); used by `stylekit run --dry-run` to estimate
         memory. Optional: the default, 0, underestimates a stateful optimizer."""
         return 0.0
+
+
+class BatchedStepper:
+    """What `Optimizer.build_together` returns: one optimizer for a group of images,
+    each with its own state. After each stacked pass has set every image's `.grad`, the
+    engine calls `step` once for the group (where it would call each image's torch
+    optimizer), then clamps each image and checks it for divergence."""
+
+    @abstractmethod
+    def step(self, alive: list[int]) -> None:
+        """Move the images at the indices `alive` (into the `variables` it was built over)
+        by one step, each from its own `.grad`, as its own optimizer would. An image not
+        in `alive` has stopped (it diverged) and must be left as it is; it never comes
+        back."""
 
 
 class Scheduler(Component):

@@ -72,7 +72,7 @@ def recipe_markdown() -> str:
 
 
 #: The classes a plugin subclasses, calls or receives, in the order the reference shows them.
-CONTRACT_CLASSES = ("Component", "Params", "Backbone", "SequentialBackbone", "LossTerm", "Targets", "Optimizer", "Scheduler")
+CONTRACT_CLASSES = ("Component", "Params", "Backbone", "SequentialBackbone", "LossTerm", "Targets", "Optimizer", "BatchedStepper", "Scheduler")
 
 
 def contract_members(cls: type) -> list[tuple[str, str]]:

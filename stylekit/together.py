@@ -15,6 +15,12 @@ and convergence are per image, as they must be: one L-BFGS over the whole batch 
 couple the images through its dot products) and its own divergence check. The loss terms
 are called once per image on that image's slice of the features, so every plugin term
 works here unchanged.
+
+Stepping one torch optimizer per image is cheap for Adam but not for L-BFGS, whose
+two-loop recursion is hundreds of small kernels per image and step. Where the images are
+stacked and the learning rate is constant, an optimizer may offer one stepper for the whole
+group (`Optimizer.build_together`; the built-in L-BFGS does, see batched_lbfgs.py), which
+keeps every image's state apart but runs each kernel once for all of them.
 """
 
 from __future__ import annotations
@@ -56,6 +62,10 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
         torch_optimizer = optimizer.build([image])
         loops.append(Loop(image, image.detach().clone() if options.ema_decay else None, torch_optimizer,
                           scheduler.build(torch_optimizer, options.steps)))
+    # Stacked images whose learning rate stays constant can share one stepper, when the
+    # optimizer offers one (the built-in L-BFGS does): its per-image work runs once for all.
+    together = (optimizer.build_together(images)
+                if stacked and all(loop.scheduler is None for loop in loops) else None)
     stopped: dict[int, Diverged] = {}
     checked = [(loop.output.clone(), 0) for loop in loops]
 
@@ -107,11 +117,13 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
         if not alive or (stop is not None and stop.requested):
             break
         totals = evaluate(alive)
+        if together is not None:
+            together.step(alive)
         for i in alive:
             loop = loops[i]
-            if optimizer.needs_closure:
+            if together is None and optimizer.needs_closure:
                 loop.optimizer.step(closure_for(i, totals[i]))
-            else:
+            elif together is None:
                 loop.optimizer.step()
             if loop.scheduler is not None:
                 loop.scheduler.step()

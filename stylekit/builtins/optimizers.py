@@ -56,6 +56,14 @@ class LBFGS(Optimizer):
             line_search_fn=None if p.line_search == "none" else p.line_search,
             tolerance_grad=-1, tolerance_change=-1)
 
+    def build_together(self, variables):
+        # A line search evaluates each image at points of its own: those steps stay per image.
+        if self.params.line_search != "none":
+            return None
+        from ..batched_lbfgs import BatchedLBFGS
+
+        return BatchedLBFGS(variables, lr=self.params.lr, history=self.params.history)
+
     def state_copies(self) -> float:
         # history pairs (s, y), plus direction, previous gradient and flat gradient
         return 2 * self.params.history + 3
