@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED_PHOTO = ROOT.parent / "shared" / "data" / "images" / "rainier.jpg"
 
 
-def run(command: list[str], log: Path) -> float:
+def run(command: list[str], log: Path) -> float | None:
+    """Seconds the command took; None (after printing the end of its log) if it failed, so
+    that one failed configuration does not cost the measurements of the others."""
     started = time.perf_counter()
     with log.open("w") as handle:
-        subprocess.run(command, check=True, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT)
+        status = subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if status != 0:
+        print(f"failed (exit {status}): {' '.join(command)}\n" + "".join(log.read_text().splitlines(True)[-15:]), flush=True)
+        return None
     return time.perf_counter() - started
 
 
@@ -57,6 +62,8 @@ def main() -> None:
                        "--batch-size", str(size), "--set", f"output.width={args.width}", "--set", f"run.steps={args.steps}",
                        "--set", "run.progress_every=0"]
             seconds = run(command, out / f"w{workers}-b{size}.log")
+            if seconds is None:
+                continue
             rows.append((workers, size, seconds, args.images / seconds * 60))
             print(f"workers {workers}  batch {size:>3}  {seconds:8.1f} s  {rows[-1][3]:7.2f} images/min", flush=True)
     base = {w: ipm for w, s, _, ipm in rows if s == 1}
