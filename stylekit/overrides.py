@@ -161,3 +161,45 @@ def with_cwd_paths(path: tuple, value: Any, cwd: Path | None = None) -> Any:
             return str(cwd / given)
 
     return [absolute(item) for item in value] if isinstance(value, list) else absolute(value)
+
+
+def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> str | None:
+    """An override of `output.width` (and `output.height`) or `run.steps` on a recipe that
+    runs in stages means the whole run (`--set output.width=1024` or `--steps 100` on the
+    default recipe), where the stages would otherwise take precedence and the flag would do
+    nothing: the stages keep their proportions, the last one takes the size, and the steps
+    are shared out as the recipe shares them. Overrides of the stages themselves win over
+    both. Returns a problem for `output.height` overridden alone (the stages' widths would
+    depend on the content's aspect), else None."""
+    stages = data.get("stage")
+    if not isinstance(stages, list) or not stages or any(key[:1] == ("stage",) for key in overridden):
+        return None
+    if not all(isinstance(s, dict) and _positive(s.get("width")) and _positive(s.get("steps")) for s in stages):
+        return None  # the schema reports what is wrong with them
+    output, run = data.get("output") or {}, data.get("run") or {}
+    width = output.get("width") if ("output", "width") in overridden else None
+    height = output.get("height") if ("output", "height") in overridden else None
+    if _positive(height) and not _positive(width):
+        return ("this recipe runs in stages ([[stage]]): give output.width too, and the stages scale with it, "
+                "or set the stages' sizes (stage[N].width, stage[N].height)")
+    last = stages[-1]["width"]
+    if _positive(width):
+        for stage in stages:
+            share = stage["width"] / last
+            stage["width"] = max(1, round(width * share))
+            if _positive(height):
+                stage["height"] = max(1, round(height * share))
+            elif _positive(stage.get("height")):
+                stage["height"] = max(1, round(stage["height"] * width / last))
+    steps = run.get("steps") if ("run", "steps") in overridden else None
+    if _positive(steps):
+        total = sum(s["steps"] for s in stages)
+        shared = [max(1, round(steps * s["steps"] / total)) for s in stages]
+        shared[-1] = max(1, shared[-1] + steps - sum(shared))
+        for stage, n in zip(stages, shared):
+            stage["steps"] = n
+    return None
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

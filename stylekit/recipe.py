@@ -22,7 +22,7 @@ from pydantic import BaseModel, ValidationError
 from .components import Backbone
 from . import checks
 from .errors import Problem, UserError, did_you_mean
-from .overrides import apply_override
+from .overrides import apply_override, fit_stages_to_overrides
 from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
@@ -90,6 +90,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
+    staging = fit_stages_to_overrides(data, set(overrides or {}))
     memory = dict(images or {})
     if memory:
         section = data.setdefault("images", {})
@@ -99,7 +100,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
     at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None))
-    problems: list[Problem] = []
+    problems: list[Problem] = [at(("output", "height"), staging)] if staging else []
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:

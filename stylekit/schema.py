@@ -209,5 +209,6 @@ class Recipe(Strict):
     run: RunSpec = RunSpec()
     stage: list[StageSpec] = Field(
         [], description="Coarse-to-fine: each stage starts from the upsampled result of the one before and "
-                        "recomputes targets at its size; the last stage's size is the output's. Overrides "
-                        "output.width/height and run.steps when given.")
+                        "recomputes targets at its size; the last stage's size is the output's. In the recipe, "
+                        "stages take precedence over output.width/height and run.steps; given as overrides "
+                        "(--set output.width=..., --steps ...), those scale the stages and share out their steps.")

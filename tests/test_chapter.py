@@ -8,6 +8,7 @@ import torch
 from planning import history, plan_for, run_stage
 from stylekit.build import stage_images
 from stylekit.plugins import load_registry
+from stylekit.recipe import load_recipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -60,14 +61,36 @@ def relative_style_distance(net, image, style_image):
     return sum(((g(fx[n]) - g(fs[n])).norm() / g(fs[n]).norm()).item() for n in layers) / len(layers)
 
 
-def test_gatys_recipe_end_to_end_lowers_the_style_distance(tmp_path):
+def relative_content_distance(net, image, content_image):
+    """judge.py's content measure: ||F(x) - F(c)||^2 / ||F(c)||^2 at relu4_2."""
+    with torch.no_grad():
+        fx, fc = (net.features(x, frozenset(["relu4_2"]))["relu4_2"] for x in (image, content_image))
+    return ((fx - fc).pow(2).sum() / fc.pow(2).sum()).item()
+
+
+def test_the_default_recipe_runs_as_shipped_and_keeps_the_photo(tmp_path):
+    # recipes/gatys.toml as shipped (both stages, its weights), at a tenth of its size and steps.
     registry = load_registry(env={"STYLEKIT_PLUGINS": "none"})
     out = tmp_path / "g.png"
-    plan = plan_for(RECIPES / "gatys.toml", registry, **{"output.width": 96, "run.steps": 40, "output.path": str(out)})
-    result, _, images = run_stage(plan)
+    small = {("stage", 0, "width"): 48, ("stage", 0, "steps"): 20, ("stage", 1, "width"): 96, ("stage", 1, "steps"): 8,
+             ("output", "path"): str(out)}
+    plan = load_recipe(RECIPES / "gatys.toml", registry, small)
+    assert [s.width for s in plan.stages] == [48, 96]
+    from stylekit.session import stylize
+
+    result = stylize(plan)
+    from stylekit.build import stage_images
     from stylekit.builtins.vgg19 import VGG19
 
+    images = stage_images(plan, plan.stages[-1])
     judge = VGG19(VGG19.Params(), "caffe")
-    before = relative_style_distance(judge, images.content, images.styles[0])
-    after = relative_style_distance(judge, result.image, images.styles[0])
-    assert after < 0.6 * before, (before, after)
+    image = result.tensor
+    style_before = relative_style_distance(judge, images.content, images.styles[0])
+    style_after = relative_style_distance(judge, image, images.styles[0])
+    # The style terms are what the run minimizes hardest: the style distance must fall well.
+    assert style_after < 0.75 * style_before, (style_before, style_after)
+    # The photo is kept: the result's features are far closer to the photo's than the painting's are
+    # (an unrelated picture sits at a relative distance of about 1 or more).
+    painting = torch.nn.functional.interpolate(images.styles[0], size=image.shape[-2:], mode="bilinear")
+    assert relative_content_distance(judge, image, images.content) < 0.5 * relative_content_distance(
+        judge, painting, images.content)

@@ -31,6 +31,21 @@ def test_stages_run_coarse_to_fine_and_end_at_the_last_size(stylekit_recipe):
     assert "stage 2/2: 64 px wide, 4 steps" in err and "step     7/7" in err
 
 
+def test_size_and_steps_given_on_the_command_line_apply_to_a_staged_recipe(stylekit_recipe):
+    # In the file, stages take precedence over output.width and run.steps; given as overrides
+    # they mean the whole run: the stages keep their proportions and share the steps as before.
+    with open(stylekit_recipe, "a") as f:
+        f.write("\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 6\n")
+    as_written = plan_for(stylekit_recipe).stages
+    assert [(s.width, s.steps) for s in as_written] == [(32, 3), (64, 6)]
+    scaled = plan_for(stylekit_recipe, **{"output.width": 96, "run.steps": 30}).stages
+    assert [(s.width, s.steps) for s in scaled] == [(48, 10), (96, 20)]
+    both = plan_for(stylekit_recipe, **{"output.width": 40, "output.height": 20}).stages
+    assert [(s.width, s.height) for s in both] == [(20, 10), (40, 20)]
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "output.height=20")
+    assert status == 2 and "--set output.height=20: output.height: this recipe runs in stages" in err
+
+
 def test_later_stage_starts_from_the_upsampled_result(stylekit_recipe):
     previous = to_tensor(pattern(24, 32, "content"), (24, 32))
     images = stage_images(plan_for(stylekit_recipe), Stage(64, None, 2), previous=previous)

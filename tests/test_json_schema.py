@@ -53,7 +53,7 @@ def test_shipped_recipe_points_at_the_schema_and_passes_it(validator, path):
 
 def test_misspelled_fields_fail(validator):
     recipe = gatys()
-    recipe["output"]["widht"] = recipe["output"].pop("width")
+    recipe["output"]["widht"] = 512
     assert errors(validator, recipe) == ["output: Additional properties are not allowed ('widht' was unexpected)"]
     recipe = gatys()
     recipe["loss"][1]["params"]["normalisation"] = recipe["loss"][1]["params"].pop("normalization")
