@@ -46,6 +46,7 @@ def test_installed_packages_are_listed(scaffolded, monkeypatch):
     assert not registry.broken
 
 
+@pytest.mark.slow  # ~10 s: a second pytest with torch, for 12 tests; `./test -m slow` runs it
 def test_scaffolded_packages_pass_their_own_tests(scaffolded):
     root, site, _ = scaffolded
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
