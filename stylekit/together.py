@@ -121,10 +121,11 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
             together.step(alive)
         for i in alive:
             loop = loops[i]
-            if together is None and optimizer.needs_closure:
-                loop.optimizer.step(closure_for(i, totals[i]))
-            elif together is None:
-                loop.optimizer.step()
+            if together is None:
+                if optimizer.needs_closure:
+                    loop.optimizer.step(closure_for(i, totals[i]))
+                else:
+                    loop.optimizer.step()
             if loop.scheduler is not None:
                 loop.scheduler.step()
             if options.clamp:
