@@ -176,6 +176,27 @@ class LossTerm(Component, nn.Module):
     def forward(self, features: dict[str, torch.Tensor], image: torch.Tensor) -> torch.Tensor:
         """The term's value for the synthesized `image` and its `features`."""
 
+    @classmethod
+    def together(cls, terms: list[LossTerm]) -> Callable[[dict[str, torch.Tensor], torch.Tensor], torch.Tensor] | None:
+        """Optional: evaluate several images' instances of this term in one go (`stylekit
+        batch --batch-size`, off the CPU), or None to have each called on its own image's
+        slice of the features (the default, right for every term).
+
+        `terms` are this class's instances, one per image, each prepared with its own
+        image's targets. The returned function takes the features of the stacked (n, 3, H, W)
+        images and the images themselves and returns the n unweighted values, each as its
+        term's `forward` would give it for its image alone (a sum may round differently).
+        Per image, a built-in term is a handful of small kernels; with the images stacked
+        it is the same handful for all of them, which is what keeps a GPU busy. Return None
+        for a group it cannot evaluate together (e.g. params that differ between images)."""
+        return None
+
+    @staticmethod
+    def configured_alike(terms: list[LossTerm]) -> bool:
+        """Whether every term has the first one's params and layer weights: the usual
+        condition for `together`, since the images of a group share a recipe."""
+        return all(t.params == terms[0].params and t.layers == terms[0].layers for t in terms)
+
     def weighted_sum(self, per_layer: Callable[[str], torch.Tensor]) -> torch.Tensor:
         """Sum of `per_layer(name) * weight` over this term's layers."""
         total = None

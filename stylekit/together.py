@@ -39,9 +39,33 @@ def _contiguous_grad(image: torch.Tensor) -> None:
         image.grad = image.grad.contiguous()
 
 
-def _term_values(objective: Objective, features: dict[str, torch.Tensor], index: int, pixels: torch.Tensor) -> torch.Tensor:
-    mine = {name: value[index:index + 1] for name, value in features.items()}
-    return torch.stack([wt.term(mine, pixels) * wt.weight for wt in objective.terms])
+def _slice_by_slice(terms: list):
+    """The fallback for a term that offers no `together`: each image's term on its own slice."""
+    def values(features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([term({name: value[k:k + 1] for name, value in features.items()}, images[k:k + 1])
+                            for k, term in enumerate(terms)])
+    return values
+
+
+def group_values(objectives: list[Objective], together: bool = True):
+    """One function from the stacked features and images of `objectives`' images (in that
+    order) to their weighted term values, an (n images, n terms) tensor: per term, all
+    images at once where the term class offers `LossTerm.together` (and `together` is
+    true: False is for benchmarks/group_step.py), else slice by slice.
+    The objectives come from one recipe, so term j is the same component for every image."""
+    columns = []
+    for j in range(len(objectives[0].terms)):
+        weighted = [objective.terms[j] for objective in objectives]
+        terms = [wt.term for wt in weighted]
+        kinds = {type(term) for term in terms}
+        values = type(terms[0]).together(terms) if together and len(kinds) == 1 else None
+        if values is None:
+            values = _slice_by_slice(terms)
+        columns.append((values, [wt.weight for wt in weighted]))
+
+    def evaluate(features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
+        return torch.stack([values(features, images) * images.new_tensor(weights) for values, weights in columns], 1)
+    return evaluate
 
 
 def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
@@ -67,6 +91,7 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
     together = (optimizer.build_together(images)
                 if stacked and all(loop.scheduler is None for loop in loops) else None)
     stopped: dict[int, Diverged] = {}
+    grouped: dict[tuple[int, ...], object] = {}  # the alive images -> their group_values
     checked = [(loop.output.clone(), 0) for loop in loops]
 
     def evaluate(alive: list[int]) -> dict[int, torch.Tensor]:
@@ -75,12 +100,18 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
         for i in alive:
             images[i].grad = None
         if stacked:
+            key = tuple(alive)
+            if key not in grouped:  # a diverged image leaves the group: evaluate the rest
+                grouped.clear()
+                grouped[key] = group_values([objectives[i] for i in alive])
             batch = torch.cat([images[i] for i in alive])
             features = backbone.features(network_input(batch, dtype), layers)
-            values = {i: _term_values(objectives[i], features, k, batch[k:k + 1]) for k, i in enumerate(alive)}
+            table = grouped[key](features, batch)
             del features
-            totals = {i: v.sum() for i, v in values.items()}
-            torch.stack(list(totals.values())).sum().backward()
+            sums = table.sum(1)
+            sums.sum().backward()
+            values = {i: table[k] for k, i in enumerate(alive)}
+            totals = {i: sums[k] for k, i in enumerate(alive)}
         else:
             values, totals = {}, {}
             for i in alive:

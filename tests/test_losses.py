@@ -75,3 +75,79 @@ def test_losses_compute_in_float32_from_bf16_features():
     term.prepare(Targets(content_image=None, content={}, styles=[{"l": s.bfloat16()}], style_weights=[1.0]))
     value = term({"l": s.bfloat16() * 1.5}, None)
     assert value.dtype == torch.float32
+
+
+def _prepared(cls, params, layers, seed):
+    """A term prepared with random content and style targets of its own (seeded)."""
+    g = torch.Generator().manual_seed(seed)
+    content = {name: torch.randn(1, 4, 6, 5, generator=g) for name in layers}
+    styles = [{name: torch.randn(1, 4, 7, 3, generator=g) for name in layers} for _ in range(2)]
+    term = cls(cls.Params(**params), layers)
+    term.prepare(Targets(content_image=torch.rand(1, 3, 12, 10, generator=g), content=content, styles=styles,
+                         style_weights=[0.3, 0.7]))
+    return term
+
+
+@pytest.mark.parametrize("cls, params", [(ContentLoss, {}), (ContentLoss, {"reduction": "sum"}), (GramLoss, {}),
+                                         (GramLoss, {"normalization": "hw", "relative": True}), (TotalVariation, {})])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_terms_evaluated_together_give_each_image_its_own_value_and_gradient(cls, params, layout):
+    """`LossTerm.together` over three images, each with its own targets: the value and the
+    gradient each image would get from its own term alone (fp32 sums may round apart)."""
+    layers = {} if cls is TotalVariation else {"a": 1.0, "b": 0.25}
+    terms = [_prepared(cls, params, layers, seed) for seed in range(3)]
+    together = cls.together(terms)
+    assert together is not None, "the built-in terms evaluate a group in one go"
+    torch.manual_seed(5)
+    features = {name: torch.randn(3, 4, 6, 5).contiguous(memory_format=layout).requires_grad_(True) for name in layers}
+    images = torch.rand(3, 3, 12, 10).requires_grad_(True)
+    values = together(features, images)
+    assert values.shape == (3,)
+    (values * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    for k, term in enumerate(terms):
+        mine = {name: f.detach()[k:k + 1].clone().requires_grad_(True) for name, f in features.items()}
+        image = images.detach()[k:k + 1].clone().requires_grad_(True)
+        alone = term(mine, image)
+        assert torch.allclose(values[k], alone, rtol=1e-5), (k, values[k], alone)
+        ((k + 1) * alone).backward()
+        for name in layers:
+            assert torch.allclose(features[name].grad[k:k + 1], mine[name].grad, rtol=1e-4, atol=1e-7)
+        if cls is TotalVariation:
+            assert torch.allclose(images.grad[k:k + 1], image.grad, rtol=1e-5, atol=1e-7)
+
+
+def test_terms_configured_differently_or_with_masks_are_left_to_evaluate_alone():
+    layers = {"a": 1.0}
+    assert GramLoss.together([_prepared(GramLoss, {}, layers, 0), _prepared(GramLoss, {"relative": True}, layers, 1)]) is None
+    assert ContentLoss.together([_prepared(ContentLoss, {}, layers, 0), _prepared(ContentLoss, {}, {"a": 2.0}, 1)]) is None
+    masked = _prepared(GramLoss, {}, layers, 0)
+    masked.masks = [torch.ones(1, 1, 6, 5), torch.zeros(1, 1, 6, 5)]
+    assert GramLoss.together([masked, _prepared(GramLoss, {}, layers, 1)]) is None
+
+
+def test_a_group_evaluates_terms_without_together_slice_by_slice_beside_those_with_it():
+    """stylekit.together.group_values: a third-party term that offers no `together` is
+    called on each image's slice; the weighted table matches each image's terms alone."""
+    from stylekit.components import LossTerm
+    from stylekit.engine import Objective, WeightedTerm
+    from stylekit.together import group_values
+
+    class Energy(LossTerm):  # a plugin's term: no `together`, so slice by slice
+        name = "energy"
+
+        def forward(self, features, image):
+            assert features["a"].shape[0] == 1 and image.shape[0] == 1
+            return features["a"].pow(2).mean() + image.mean()
+
+    layers = {"a": 1.0, "b": 0.25}
+    objectives = [Objective(None, (WeightedTerm("gram", _prepared(GramLoss, {}, layers, seed), 10.0),
+                                   WeightedTerm("energy", Energy(Energy.Params(), {"a": 1.0}), 0.5)))
+                  for seed in range(3)]
+    features = {name: torch.randn(3, 4, 6, 5) for name in layers}
+    images = torch.rand(3, 3, 12, 10)
+    table = group_values(objectives)(features, images)
+    assert table.shape == (3, 2)
+    for k, objective in enumerate(objectives):
+        mine = {name: f[k:k + 1] for name, f in features.items()}
+        alone = torch.stack([wt.term(mine, images[k:k + 1]) * wt.weight for wt in objective.terms])
+        assert torch.allclose(table[k], alone, rtol=1e-5)

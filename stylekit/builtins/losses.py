@@ -16,7 +16,7 @@ from ..hookspecs import hookimpl
 
 
 class _Gram(torch.autograd.Function):
-    r"""$X^\top X$ in float32 for an (n, c) matrix X of any precision, saving only X itself.
+    r"""$X^\top X$ in float32 for (n, m, c) matrices X of any precision, saving only X itself.
 
     Autograd's own matmul would save a float32 copy of bf16 features and form the gradient
     of each operand separately, each the size of X; the gradient of $X^\top X$ is one
@@ -27,29 +27,35 @@ class _Gram(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
         wide = x.float()
-        return wide.T @ wide
+        return wide.mT @ wide
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return (x.float() @ (grad + grad.T)).to(x.dtype)
+        return (x.float() @ (grad + grad.mT)).to(x.dtype)
 
 
-def feature_matrix(features: torch.Tensor) -> torch.Tensor:
-    """(1, c, h, w) features as an (hw, c) matrix: a view, in either memory layout."""
-    _, c, h, w = features.shape
+def feature_matrices(features: torch.Tensor) -> torch.Tensor:
+    """(n, c, h, w) features as n (hw, c) matrices: a view, in either memory layout."""
+    n, c, h, w = features.shape
     if features.is_contiguous(memory_format=torch.channels_last):
-        return features.permute(0, 2, 3, 1).reshape(h * w, c)
-    return features.reshape(c, h * w).T
+        return features.permute(0, 2, 3, 1).reshape(n, h * w, c)
+    return features.reshape(n, c, h * w).mT
+
+
+def grams(features: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
+    r"""The (n, c, c) Gram matrices $G = X X^\top / m$ of (n, c, h, w) features, X each image's
+    c x hw matrix, in float32: one batched product for all n images.
+
+    `m` is c*h*w (the chapter's) or h*w (Gatys et al.; the style distance of judge.py).
+    """
+    _, c, h, w = features.shape
+    return _Gram.apply(feature_matrices(features)) / (c * h * w if normalization == "chw" else h * w)
 
 
 def gram(features: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
-    r"""Gram matrix $G = X X^\top / n$ of (1, c, h, w) features, X the c x hw matrix, in float32.
-
-    `n` is c*h*w (the chapter's) or h*w (Gatys et al.; the style distance of judge.py).
-    """
-    _, c, h, w = features.shape
-    return _Gram.apply(feature_matrix(features)) / (c * h * w if normalization == "chw" else h * w)
+    """The (c, c) Gram matrix of one image's (1, c, h, w) features (see `grams`)."""
+    return grams(features, normalization)[0]
 
 
 def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str = "chw") -> torch.Tensor:
@@ -59,7 +65,7 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str =
     region = F.interpolate(mask.to(features.device, torch.float32), size=(h, w), mode="bilinear", align_corners=False)
     weighted = features.float() * region
     area = region.sum().clamp_min(1.0)
-    return _Gram.apply(feature_matrix(weighted)) / (c * area if normalization == "chw" else area)
+    return _Gram.apply(feature_matrices(weighted))[0] / (c * area if normalization == "chw" else area)
 
 
 class ContentLoss(LossTerm):
@@ -83,6 +89,19 @@ class ContentLoss(LossTerm):
     def forward(self, features, image):
         reduce = torch.mean if self.params.reduction == "mean" else torch.sum
         return self.weighted_sum(lambda name: reduce((features[name].float() - self.targets[name]) ** 2))
+
+    @classmethod
+    def together(cls, terms):
+        if not cls.configured_alike(terms):
+            return None
+        first = terms[0]
+        # A stacked copy of every image's targets: the price of one subtraction for all.
+        targets = {name: torch.cat([t.targets[name] for t in terms]) for name in first.layers}
+        reduce = torch.mean if first.params.reduction == "mean" else torch.sum
+
+        def values(features, images):
+            return first.weighted_sum(lambda name: reduce((features[name].float() - targets[name]) ** 2, dim=(1, 2, 3)))
+        return values
 
 
 class GramLoss(LossTerm):
@@ -132,6 +151,20 @@ class GramLoss(LossTerm):
 
         return self.weighted_sum(layer_loss)
 
+    @classmethod
+    def together(cls, terms):
+        if not cls.configured_alike(terms) or any(t.masks for t in terms):
+            return None
+        first, norm = terms[0], terms[0].params.normalization
+        targets = {name: torch.stack([t.targets[name][0] for t in terms]) for name in first.layers}
+        scales = {name: torch.stack([torch.as_tensor(t.scales[name][0], dtype=torch.float32) for t in terms])
+                  .to(targets[name].device) for name in first.layers}
+
+        def values(features, images):
+            return first.weighted_sum(
+                lambda name: ((grams(features[name], norm) - targets[name]) ** 2).mean(dim=(1, 2)) * scales[name])
+        return values
+
 
 class TotalVariation(LossTerm):
     r"""Total variation $\frac12(\mathrm{mean}|x_{i,j}-x_{i+1,j}| + \mathrm{mean}|x_{i,j}-x_{i,j+1}|)$ of the RGB [0, 1] image."""
@@ -141,10 +174,18 @@ class TotalVariation(LossTerm):
     reads_features = False
 
     def forward(self, features, image):
-        image = image.float()
-        vertical = (image[:, :, 1:, :] - image[:, :, :-1, :]).abs().mean()
-        horizontal = (image[:, :, :, 1:] - image[:, :, :, :-1]).abs().mean()
+        return self._per_image(image)[0]
+
+    @staticmethod
+    def _per_image(images: torch.Tensor) -> torch.Tensor:
+        images = images.float()
+        vertical = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
+        horizontal = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
         return 0.5 * (vertical + horizontal)
+
+    @classmethod
+    def together(cls, terms):
+        return lambda features, images: cls._per_image(images)
 
 
 @hookimpl
