@@ -158,7 +158,7 @@ def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, sc
         return forward_backward()
 
     graphed = options.cuda_graph and device.type == "cuda"
-    closure = record_cuda_graph(forward_backward, image) if graphed else eager_closure
+    closure = record_cuda_graph(forward_backward, [image]) if graphed else eager_closure
     rows = loop.rows
     last_finite, last_finite_step = loop.output.clone(), loop.step
 
@@ -214,26 +214,31 @@ def first_non_finite(rows: list[torch.Tensor], image: torch.Tensor) -> tuple[int
     return index, finite[index, 1:].tolist()
 
 
-def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch.Tensor) -> Callable[[], torch.Tensor]:
+def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], images: list[torch.Tensor]) -> Callable[[], torch.Tensor]:
     """Record one forward and backward pass as a CUDA graph; return a closure that replays it.
 
-    The replay writes the loss, the per-term values and `image.grad` into the same memory
-    every time, and the optimizer updates `image` in place, so the recorded pass always
-    reads the current image. Warm-up passes on a side stream come first: cuDNN's autotuning
-    and lazy initialisation may not happen during the recording.
+    The replay writes what `forward_backward` returned and each image's `.grad` into the
+    same memory every time, and the optimizer updates the images in place, so the recorded
+    pass always reads the current images. Warm-up passes on a side stream come first:
+    cuDNN's autotuning and lazy initialisation may not happen during the recording.
     """
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
         for _ in range(3):
-            image.grad = None
+            for image in images:
+                image.grad = None
             forward_backward()
     torch.cuda.current_stream().wait_stream(side)
-    image.grad = None
+    for image in images:
+        image.grad = None
+    # The recording gets a memory pool of its own: hand back what the warm-up left cached,
+    # or a large group would hold its activations twice.
+    torch.cuda.empty_cache()
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
-            total = forward_backward()
+            written = forward_backward()
     except RuntimeError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UserError(Problem(f"the step could not be recorded as a CUDA graph ({first_line}) - a loss term "
@@ -242,6 +247,6 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], image: torch
 
     def replay() -> torch.Tensor:
         graph.replay()
-        return total
+        return written
 
     return replay

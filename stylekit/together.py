@@ -26,11 +26,18 @@ keeps every image's state apart but runs each kernel once for all of them.
 from __future__ import annotations
 
 import time
+from typing import Callable
 
 import torch
 
 from .components import Optimizer, Scheduler
-from .engine import Diverged, Loop, LoopOptions, LoopResult, Objective, first_non_finite, network_input
+from .engine import (Diverged, Loop, LoopOptions, LoopResult, Objective, first_non_finite, network_input,
+                     record_cuda_graph)
+
+
+def _records_graphs(device: torch.device) -> bool:
+    # Its own function so that the tests can stand in for a GPU (tests/test_batch.py).
+    return device.type == "cuda"
 
 
 def _contiguous_grad(image: torch.Tensor) -> None:
@@ -75,9 +82,12 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
     (default: off the CPU) all images (of one size) go through the backbone in one pass.
     Returns, per image, its `LoopResult`, or the `Diverged` that stopped it; a diverged
     image stops alone. `on_step(i, loop)` runs after each step for each image still going.
-    `options.compile` and `cuda_graph` are not used here."""
+    `options.cuda_graph` records the stacked pass on CUDA (see `graphed` below);
+    `options.compile` is not used here."""
     stacked = device.type != "cpu" if stacked is None else stacked
     began = time.perf_counter()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
     backbone, dtype = objectives[0].backbone, objectives[0].dtype
     layers = frozenset().union(*(objective.layers for objective in objectives))
     images = [start.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True) for start in starts]
@@ -91,36 +101,62 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
     together = (optimizer.build_together(images)
                 if stacked and all(loop.scheduler is None for loop in loops) else None)
     stopped: dict[int, Diverged] = {}
-    grouped: dict[tuple[int, ...], object] = {}  # the alive images -> their group_values
     checked = [(loop.output.clone(), 0) for loop in loops]
+    # A CUDA graph replays the stacked pass without launching its thousands of kernels one
+    # by one, as `optimize` does for one image. Not where an optimizer evaluates an image
+    # again within a step (a line search): that pass is the image's own, eager.
+    graphed = (stacked and options.cuda_graph and _records_graphs(device)
+               and (together is not None or not optimizer.needs_closure))
+    passes: dict[tuple[int, ...], Callable[[], torch.Tensor]] = {}  # the alive images -> their pass
+
+    def stacked_pass(alive: list[int]) -> Callable[[], torch.Tensor]:
+        """A function that sets the gradient of the images `alive`, stacked into one
+        backbone pass, and returns their rows: (n, 1 + terms), the total, then each term."""
+        group = [images[i] for i in alive]
+        values_of = group_values([objectives[i] for i in alive])
+
+        def forward_backward() -> torch.Tensor:
+            batch = torch.cat(group)
+            features = backbone.features(network_input(batch, dtype), layers)
+            table = values_of(features, batch)
+            del features
+            totals = table.sum(1)
+            totals.sum().backward()
+            for image in group:
+                _contiguous_grad(image)
+            return torch.cat([totals.detach().unsqueeze(1), table.detach()], 1)
+
+        if graphed:
+            return record_cuda_graph(forward_backward, group)
+
+        def eager() -> torch.Tensor:
+            for image in group:
+                image.grad = None
+            return forward_backward()
+        return eager
 
     def evaluate(alive: list[int]) -> dict[int, torch.Tensor]:
         """Each image's total, its row kept, its gradient set: one pass over the stacked
         images, or one pass each."""
-        for i in alive:
-            images[i].grad = None
         if stacked:
             key = tuple(alive)
-            if key not in grouped:  # a diverged image leaves the group: evaluate the rest
-                grouped.clear()
-                grouped[key] = group_values([objectives[i] for i in alive])
-            batch = torch.cat([images[i] for i in alive])
-            features = backbone.features(network_input(batch, dtype), layers)
-            table = grouped[key](features, batch)
-            del features
-            sums = table.sum(1)
-            sums.sum().backward()
-            values = {i: table[k] for k, i in enumerate(alive)}
-            totals = {i: sums[k] for k, i in enumerate(alive)}
-        else:
-            values, totals = {}, {}
-            for i in alive:
-                values[i] = objectives[i].values(images[i])
-                totals[i] = values[i].sum()
-                totals[i].backward()
+            if key not in passes:  # a diverged image leaves the group: a pass for the rest
+                passes.clear()
+                passes[key] = stacked_pass(alive)
+            rows = passes[key]()
+            if graphed:  # each replay rewrites the same memory: keep a copy (on the device)
+                rows = rows.clone()
+            for k, i in enumerate(alive):
+                loops[i].rows.append(rows[k])
+            return {i: rows[k, 0] for k, i in enumerate(alive)}
+        totals = {}
         for i in alive:
+            images[i].grad = None
+            values = objectives[i].values(images[i])
+            totals[i] = values.sum()
+            totals[i].backward()
             _contiguous_grad(images[i])
-            loops[i].rows.append(torch.cat([totals[i].detach().view(1), values[i].detach()]))
+            loops[i].rows.append(torch.cat([totals[i].detach().view(1), values.detach()]))
         return {i: total.detach() for i, total in totals.items()}
 
     def closure_for(i: int, total: torch.Tensor):
