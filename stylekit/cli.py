@@ -64,6 +64,7 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
     batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
     batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    add_steps_arg(batch)
     add_strength_arg(batch)
     batch.add_argument("--batch-size", default="1", metavar="N|auto",
                        help="images of one size optimized together in each step (auto: from the memory estimate)")
@@ -107,7 +108,7 @@ def add_recipe_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--content", help="content image (overrides images.content)")
     parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
     parser.add_argument("--output", "-o", help="output image (overrides output.path)")
-    parser.add_argument("--steps", type=int, help="overrides run.steps")
+    add_steps_arg(parser)
     add_strength_arg(parser)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
@@ -120,9 +121,16 @@ def add_strength_arg(parser: argparse.ArgumentParser) -> None:
                         "style terms' weights, 0.5 halves them; more style costs the photo's structure")
 
 
-def strength_override(overrides, args):
+def add_steps_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
+
+
+def flag_overrides(overrides, args):
+    """--strength and --steps, which run, validate and batch all take."""
     if args.strength is not None:
         overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
+    if args.steps is not None:
+        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
     return overrides
 
 
@@ -139,9 +147,7 @@ def overrides_from(args) -> dict:
                       " ".join(f"--style {q(p)}" for p in args.style))
     if args.output is not None:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
-    if args.steps is not None:
-        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
-    return add_sets(strength_override(overrides, args), args.set)
+    return add_sets(flag_overrides(overrides, args), args.set)
 
 
 def add_sets(overrides, texts: list[str]):
@@ -191,7 +197,7 @@ def cmd_batch(args) -> int:
 
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
-    overrides = add_sets(strength_override(Overrides(), args), args.set)
+    overrides = add_sets(flag_overrides(Overrides(), args), args.set)
     run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:

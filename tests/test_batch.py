@@ -50,6 +50,16 @@ def test_every_pair_is_written_with_its_record_and_a_summary_line(photos):
     assert status == 0 and "6 already done, 0 to do" in err and len(summary(out)) == 6
 
 
+def test_batch_takes_steps_and_strength_as_run_does(photos):
+    root, recipe = photos
+    out = root / "out"
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos" / "p0.png"), "--style",
+                             str(root / "styles" / "stripes.png"), "-o", str(out), "--steps", "2", "--strength", "0.5")
+    assert status == 0, err
+    record = json.loads((out / "p0.stripes.json").read_text())
+    assert record["steps_done"] == 2 and record["recipe"]["run"]["steps"] == 2 and record["recipe"]["strength"] == 0.5
+
+
 def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
     root, recipe = photos
     run_cli("batch", str(recipe), "--content", str(root / "photos" / "p1.png"), "--style", str(root / "styles" / "stripes.png"),
