@@ -88,7 +88,7 @@ def main() -> None:
     if device.type == "cuda":
         ways.append(("together, CUDA graph", True, True))
     for label, together, graph in ways:
-        evaluate = group_values(objectives, together=together)
+        evaluate = group_values(objectives, device, together=together)
 
         def forward_backward():
             features = backbone.features(network_input(images, plan.dtype), layers)

@@ -54,7 +54,7 @@ def _slice_by_slice(terms: list):
     return values
 
 
-def group_values(objectives: list[Objective], together: bool = True):
+def group_values(objectives: list[Objective], device: torch.device, together: bool = True):
     """One function from the stacked features and images of `objectives`' images (in that
     order) to their weighted term values, an (n images, n terms) tensor: per term, all
     images at once where the term class offers `LossTerm.together` (and `together` is
@@ -68,10 +68,12 @@ def group_values(objectives: list[Objective], together: bool = True):
         values = type(terms[0]).together(terms) if together and len(kinds) == 1 else None
         if values is None:
             values = _slice_by_slice(terms)
-        columns.append((values, [wt.weight for wt in weighted]))
+        # On the device now: a tensor made from host values while a CUDA graph records
+        # would be a copy from memory that is gone when the graph replays.
+        columns.append((values, torch.tensor([wt.weight for wt in weighted], device=device)))
 
     def evaluate(features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([values(features, images) * images.new_tensor(weights) for values, weights in columns], 1)
+        return torch.stack([values(features, images) * weights for values, weights in columns], 1)
     return evaluate
 
 
@@ -113,7 +115,7 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
         """A function that sets the gradient of the images `alive`, stacked into one
         backbone pass, and returns their rows: (n, 1 + terms), the total, then each term."""
         group = [images[i] for i in alive]
-        values_of = group_values([objectives[i] for i in alive])
+        values_of = group_values([objectives[i] for i in alive], device)
 
         def forward_backward() -> torch.Tensor:
             batch = torch.cat(group)

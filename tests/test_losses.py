@@ -145,7 +145,7 @@ def test_a_group_evaluates_terms_without_together_slice_by_slice_beside_those_wi
                   for seed in range(3)]
     features = {name: torch.randn(3, 4, 6, 5) for name in layers}
     images = torch.rand(3, 3, 12, 10)
-    table = group_values(objectives)(features, images)
+    table = group_values(objectives, torch.device("cpu"))(features, images)
     assert table.shape == (3, 2)
     for k, objective in enumerate(objectives):
         mine = {name: f[k:k + 1] for name, f in features.items()}

@@ -6,6 +6,7 @@ needs a GPU."""
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylekit.together
 from planning import plan_for
@@ -14,16 +15,28 @@ from stylekit.session import loop_options
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 
+class LikeARecording(TorchDispatchMode):
+    """What a CUDA graph cannot record: a tensor made from host values (its copy would read
+    memory that is gone at replay) and a value read back to the host (a wait)."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func in (torch.ops.aten.lift_fresh.default, torch.ops.aten._local_scalar_dense.default):
+            raise RuntimeError(f"{func} while a CUDA graph records")
+        return func(*args, **(kwargs or {}))
+
+
 def imitated_cuda_graph(recorded: list):
-    """A stand-in for engine.record_cuda_graph: a replay runs the pass again, then writes
-    its result and each image's gradient into the memory of the recording's, and leaves
-    `.grad` pointing there, as a replayed CUDA graph does."""
+    """A stand-in for engine.record_cuda_graph: the recording refuses what a CUDA graph
+    cannot record, and a replay runs the pass again, then writes its result and each
+    image's gradient into the memory of the recording's, and leaves `.grad` pointing
+    there, as a replayed CUDA graph does."""
 
     def record(forward_backward, images):
         recorded.append(len(images))
         for image in images:
             image.grad = None
-        written = forward_backward()
+        with LikeARecording():
+            written = forward_backward()
         grads = [image.grad for image in images]
 
         def replay():
