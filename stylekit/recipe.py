@@ -22,10 +22,11 @@ from pydantic import BaseModel, ValidationError
 from .components import Backbone
 from . import checks
 from .errors import Problem, UserError, did_you_mean
-from .overrides import apply_override, fit_stages_to_overrides
+from .overrides import apply_override
 from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
+from .stage_fit import StageFit, fit_stages_to_overrides
 from .tomlpos import dotted, key_lines, line_of
 
 if sys.version_info >= (3, 11):
@@ -90,7 +91,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
-    staging = fit_stages_to_overrides(data, set(overrides or {}))
+    fit = fit_stages_to_overrides(data, set(overrides or {}))
     memory = dict(images or {})
     if memory:
         section = data.setdefault("images", {})
@@ -99,12 +100,12 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
                 section["content"] = MEMORY
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
-    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None))
-    problems: list[Problem] = [at(("output", "height"), staging)] if staging else []
+    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
+    problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += [_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())]
+        problems += _without_echoes([_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())], fit)
         recipe = None
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
@@ -153,7 +154,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     if inputs is not None and backbone is not None:
-        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at)
+        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
     if problems or recipe is None:
         raise UserError(problems)
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
@@ -222,13 +223,23 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(label: str, lines: dict, flag_for=None):
+def _locator(label: str, lines: dict, flag_for=None, fit: StageFit | None = None):
     def at(loc: tuple, message: str) -> Problem:
-        flag = flag_for(loc) if flag_for else None
+        # A stage scaled from an override holds the override's value, not the recipe's line.
+        source = fit.source(loc) if fit is not None else None
+        flag = flag_for(source or loc) if flag_for else None
         if flag:  # the value came from the command line: name the flag, not the recipe's line
             return Problem(message, file=flag, field=dotted(loc) or None)
         return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
     return at
+
+
+def _without_echoes(problems: list[Problem], fit: StageFit) -> list[Problem]:
+    """Without the problems of stage fields scaled from an override that has its own problem
+    (`--set output.width=20000`: the width is too large once, not once more per stage)."""
+    sources = fit.sources()
+    fields = {p.field for p in problems if p.field}
+    return [p for p in problems if sources.get(p.field or "") not in fields]
 
 
 def _resolve(base: Path, value: str) -> str:
