@@ -36,14 +36,17 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     from .plugins import load_registry
     from .recipe import load_recipe
 
-    from .overrides import Overrides, parse_key
+    from .overrides import PYTHON, Overrides, parse_key
 
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
     else:
-        # "loss[1].weight" as on the command line, or "loss.1.weight"
-        keyed = {parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), f"{k}=...") if isinstance(k, str) else tuple(k): v
-                 for k, v in (overrides or {}).items()}
+        # Named in messages as given here (overrides['run.steps']), not as a --set flag.
+        keyed = Overrides()
+        for k, v in (overrides or {}).items():
+            # "loss[1].weight" as on the command line, or "loss.1.weight"
+            key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
+            keyed.add(key, v, PYTHON.name(k))
     images = {}
     if content is not None:
         images["content"] = as_pil(content)

@@ -199,8 +199,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
     worker = Worker(workers, out, size, stream, lambda item: load(
-        base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output),
-                   "images.content": str(item.content), "images.style": [str(item.style)]},
+        base.raw, item_overrides(item, workers.device(base.recipe.run.device)),
         registry=registry, base=Path.cwd(), label=base.source), live)
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
@@ -217,6 +216,18 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                  f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
     return status
+
+
+def item_overrides(item: Item, device: str):
+    """The recipe's fields that one item sets, each named after the item in messages (the
+    user wrote neither these values nor a Python `overrides` argument)."""
+    from .overrides import Overrides
+
+    overrides, named = Overrides(), f"batch item {item.key}"
+    for key, value in ((("run", "device"), device), (("output", "path"), str(item.output)),
+                       (("images", "content"), str(item.content)), (("images", "style"), [str(item.style)])):
+        overrides.add(key, value, named)
+    return overrides
 
 
 def images_per_step(plan, requested: str, stream: TextIO) -> int:
