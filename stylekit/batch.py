@@ -181,6 +181,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     `stylekit.live.LiveServer` that shows each item as it forms;
     its Stop ends the batch."""
     from .api import load
+    from .recipe import load_recipe
 
     stream = stream or sys.stderr
     # Checked once, before any worker starts. The items' images replace the recipe's, so the
@@ -198,9 +199,10 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
-    worker = Worker(workers, out, size, stream, lambda item: load(
-        base.raw, item_overrides(item, workers.device(base.recipe.run.device)),
-        registry=registry, base=Path.cwd(), label=base.source), live)
+    # Each style file is decoded once per process, as its features are computed once (Reuse).
+    worker = Worker(workers, out, size, stream, lambda item, reuse: load_recipe(
+        base.raw, registry, item_overrides(item, workers.device(base.recipe.run.device)),
+        base=Path.cwd(), label=base.source, decoded=reuse.style_images), live)
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
         print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
@@ -258,7 +260,8 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
 
 
 class Worker:
-    """Claims items, groups those of one size, and runs each group as one batch per step."""
+    """Claims items, groups those of one size, and runs each group as one batch per step.
+    `plan_for(item, reuse)` loads an item's plan, taking decoded style images from `reuse`."""
 
     def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for, live=None):
         from .build import Reuse
@@ -281,7 +284,7 @@ class Worker:
                 continue
             started = time.perf_counter()
             try:
-                plan = self.plan_for(item)
+                plan = self.plan_for(item, self.reuse)
             except UserError as exc:
                 self.report(item, started, error=exc)
                 continue

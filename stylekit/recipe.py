@@ -78,13 +78,15 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
 
 
 def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
-                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None) -> Plan:
+                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None,
+                decoded: dict | None = None) -> Plan:
     """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
 
     `images` may give the content ("content": a PIL image) and styles ("style": a list) as
     objects in memory; they replace the recipe's files, which may then be left out.
     Relative paths are resolved against `base` (default: the recipe file's folder, or the
-    current folder for a recipe given as text or a dict).
+    current folder for a recipe given as text or a dict). `decoded`: style images decoded
+    by earlier loads (a batch's `Reuse.style_images`), taken from and added to.
     """
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
@@ -115,7 +117,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     inputs = None
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)
-        inputs = _open_images(parts.images, memory, at, problems)
+        inputs = _open_images(parts.images, memory, at, problems, decoded)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
         problems += checks.output_problems(parts, at)
@@ -344,9 +346,11 @@ def _resolve_image_paths(images: ImagesSpec, base: Path) -> None:
         images.init = resolve(images.init)
 
 
-def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem]) -> InputImages | None:
+def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem],
+                 decoded: dict | None = None) -> InputImages | None:
     """Decode every input image now, so that a file that cannot be read is reported before
-    the run (a truncated JPEG passes a header check and fails only when decoded)."""
+    the run (a truncated JPEG passes a header check and fails only when decoded). Style
+    images found in `decoded` are not decoded again."""
     from .images import open_rgb
 
     before = len(problems)
@@ -360,9 +364,18 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
             problems.append(at(loc, exc.problems[0].message))
             return None
 
+    def read_style(loc: tuple, path: str, given=None):
+        key = None if given is not None or decoded is None else _decoded_key(path, images)
+        if key is not None and key in decoded:
+            return decoded[key]
+        image = read(loc, path, given)
+        if key is not None and image is not None:
+            decoded[key] = image
+        return image
+
     content = read(("images", "content"), images.content, memory.get("content"))
     given_styles = memory.get("style") or [None] * len(images.style)
-    styles = [read(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
+    styles = [read_style(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
     masks = [read(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
     init = images.init if images.init in INIT_CHOICES else read(("images", "init"), images.init)
     if len(problems) > before:
@@ -370,6 +383,16 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
     raw_weights = images.style_weights or [1.0] * len(styles)
     return InputImages(content=content, styles=tuple(styles), style_weights=tuple(w / sum(raw_weights) for w in raw_weights),
                        masks=tuple(masks) if images.style_masks else None, init=init)
+
+
+def _decoded_key(path: str, images: ImagesSpec) -> tuple | None:
+    """What a decoded image depends on: the file (its path, size and time, so a file replaced
+    between two items is decoded again) and the fields that change decoding; None if unreadable."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None  # open_rgb reports it
+    return os.path.realpath(path), found.st_size, found.st_mtime_ns, images.background, images.max_pixels
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:

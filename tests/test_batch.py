@@ -60,6 +60,25 @@ def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
     assert open_rgb(str(root / "out" / "p1.stripes.png")).tobytes() == open_rgb(str(root / "single.png")).tobytes()
 
 
+def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
+    import stylekit.images
+
+    root, recipe = photos
+    opened = []
+    real = stylekit.images.open_rgb
+
+    def counting(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(stylekit.images, "open_rgb", counting)
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
+                             "-o", str(root / "out"), "--set", "run.steps=1")
+    assert status == 0, err
+    # Three items, one style: the style is decoded once, each content once (it is one item's).
+    assert sorted(opened) == ["p0.png", "p1.png", "p2.png", "stripes.png"]
+
+
 def test_pairs_from_a_manifest_csv_and_jsonl(photos):
     root, recipe = photos
     (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\nphotos/p2.png,styles/stripes.png\n")
