@@ -4,7 +4,8 @@ many (torchrun), each item done once, and a rerun doing only what is not done.
 Items are claimed dynamically: every worker walks the same list and claims the next item
 by creating its claim file with O_EXCL, which exactly one process can do, so a slow image
 or a slow GPU holds up nothing else. Claims belong to one invocation (its generation), so
-a rerun after a crash, a killed worker or a pre-emption ignores the old ones; an item is
+a rerun after a crash, a killed worker or a pre-emption ignores the old ones (an invocation
+that ends removes its own, and only its own: `release_claims`); an item is
 done when its image is in the output folder (written atomically, record first), and a
 rerun skips exactly those. The output folder must be shared by all workers (one node, or a
 shared file system across nodes), as it is where they meet.
@@ -16,6 +17,7 @@ import csv
 import glob
 import json
 import os
+import shutil
 import socket
 import sys
 import time
@@ -152,14 +154,33 @@ class Workers:
 def claim(out: Path, generation: str, item: Item) -> bool:
     """True for exactly one worker per item and generation."""
     folder = out / STATE_DIR / "claims" / generation
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
+    for attempt in range(5):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # another invocation, ending, removed the empty parents as we made them
+            if attempt == 4:
+                raise
     os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
     os.close(fd)
     return True
+
+
+def release_claims(out: Path, generation: str) -> None:
+    """Remove this invocation's claims, once every worker is done with them (a rerun ignores
+    them anyway), and the state folder if no other invocation's claims are in it. Only our
+    own generation: another one's may belong to a batch still running on this folder, which
+    cannot be told from a dead one (its workers may be on other machines)."""
+    folder = out / STATE_DIR / "claims" / generation
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in (folder.parent, folder.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): left as it is
+            break
 
 
 def append_summary(out: Path, entry: dict) -> None:
@@ -212,7 +233,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
         return status
-    if workers.rank == 0:
+    if workers.rank == 0:  # past the barrier: every worker has ended, no claim is read again
+        release_claims(out, workers.generation)
         missing = [item.key for item in items if not item.output.exists()]
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
