@@ -32,8 +32,9 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     in memory (or paths) in place of the recipe's; then the recipe may leave them out.
     Relative paths in the recipe are resolved against `base` (default: the recipe's
     folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
-    every problem."""
-    from .plugins import load_registry
+    every problem. A plugin package that failed to load, which this recipe does not need,
+    gives a `stylekit.plugins.BrokenPluginWarning`, once per process."""
+    from .plugins import load_registry, warn_broken
     from .recipe import load_recipe
 
     from .overrides import PYTHON, Overrides, parse_key
@@ -53,8 +54,10 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     if style is not None:
         many = isinstance(style, (list, tuple))
         images["style"] = [as_pil(s) for s in (style if many else [style])]
-    return load_recipe(source, registry or load_registry(), keyed, images=images,
-                       base=Path(base) if base is not None else None, label=label)
+    registry = registry or load_registry()
+    plan = load_recipe(source, registry, keyed, images=images, base=Path(base) if base is not None else None, label=label)
+    warn_broken(registry)  # as `stylekit run` prints them: a plugin the user expects may be missing
+    return plan
 
 
 def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,

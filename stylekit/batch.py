@@ -22,6 +22,7 @@ import socket
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -202,6 +203,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     `stylekit.live.LiveServer` that shows each item as it forms;
     its Stop ends the batch."""
     from .api import load
+    from .plugins import BrokenPluginWarning, broken_warnings
     from .recipe import load_recipe
 
     stream = stream or sys.stderr
@@ -210,7 +212,12 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     from PIL import Image
 
     stand_in = Image.new("RGB", (256, 256), (128, 128, 128))
-    base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
+    with warnings.catch_warnings():  # told below as the other commands tell it, not as a Python warning
+        warnings.simplefilter("ignore", BrokenPluginWarning)
+        base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for line in broken_warnings(registry):
+            print(line, file=stream, flush=True)
     styles = styles or [str(p) for p in base.recipe.images.style]
     items = plan_items(contents, styles, pairs, out)
     size = images_per_step(base, batch_size, stream)
