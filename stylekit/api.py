@@ -32,26 +32,32 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     in memory (or paths) in place of the recipe's; then the recipe may leave them out.
     Relative paths in the recipe are resolved against `base` (default: the recipe's
     folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
-    every problem."""
-    from .plugins import load_registry
+    every problem. A plugin package that failed to load, which this recipe does not need,
+    gives a `stylekit.plugins.BrokenPluginWarning`, once per process."""
+    from .plugins import load_registry, warn_broken
     from .recipe import load_recipe
 
-    from .overrides import Overrides, parse_key
+    from .overrides import PYTHON, Overrides, parse_key
 
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
     else:
-        # "loss[1].weight" as on the command line, or "loss.1.weight"
-        keyed = {parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), f"{k}=...") if isinstance(k, str) else tuple(k): v
-                 for k, v in (overrides or {}).items()}
+        # Named in messages as given here (overrides['run.steps']), not as a --set flag.
+        keyed = Overrides()
+        for k, v in (overrides or {}).items():
+            # "loss[1].weight" as on the command line, or "loss.1.weight"
+            key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
+            keyed.add(key, v, PYTHON.name(k))
     images = {}
     if content is not None:
         images["content"] = as_pil(content)
     if style is not None:
         many = isinstance(style, (list, tuple))
         images["style"] = [as_pil(s) for s in (style if many else [style])]
-    return load_recipe(source, registry or load_registry(), keyed, images=images,
-                       base=Path(base) if base is not None else None, label=label)
+    registry = registry or load_registry()
+    plan = load_recipe(source, registry, keyed, images=images, base=Path(base) if base is not None else None, label=label)
+    warn_broken(registry)  # as `stylekit run` prints them: a plugin the user expects may be missing
+    return plan
 
 
 def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,

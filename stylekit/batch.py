@@ -4,7 +4,8 @@ many (torchrun), each item done once, and a rerun doing only what is not done.
 Items are claimed dynamically: every worker walks the same list and claims the next item
 by creating its claim file with O_EXCL, which exactly one process can do, so a slow image
 or a slow GPU holds up nothing else. Claims belong to one invocation (its generation), so
-a rerun after a crash, a killed worker or a pre-emption ignores the old ones; an item is
+a rerun after a crash, a killed worker or a pre-emption ignores the old ones (an invocation
+that ends removes its own, and only its own: `release_claims`); an item is
 done when its image is in the output folder (written atomically, record first), and a
 rerun skips exactly those. The output folder must be shared by all workers (one node, or a
 shared file system across nodes), as it is where they meet.
@@ -16,10 +17,12 @@ import csv
 import glob
 import json
 import os
+import shutil
 import socket
 import sys
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -152,14 +155,33 @@ class Workers:
 def claim(out: Path, generation: str, item: Item) -> bool:
     """True for exactly one worker per item and generation."""
     folder = out / STATE_DIR / "claims" / generation
-    folder.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-    except FileExistsError:
-        return False
+    for attempt in range(5):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            return False
+        except FileNotFoundError:  # another invocation, ending, removed the empty parents as we made them
+            if attempt == 4:
+                raise
     os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
     os.close(fd)
     return True
+
+
+def release_claims(out: Path, generation: str) -> None:
+    """Remove this invocation's claims, once every worker is done with them (a rerun ignores
+    them anyway), and the state folder if no other invocation's claims are in it. Only our
+    own generation: another one's may belong to a batch still running on this folder, which
+    cannot be told from a dead one (its workers may be on other machines)."""
+    folder = out / STATE_DIR / "claims" / generation
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in (folder.parent, folder.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): left as it is
+            break
 
 
 def append_summary(out: Path, entry: dict) -> None:
@@ -181,6 +203,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     `stylekit.live.LiveServer` that shows each item as it forms;
     its Stop ends the batch."""
     from .api import load
+    from .plugins import BrokenPluginWarning, broken_warnings
+    from .recipe import load_recipe
 
     stream = stream or sys.stderr
     # Checked once, before any worker starts. The items' images replace the recipe's, so the
@@ -188,7 +212,12 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     from PIL import Image
 
     stand_in = Image.new("RGB", (256, 256), (128, 128, 128))
-    base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
+    with warnings.catch_warnings():  # told below as the other commands tell it, not as a Python warning
+        warnings.simplefilter("ignore", BrokenPluginWarning)
+        base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for line in broken_warnings(registry):
+            print(line, file=stream, flush=True)
     styles = styles or [str(p) for p in base.recipe.images.style]
     items = plan_items(contents, styles, pairs, out)
     size = images_per_step(base, batch_size, stream)
@@ -198,10 +227,10 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
-    worker = Worker(workers, out, size, stream, lambda item: load(
-        base.raw, {"run.device": workers.device(base.recipe.run.device), "output.path": str(item.output),
-                   "images.content": str(item.content), "images.style": [str(item.style)]},
-        registry=registry, base=Path.cwd(), label=base.source), live)
+    # Each style file is decoded once per process, as its features are computed once (Reuse).
+    worker = Worker(workers, out, size, stream, lambda item, reuse: load_recipe(
+        base.raw, registry, item_overrides(item, workers.device(base.recipe.run.device)),
+        base=Path.cwd(), label=base.source, decoded=reuse.style_images), live)
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
         print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
@@ -211,12 +240,25 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
         return status
-    if workers.rank == 0:
+    if workers.rank == 0:  # past the barrier: every worker has ended, no claim is read again
+        release_claims(out, workers.generation)
         missing = [item.key for item in items if not item.output.exists()]
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                  f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
     return status
+
+
+def item_overrides(item: Item, device: str):
+    """The recipe's fields that one item sets, each named after the item in messages (the
+    user wrote neither these values nor a Python `overrides` argument)."""
+    from .overrides import Overrides
+
+    overrides, named = Overrides(), f"batch item {item.key}"
+    for key, value in ((("run", "device"), device), (("output", "path"), str(item.output)),
+                       (("images", "content"), str(item.content)), (("images", "style"), [str(item.style)])):
+        overrides.add(key, value, named)
+    return overrides
 
 
 def images_per_step(plan, requested: str, stream: TextIO) -> int:
@@ -247,7 +289,8 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
 
 
 class Worker:
-    """Claims items, groups those of one size, and runs each group as one batch per step."""
+    """Claims items, groups those of one size, and runs each group as one batch per step.
+    `plan_for(item, reuse)` loads an item's plan, taking decoded style images from `reuse`."""
 
     def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for, live=None):
         from .build import Reuse
@@ -270,7 +313,7 @@ class Worker:
                 continue
             started = time.perf_counter()
             try:
-                plan = self.plan_for(item)
+                plan = self.plan_for(item, self.reuse)
             except UserError as exc:
                 self.report(item, started, error=exc)
                 continue

@@ -95,10 +95,12 @@ def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.T
 
 @dataclass
 class Reuse:
-    """What one process keeps between runs of one recipe (a batch): the backbone, and the
-    features of each style image at each size, which do not change from item to item."""
+    """What one process keeps between runs of one recipe (a batch): the backbone, each style
+    image decoded (`stylekit.recipe.load_recipe`'s `decoded`) and its features at each size,
+    which do not change from item to item."""
 
     backbone: Backbone | None = None
+    style_images: dict = field(default_factory=dict)
     style_features: dict = field(default_factory=dict)
 
 

@@ -25,10 +25,11 @@ if TYPE_CHECKING:
 # ---------------------------------------------------------------- sizes
 
 
-def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at) -> list[Problem]:
+def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=None) -> list[Problem]:
     """The output (every stage) and each style image must be large enough for the deepest
     layer read from it; the backbone says how large (`Backbone.min_input_side_for`).
-    `inputs`: the decoded images (`InputImages`); `losses`: the resolved `LossChoice`s."""
+    `inputs`: the decoded images (`InputImages`); `losses`: the resolved `LossChoice`s;
+    `fit`: the `StageFit` of stages scaled from overrides, whose fix is a larger output."""
     images = parts.images
     known = backbone_cls.layer_names_for(backbone_params)
     read_by_output, read_by_style = set(), set()
@@ -52,7 +53,7 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at) -> l
         if min(h, w) < need:
             problems.append(at(loc, f"the output would be {w}x{h} pixels{stage}, too small for backbone "
                                     f"'{backbone_cls.name}' to read layer '{deepest}' (it needs at least {need} pixels "
-                                    f"on each side) - {_fix(content, width, height, need, loc)}"))
+                                    f"on each side) - {_fix(content, width, height, need, loc, parts, fit, index)}"))
             continue
         for i, style in enumerate(inputs.styles):
             sh, sw = style_size(style, (h, w), images.style_scale, images.style_fit)
@@ -75,8 +76,11 @@ def _stages(parts):
     return [(output.width, output.height, loc)]
 
 
-def _fix(content: Image.Image, width: int | None, height: int | None, need: int, loc: tuple) -> str:
+def _fix(content: Image.Image, width: int | None, height: int | None, need: int, loc: tuple,
+         parts=None, fit=None, index: int = 0) -> str:
     """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
+    if fit is not None and fit.source(loc) is not None:
+        return _fix_scaled(content, need, parts.output, fit, index)
     aspect = content.height / content.width
     if width and height:
         return f"set both sides to at least {need} (output.width = {max(width, need)}, output.height = {max(height, need)})"
@@ -87,6 +91,25 @@ def _fix(content: Image.Image, width: int | None, height: int | None, need: int,
     if wide <= 16384:
         return f"set {field} = {wide} or more"
     return f"the content image is {content.width}x{content.height}, too narrow to keep its aspect: give both output.width and output.height"
+
+
+def _fix_scaled(content: Image.Image, need: int, output, fit, index: int) -> str:
+    """The fix for a stage scaled from the output's size that was given as an override: the
+    user gave output.width (not this stage's), so say which output.width is enough."""
+    from .stage_fit import least_output_width
+
+    height = output.height if "height" in fit.scaled and output.height and not fit.heights[index] else None
+    wide = least_output_width(fit, index, output.width, height,
+                              lambda w, h: min(output_size(content, w, h)) >= need)
+    given = f"output.width ({output.width}) and output.height ({height})" if height else f"output.width ({output.width})"
+    why = f"stage {index + 1} is scaled from the {given} given, as the recipe's stages ({fit.proportions()}) are"
+    if not wide:
+        larger = "give a larger output.width"
+    elif height:
+        larger = f"give output.width = {wide} and output.height = {max(1, round(height * wide / output.width))} or more"
+    else:
+        larger = f"give output.width = {wide} or more"
+    return f"{why}: {larger}, or use a recipe without stages (or set the stages' sizes, stage[N].width)"
 
 
 # ---------------------------------------------------------------- outputs

@@ -1,8 +1,10 @@
-"""Overrides of recipe fields, from the command line (`--set KEY=VALUE`, `--steps`, ...).
+"""Overrides of recipe fields, from the command line (`--set KEY=VALUE`, `--steps`, ...) or
+from Python (`stylekit.load(recipe, overrides={"run.steps": 50})`).
 
 An override is a key path (('optimizer', 'params', 'lr')) and a value. `Overrides` also
-remembers the flag each came from, so that an error in a value given on the command line
-names the flag (`--set run.steps=0: run.steps: ...`) rather than a line of the recipe, and
+remembers where each was given, so that an error in an overridden value names it as the
+user wrote it (`--set run.steps=0: run.steps: ...` on the command line,
+`overrides['run.steps']: run.steps: ...` from Python) rather than a line of the recipe, and
 which values are paths given relative to the current directory.
 """
 
@@ -12,7 +14,8 @@ import re
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .errors import Problem, UserError
 from .tomlpos import dotted
@@ -45,6 +48,20 @@ def shell_word(text: str) -> str:
     return shlex.quote(text)
 
 
+@dataclass(frozen=True)
+class Origin:
+    """Where overrides are given, for messages: how one is named from the text the user wrote
+    (`--set run.steps=0`, `overrides['run.steps']`), and how a malformed key is written right."""
+
+    name: Callable[[str], str]
+    how: str
+
+
+COMMAND_LINE = Origin(lambda text: f"--set {shell_word(text)}", f"write KEY=VALUE, {EXAMPLE}")
+PYTHON = Origin(lambda key: f"overrides[{key!r}]",
+                "write a dotted key, e.g. {'optimizer.params.lr': 0.5} or {'loss[0].weight': 2}")
+
+
 class Overrides(dict):
     """key path -> value, plus `flags`: key path -> the command-line text it came from."""
 
@@ -65,10 +82,11 @@ class Overrides(dict):
         return None
 
 
-def parse_key(key: str, text: str) -> tuple:
-    """'loss[0].params.lr' -> ('loss', 0, 'params', 'lr'); a UserError naming `text` if malformed."""
+def parse_key(key: str, text: str, origin: Origin = COMMAND_LINE) -> tuple:
+    """'loss[0].params.lr' -> ('loss', 0, 'params', 'lr'); a UserError naming `text` (what
+    the user wrote, where `origin` says) if malformed."""
     def bad(why: str) -> UserError:
-        return UserError(Problem(f"--set {shell_word(text)}: {why} - write KEY=VALUE, {EXAMPLE}"))
+        return UserError(Problem(f"{origin.name(text)}: {why} - {origin.how}"))
 
     key = key.strip()
     if not key:
@@ -96,7 +114,7 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     """'optimizer.params.lr=0.5' -> (('optimizer', 'params', 'lr'), 0.5); values are TOML,
     and a value that is not TOML (a bare word) is taken as a string."""
     if "=" not in text:
-        raise UserError(Problem(f"--set {shell_word(text)}: write KEY=VALUE, {EXAMPLE}"))
+        raise UserError(Problem(f"{COMMAND_LINE.name(text)}: {COMMAND_LINE.how}"))
     key, value = text.split("=", 1)
     path = parse_key(key, text)
     try:
@@ -109,7 +127,7 @@ def parse_override(text: str) -> tuple[tuple, Any]:
 def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None) -> None:
     """Set `path` in the recipe's data to `value`, creating tables on the way; a UserError
     (naming `flag`) where the path runs through something that is not a table or list."""
-    flag = flag or f"override {dotted(path)}"  # an override given in Python (stylekit.load)
+    flag = flag or f"override {dotted(path)}"  # given to load_recipe without saying where from
 
     def fail(why: str) -> UserError:
         return UserError(Problem(f"{why}", file=flag))
@@ -161,45 +179,3 @@ def with_cwd_paths(path: tuple, value: Any, cwd: Path | None = None) -> Any:
             return str(cwd / given)
 
     return [absolute(item) for item in value] if isinstance(value, list) else absolute(value)
-
-
-def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> str | None:
-    """An override of `output.width` (and `output.height`) or `run.steps` on a recipe that
-    runs in stages means the whole run (`--set output.width=1024` or `--steps 100` on the
-    default recipe), where the stages would otherwise take precedence and the flag would do
-    nothing: the stages keep their proportions, the last one takes the size, and the steps
-    are shared out as the recipe shares them. Overrides of the stages themselves win over
-    both. Returns a problem for `output.height` overridden alone (the stages' widths would
-    depend on the content's aspect), else None."""
-    stages = data.get("stage")
-    if not isinstance(stages, list) or not stages or any(key[:1] == ("stage",) for key in overridden):
-        return None
-    if not all(isinstance(s, dict) and _positive(s.get("width")) and _positive(s.get("steps")) for s in stages):
-        return None  # the schema reports what is wrong with them
-    output, run = data.get("output") or {}, data.get("run") or {}
-    width = output.get("width") if ("output", "width") in overridden else None
-    height = output.get("height") if ("output", "height") in overridden else None
-    if _positive(height) and not _positive(width):
-        return ("this recipe runs in stages ([[stage]]): give output.width too, and the stages scale with it, "
-                "or set the stages' sizes (stage[N].width, stage[N].height)")
-    last = stages[-1]["width"]
-    if _positive(width):
-        for stage in stages:
-            share = stage["width"] / last
-            stage["width"] = max(1, round(width * share))
-            if _positive(height):
-                stage["height"] = max(1, round(height * share))
-            elif _positive(stage.get("height")):
-                stage["height"] = max(1, round(stage["height"] * width / last))
-    steps = run.get("steps") if ("run", "steps") in overridden else None
-    if _positive(steps):
-        total = sum(s["steps"] for s in stages)
-        shared = [max(1, round(steps * s["steps"] / total)) for s in stages]
-        shared[-1] = max(1, shared[-1] + steps - sum(shared))
-        for stage, n in zip(stages, shared):
-            stage["steps"] = n
-    return None
-
-
-def _positive(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0

@@ -8,6 +8,7 @@ unset loads all, `none` loads only the built-ins, `stylekit-mrf,stylekit-foo` lo
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from importlib.metadata import distributions, entry_points
 from typing import Any, Iterable
@@ -99,7 +100,29 @@ def installed_distributions() -> set[str]:
 
 def broken_warnings(registry: Registry) -> list[str]:
     """One line per broken plugin, for commands that went on without it."""
-    return [f"warning: {broken.describe()} (left out; this recipe does not need it)" for broken in registry.broken]
+    return [f"warning: {_left_out(broken)}" for broken in registry.broken]
+
+
+class BrokenPluginWarning(UserWarning):
+    """A plugin package that failed to load, left out of a recipe that did not need it."""
+
+
+_warned: set[tuple[str, str, str]] = set()  # (package, entry point, error): each told once per process
+
+
+def warn_broken(registry: Registry, stacklevel: int = 2) -> None:
+    """`warnings.warn` for each broken plugin of `registry` not yet warned about, from Python
+    (`stylekit.load`), where the command line prints `broken_warnings` instead. A recipe that
+    names a component the plugin would have provided fails instead (`Registry.get`)."""
+    for broken in registry.broken:
+        key = (broken.plugin.package, broken.plugin.name, broken.error)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(_left_out(broken), BrokenPluginWarning, stacklevel=stacklevel + 1)
+
+
+def _left_out(broken: BrokenPlugin) -> str:
+    return f"{broken.describe()} (left out; this recipe does not need it)"
 
 
 def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, PluginInfo]] = ()) -> Registry:

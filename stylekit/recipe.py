@@ -22,10 +22,11 @@ from pydantic import BaseModel, ValidationError
 from .components import Backbone
 from . import checks
 from .errors import Problem, UserError, did_you_mean
-from .overrides import apply_override, fit_stages_to_overrides
+from .overrides import apply_override
 from .plan import Choice, InputImages, LossChoice, Plan, Stage
 from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
+from .stage_fit import StageFit, fit_stages_to_overrides
 from .tomlpos import dotted, key_lines, line_of
 
 if sys.version_info >= (3, 11):
@@ -77,20 +78,22 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
 
 
 def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
-                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None) -> Plan:
+                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None,
+                decoded: dict | None = None) -> Plan:
     """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
 
     `images` may give the content ("content": a PIL image) and styles ("style": a list) as
     objects in memory; they replace the recipe's files, which may then be left out.
     Relative paths are resolved against `base` (default: the recipe file's folder, or the
-    current folder for a recipe given as text or a dict).
+    current folder for a recipe given as text or a dict). `decoded`: style images decoded
+    by earlier loads (a batch's `Reuse.style_images`), taken from and added to.
     """
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
-    staging = fit_stages_to_overrides(data, set(overrides or {}))
+    fit = fit_stages_to_overrides(data, set(overrides or {}))
     memory = dict(images or {})
     if memory:
         section = data.setdefault("images", {})
@@ -99,12 +102,12 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
                 section["content"] = MEMORY
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
-    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None))
-    problems: list[Problem] = [at(("output", "height"), staging)] if staging else []
+    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
+    problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += [_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())]
+        problems += _without_echoes([_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())], fit)
         recipe = None
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
@@ -114,7 +117,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     inputs = None
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)
-        inputs = _open_images(parts.images, memory, at, problems)
+        inputs = _open_images(parts.images, memory, at, problems, decoded)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
         problems += checks.output_problems(parts, at)
@@ -153,7 +156,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     if inputs is not None and backbone is not None:
-        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at)
+        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
     if problems or recipe is None:
         raise UserError(problems)
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
@@ -222,13 +225,23 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(label: str, lines: dict, flag_for=None):
+def _locator(label: str, lines: dict, flag_for=None, fit: StageFit | None = None):
     def at(loc: tuple, message: str) -> Problem:
-        flag = flag_for(loc) if flag_for else None
+        # A stage scaled from an override holds the override's value, not the recipe's line.
+        source = fit.source(loc) if fit is not None else None
+        flag = flag_for(source or loc) if flag_for else None
         if flag:  # the value came from the command line: name the flag, not the recipe's line
             return Problem(message, file=flag, field=dotted(loc) or None)
         return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
     return at
+
+
+def _without_echoes(problems: list[Problem], fit: StageFit) -> list[Problem]:
+    """Without the problems of stage fields scaled from an override that has its own problem
+    (`--set output.width=20000`: the width is too large once, not once more per stage)."""
+    sources = fit.sources()
+    fields = {p.field for p in problems if p.field}
+    return [p for p in problems if sources.get(p.field or "") not in fields]
 
 
 def _resolve(base: Path, value: str) -> str:
@@ -333,9 +346,11 @@ def _resolve_image_paths(images: ImagesSpec, base: Path) -> None:
         images.init = resolve(images.init)
 
 
-def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem]) -> InputImages | None:
+def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem],
+                 decoded: dict | None = None) -> InputImages | None:
     """Decode every input image now, so that a file that cannot be read is reported before
-    the run (a truncated JPEG passes a header check and fails only when decoded)."""
+    the run (a truncated JPEG passes a header check and fails only when decoded). Style
+    images found in `decoded` are not decoded again."""
     from .images import open_rgb
 
     before = len(problems)
@@ -349,9 +364,18 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
             problems.append(at(loc, exc.problems[0].message))
             return None
 
+    def read_style(loc: tuple, path: str, given=None):
+        key = None if given is not None or decoded is None else _decoded_key(path, images)
+        if key is not None and key in decoded:
+            return decoded[key]
+        image = read(loc, path, given)
+        if key is not None and image is not None:
+            decoded[key] = image
+        return image
+
     content = read(("images", "content"), images.content, memory.get("content"))
     given_styles = memory.get("style") or [None] * len(images.style)
-    styles = [read(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
+    styles = [read_style(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
     masks = [read(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
     init = images.init if images.init in INIT_CHOICES else read(("images", "init"), images.init)
     if len(problems) > before:
@@ -359,6 +383,16 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
     raw_weights = images.style_weights or [1.0] * len(styles)
     return InputImages(content=content, styles=tuple(styles), style_weights=tuple(w / sum(raw_weights) for w in raw_weights),
                        masks=tuple(masks) if images.style_masks else None, init=init)
+
+
+def _decoded_key(path: str, images: ImagesSpec) -> tuple | None:
+    """What a decoded image depends on: the file (its path, size and time, so a file replaced
+    between two items is decoded again) and the fields that change decoding; None if unreadable."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None  # open_rgb reports it
+    return os.path.realpath(path), found.st_size, found.st_mtime_ns, images.background, images.max_pixels
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:

@@ -82,6 +82,22 @@ def test_a_recipe_without_images_needs_them_given(tmp_path):
         stylekit.load(recipe, registry=tiny_registry())
 
 
+def test_overrides_given_in_python_are_named_as_given_not_as_a_flag(stylekit_recipe):
+    def problems(overrides):
+        with pytest.raises(stylekit.UserError) as caught:
+            stylekit.load(stylekit_recipe, overrides, registry=tiny_registry())
+        return [str(p) for p in caught.value.problems]
+
+    # A bad value names the dict entry, not the recipe's [run] line that never said it.
+    assert problems({"run.steps": 0}) == ["overrides['run.steps']: run.steps: Input should be greater than or equal to 1 (got 0)"]
+    assert problems({("run", "steps"): 0})[0].startswith("overrides[('run', 'steps')]: run.steps:")
+    (malformed,) = problems({"loss..weight": 1})
+    assert malformed.startswith("overrides['loss..weight']: empty part between dots - write a dotted key, e.g. {")
+    assert "--set" not in malformed and "KEY=VALUE" not in malformed
+    with pytest.raises(stylekit.UserError, match=r"^overrides\['run.steps'\]: run.steps:"):  # stylize passes them on
+        stylekit.stylize(stylekit_recipe, overrides={"run.steps": -1}, registry=tiny_registry())
+
+
 def test_the_callback_sees_each_step_and_can_stop(tmp_path):
     recipe = write_recipe(tmp_path, TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 4\n")
     seen = []

@@ -43,6 +43,7 @@ def test_every_pair_is_written_with_its_record_and_a_summary_line(photos):
     assert sorted(line["item"] for line in lines) == sorted(names)
     assert all(line["status"] == "done" and line["seconds"] > 0 and "total" in line["losses"] for line in lines)
     assert "6 items, 0 already done, 6 to do" in err and "6 of 6 done" in err
+    assert not (out / ".stylekit-batch").exists(), "the invocation's claims are removed when it ends"
 
     # A rerun finds everything done and does nothing.
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles"),
@@ -70,6 +71,25 @@ def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
     assert open_rgb(str(root / "out" / "p1.stripes.png")).tobytes() == open_rgb(str(root / "single.png")).tobytes()
 
 
+def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
+    import stylekit.images
+
+    root, recipe = photos
+    opened = []
+    real = stylekit.images.open_rgb
+
+    def counting(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(stylekit.images, "open_rgb", counting)
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
+                             "-o", str(root / "out"), "--set", "run.steps=1")
+    assert status == 0, err
+    # Three items, one style: the style is decoded once, each content once (it is one item's).
+    assert sorted(opened) == ["p0.png", "p1.png", "p2.png", "stripes.png"]
+
+
 def test_pairs_from_a_manifest_csv_and_jsonl(photos):
     root, recipe = photos
     (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\nphotos/p2.png,styles/stripes.png\n")
@@ -91,6 +111,20 @@ def test_an_unreadable_image_fails_its_item_only(photos):
     failed = [line for line in summary(out) if line["status"] == "failed"]
     assert [line["item"] for line in failed] == ["broken.shapes"] and "not a readable image" in failed[0]["error"]
     assert "3 of 4 done; not done: broken.shapes" in err
+    assert not (out / ".stylekit-batch").exists()  # a failed item leaves no claim: a rerun retries it anyway
+
+
+def test_claims_of_another_invocation_on_the_same_folder_are_left_alone(photos):
+    root, recipe = photos
+    out = root / "out"
+    live = out / ".stylekit-batch" / "claims" / "another-invocation"  # e.g. a second command still running
+    live.mkdir(parents=True)
+    (live / "p0.shapes").write_text("otherhost 1234\n")
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos" / "p1.png"), "--style",
+                             str(root / "styles" / "stripes.png"), "-o", str(out), "--set", "run.steps=1")
+    assert status == 0, err
+    assert [p.name for p in (out / ".stylekit-batch" / "claims").iterdir()] == ["another-invocation"]
+    assert (live / "p0.shapes").read_text() == "otherhost 1234\n"
 
 
 def test_two_items_with_one_output_name_are_refused(photos):
@@ -143,6 +177,9 @@ def test_torchrun_two_workers_a_killed_worker_and_a_rerun_do_each_item_exactly_o
     items = [line["item"] for line in lines]
     assert sorted(items) == sorted(f"p{i}.stripes" for i in range(4)), "each item done exactly once, none lost"
     assert all((out / f"p{i}.stripes.png").is_file() for i in range(4))
+    # The rerun removed its own claims after the barrier; the killed invocation's stay (it
+    # cannot be told from one still running elsewhere): docs/scale.md.
+    assert len(list((out / ".stylekit-batch" / "claims").iterdir())) == 1
 
 
 @pytest.mark.parametrize("stacked", [False, True])

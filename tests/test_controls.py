@@ -2,6 +2,7 @@
 style scale, loss plot and strip; plumbing checked with the tiny backbone."""
 
 import json
+from pathlib import Path
 
 import torch
 
@@ -44,6 +45,40 @@ def test_size_and_steps_given_on_the_command_line_apply_to_a_staged_recipe(style
     assert [(s.width, s.height) for s in both] == [(20, 10), (40, 20)]
     status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "output.height=20")
     assert status == 2 and "--set output.height=20: output.height: this recipe runs in stages" in err
+
+
+GATYS = Path(__file__).parent.parent / "recipes" / "gatys.toml"  # 256 then 512 px wide, 50 + 20 steps
+
+
+def test_a_stage_scaled_too_small_names_the_override_and_the_output_width_that_is_enough():
+    # The user gave output.width, not stage[0].width: the message names the flag, says the
+    # stage was scaled from it, and gives the least output.width whose coarse stage fits.
+    status, _, err = run_cli("validate", str(GATYS), "--set", "output.width=32")
+    assert status == 2 and "gatys.toml:" not in err
+    assert err.startswith("error: --set output.width=32: stage[0].width: the output would be 16x11 pixels in stage 1, "
+                          "too small for backbone 'vgg19'")
+    assert "stage 1 is scaled from the output.width (32) given, as the recipe's stages (256 and 512 px wide) are: " \
+           "give output.width = 47 or more, or use a recipe without stages" in err
+    assert run_cli("validate", str(GATYS), "--set", "output.width=46")[0] == 2
+    assert run_cli("validate", str(GATYS), "--set", "output.width=47")[0] == 0  # the advice is exact
+
+
+def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
+    status, _, err = run_cli("validate", str(GATYS), "--steps", "1")  # was: 2 steps run, quietly
+    assert status == 2
+    assert err == ("error: --steps 1: run.steps: this recipe runs in 2 stages ([[stage]]) of at least one step each - "
+                   "give 2 steps or more, or set the stages' steps (stage[N].steps)\n")
+    status, _, err = run_cli("validate", str(GATYS), "--set", "output.width=20000")
+    assert status == 2 and err.count("error:") == 1 and "--set output.width=20000: output.width:" in err  # not per stage
+
+
+def test_steps_shared_out_add_up_to_the_steps_given():
+    from stylekit.stage_fit import fit_stages_to_overrides
+
+    data = {"stage": [{"width": 8, "steps": 50}, {"width": 16, "steps": 50}, {"width": 32, "steps": 1}], "run": {"steps": 4}}
+    fit_stages_to_overrides(data, {("run", "steps")})
+    steps = [s["steps"] for s in data["stage"]]
+    assert sum(steps) == 4 and min(steps) == 1  # rounding gave 2 + 2 + 1 (5): one is taken back
 
 
 def test_later_stage_starts_from_the_upsampled_result(stylekit_recipe):

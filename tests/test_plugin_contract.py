@@ -38,6 +38,35 @@ def test_recipe_that_does_not_need_a_broken_plugin_runs_with_one_warning(install
                         "with STYLEKIT_PLUGINS=<the packages you want> (left out; this recipe does not need it)"]
 
 
+def test_the_python_api_warns_once_about_a_broken_plugin_the_recipe_does_not_need(install_dist, tmp_path, monkeypatch):
+    import warnings
+
+    import pytest
+
+    import stylekit
+    from stylekit import plugins
+
+    monkeypatch.setattr(plugins, "_warned", set())  # once per process: this test's process state
+    install_dist("stylekit-broken", BROKEN)
+    recipe = write_recipe(tmp_path)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # so that "once" is stylekit's doing, not the warnings filter's
+        stylekit.load(recipe, registry=tiny_registry())
+        stylekit.load(recipe, registry=tiny_registry())
+    assert [(w.category, str(w.message)) for w in caught] == [(plugins.BrokenPluginWarning, (
+        "plugin 'broken' of package 'stylekit-broken' failed to import (ModuleNotFoundError: No module named "
+        "'not_a_module_anywhere') - reinstall or fix stylekit-broken, or leave it out with STYLEKIT_PLUGINS=<the "
+        "packages you want> (left out; this recipe does not need it)"))]
+    assert caught[0].filename == __file__  # points at the caller's line, not at stylekit's
+    # A recipe that names a component the broken plugin may provide fails, naming it.
+    with pytest.raises(stylekit.UserError, match="unknown loss 'laplacian'.*package 'stylekit-broken' failed to import"):
+        stylekit.load(write_recipe(tmp_path, '[[loss]]\nname = "laplacian"\n', name="needs.toml"), registry=tiny_registry())
+    # `stylekit batch` (which loads through the API) tells it as the other commands do.
+    status, _, err = run_cli("batch", str(recipe), "--content", str(recipe.parent / "content.png"), "-o",
+                             str(tmp_path / "out"), "--dry-run", registry=tiny_registry())
+    assert status == 0 and "warning: plugin 'broken' of package 'stylekit-broken' failed to import" in err
+
+
 def test_missing_component_names_the_broken_plugin_that_may_provide_it(install_dist, tmp_path):
     install_dist("stylekit-broken", BROKEN)
     recipe = write_recipe(tmp_path, '[[loss]]\nname = "laplacian"\n')

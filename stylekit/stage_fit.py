@@ -1,0 +1,115 @@
+"""Overrides of the whole run (`--set output.width=...`, `--steps ...`) carried into a recipe
+that runs in stages.
+
+In the recipe, stages take precedence over `output.width`/`height` and `run.steps`; given as
+overrides, those mean the whole run, so the stages are scaled to them. The scaled values are
+not what the recipe says, so a problem with one of them must not point at the recipe's line:
+`StageFit` remembers which override each scaled field came from, and the messages name it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .tomlpos import dotted
+
+#: A stage's field -> the override that scales it.
+SOURCES = {"width": ("output", "width"), "height": ("output", "height"), "steps": ("run", "steps")}
+
+
+@dataclass
+class StageFit:
+    """What `fit_stages_to_overrides` did to the stages, for messages about them."""
+
+    #: (loc, message) of each override that cannot be carried into the stages.
+    problems: list[tuple[tuple, str]] = field(default_factory=list)
+    #: The stage fields that were scaled ('width', 'height', 'steps'), each from SOURCES.
+    scaled: set[str] = field(default_factory=set)
+    #: The stages' widths and heights (None where not given) as the recipe has them.
+    widths: tuple[int, ...] = ()
+    heights: tuple[int | None, ...] = ()
+
+    def source(self, loc: tuple) -> tuple | None:
+        """The override key that set the stage field at `loc` (('stage', 0, 'width')), or None
+        when the recipe's own value is there."""
+        loc = tuple(loc)
+        if len(loc) >= 3 and loc[0] == "stage" and loc[2] in self.scaled:
+            return SOURCES[loc[2]]
+        return None
+
+    def sources(self) -> dict[str, str]:
+        """dotted stage field -> dotted override key, for every scaled field."""
+        return {dotted(("stage", i, name)): dotted(SOURCES[name])
+                for i in range(len(self.widths)) for name in self.scaled}
+
+    def stage_size(self, index: int, width: int, height: int | None) -> tuple[int, int | None]:
+        """(width, height) of stage `index` for an output of `width` (and `height`, if given):
+        the stages keep the recipe's proportions and the last one takes the size."""
+        share = self.widths[index] / self.widths[-1]
+        if height:
+            return max(1, round(width * share)), max(1, round(height * share))
+        own = self.heights[index]
+        return max(1, round(width * share)), (max(1, round(own * width / self.widths[-1])) if own else None)
+
+    def proportions(self) -> str:
+        """'256 and 512 px wide' (the recipe's stages)."""
+        widths = [str(w) for w in self.widths]
+        return f"{', '.join(widths[:-1])} and {widths[-1]} px wide"
+
+
+def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
+    """An override of `output.width` (and `output.height`) or `run.steps` on a recipe that
+    runs in stages means the whole run (`--set output.width=1024` or `--steps 100` on the
+    default recipe), where the stages would otherwise take precedence and the flag would do
+    nothing: the stages keep their proportions, the last one takes the size, and the steps
+    are shared out as the recipe shares them. Overrides of the stages themselves win over
+    both. Problems: `output.height` overridden alone (the stages' widths would depend on the
+    content's aspect), and fewer steps than stages."""
+    fit = StageFit()
+    stages = data.get("stage")
+    if not isinstance(stages, list) or not stages or any(key[:1] == ("stage",) for key in overridden):
+        return fit
+    if not all(isinstance(s, dict) and _positive(s.get("width")) and _positive(s.get("steps")) for s in stages):
+        return fit  # the schema reports what is wrong with them
+    fit.widths = tuple(s["width"] for s in stages)
+    fit.heights = tuple(s.get("height") if _positive(s.get("height")) else None for s in stages)
+    output, run = data.get("output") or {}, data.get("run") or {}
+    width = output.get("width") if ("output", "width") in overridden else None
+    height = output.get("height") if ("output", "height") in overridden else None
+    if _positive(height) and not _positive(width):
+        fit.problems.append((("output", "height"), "this recipe runs in stages ([[stage]]): give output.width too, and "
+                             "the stages scale with it, or set the stages' sizes (stage[N].width, stage[N].height)"))
+    elif _positive(width):
+        for index, stage in enumerate(stages):
+            stage["width"], new_height = fit.stage_size(index, width, height if _positive(height) else None)
+            if new_height is not None:
+                stage["height"] = new_height
+        fit.scaled |= {"width", "height"} if _positive(height) or any(fit.heights) else {"width"}
+    steps = run.get("steps") if ("run", "steps") in overridden else None
+    if _positive(steps) and steps < len(stages):
+        fit.problems.append((("run", "steps"), f"this recipe runs in {len(stages)} stages ([[stage]]) of at least one "
+                             f"step each - give {len(stages)} steps or more, or set the stages' steps (stage[N].steps)"))
+    elif _positive(steps):
+        total = sum(s["steps"] for s in stages)
+        shared = [max(1, round(steps * s["steps"] / total)) for s in stages]
+        shared[-1] = max(1, shared[-1] + steps - sum(shared))
+        while sum(shared) > steps:  # rounding up many small stages: take it back from the longest
+            shared[shared.index(max(shared))] -= 1
+        for stage, n in zip(stages, shared):
+            stage["steps"] = n
+        fit.scaled.add("steps")
+    return fit
+
+
+def least_output_width(fit: StageFit, index: int, width: int, height: int | None, fits) -> int | None:
+    """The least output width (with the height, if given, scaled along) at which stage
+    `index` passes `fits(stage_width, stage_height)`; None if none up to the schema's 16384."""
+    for wide in range(max(1, width), 16385):
+        tall = max(1, round(height * wide / width)) if height else None
+        if fits(*fit.stage_size(index, wide, tall)):
+            return wide
+    return None
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
