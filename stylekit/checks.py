@@ -56,12 +56,20 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=
                                     f"on each side) - {_fix(content, width, height, need, loc, parts, fit, index)}"))
             continue
         for i, style in enumerate(inputs.styles):
+            def style_fits(width, height, style=style) -> bool:
+                return min(style_size(style, output_size(content, width, height), images.style_scale,
+                                      images.style_fit)) >= need_style
+
             sh, sw = style_size(style, (h, w), images.style_scale, images.style_fit)
             if min(sh, sw) < need_style:
-                problems.append(at(("images", "style", i), f"the style image would be resized to {sw}x{sh} pixels{stage}, "
-                                                           f"too small for backbone '{backbone_cls.name}' (it needs at least "
-                                                           f"{need_style} pixels on each side) - raise images.style_scale "
-                                                           f"or use a style image closer to square"))
+                what = (f"the style image would be resized to {sw}x{sh} pixels{stage}, too small for backbone "
+                        f"'{backbone_cls.name}' (it needs at least {need_style} pixels on each side)")
+                if fit is not None and fit.source(loc) is not None:  # the stage is small because of an override
+                    problems.append(at(loc, f"{what} - {_fix_scaled(parts.output, fit, index, style_fits)}; "
+                                            f"or raise images.style_scale"))
+                else:
+                    problems.append(at(("images", "style", i), f"{what} - raise images.style_scale or use a style "
+                                                               f"image closer to square"))
     return problems
 
 
@@ -80,7 +88,7 @@ def _fix(content: Image.Image, width: int | None, height: int | None, need: int,
          parts=None, fit=None, index: int = 0) -> str:
     """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
     if fit is not None and fit.source(loc) is not None:
-        return _fix_scaled(content, need, parts.output, fit, index)
+        return _fix_scaled(parts.output, fit, index, lambda w, h: min(output_size(content, w, h)) >= need)
     aspect = content.height / content.width
     if width and height:
         return f"set both sides to at least {need} (output.width = {max(width, need)}, output.height = {max(height, need)})"
@@ -93,14 +101,14 @@ def _fix(content: Image.Image, width: int | None, height: int | None, need: int,
     return f"the content image is {content.width}x{content.height}, too narrow to keep its aspect: give both output.width and output.height"
 
 
-def _fix_scaled(content: Image.Image, need: int, output, fit, index: int) -> str:
+def _fix_scaled(output, fit, index: int, fits) -> str:
     """The fix for a stage scaled from the output's size that was given as an override: the
-    user gave output.width (not this stage's), so say which output.width is enough."""
+    user gave output.width (not this stage's), so say which output.width is enough for
+    `fits(stage width, stage height)`."""
     from .stage_fit import least_output_width
 
     height = output.height if "height" in fit.scaled and output.height and not fit.heights[index] else None
-    wide = least_output_width(fit, index, output.width, height,
-                              lambda w, h: min(output_size(content, w, h)) >= need)
+    wide = least_output_width(fit, index, output.width, height, fits)
     given = f"output.width ({output.width}) and output.height ({height})" if height else f"output.width ({output.width})"
     why = f"stage {index + 1} is scaled from the {given} given, as the recipe's stages ({fit.proportions()}) are"
     if not wide:

@@ -63,6 +63,23 @@ def test_a_stage_scaled_too_small_names_the_override_and_the_output_width_that_i
     assert run_cli("validate", str(GATYS), "--set", "output.width=47")[0] == 0  # the advice is exact
 
 
+def test_a_style_image_too_small_in_a_scaled_stage_names_the_override_too(tmp_path):
+    # A wide style image in a square output: the style, not the output, is what is too
+    # small in the coarse stage, and again the user gave output.width, not the stage's.
+    from PIL import Image
+
+    Image.new("RGB", (1000, 50), "red").save(tmp_path / "wide.png")
+    Image.new("RGB", (100, 100), "blue").save(tmp_path / "square.png")
+    status, _, err = run_cli("validate", str(GATYS), "--content", str(tmp_path / "square.png"), "--style",
+                             str(tmp_path / "wide.png"), "--set", "output.width=64")
+    assert status == 2 and "gatys.toml:" not in err, err
+    assert err.startswith("error: --set output.width=64: stage[0].width: the style image would be resized to "), err
+    least = int(err.split("give output.width = ")[1].split()[0])
+    for width, code in ((least, 0), (least - 1, 2)):  # the width it names is the least that passes
+        assert run_cli("validate", str(GATYS), "--content", str(tmp_path / "square.png"), "--style",
+                       str(tmp_path / "wide.png"), "--set", f"output.width={width}")[0] == code, width
+
+
 def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
     status, _, err = run_cli("validate", str(GATYS), "--steps", "1")  # was: 2 steps run, quietly
     assert status == 2
