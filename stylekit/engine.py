@@ -219,8 +219,11 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], images: list
 
     The replay writes what `forward_backward` returned and each image's `.grad` into the
     same memory every time, and the optimizer updates the images in place, so the recorded
-    pass always reads the current images. Warm-up passes on a side stream come first:
-    cuDNN's autotuning and lazy initialisation may not happen during the recording.
+    pass always reads the current images. A graph holds no references to what it reads:
+    the replay keeps `forward_backward` (and so every tensor its closure holds, such as
+    targets made for it) alive, and points each `.grad` back at the memory the graph writes,
+    in case something set it to None between steps. Warm-up passes on a side stream come
+    first: cuDNN's autotuning and lazy initialisation may not happen during the recording.
     """
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
@@ -232,9 +235,6 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], images: list
     torch.cuda.current_stream().wait_stream(side)
     for image in images:
         image.grad = None
-    # The recording gets a memory pool of its own: hand back what the warm-up left cached,
-    # or a large group would hold its activations twice.
-    torch.cuda.empty_cache()
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.graph(graph):
@@ -245,8 +245,13 @@ def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], images: list
                                 "probably waits for the GPU (.item(), torch.linalg.eigh and the like); "
                                 "set run.cuda_graph = false", field="run.cuda_graph")) from None
 
+    grads = [image.grad for image in images]
+
     def replay() -> torch.Tensor:
+        for image, grad in zip(images, grads):
+            image.grad = grad
         graph.replay()
         return written
 
+    replay.keeps_alive = forward_backward  # what the graph reads (see above)
     return replay

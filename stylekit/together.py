@@ -12,9 +12,10 @@ pass and comes out exactly as alone; on a GPU, where one image leaves most of it
 images are stacked (`stacked=True`). Each image keeps its own loss
 terms (its content targets), its own optimizer and scheduler (L-BFGS history, step count
 and convergence are per image, as they must be: one L-BFGS over the whole batch would
-couple the images through its dot products) and its own divergence check. The loss terms
-are called once per image on that image's slice of the features, so every plugin term
-works here unchanged.
+couple the images through its dot products) and its own divergence check. A loss term
+whose class offers `LossTerm.together` (the built-in ones) is evaluated once for the whole
+group, each image against its own targets; any other is called once per image on that
+image's slice of the features, so every plugin term works here unchanged.
 
 Stepping one torch optimizer per image is cheap for Adam but not for L-BFGS, whose
 two-loop recursion is hundreds of small kernels per image and step. Where the images are
@@ -36,7 +37,7 @@ from .engine import (Diverged, Loop, LoopOptions, LoopResult, Objective, first_n
 
 
 def _records_graphs(device: torch.device) -> bool:
-    # Its own function so that the tests can stand in for a GPU (tests/test_batch.py).
+    # Its own function so that the tests can stand in for a GPU (tests/test_together.py).
     return device.type == "cuda"
 
 
@@ -54,6 +55,16 @@ def _slice_by_slice(terms: list):
     return values
 
 
+def _together_is_its_own(cls: type) -> bool:
+    """Whether `cls.together` evaluates what `cls.forward` computes: not so for a subclass
+    that changes `forward` or `prepare` (a plugin's variant of a built-in term) but inherits
+    its parent's `together`, which knows only the parent's."""
+    def defining(name: str) -> type:
+        return next(base for base in cls.__mro__ if name in vars(base))
+    home = defining("together")
+    return all(issubclass(home, defining(name)) for name in ("forward", "prepare"))
+
+
 def group_values(objectives: list[Objective], device: torch.device, together: bool = True):
     """One function from the stacked features and images of `objectives`' images (in that
     order) to their weighted term values, an (n images, n terms) tensor: per term, all
@@ -65,11 +76,12 @@ def group_values(objectives: list[Objective], device: torch.device, together: bo
         weighted = [objective.terms[j] for objective in objectives]
         terms = [wt.term for wt in weighted]
         kinds = {type(term) for term in terms}
-        values = type(terms[0]).together(terms) if together and len(kinds) == 1 else None
+        values = type(terms[0]).together(terms) if together and len(kinds) == 1 and _together_is_its_own(
+            type(terms[0])) else None
         if values is None:
             values = _slice_by_slice(terms)
-        # On the device now: a tensor made from host values while a CUDA graph records
-        # would be a copy from memory that is gone when the graph replays.
+        # Made on the device here, not in the pass: a copy from the host cannot be recorded
+        # in a CUDA graph.
         columns.append((values, torch.tensor([wt.weight for wt in weighted], device=device)))
 
     def evaluate(features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
@@ -137,13 +149,19 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
             return forward_backward()
         return eager
 
+    def release_gradients() -> None:
+        # A recorded pass's gradients live in its graph's memory pool: let both go.
+        passes.clear()
+        for image in images:
+            image.grad = None
+
     def evaluate(alive: list[int]) -> dict[int, torch.Tensor]:
         """Each image's total, its row kept, its gradient set: one pass over the stacked
         images, or one pass each."""
         if stacked:
             key = tuple(alive)
             if key not in passes:  # a diverged image leaves the group: a pass for the rest
-                passes.clear()
+                release_gradients()
                 passes[key] = stacked_pass(alive)
             rows = passes[key]()
             if graphed:  # each replay rewrites the same memory: keep a copy (on the device)
@@ -218,6 +236,7 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - loop_start
+    release_gradients()
     return [stopped.get(i) or LoopResult(loop.output.clone(), loop.rows, loop.step, seconds, setup_seconds)
             for i, loop in enumerate(loops)]
 

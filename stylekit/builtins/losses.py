@@ -95,8 +95,11 @@ class ContentLoss(LossTerm):
         if not cls.configured_alike(terms):
             return None
         first = terms[0]
-        # A stacked copy of every image's targets: the price of one subtraction for all.
+        # Every image's targets stacked, for one subtraction for all; each term keeps a view
+        # of its own, so that they are not held twice (they are the size of the features).
         targets = {name: torch.cat([t.targets[name] for t in terms]) for name in first.layers}
+        for k, term in enumerate(terms):
+            term.targets = {name: targets[name][k:k + 1] for name in first.layers}
         reduce = torch.mean if first.params.reduction == "mean" else torch.sum
 
         def values(features, images):
