@@ -74,11 +74,17 @@ class Result:
     def save(self, path: str | Path | None = None, record: bool | None = None) -> Path:
         """Write the image (atomically) to `path`, default the recipe's output, and the run
         record beside it as .json unless `record` is False (default: the recipe's
-        output.record)."""
+        output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
+        image or a .json that is not a run record, a folder, or a format it does not write."""
+        from .checks import save_problems
         from .outputs import write_result
 
-        return write_result(self, Path(path) if path is not None else self.plan.output,
-                            self.plan.recipe.output.record if record is None else record)
+        path = Path(path) if path is not None else self.plan.output
+        record = self.plan.recipe.output.record if record is None else record
+        problems = save_problems(path, self.plan, record)
+        if problems:  # as `stylekit run` refuses them: an input, a folder, a .json it did not write
+            raise UserError(problems)
+        return write_result(self, path, record)
 
 
 class RunDiverged(RunFailed):

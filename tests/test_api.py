@@ -210,3 +210,21 @@ def test_checkpointing_needs_a_backbone_that_supports_it_checked_at_load(styleki
     monkeypatch.setattr(TinyBackbone, "supports_checkpointing", False)
     status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run.checkpoint=true")
     assert status == 2 and "run.checkpoint: backbone 'tiny' does not support checkpointing" in err
+
+
+def test_save_refuses_what_stylekit_run_refuses_and_writes_nothing(stylekit_recipe):
+    # Result.save(path) may name any path: it must keep the user's files as `stylekit run -o` does.
+    folder = stylekit_recipe.parent
+    result = stylekit.stylize(stylekit.load(stylekit_recipe, {"run.steps": 1}, registry=tiny_registry()))
+    (folder / "notes.json").write_text('{"mine": 1}')
+    (folder / "photos").mkdir()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    for path, words in [(folder / "content.png", "would overwrite the input content image"),
+                        (folder / "style.png", "would overwrite the input style image"),
+                        (folder / "notes.png", "not a stylekit run record"),
+                        (folder / "photos", "is a folder"),
+                        (folder / "result.bmp", "must end in .png, .jpg or .jpeg")]:
+        with pytest.raises(stylekit.UserError, match=words):
+            result.save(path)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert result.save(folder / "notes.png", record=False) == folder / "notes.png"  # no record: nothing to replace
