@@ -40,6 +40,12 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
         raise UserError(f"not a readable image ({why}): {path}") from None
 
 
+def rgb_of(img: Image.Image, spec=None) -> Image.Image:
+    """An image given in memory (a PIL image) as 8-bit RGB, exactly as `open_rgb` reads a
+    file's pixels, so that an image gives the same result in memory as from disk."""
+    return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
+
+
 @contextlib.contextmanager
 def _opened(path: str, spec):
     """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
