@@ -120,7 +120,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
     intermediate images) for a recipe whose inputs are `images`."""
     if out.is_dir():
         return [at(loc, f"{out} is a folder - give a file name in it, e.g. {out / 'stylized.png'}")]
-    problems = _writable(out.parent, loc, at)
+    problems = writable_folder(out.parent, loc, at)
     if problems:
         return problems
     written = {out: "the output image"}
@@ -156,7 +156,7 @@ def _inputs(images):
     return [(path, what) for path, what in found if path != MEMORY]
 
 
-def _writable(folder: Path, loc: tuple, at) -> list[Problem]:
+def writable_folder(folder: Path, loc: tuple, at) -> list[Problem]:
     """The folder exists and can be written to, or can be made (nothing is created here)."""
     existing = folder
     while not existing.exists():
