@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -49,15 +50,44 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
             key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
             keyed.add(key, v, PYTHON.name(k))
     images = {}
-    if content is not None:
-        images["content"] = as_pil(content)
-    if style is not None:
-        many = isinstance(style, (list, tuple))
-        images["style"] = [as_pil(s) for s in (style if many else [style])]
+    many = isinstance(style, (list, tuple))
+    styles = list(style) if many else [style] if style is not None else []
+    # Files are read by the recipe, as its own are: on its images.background, within its
+    # images.max_pixels, and kept from being overwritten by the output; objects in memory as given.
+    keyed = _with_image_paths(keyed, content, styles, many)
+    if content is not None and not _is_path(content):
+        images["content"] = as_pil(content, "content")
+    if style is not None and not (styles and all(map(_is_path, styles))):  # [] too: the recipe says it is empty
+        images["style"] = [as_pil(s, f"style[{i}]" if many else "style") for i, s in enumerate(styles)]
     registry = registry or load_registry()
     plan = load_recipe(source, registry, keyed, images=images, base=Path(base) if base is not None else None, label=label)
     warn_broken(registry)  # as `stylekit run` prints them: a plugin the user expects may be missing
     return plan
+
+
+def _is_path(image: ImageLike) -> bool:
+    return isinstance(image, (str, os.PathLike))
+
+
+def _with_image_paths(keyed, content, styles: list, many: bool):
+    """`keyed` plus images.content / images.style overrides for images given as paths
+    (relative to the current folder), each named in messages as the argument it came from."""
+    from .overrides import Overrides
+
+    paths = {}
+    if _is_path(content):
+        paths[("images", "content")] = (str(Path(content).resolve()), f"content={str(content)!r}")
+    if styles and all(map(_is_path, styles)):
+        shown = [str(s) for s in styles] if many else str(styles[0])
+        paths[("images", "style")] = ([str(Path(s).resolve()) for s in styles], f"style={shown!r}")
+    if not paths:
+        return keyed
+    combined = Overrides()
+    for key, value in keyed.items():
+        combined.add(key, value, keyed.flags.get(key))
+    for key, (value, flag) in paths.items():
+        combined.add(key, value, flag)
+    return combined
 
 
 def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,

@@ -54,7 +54,7 @@ def image_files(spec: str) -> list[Path]:
         return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
     if any(ch in spec for ch in "*?["):
         return sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    return [path]
+    return [path] if path.exists() else []  # plan_items names the missing file
 
 
 def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: Path) -> list[Item]:
@@ -67,13 +67,20 @@ def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: P
         content_files = [f for spec in contents for f in image_files(spec)]
         style_files = [f for spec in styles for f in image_files(spec)]
         for flag, specs, files in (("--content", contents, content_files), ("--style", styles, style_files)):
-            if not files:
+            for spec in specs:
+                if not any(ch in spec for ch in "*?[") and not Path(spec).exists():
+                    problems.append(Problem(f"{flag} {spec}: no such file or folder - check the path"))
+            if not files and not problems:
                 problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "
                                         "a glob pattern such as 'photos/*.jpg', or image files"))
         found = [(c, s) for c in content_files for s in style_files]
     items, seen = [], {}
+    inputs = {os.path.realpath(p) for pair in found for p in pair}
     for content, style in found:
         item = Item(content, style, out / f"{content.stem}.{style.stem}.png")
+        if os.path.realpath(item.output) in inputs:  # else it would count as done, or be overwritten
+            problems.append(Problem(f"the output of {content} with style {style} would be {item.output}, one of "
+                                    f"the input images - choose another output folder (-o)"))
         if item.key in seen:
             problems.append(Problem(f"{content} and {seen[item.key]} with style {style} would both be written to "
                                     f"{item.output} - rename one of them"))
@@ -92,6 +99,9 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]
     except OSError as exc:
         problems.append(Problem(f"cannot read the manifest ({exc.strerror or exc})", file=str(path)))
         return []
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(f"not UTF-8 text (byte {exc.start}) - save the manifest as UTF-8", file=str(path)))
+        return []
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
         for number, line in enumerate(text.splitlines(), 1):
@@ -102,11 +112,19 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]
                     problems.append(Problem(f"not JSON ({exc.msg}) - one object per line", file=str(path), line=number))
     else:
         reader = csv.DictReader(text.splitlines())
+        missing = [name for name in ("content", "style") if name not in (reader.fieldnames or [])]
+        if missing:  # said once, not once per row
+            problems.append(Problem(f"the first line must name the columns content and style (it names: "
+                                    f"{', '.join(reader.fieldnames or []) or 'nothing'})", file=str(path), line=1))
+            return []
         rows = [(number, row) for number, row in enumerate(reader, 2)]
     pairs = []
     for number, row in rows:
         if not isinstance(row, dict) or not row.get("content") or not row.get("style"):
             problems.append(Problem("each row needs a content and a style path", file=str(path), line=number))
+            continue
+        if not isinstance(row["content"], str) or not isinstance(row["style"], str):
+            problems.append(Problem("content and style must be paths in quotes (text)", file=str(path), line=number))
             continue
         pairs.append(((path.parent / row["content"]), (path.parent / row["style"])))
     return pairs
@@ -220,6 +238,11 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
             print(line, file=stream, flush=True)
     styles = styles or [str(p) for p in base.recipe.images.style]
     items = plan_items(contents, styles, pairs, out)
+    from .checks import writable_folder
+
+    problems = writable_folder(out, (), lambda loc, message: Problem(f"-o {out}: {message}"))
+    if problems:  # found before any worker starts, as `stylekit run` finds its own
+        raise UserError(problems)
     size = images_per_step(base, batch_size, stream)
     if dry_run:
         print(f"stylekit batch: {len(items)} items, {sum(not i.output.exists() for i in items)} to do, "

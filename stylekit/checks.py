@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import Problem
 from .images import output_size, style_size
-from .schema import INIT_CHOICES
+from .schema import INIT_CHOICES, unsupported_suffix
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -126,20 +126,38 @@ def _fix_scaled(output, fit, index: int, fits) -> str:
 def output_problems(parts, at) -> list[Problem]:
     """The output path, its run record and plots: writable, and replacing none of the inputs
     nor any file that stylekit did not write."""
-    output, images = parts.output, parts.images
+    output = parts.output
     if output is None:
         return []
-    loc = ("output", "path")
-    out = Path(output.path)
+    return path_problems(Path(output.path), parts.images, ("output", "path"), at, record=output.record,
+                         plot=output.plot, save_every=output.save_every)
+
+
+def save_problems(path: Path, plan, record: bool) -> list[Problem]:
+    """`output_problems` for `Result.save(path)`, which may name a path other than the
+    recipe's: the same checks, so that the API never overwrites what `stylekit run` keeps."""
+    def at(loc, message: str) -> Problem:
+        return Problem(message, field="Result.save path")
+
+    wrong_suffix = None if path.is_dir() else unsupported_suffix(str(path))  # a folder: say so instead
+    if wrong_suffix:
+        return [at((), wrong_suffix)]
+    return path_problems(path, plan.recipe.images, (), at, record=record)
+
+
+def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: bool = False,
+                  save_every: int = 0) -> list[Problem]:
+    """Problems with writing an image to `out` (and, as asked, its record, plots and
+    intermediate images) for a recipe whose inputs are `images`."""
     if out.is_dir():
         return [at(loc, f"{out} is a folder - give a file name in it, e.g. {out / 'stylized.png'}")]
-    problems = _writable(out.parent, loc, at)
+    problems = writable_folder(out.parent, loc, at)
     if problems:
         return problems
     written = {out: "the output image"}
-    if output.record:
+    if record:
         written[out.with_suffix(".json")] = "the run record"
-    if output.plot:
+    if plot:
         written[out.with_name(f"{out.stem}.losses.png")] = "the loss plot"
         written[out.with_name(f"{out.stem}.strip.png")] = "the strip of images"
     for path, label in _inputs(images):
@@ -147,13 +165,12 @@ def output_problems(parts, at) -> list[Problem]:
         for target, what in written.items():
             if real == os.path.realpath(target):
                 problems.append(at(loc, f"{what} would overwrite the input {label} {path} - choose another output path"))
-        if output.save_every and re.fullmatch(re.escape(out.stem) + r"\.step\d{5}\.png", Path(path).name) \
+        if save_every and re.fullmatch(re.escape(out.stem) + r"\.step\d{5}\.png", Path(path).name) \
                 and Path(real).parent == Path(os.path.realpath(out)).parent:
             problems.append(at(loc, f"an intermediate image (output.save_every) would overwrite the input {label} {path} "
                                     f"- choose another output path"))
-    record = out.with_suffix(".json")
-    if output.record and not problems:
-        problems += _record_problems(record, loc, at)
+    if record and not problems:
+        problems += _record_problems(out.with_suffix(".json"), loc, at)
     return problems
 
 
@@ -170,7 +187,7 @@ def _inputs(images):
     return [(path, what) for path, what in found if path != MEMORY]
 
 
-def _writable(folder: Path, loc: tuple, at) -> list[Problem]:
+def writable_folder(folder: Path, loc: tuple, at) -> list[Problem]:
     """The folder exists and can be written to, or can be made (nothing is created here)."""
     existing = folder
     while not existing.exists():

@@ -32,6 +32,16 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except OSError as exc:  # a file or folder named on the command line that cannot be written or read
+        from .attribution import tracebacks_wanted
+        from .outputs import describe
+
+        if getattr(args, "traceback", False) or tracebacks_wanted():
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {describe(exc)} - check the path and its permissions, or choose another", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - nothing was written", file=sys.stderr)
         return 130

@@ -40,6 +40,12 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
         raise UserError(f"not a readable image ({why}): {path}") from None
 
 
+def rgb_of(img: Image.Image, spec=None) -> Image.Image:
+    """An image given in memory (a PIL image) as 8-bit RGB, exactly as `open_rgb` reads a
+    file's pixels, so that an image gives the same result in memory as from disk."""
+    return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
+
+
 @contextlib.contextmanager
 def _opened(path: str, spec):
     """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
@@ -177,12 +183,18 @@ def _atomic_write(path: str | Path, mode: str, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp = temp_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies, as for any file
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies, as for any file
+    except OSError as exc:
+        exc.filename = str(path)  # the file the user named, not the hidden temporary one
+        raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename == str(tmp):
+            exc.filename, exc.filename2 = str(path), None
         raise

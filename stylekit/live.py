@@ -104,8 +104,8 @@ class LiveServer:
     def start(self) -> str:
         try:
             self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
-        except OSError as exc:
-            raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({exc.strerror or exc}) - "
+        except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
+            raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]

@@ -72,6 +72,8 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
         return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
     if isinstance(source, str) and ("\n" in source or "=" in source):
         return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
+    if not isinstance(source, (str, os.PathLike)):
+        raise UserError(f"a recipe must be a file path, a TOML text or a dict, not {type(source).__name__}")
     path = Path(source)
     data, text = read_toml(path)
     return data, text, str(path), base or path.parent
@@ -351,13 +353,13 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
     """Decode every input image now, so that a file that cannot be read is reported before
     the run (a truncated JPEG passes a header check and fails only when decoded). Style
     images found in `decoded` are not decoded again."""
-    from .images import open_rgb
+    from .images import open_rgb, rgb_of
 
     before = len(problems)
 
     def read(loc: tuple, path: str, given=None):
         if given is not None:
-            return given
+            return rgb_of(given, images)
         try:
             return open_rgb(path, images, warn=True)  # warn: an animation's first frame is used
         except UserError as exc:

@@ -92,6 +92,13 @@ class ImagesSpec(Strict):
         return self
 
 
+def unsupported_suffix(path: str) -> str | None:
+    """What is wrong with `path` as an output image's name (its suffix picks the format), or None."""
+    if Path(path).suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        return f"output path '{path}' must end in .png, .jpg or .jpeg"
+    return None
+
+
 class OutputSpec(Strict):
     path: PathStr = Field(
         "stylized.png", description="The stylized image (.png or .jpg); its run record is written beside it as .json.")
@@ -112,8 +119,9 @@ class OutputSpec(Strict):
     @field_validator("path")
     @classmethod
     def image_suffix(cls, value: str):
-        if Path(value).suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            raise ValueError(f"output path '{value}' must end in .png, .jpg or .jpeg")
+        wrong = unsupported_suffix(value)
+        if wrong:
+            raise ValueError(wrong)
         return value
 
 

@@ -8,6 +8,7 @@ caller saves (the CLI does, in `stylekit.runner`).
 from __future__ import annotations
 
 import math
+import os
 import platform
 import signal
 import threading
@@ -74,11 +75,17 @@ class Result:
     def save(self, path: str | Path | None = None, record: bool | None = None) -> Path:
         """Write the image (atomically) to `path`, default the recipe's output, and the run
         record beside it as .json unless `record` is False (default: the recipe's
-        output.record)."""
+        output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
+        image or a .json that is not a run record, a folder, or a format it does not write."""
+        from .checks import save_problems
         from .outputs import write_result
 
-        return write_result(self, Path(path) if path is not None else self.plan.output,
-                            self.plan.recipe.output.record if record is None else record)
+        path = Path(path) if path is not None else self.plan.output
+        record = self.plan.recipe.output.record if record is None else record
+        problems = save_problems(path, self.plan, record)
+        if problems:  # as `stylekit run` refuses them: an input, a folder, a .json it did not write
+            raise UserError(problems)
+        return write_result(self, path, record)
 
 
 class RunDiverged(RunFailed):
@@ -109,6 +116,8 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, chec
     `checkpoint`, the state is kept there every `output.checkpoint_every` steps and when the
     run is stopped; `resume` (from `checkpoints.load`) continues a run from its state.
     `reuse` keeps the backbone and style features between runs of one recipe (a batch)."""
+    if callback is not None and not callable(callback):  # found now, not after the set-up and one step
+        raise UserError(Problem(f"callback must be a function of one argument (a StepInfo), not {type(callback).__name__}"))
     if plan.recipe.run.seed is not None:
         torch.manual_seed(plan.recipe.run.seed)
     stop = Stop()
@@ -310,20 +319,52 @@ def resolved_components(plan: Plan) -> dict:
             "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}
 
 
-def as_pil(image) -> Image.Image:
+def as_pil(image, what: str = "image") -> Image.Image:
     """An input image given as a path, a PIL image or a (3, H, W) / (1, 3, H, W) tensor in
-    [0, 1], as an RGB PIL image. Tensors go through the same 8 bits as a saved file would."""
+    [0, 1], as a PIL image: RGB, but for a PIL image, which the recipe converts as it does a
+    file's pixels (16-bit scaled, transparency on images.background). Tensors go through the
+    same 8 bits as a saved file would. `what` names the argument in messages ("content")."""
     from .images import open_rgb
 
+    def bad(message: str) -> UserError:
+        return UserError(Problem(message, field=what))
+
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        try:
+            image.load()  # a lazily opened file that is truncated fails here, not mid-run
+        except (OSError, ValueError, SyntaxError, EOFError) as exc:
+            raise bad(f"not a readable image ({exc or type(exc).__name__})") from None
+        if 0 in image.size:
+            raise bad(f"the image is empty ({image.width}x{image.height} pixels)")
+        return image
     if isinstance(image, torch.Tensor):
         if image.dim() == 3:
             image = image.unsqueeze(0)
         if image.dim() != 4 or image.shape[:2] != (1, 3):
-            raise UserError(f"an image tensor must be (3, H, W) or (1, 3, H, W), not {tuple(image.shape)}")
+            raise bad(f"an image tensor must be (3, H, W) or (1, 3, H, W), not {tuple(image.shape)}")
+        if 0 in image.shape[2:]:
+            raise bad(f"the image tensor is empty ({tuple(image.shape)})")
+        if not image.is_floating_point():
+            raise bad(f"an image tensor must hold floats in [0, 1], not {image.dtype} - for 0..255 pixels, "
+                      "pass tensor.float() / 255")
+        values = image.detach().float()
+        if not torch.isfinite(values).all():
+            raise bad("the image tensor holds NaN or infinite values")
+        low, high = values.min().item(), values.max().item()
+        # Past [0, 1] by more than one 8-bit level is no rounding error but another convention
+        # (0..255 pixels, a normalized tensor): clamping it would give another image in silence.
+        if low < -1 / 255 or high > 1 + 1 / 255:
+            raise bad(f"an image tensor must hold values in [0, 1], not {low:.4g} to {high:.4g} - divide 0..255 "
+                      "pixels by 255; rescale other ranges, or clamp(0, 1)")
         return to_image(image)
-    return open_rgb(str(image))
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            return open_rgb(str(image))
+        except UserError as exc:
+            raise bad(exc.problems[0].message) from None
+    kind = type(image).__qualname__ if type(image).__module__ == "builtins" else f"{type(image).__module__}.{type(image).__qualname__}"
+    hint = " - convert it with PIL.Image.fromarray(array)" if type(image).__module__ == "numpy" else ""
+    raise bad(f"an image must be a file path, a PIL image or a (3, H, W) tensor in [0, 1], not {kind}{hint}")
 
 
 __all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "stylize"]

@@ -226,3 +226,64 @@ def test_checkpointing_needs_a_backbone_that_supports_it_checked_at_load(styleki
     monkeypatch.setattr(TinyBackbone, "supports_checkpointing", False)
     status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run.checkpoint=true")
     assert status == 2 and "run.checkpoint: backbone 'tiny' does not support checkpointing" in err
+
+
+def test_save_refuses_what_stylekit_run_refuses_and_writes_nothing(stylekit_recipe):
+    # Result.save(path) may name any path: it must keep the user's files as `stylekit run -o` does.
+    folder = stylekit_recipe.parent
+    result = stylekit.stylize(stylekit.load(stylekit_recipe, {"run.steps": 1}, registry=tiny_registry()))
+    (folder / "notes.json").write_text('{"mine": 1}')
+    (folder / "photos").mkdir()
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    for path, words in [(folder / "content.png", "would overwrite the input content image"),
+                        (folder / "style.png", "would overwrite the input style image"),
+                        (folder / "notes.png", "not a stylekit run record"),
+                        (folder / "photos", "is a folder"),
+                        (folder / "result.bmp", "must end in .png, .jpg or .jpeg")]:
+        with pytest.raises(stylekit.UserError, match=words):
+            result.save(path)
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert result.save(folder / "notes.png", record=False) == folder / "notes.png"  # no record: nothing to replace
+
+
+@pytest.mark.parametrize("image, words", [
+    (torch.rand(3, 8, 8) * 255, r"values in \[0, 1\], not .* to 2\d\d(\.\d+)? - divide 0..255 pixels by 255"),
+    (torch.full((3, 8, 8), float("nan")), "NaN or infinite"),
+    (torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8), "floats in .* not torch.uint8"),
+    (torch.rand(3, 0, 8), "empty"),
+    (Image.new("RGB", (0, 0)), "empty"),
+    (123, "a file path, a PIL image or a .* tensor .*, not int"),
+    (__import__("numpy").zeros((8, 8, 3)), "not numpy.ndarray - convert it with PIL.Image.fromarray"),
+])
+def test_an_image_argument_that_would_give_another_image_is_refused(stylekit_recipe, image, words):
+    # Clamping a 0..255 or NaN tensor to [0, 1] would run on a white or black image in silence.
+    with pytest.raises(stylekit.UserError, match=f"^content: .*{words}"):
+        stylekit.load(stylekit_recipe, content=image, registry=tiny_registry())
+
+
+def test_a_pil_image_is_read_as_the_same_file_would_be(stylekit_recipe):
+    # 16-bit: scaled, not clipped to white by PIL's convert("RGB"); transparency on images.background.
+    grey16 = Image.fromarray(__import__("numpy").full((48, 64), 32768, dtype="uint16"))
+    clear = Image.new("RGBA", (64, 48), (0, 0, 0, 0))
+    for image, background, expected in [(grey16, "white", (128, 128, 128)), (clear, "#ff0000", (255, 0, 0))]:
+        image.save(stylekit_recipe.parent / "given.png")
+        plans = [stylekit.load(stylekit_recipe, {"images.background": background}, content=given, registry=tiny_registry())
+                 for given in (image, stylekit_recipe.parent / "given.png")]
+        assert [p.images.content.getpixel((5, 5)) for p in plans] == [expected, expected]
+
+
+def test_a_recipe_or_callback_of_the_wrong_type_is_named(stylekit_recipe):
+    with pytest.raises(stylekit.UserError, match="a recipe must be a file path, a TOML text or a dict, not int"):
+        stylekit.load(123, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match="callback must be a function .* not int"):
+        stylekit.stylize(stylekit.load(stylekit_recipe, registry=tiny_registry()), callback=5)
+
+
+def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit_recipe, monkeypatch):
+    # A path argument is read as the recipe's own paths are, so Result.save knows it is an input.
+    monkeypatch.chdir(stylekit_recipe.parent)
+    result = stylekit.stylize(stylekit_recipe, content="style.png", overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match="would overwrite the input content image"):
+        result.save("style.png")
+    with pytest.raises(stylekit.UserError, match=r"^content='nope.png': images.content: image file not found"):
+        stylekit.load(stylekit_recipe, content="nope.png", registry=tiny_registry())

@@ -136,6 +136,35 @@ def test_two_items_with_one_output_name_are_refused(photos):
     assert status == 2 and "would both be written to" in err and "p0.style.png" in err  # the recipe's style: no --style given
 
 
+def test_bad_manifests_output_folders_and_paths_get_one_message_each(photos, monkeypatch):
+    root, recipe = photos
+    (root / "header.csv").write_text("photo,painting\nphotos/p0.png,styles/shapes.png\nphotos/p1.png,styles/shapes.png\n")
+    (root / "latin1.csv").write_bytes("content,style\nphotos/caf\xe9.png,styles/shapes.png\n".encode("latin-1"))
+    (root / "numbers.jsonl").write_text('{"content": 5, "style": "styles/shapes.png"}\n{bad\n')
+    (root / "a-file").write_text("keep me")
+    (root / "photos" / "p0.shapes.png").write_bytes((root / "photos" / "p0.png").read_bytes())
+    cases = [
+        (["--pairs", "header.csv", "-o", "out"], ["header.csv:1: the first line must name the columns content and style "
+                                                  "(it names: photo, painting)"]),
+        (["--pairs", "latin1.csv", "-o", "out"], ["latin1.csv: not UTF-8 text (byte 24) - save the manifest as UTF-8"]),
+        (["--pairs", "numbers.jsonl", "-o", "out"], ["numbers.jsonl:2: not JSON",
+                                                     "numbers.jsonl:1: content and style must be paths in quotes (text)"]),
+        (["--content", "photos", "-o", "a-file"], ["-o a-file: a-file is a file, not a folder"]),
+        (["--content", "photos", "--content", "nope.png", "-o", "out"], ["--content nope.png: no such file or folder"]),
+        # The output folder is the content folder: p0.png's output p0.shapes.png is an input (it would count as done).
+        (["--content", "photos", "--style", "styles/shapes.png", "-o", "photos"],
+         ["the output of photos/p0.png with style styles/shapes.png would be photos/p0.shapes.png, one of the input images"]),
+    ]
+    monkeypatch.chdir(root)
+    for args, said in cases:
+        before = sorted(p for p in root.rglob("*"))
+        status, _, err = run_cli("batch", str(recipe), *args)
+        lines = err.splitlines()
+        assert status == 2 and len(lines) == len(said), err
+        assert all(line.startswith(f"error: {words}") for line, words in zip(lines, said)), err
+        assert sorted(p for p in root.rglob("*")) == before  # nothing made, not even the output folder
+
+
 DRIVER = textwrap.dedent("""
     import os, signal, sys, time
     import stylekit.batch

@@ -148,3 +148,23 @@ def test_a_whole_table_given_with_set_has_its_paths_relative_to_the_current_fold
     assert with_cwd_paths(("images",), value, tmp_path) == {
         "content": str(tmp_path / "a.png"), "style": [str(tmp_path / "b.png")], "init": "noise", "style_scale": 2.0}
     assert with_cwd_paths((), {"output": {"path": "o.png"}}, tmp_path) == {"output": {"path": str(tmp_path / "o.png")}}
+
+
+def test_a_path_that_cannot_be_written_is_a_message_naming_it_not_a_traceback(tmp_path):
+    # Every command's writes share one root (cli.main), and name the user's path, not the temporary file.
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "a-file").write_text("keep me")
+    for args, said in [(["schema", "-o", str(tmp_path / "folder.json")], f"Is a directory: {tmp_path / 'folder.json'}"),
+                       (["new-plugin", "x", "--kind", "loss", "--dir", str(tmp_path / "a-file")], str(tmp_path / "a-file"))]:
+        status, _, err = run_cli(*args)
+        assert status == 2 and "Traceback" not in err and err.startswith("error: ") and said in err, err
+        assert err.rstrip().endswith("check the path and its permissions, or choose another")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder.json"]  # no temporary file left
+    assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_a_live_port_past_65535_is_a_message():
+    from stylekit.live import LiveServer
+
+    with pytest.raises(UserError, match="cannot serve on 127.0.0.1:99999 .* choose another port"):
+        LiveServer("127.0.0.1", 99999).start()
