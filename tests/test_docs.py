@@ -45,6 +45,7 @@ def test_guide_has_a_package_of_each_kind():
         assert f"def {kind}(register)" in guide
 
 
+@pytest.mark.slow  # ~12 s: a second pytest with torch; the default run still runs the guide's recipe with them
 def test_guide_plugins_pass_their_own_tests(guide_packages):
     root, site = guide_packages
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
