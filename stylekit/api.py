@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+from .errors import Problem, UserError
 from .plan import Plan
 from .plugins import Registry
 from .session import Result, RunDiverged, StepInfo, as_pil
@@ -42,6 +43,9 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
 
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
+    elif overrides is not None and not isinstance(overrides, dict):
+        raise UserError(Problem(f"must be a dict of dotted keys to values, e.g. {{'run.steps': 50}}, "
+                                f"not {type(overrides).__name__}", field="overrides"))
     else:
         # Named in messages as given here (overrides['run.steps']), not as a --set flag.
         keyed = Overrides()

@@ -37,7 +37,7 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
         # Pillow's own words where they say more than the error's type (a truncated file).
         why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
-        raise UserError(f"not a readable image ({why}): {path}") from None
+        raise UserError(f"not a readable image ({why}): {path} - save it again as PNG or JPEG") from None
 
 
 def rgb_of(img: Image.Image, spec=None) -> Image.Image:

@@ -333,7 +333,7 @@ def as_pil(image, what: str = "image") -> Image.Image:
         try:
             image.load()  # a lazily opened file that is truncated fails here, not mid-run
         except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise bad(f"not a readable image ({exc or type(exc).__name__})") from None
+            raise bad(f"not a readable image ({exc or type(exc).__name__}) - save it again as PNG or JPEG") from None
         if 0 in image.size:
             raise bad(f"the image is empty ({image.width}x{image.height} pixels)")
         return image

@@ -272,11 +272,13 @@ def test_a_pil_image_is_read_as_the_same_file_would_be(stylekit_recipe):
         assert [p.images.content.getpixel((5, 5)) for p in plans] == [expected, expected]
 
 
-def test_a_recipe_or_callback_of_the_wrong_type_is_named(stylekit_recipe):
+def test_a_recipe_overrides_or_callback_of_the_wrong_type_is_named(stylekit_recipe):
     with pytest.raises(stylekit.UserError, match="a recipe must be a file path, a TOML text or a dict, not int"):
         stylekit.load(123, registry=tiny_registry())
     with pytest.raises(stylekit.UserError, match="callback must be a function .* not int"):
         stylekit.stylize(stylekit.load(stylekit_recipe, registry=tiny_registry()), callback=5)
+    with pytest.raises(stylekit.UserError, match=r"^overrides: must be a dict of dotted keys to values.* not list"):
+        stylekit.load(stylekit_recipe, [("run.steps", 3)], registry=tiny_registry())
 
 
 def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit_recipe, monkeypatch):
