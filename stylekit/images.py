@@ -35,6 +35,8 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     except UserError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the file, not its contents (permissions)
+            raise UserError(f"cannot read {path} ({exc.strerror}) - check that you may read it") from None
         # Pillow's own words where they say more than the error's type (a truncated file).
         why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
         raise UserError(f"not a readable image ({why}): {path} - save it again as PNG or JPEG") from None

@@ -94,6 +94,18 @@ def test_truncated_files_fail_to_load(tmp_path):
             open_rgb(str(make(name, tmp_path)))
 
 
+def test_a_file_that_cannot_be_read_is_told_apart_from_one_that_is_not_an_image(tmp_path, monkeypatch):
+    # Run as root, permission bits do not stop a read: Pillow's open is made to fail as it would.
+    photo = tmp_path / "locked.png"
+    pattern(8, 8, "content").save(photo)
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+    monkeypatch.setattr(Image, "open", denied)
+    with pytest.raises(UserError, match=r"cannot read .*locked.png \(Permission denied\) - check that you may read it"):
+        open_rgb(str(photo))
+
+
 def test_stale_temporary_files_of_dead_writers_are_removed(tmp_path):
     target = tmp_path / "result.png"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
