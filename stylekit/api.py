@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from collections.abc import Mapping
 from typing import Any, Callable, Iterable
 
 from .errors import Problem, UserError
@@ -43,7 +44,7 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
 
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
-    elif overrides is not None and not isinstance(overrides, dict):
+    elif overrides is not None and not isinstance(overrides, Mapping):
         raise UserError(Problem(f"must be a dict of dotted keys to values, e.g. {{'run.steps': 50}}, "
                                 f"not {type(overrides).__name__}", field="overrides"))
     else:
@@ -110,10 +111,18 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
-            # A plan's paths are resolved already: against the current folder they stay as they are.
-            plan = load(plan.raw, overrides, content=content if content is not None else plan.images.content,
-                        style=style if style is not None else list(plan.images.styles),
-                        registry=registry or plan.registry, base=Path.cwd(), label=plan.source)
+            from .recipe import MEMORY
+
+            # A plan's paths are resolved already: against the current folder they stay as they
+            # are, and files stay files (so that Result.save knows them as inputs); only
+            # images that were given in memory are handed over again.
+            spec = plan.recipe.images
+            if content is None and spec.content == MEMORY:
+                content = plan.images.content
+            if style is None and MEMORY in spec.style:
+                style = list(plan.images.styles)
+            plan = load(plan.raw, overrides, content=content, style=style, registry=registry or plan.registry,
+                        base=Path.cwd(), label=plan.source)
     else:
         plan = load(recipe, overrides, content=content, style=style, registry=registry)
     path = Path(checkpoint) if checkpoint is not None else None

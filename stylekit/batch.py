@@ -174,13 +174,21 @@ def claim(out: Path, generation: str, item: Item) -> bool:
     """True for exactly one worker per item and generation."""
     folder = out / STATE_DIR / "claims" / generation
     for attempt in range(5):
+        # Another invocation, ending, may remove the empty parents while they are made
+        # (mkdir then fails with either error): make them again. Only the claim file's
+        # own existence means that another worker has the item.
         try:
             folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):
+            if attempt == 4:
+                raise
+            continue
+        try:
             fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             break
         except FileExistsError:
             return False
-        except FileNotFoundError:  # another invocation, ending, removed the empty parents as we made them
+        except FileNotFoundError:
             if attempt == 4:
                 raise
     os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
@@ -269,6 +277,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                  f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
+        if missing and status == 0:  # an item nobody did (a worker lost) is not success either
+            return 3
     return status
 
 

@@ -32,7 +32,12 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
+    except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error (an OSError too)
+        sys.stdout = open(os.devnull, "w")
+        return 0
     except OSError as exc:  # a file or folder named on the command line that cannot be written or read
+        if exc.filename is None:  # no path to name (a full disk mid-run, a socket): not the user's input
+            raise
         from .attribution import tracebacks_wanted
         from .outputs import describe
 
@@ -45,9 +50,6 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - nothing was written", file=sys.stderr)
         return 130
-    except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error
-        sys.stdout = open(os.devnull, "w")
-        return 0
 
 
 def make_parser() -> argparse.ArgumentParser:

@@ -388,13 +388,16 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
 
 
 def _decoded_key(path: str, images: ImagesSpec) -> tuple | None:
-    """What a decoded image depends on: the file (its path, size and time, so a file replaced
-    between two items is decoded again) and the fields that change decoding; None if unreadable."""
+    """What a decoded image depends on: the file (so that a file replaced between two items is
+    decoded again: its inode and change time move with any write or rename, even where the
+    modification time is kept, as by `cp -p`) and the fields that change decoding; None if
+    unreadable."""
     try:
         found = os.stat(path)
     except (OSError, ValueError):
         return None  # open_rgb reports it
-    return os.path.realpath(path), found.st_size, found.st_mtime_ns, images.background, images.max_pixels
+    return (os.path.realpath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns,
+            images.background, images.max_pixels)
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:

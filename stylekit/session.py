@@ -319,6 +319,10 @@ def resolved_components(plan: Plan) -> dict:
             "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}
 
 
+#: How far past [0, 1] an image tensor may reach and be clamped, not refused (see as_pil).
+OVERSHOOT = 0.1
+
+
 def as_pil(image, what: str = "image") -> Image.Image:
     """An input image given as a path, a PIL image or a (3, H, W) / (1, 3, H, W) tensor in
     [0, 1], as a PIL image: RGB, but for a PIL image, which the recipe converts as it does a
@@ -351,12 +355,14 @@ def as_pil(image, what: str = "image") -> Image.Image:
         if not torch.isfinite(values).all():
             raise bad("the image tensor holds NaN or infinite values")
         low, high = values.min().item(), values.max().item()
-        # Past [0, 1] by more than one 8-bit level is no rounding error but another convention
-        # (0..255 pixels, a normalized tensor): clamping it would give another image in silence.
-        if low < -1 / 255 or high > 1 + 1 / 255:
+        # A model's or a resampling's overshoot of [0, 1] stays within a few percent and is
+        # clamped; further out is another convention (0..255 pixels reach far past 1, a
+        # normalized tensor below 0 by a standard deviation), which clamping would turn into
+        # another image in silence.
+        if low < -OVERSHOOT or high > 1 + OVERSHOOT:
             raise bad(f"an image tensor must hold values in [0, 1], not {low:.4g} to {high:.4g} - divide 0..255 "
                       "pixels by 255; rescale other ranges, or clamp(0, 1)")
-        return to_image(image)
+        return to_image(image.clamp(0, 1))
     if isinstance(image, (str, os.PathLike)):
         try:
             return open_rgb(str(image))

@@ -248,6 +248,7 @@ def test_save_refuses_what_stylekit_run_refuses_and_writes_nothing(stylekit_reci
 
 @pytest.mark.parametrize("image, words", [
     (torch.rand(3, 8, 8) * 255, r"values in \[0, 1\], not .* to 2\d\d(\.\d+)? - divide 0..255 pixels by 255"),
+    (torch.rand(3, 8, 8) * 4.4 - 2.1, r"values in \[0, 1\], not -2.* to 2.*"),  # ImageNet-normalized
     (torch.full((3, 8, 8), float("nan")), "NaN or infinite"),
     (torch.randint(0, 256, (3, 8, 8), dtype=torch.uint8), "floats in .* not torch.uint8"),
     (torch.rand(3, 0, 8), "empty"),
@@ -259,6 +260,14 @@ def test_an_image_argument_that_would_give_another_image_is_refused(stylekit_rec
     # Clamping a 0..255 or NaN tensor to [0, 1] would run on a white or black image in silence.
     with pytest.raises(stylekit.UserError, match=f"^content: .*{words}"):
         stylekit.load(stylekit_recipe, content=image, registry=tiny_registry())
+
+
+def test_a_tensor_that_overshoots_0_1_a_little_is_clamped(stylekit_recipe):
+    # Bicubic resampling rings a few percent past the range; that is still a [0, 1] image.
+    image = torch.rand(3, 8, 8) * 1.08 - 0.04
+    plan = stylekit.load(stylekit_recipe, content=image, registry=tiny_registry())
+    assert plan.images.content.tobytes() == stylekit.load(
+        stylekit_recipe, content=image.clamp(0, 1), registry=tiny_registry()).images.content.tobytes()
 
 
 def test_a_pil_image_is_read_as_the_same_file_would_be(stylekit_recipe):
@@ -285,6 +294,11 @@ def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit
     # A path argument is read as the recipe's own paths are, so Result.save knows it is an input.
     monkeypatch.chdir(stylekit_recipe.parent)
     result = stylekit.stylize(stylekit_recipe, content="style.png", overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match="would overwrite the input content image"):
+        result.save("style.png")
+    # Also through a plan stylized with another style: its content is still the file.
+    plan = stylekit.load(stylekit_recipe, {"run.steps": 1}, content="style.png", registry=tiny_registry())
+    result = stylekit.stylize(plan, style="content.png")
     with pytest.raises(stylekit.UserError, match="would overwrite the input content image"):
         result.save("style.png")
     with pytest.raises(stylekit.UserError, match=r"^content='nope.png': images.content: image file not found"):

@@ -90,6 +90,38 @@ def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
     assert sorted(opened) == ["p0.png", "p1.png", "p2.png", "stripes.png"]
 
 
+def test_an_item_that_no_worker_did_fails_the_batch(photos, monkeypatch):
+    """If a claim were lost (a worker that took an item died without a trace), the batch must
+    not end as a success: exit status 3, and the item named as not done."""
+    import stylekit.batch
+
+    root, recipe = photos
+    real = stylekit.batch.claim
+    monkeypatch.setattr(stylekit.batch, "claim", lambda out, generation, item: item.key != "p1.stripes" and real(
+        out, generation, item))
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style",
+                             str(root / "styles" / "stripes.png"), "-o", str(root / "out"), "--steps", "1")
+    assert status == 3 and "2 of 3 done; not done: p1.stripes" in err, err
+
+
+def test_a_style_file_replaced_in_place_is_decoded_again(tmp_path):
+    """Replaced by one of the same size with its modification time kept (`cp -p`, rsync -t):
+    still a new key, so a later item does not get the old pixels."""
+    from stylekit.recipe import _decoded_key
+    from stylekit.schema import ImagesSpec
+
+    spec = ImagesSpec(content="c.png", style=["s.bmp"])
+    style = tmp_path / "s.bmp"
+    pattern(16, 16, "style").save(style)
+    before, stat = _decoded_key(str(style), spec), style.stat()
+    replacement = tmp_path / "new.bmp"
+    pattern(16, 16, "content").save(replacement)
+    assert replacement.stat().st_size == stat.st_size
+    os.replace(replacement, style)
+    os.utime(style, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _decoded_key(str(style), spec) != before
+
+
 def test_pairs_from_a_manifest_csv_and_jsonl(photos):
     root, recipe = photos
     (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\nphotos/p2.png,styles/stripes.png\n")

@@ -2,6 +2,7 @@
 resource messages (stylekit/resources.py), beyond what the corpus shows case by case."""
 
 import json
+import sys
 
 import pytest
 import torch
@@ -161,6 +162,27 @@ def test_a_path_that_cannot_be_written_is_a_message_naming_it_not_a_traceback(tm
         assert err.rstrip().endswith("check the path and its permissions, or choose another")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder.json"]  # no temporary file left
     assert (tmp_path / "a-file").read_text() == "keep me"
+
+
+def test_a_reader_that_leaves_is_not_an_error_and_an_os_error_without_a_path_is_not_the_user_s(monkeypatch, capsys):
+    import stylekit.cli as cli
+
+    class Gone:  # `stylekit plugins | head`, head having read its lines
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            pass
+
+    monkeypatch.setattr(sys, "stdout", Gone())
+    assert cli.main(["plugins"]) == 0
+    monkeypatch.undo()
+
+    def full_disk(args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(cli, "cmd_plugins", full_disk)
+    with pytest.raises(OSError, match="No space left"):  # its traceback is what a bug report needs
+        cli.main(["plugins"])
 
 
 def test_a_live_port_past_65535_is_a_message():
