@@ -46,15 +46,25 @@ class Item:
         return self.output.stem
 
 
+def is_pattern(spec: str) -> bool:
+    return any(ch in spec for ch in "*?[")
+
+
 def image_files(spec: str) -> list[Path]:
     """The images a --content/--style argument names: a folder (its images, sorted), a glob
-    pattern, or one file."""
+    pattern, or one file. A folder or a pattern leaves out stylekit's own outputs (an image
+    with its run record beside it), so that a batch writing into its content folder finds
+    the same inputs when it is run again."""
+    from .checks import is_run_record
+
     path = Path(spec)
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
-    if any(ch in spec for ch in "*?["):
-        return sorted(Path(p) for p in glob.glob(spec, recursive=True) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
-    return [path] if path.exists() else []  # plan_items names the missing file
+        listed = [p for p in path.iterdir() if not p.name.startswith(".")]
+    elif is_pattern(spec):
+        listed = [Path(p) for p in glob.glob(spec, recursive=True)]
+    else:
+        return [path] if path.exists() else []  # plan_items names the missing file
+    return sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES and not is_run_record(record_path(p)))
 
 
 def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: Path) -> list[Item]:
@@ -68,7 +78,7 @@ def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: P
         style_files = [f for spec in styles for f in image_files(spec)]
         for flag, specs, files in (("--content", contents, content_files), ("--style", styles, style_files)):
             for spec in specs:
-                if not any(ch in spec for ch in "*?[") and not Path(spec).exists():
+                if not is_pattern(spec) and not Path(spec).exists():
                     problems.append(Problem(f"{flag} {spec}: no such file or folder - check the path"))
             if not files and not problems:
                 problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "

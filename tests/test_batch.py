@@ -197,6 +197,17 @@ def test_bad_manifests_output_folders_and_paths_get_one_message_each(photos, mon
         assert sorted(p for p in root.rglob("*")) == before  # nothing made, not even the output folder
 
 
+def test_a_batch_into_its_content_folder_finds_the_same_items_when_run_again(photos):
+    # Its outputs (with their run records) are not taken for new content images on the rerun.
+    root, recipe = photos
+    args = ["batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
+            "-o", str(root / "photos"), "--steps", "1"]
+    status, _, err = run_cli(*args)
+    assert status == 0 and "3 items, 0 already done" in err, err
+    status, _, err = run_cli(*args)
+    assert status == 0 and "3 items, 3 already done, 0 to do" in err, err
+
+
 DRIVER = textwrap.dedent("""
     import os, signal, sys, time
     import stylekit.batch
