@@ -47,8 +47,8 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=
     problems = []
     for index, (width, height, loc) in enumerate(_stages(parts)):
         h, w = output_size(content, width, height)
-        if loc == ("output", "width") and height and h < need <= w:
-            loc = ("output", "height")
+        if loc[-1] == "width" and height and h < need <= w:  # the height given is what is too small
+            loc = (*loc[:-1], "height")
         stage = f" in stage {index + 1}" if parts.stage else ""
         if min(h, w) < need:
             problems.append(at(loc, f"the output would be {w}x{h} pixels{stage}, too small for backbone "
@@ -65,7 +65,7 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=
                 what = (f"the style image would be resized to {sw}x{sh} pixels{stage}, too small for backbone "
                         f"'{backbone_cls.name}' (it needs at least {need_style} pixels on each side)")
                 if fit is not None and fit.source(loc) is not None:  # the stage is small because of an override
-                    problems.append(at(loc, f"{what} - {_fix_scaled(parts.output, fit, index, style_fits)}; "
+                    problems.append(at(loc, f"{what} - {_fix_scaled(fit, index, style_fits)}; "
                                             f"or raise images.style_scale"))
                 else:
                     problems.append(at(("images", "style", i), f"{what} - raise images.style_scale or use a style "
@@ -88,35 +88,36 @@ def _fix(content: Image.Image, width: int | None, height: int | None, need: int,
          parts=None, fit=None, index: int = 0) -> str:
     """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
     if fit is not None and fit.source(loc) is not None:
-        return _fix_scaled(parts.output, fit, index, lambda w, h: min(output_size(content, w, h)) >= need)
+        return _fix_scaled(fit, index, lambda w, h: min(output_size(content, w, h)) >= need)
     aspect = content.height / content.width
+    section = "" if loc[0] == "stage" else "output."
     if width and height:
-        return f"set both sides to at least {need} (output.width = {max(width, need)}, output.height = {max(height, need)})"
+        return (f"set both sides to at least {need} ({section}width = {max(width, need)}, "
+                f"{section}height = {max(height, need)})")
     wide = max(need, math.ceil(need / aspect))
     while min(output_size(content, wide, None)) < need:
         wide += 1
-    field = "width" if loc[0] == "stage" else "output.width"
     if wide <= 16384:
-        return f"set {field} = {wide} or more"
+        return f"set {section}width = {wide} or more"
     return f"the content image is {content.width}x{content.height}, too narrow to keep its aspect: give both output.width and output.height"
 
 
-def _fix_scaled(output, fit, index: int, fits) -> str:
+def _fix_scaled(fit, index: int, fits) -> str:
     """The fix for a stage scaled from the output's size that was given as an override: the
-    user gave output.width (not this stage's), so say which output.width is enough for
-    `fits(stage width, stage height)`."""
-    from .stage_fit import least_output_width
+    user gave output.width (not this stage's), so say which output.width (and height, if
+    given) is enough for `fits(stage width, stage height)`."""
+    from .stage_fit import least_output_size
 
-    height = output.height if "height" in fit.scaled and output.height and not fit.heights[index] else None
-    wide = least_output_width(fit, index, output.width, height, fits)
-    given = f"output.width ({output.width}) and output.height ({height})" if height else f"output.width ({output.width})"
+    width, height = fit.given_width, fit.given_height
+    given = f"output.width ({width}) and output.height ({height})" if height else f"output.width ({width})"
     why = f"stage {index + 1} is scaled from the {given} given, as the recipe's stages ({fit.proportions()}) are"
-    if not wide:
+    least = least_output_size(fit, index, fits)
+    if not least:
         larger = "give a larger output.width"
     elif height:
-        larger = f"give output.width = {wide} and output.height = {max(1, round(height * wide / output.width))} or more"
+        larger = f"give output.width = {least[0]} and output.height = {least[1]} or more"
     else:
-        larger = f"give output.width = {wide} or more"
+        larger = f"give output.width = {least[0]} or more"
     return f"{why}: {larger}, or use a recipe without stages (or set the stages' sizes, stage[N].width)"
 
 

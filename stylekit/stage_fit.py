@@ -5,6 +5,7 @@ In the recipe, stages take precedence over `output.width`/`height` and `run.step
 overrides, those mean the whole run, so the stages are scaled to them. The scaled values are
 not what the recipe says, so a problem with one of them must not point at the recipe's line:
 `StageFit` remembers which override each scaled field came from, and the messages name it.
+(A stage's own height, scaled with `output.width` alone, came from `output.width`.)
 """
 
 from __future__ import annotations
@@ -13,34 +14,33 @@ from dataclasses import dataclass, field
 
 from .tomlpos import dotted
 
-#: A stage's field -> the override that scales it.
-SOURCES = {"width": ("output", "width"), "height": ("output", "height"), "steps": ("run", "steps")}
-
-
 @dataclass
 class StageFit:
     """What `fit_stages_to_overrides` did to the stages, for messages about them."""
 
     #: (loc, message) of each override that cannot be carried into the stages.
     problems: list[tuple[tuple, str]] = field(default_factory=list)
-    #: The stage fields that were scaled ('width', 'height', 'steps'), each from SOURCES.
-    scaled: set[str] = field(default_factory=set)
+    #: The stage fields that were scaled ('width', 'height', 'steps') -> the override key that scaled them.
+    scaled: dict[str, tuple] = field(default_factory=dict)
     #: The stages' widths and heights (None where not given) as the recipe has them.
     widths: tuple[int, ...] = ()
     heights: tuple[int | None, ...] = ()
+    #: The output size the stages were scaled to; the height only where it was an override.
+    given_width: int | None = None
+    given_height: int | None = None
 
     def source(self, loc: tuple) -> tuple | None:
         """The override key that set the stage field at `loc` (('stage', 0, 'width')), or None
         when the recipe's own value is there."""
         loc = tuple(loc)
-        if len(loc) >= 3 and loc[0] == "stage" and loc[2] in self.scaled:
-            return SOURCES[loc[2]]
+        if len(loc) >= 3 and loc[0] == "stage":
+            return self.scaled.get(loc[2])
         return None
 
     def sources(self) -> dict[str, str]:
         """dotted stage field -> dotted override key, for every scaled field."""
-        return {dotted(("stage", i, name)): dotted(SOURCES[name])
-                for i in range(len(self.widths)) for name in self.scaled}
+        return {dotted(("stage", i, name)): dotted(key)
+                for i in range(len(self.widths)) for name, key in self.scaled.items()}
 
     def stage_size(self, index: int, width: int, height: int | None) -> tuple[int, int | None]:
         """(width, height) of stage `index` for an output of `width` (and `height`, if given):
@@ -80,11 +80,16 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
         fit.problems.append((("output", "height"), "this recipe runs in stages ([[stage]]): give output.width too, and "
                              "the stages scale with it, or set the stages' sizes (stage[N].width, stage[N].height)"))
     elif _positive(width):
+        fit.given_width, fit.given_height = width, height if _positive(height) else None
         for index, stage in enumerate(stages):
-            stage["width"], new_height = fit.stage_size(index, width, height if _positive(height) else None)
+            stage["width"], new_height = fit.stage_size(index, width, fit.given_height)
             if new_height is not None:
                 stage["height"] = new_height
-        fit.scaled |= {"width", "height"} if _positive(height) or any(fit.heights) else {"width"}
+        fit.scaled["width"] = ("output", "width")
+        if fit.given_height:
+            fit.scaled["height"] = ("output", "height")
+        elif any(fit.heights):  # the stages' own heights, scaled with the width
+            fit.scaled["height"] = ("output", "width")
     steps = run.get("steps") if ("run", "steps") in overridden else None
     if _positive(steps) and steps < len(stages):
         fit.problems.append((("run", "steps"), f"this recipe runs in {len(stages)} stages ([[stage]]) of at least one "
@@ -97,17 +102,21 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
             shared[shared.index(max(shared))] -= 1
         for stage, n in zip(stages, shared):
             stage["steps"] = n
-        fit.scaled.add("steps")
+        fit.scaled["steps"] = ("run", "steps")
     return fit
 
 
-def least_output_width(fit: StageFit, index: int, width: int, height: int | None, fits) -> int | None:
-    """The least output width (with the height, if given, scaled along) at which stage
-    `index` passes `fits(stage_width, stage_height)`; None if none up to the schema's 16384."""
-    for wide in range(max(1, width), 16385):
+def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:
+    """The least output (width, height) larger than the one given, the height (if it was
+    given) keeping its proportion to the width, at which stage `index` passes
+    `fits(stage_width, stage_height)`; None if none within the schema's 16384."""
+    width, height = fit.given_width, fit.given_height
+    for wide in range(width + 1, 16385):
         tall = max(1, round(height * wide / width)) if height else None
+        if tall and tall > 16384:
+            break
         if fits(*fit.stage_size(index, wide, tall)):
-            return wide
+            return wide, tall
     return None
 
 

@@ -80,6 +80,67 @@ def test_a_style_image_too_small_in_a_scaled_stage_names_the_override_too(tmp_pa
                        str(tmp_path / "wide.png"), "--set", f"output.width={width}")[0] == code, width
 
 
+def staged(tmp_path, output: str, stages: str, content=(100, 100)):
+    """A VGG-19 recipe reading relu5_1 (16 px on each side) that runs in `stages`."""
+    from PIL import Image
+
+    Image.new("RGB", content, "red").save(tmp_path / "c.png")
+    Image.new("RGB", (100, 100), "blue").save(tmp_path / "s.png")
+    recipe = tmp_path / "staged.toml"
+    recipe.write_text(f'[images]\ncontent = "c.png"\nstyle = "s.png"\n[output]\npath = "o.png"\n{output}\n{stages}\n'
+                      '[backbone]\nname = "vgg19"\n[[loss]]\nname = "gram"\nlayers = ["relu5_1"]\n')
+    return recipe
+
+
+def advised(recipe, width: int, height: int | None = None) -> tuple[int, int | None]:
+    """The output (width, height) that `stylekit validate recipe` with that size overridden
+    says is enough, after checking that it passes and is the least in the proportion given:
+    one pixel narrower (the height scaled along), the recipe still fails."""
+    def validate(w, h):
+        return run_cli("validate", str(recipe), "--set", f"output.width={w}", *(["--set", f"output.height={h}"] if h else []))
+
+    status, _, err = validate(width, height)
+    assert status == 2, err
+    said = err.split("give output.width = ")[1].split(" or more")[0].split(" and output.height = ")
+    least = int(said[0]), int(said[1]) if height else None
+    assert validate(*least)[0] == 0
+    assert validate(least[0] - 1, height and round(height * (least[0] - 1) / width))[0] == 2
+    return least
+
+
+def test_a_scaled_stage_is_not_told_of_an_output_height_the_user_did_not_give(tmp_path):
+    # output.height is the recipe's (ignored: the stages set the sizes), not an override: the
+    # coarse stage, without a height of its own, takes the wide content's aspect.
+    recipe = staged(tmp_path, "height = 300", "[[stage]]\nwidth = 50\nsteps = 1\n[[stage]]\nwidth = 100\n"
+                    "height = 80\nsteps = 1", content=(200, 50))
+    status, _, err = run_cli("validate", str(recipe), "--set", "output.width=40")
+    assert err.startswith("error: --set output.width=40: stage[0].width: the output would be 20x5 pixels in stage 1")
+    assert "output.height" not in err and "scaled from the output.width (40) given" in err  # was: (40) and output.height (300)
+    assert advised(recipe, 40) == (123, None)  # was: output.width = 40, the width that fails
+
+
+def test_a_scaled_stage_too_short_names_the_output_height_given(tmp_path):
+    recipe = staged(tmp_path, "", "[[stage]]\nwidth = 50\nheight = 50\nsteps = 1\n[[stage]]\nwidth = 100\n"
+                    "height = 100\nsteps = 1")
+    args = ("--set", "output.width=40", "--set", "output.height=10")
+    status, _, err = run_cli("validate", str(recipe), *args)
+    assert err.startswith("error: --set output.height=10: stage[0].height: the output would be 20x5 pixels"), err
+    assert "scaled from the output.width (40) and output.height (10) given" in err
+    assert advised(recipe, 40, 10) == (123, 31)  # was: output.width = 40, the width that fails, with no height
+    recipe.write_text(recipe.read_text().replace("height = 50\n", "height = 5\n"))  # not scaled: the recipe's line
+    status, _, err = run_cli("validate", str(recipe))
+    assert err.startswith("error: " + str(recipe) + ":9: stage[0].height: the output would be 50x5 pixels"), err
+    assert err.endswith("set both sides to at least 16 (width = 50, height = 16)\n")  # was: output.width, output.height
+
+
+def test_a_stage_height_scaled_past_the_schema_names_the_output_width_given(tmp_path):
+    # The recipe's line says 2000; the 20000 that fails came from --set output.width.
+    recipe = staged(tmp_path, "", "[[stage]]\nwidth = 100\nheight = 2000\nsteps = 1")
+    status, _, err = run_cli("validate", str(recipe), "--set", "output.width=1000")
+    assert status == 2 and "staged.toml" not in err, err
+    assert err.startswith("error: --set output.width=1000: stage[0].height: ") and "(got 20000)" in err
+
+
 def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
     status, _, err = run_cli("validate", str(GATYS), "--steps", "1")  # was: 2 steps run, quietly
     assert status == 2
