@@ -28,6 +28,7 @@ from .plugins import Registry
 from .schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from .stage_fit import StageFit, fit_stages_to_overrides
 from .tomlpos import dotted, key_lines, line_of
+from .toml_types import text_for_typed_values
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -106,11 +107,13 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
                 section["style"] = [MEMORY] * len(memory["style"])
     at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
     problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
+    quoted = _quoted_values(source, overrides, at)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
         problems += _without_echoes([_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())], fit)
         recipe = None
+    problems = _instead(problems, quoted(Recipe, data))
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
     parts = recipe if recipe is not None else _valid_parts(data)
@@ -126,7 +129,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
 
     backbone = None
     if parts.backbone is not None:
-        backbone = _choice(registry, "backbone", parts.backbone.name, parts.backbone.params, ("backbone",), at, problems)
+        backbone = _choice(registry, "backbone", parts.backbone.name, parts.backbone.params, ("backbone",), at, problems, quoted)
         if backbone is not None:
             problems += _resolve_weights(parts.backbone, backbone.cls, base, at)
     losses = []
@@ -134,7 +137,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     for i, spec in enumerate(parts.loss or []):
         if spec is None:
             continue
-        loss = _choice(registry, "loss", spec.name, spec.params, ("loss", i), at, problems)
+        loss = _choice(registry, "loss", spec.name, spec.params, ("loss", i), at, problems, quoted)
         if loss is None:
             continue
         seen[spec.name] = seen.get(spec.name, 0) + 1
@@ -151,7 +154,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     for kind in ("optimizer", "scheduler"):
         spec = getattr(parts, kind)
         if spec is not None:
-            chosen[kind] = _choice(registry, kind, spec.name, spec.params, (kind,), at, problems)
+            chosen[kind] = _choice(registry, kind, spec.name, spec.params, (kind,), at, problems, quoted)
     device = dtype = None
     if parts.run is not None:
         device, dtype = _device_and_precision(parts.run, at, problems)
@@ -275,6 +278,39 @@ def _without_tried_branches(errors: list[dict]) -> list[dict]:
             if not (err["type"] in ("list_type", "dict_type") and any(len(o) > len(loc) and o[:len(loc)] == loc for o in locs))]
 
 
+def _quoted_values(source, overrides, at):
+    """check(model, data, prefix) -> the problems of values of a TOML recipe written as text
+    where `model` wants a number or a boolean (`steps = "10"`; see `stylekit.toml_types`).
+    Values given as overrides, or in a recipe given as a dict, are Python's and not checked."""
+    overridden = [tuple(key) for key in overrides or {}]
+
+    def check(model: type[BaseModel], data, prefix: tuple = ()) -> list[Problem]:
+        if isinstance(source, dict):
+            return []
+        found = []
+        for raw, message in text_for_typed_values(model, data):
+            loc = prefix + tuple(part for part in raw if not _is_union_tag(part))
+            if not any(loc[:len(key)] == key for key in overridden):
+                found.append(at(loc, message))
+        return found
+
+    return check
+
+
+def _instead(problems: list[Problem], better: list[Problem]) -> list[Problem]:
+    """`problems` with those of a field that `better` names replaced by its problem (one
+    message for one mistake), then the rest of `better`."""
+    by_field = {problem.field: problem for problem in better}
+    merged, used = [], set()
+    for problem in problems:
+        if problem.field not in by_field:
+            merged.append(problem)
+        elif problem.field not in used:
+            merged.append(by_field[problem.field])
+            used.add(problem.field)
+    return merged + [problem for problem in better if problem.field not in used]
+
+
 def _is_union_tag(part) -> bool:
     # pydantic names the branch of a union it tried ('list[str]', 'dict[str,float]'); readers don't care.
     return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
@@ -300,23 +336,25 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem]) -> Choice | None:
-    """The registered class of `name` with its params validated, or None (problems added)."""
+def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem],
+            quoted=None) -> Choice | None:
+    """The registered class of `name` with its params validated, or None (problems added).
+    `quoted`: see `_quoted_values`."""
     try:
         cls = registry.get(kind, name)
     except UserError as exc:
         problems.append(at((*loc, "name"), exc.problems[0].message))
         return None
     package = registry.components[kind][name].plugin.package
+    found = quoted(cls.Params, raw_params, (*loc, "params")) if quoted is not None else []
     try:
         params = cls.Params.model_validate(raw_params)
     except ValidationError as exc:
-        for err in exc.errors():
-            problem = _pydantic_problem(err, (*loc, "params"), cls.Params, at)
-            problems.append(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')",
-                                    problem.file, problem.line, problem.field))
-        return None
-    return Choice(cls, params, package)
+        found = _instead([_pydantic_problem(err, (*loc, "params"), cls.Params, at) for err in exc.errors()], found)
+        params = None
+    problems.extend(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')", problem.file, problem.line,
+                         problem.field) for problem in found)
+    return Choice(cls, params, package) if params is not None and not found else None
 
 
 def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_params, index: int, at) -> list[Problem]:

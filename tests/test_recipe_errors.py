@@ -72,3 +72,33 @@ def test_weights_that_cannot_be_had_name_the_field(stylekit_recipe, monkeypatch)
     assert "error: --set backbone.weights=torchvision: backbone.weights: could not get torchvision's VGG-19 IMAGENET1K_V1 weights" in err
     assert "use weights = \"caffe\"" in err
     assert not (stylekit_recipe.parent / "out").exists()
+
+
+def test_a_quoted_number_in_the_recipe_is_one_message_each(tmp_path):
+    from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, write_recipe
+
+    head = TINY_RECIPE_HEAD.replace("steps = 5", 'steps = "10"').replace('precision = "fp32"', 'clamp = "yes"')
+    body = TINY_LOSSES.replace("weight = 0.1", 'weight = "1e-3"') + '[optimizer]\nname = "adam"\nparams = {lr = "0.5"}\n'
+    write_recipe(tmp_path, body, head)
+    status, _, err = run_cli("validate", str(tmp_path / "recipe.toml"))
+    assert status == 2
+    recipe = tmp_path / "recipe.toml"
+    assert err.splitlines() == [
+        f'error: {recipe}:31: loss[2].weight: expected a number, not the text "1e-3" - remove the quotes',
+        f'error: {recipe}:14: run.steps: expected an integer, not the text "10" - remove the quotes',
+        f'error: {recipe}:16: run.clamp: expected true or false, not the text "yes" - write true or false, without quotes',
+        f'error: {recipe}:34: optimizer.params.lr: expected a number, not the text "0.5" - remove the quotes '
+        f"(optimizer 'adam' of package 'stylekit')",
+    ]
+
+
+def test_overrides_keep_their_own_types(stylekit_recipe):
+    import stylekit
+    from stylekit.testing import tiny_registry
+
+    # The file's values are TOML's; an override's are the caller's, read as before.
+    text = stylekit_recipe.read_text().replace("steps = 5", 'steps = "5"') + '[optimizer]\nname = "adam"\nparams = {lr = 1}\n'
+    stylekit_recipe.write_text(text)
+    assert run_cli("validate", str(stylekit_recipe), "--set", "run.steps=3", "--set", "run.clamp=True")[0] == 0
+    plan = stylekit.load(stylekit_recipe, {"run.steps": "7"}, registry=tiny_registry())
+    assert (plan.recipe.run.steps, plan.optimizer.params.lr) == (7, 1.0)

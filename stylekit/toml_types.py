@@ -1,0 +1,62 @@
+"""Values a TOML recipe gives as text where a number or a boolean belongs.
+
+TOML has real types, so `steps = "10"` is a mistake (quotes too many, or a value pasted from
+elsewhere) that pydantic's lax mode would quietly read as 10. Such a value is reported once,
+with what to write instead. Only the recipe file's own values are held to this: an override
+is typed by whoever gave it (`--set` reads its value as TOML, so `--set run.steps=10` is
+already a number; Python callers give Python values), and keeps the lax reading. An
+integer where a float belongs (`lr = 1`) is a number like any other, in strict mode too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: pydantic's strict-mode errors for a value of the wrong type -> what the field wants.
+_WANTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "true or false"}
+_WRITE = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
+
+
+def text_for_typed_values(model: type[BaseModel], data: Any) -> list[tuple[tuple, str]]:
+    """(pydantic's loc, message) of every text value in `data` where `model` wants a number
+    or a boolean. Other strict-mode differences (a list for a tuple, 10.0 for an integer)
+    are not reported: the lax reading of those loses nothing the user wrote."""
+    try:
+        model.model_validate(data, strict=True)
+    except ValidationError as exc:
+        return [(tuple(err["loc"]), _message(err["type"], err["input"])) for err in exc.errors()
+                if err["type"] in _WANTED and isinstance(err["input"], str)]
+    return []
+
+
+def _message(kind: str, text: str) -> str:
+    advice = "remove the quotes" if _fits_unquoted(kind, text) else f"write {_WRITE[kind]}, without quotes"
+    return f"expected {_WANTED[kind]}, not the text {json.dumps(text, ensure_ascii=False)} - {advice}"
+
+
+def _fits_unquoted(kind: str, text: str) -> bool:
+    """Whether `text` without its quotes is a TOML value of the kind wanted."""
+    if "\n" in text or "\r" in text:
+        return False
+    try:
+        value = tomllib.loads(f"v = {text}")
+    except (tomllib.TOMLDecodeError, ValueError):
+        return False
+    if list(value) != ["v"]:
+        return False
+    value = value["v"]
+    if kind == "bool_type":
+        return isinstance(value, bool)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return isinstance(value, int) if kind == "int_type" else math.isfinite(value)
