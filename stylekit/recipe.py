@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import json
 import os
 import re
 import sys
@@ -266,6 +267,8 @@ def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, a
     if err["type"] == "missing":
         return at(loc, "required field is missing - add it")
     if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
+        return at(loc, message)
+    if isinstance(err["input"], str) and json.dumps(err["input"]) in message:  # the message quotes it already
         return at(loc, message)
     return at(loc, f"{message} (got {err['input']!r})")
 

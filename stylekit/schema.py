@@ -7,6 +7,7 @@ from these models and their `Field(description=...)`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -79,7 +80,13 @@ class ImagesSpec(Strict):
     @field_validator("style", mode="before")
     @classmethod
     def one_or_many(cls, value):
-        return [value] if isinstance(value, str) else value
+        if isinstance(value, str):
+            return [value]
+        if isinstance(value, (list, tuple)):
+            return value
+        # Said here, as pydantic's "should be a valid list" leaves out the single path.
+        raise ValueError('give one image path or a list of them, e.g. style = "style.jpg" or '
+                         'style = ["a.jpg", "b.jpg"]')
 
     @model_validator(mode="after")
     def weights_match(self):
@@ -150,6 +157,14 @@ class LossSpec(Strict):
             if len(self.layer_weights) != len(self.layers):
                 raise ValueError(f"layer_weights has {len(self.layer_weights)} entries for {len(self.layers)} layers")
         return self
+
+    @field_validator("layers", mode="before")
+    @classmethod
+    def no_single_name(cls, value):
+        # One message, not pydantic's two (neither a list nor a table), and the way to write it.
+        if isinstance(value, str):
+            raise ValueError(f"layers is a list, even of one layer - write layers = [{json.dumps(value)}]")
+        return value
 
     def layer_table(self, default: tuple[str, ...]) -> dict[str, float]:
         if isinstance(self.layers, dict):

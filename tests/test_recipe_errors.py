@@ -102,3 +102,16 @@ def test_overrides_keep_their_own_types(stylekit_recipe):
     assert run_cli("validate", str(stylekit_recipe), "--set", "run.steps=3", "--set", "run.clamp=True")[0] == 0
     plan = stylekit.load(stylekit_recipe, {"run.steps": "7"}, registry=tiny_registry())
     assert (plan.recipe.run.steps, plan.optimizer.params.lr) == (7, 1.0)
+
+
+@pytest.mark.parametrize("written, wrong, line, message", [
+    ('layers = ["c3"]', 'layers = "c3"', 22,
+     'loss[0].layers: layers is a list, even of one layer - write layers = ["c3"]'),  # one message, not two
+    ('style = "style.png"', "style = 5", 3,  # a single path is allowed too, so the message says both forms
+     'images.style: give one image path or a list of them, e.g. style = "style.jpg" or style = ["a.jpg", "b.jpg"] (got 5)'),
+])
+def test_a_value_of_the_wrong_shape_says_what_to_write(stylekit_recipe, written, wrong, line, message):
+    stylekit_recipe.write_text(stylekit_recipe.read_text().replace(written, wrong, 1))
+    status, _, err = run_cli("validate", str(stylekit_recipe))
+    assert status == 2
+    assert err.splitlines() == [f"error: {stylekit_recipe}:{line}: {message}"]
