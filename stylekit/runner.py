@@ -16,8 +16,9 @@ from typing import Callable, TextIO
 import torch
 
 from . import __version__, checkpoints
+from .checks import path_problems
 from .devices import dtype_name
-from .errors import RunFailed, UserError
+from .errors import Problem, RunFailed, UserError
 from .images import output_size, save_atomic, to_image
 from .outputs import describe, keep_elsewhere, record_path, write_record, write_result
 from .plan import Plan
@@ -136,15 +137,28 @@ def _write(result: Result, output: Path, stream: TextIO) -> int:
 
 
 def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
-    """Keep the last finite image beside the output (never over it) and say where."""
+    """Keep the last finite image beside the output (never over it) and say where. Beside
+    it, the image and its record are held to the output's own rule (`checks.path_problems`:
+    no input overwritten, no file that stylekit did not write replaced); where that refuses,
+    or the write fails, the image is kept elsewhere."""
     output = plan.output
-    kept = output.with_name(f"{output.stem}.diverged.png")
-    try:
-        save_atomic(exc.image, kept)
-        write_record(exc.record, record_path(kept))
-    except OSError:
-        kept = keep_elsewhere(exc.image, kept.name)
+    beside = output.with_name(f"{output.stem}.diverged.png")
+    record = plan.recipe.output.record
+    refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record)
+    kept = None
+    if not refused:
+        try:
+            save_atomic(exc.image, beside)
+            if record:
+                write_record(exc.record, record_path(beside))
+            kept = beside
+        except OSError:
+            pass
+    if kept is None:
+        kept = keep_elsewhere(exc.image, beside.name)
     where = f"the last finite image (step {exc.image_step}) is kept at {kept}" if kept else "no image could be kept"
+    if refused:  # the user's file, not a mistake in the run: say why the image is not beside the output
+        where += f" (not beside the output: {refused[0].message})"
     raise RunFailed(f"{plan.source}: {exc} - {output} was not written; {where}")
 
 

@@ -303,3 +303,30 @@ def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit
         result.save("style.png")
     with pytest.raises(stylekit.UserError, match=r"^content='nope.png': images.content: image file not found"):
         stylekit.load(stylekit_recipe, content="nope.png", registry=tiny_registry())
+
+
+
+
+@pytest.mark.parametrize("foreign, extra, why", [
+    ("result.diverged.json", [], " (not beside the output: the run record would replace {out}/result.diverged.json, "
+                                 "which is not a stylekit run record"),
+    ("result.diverged.png", [], " (not beside the output: the output image would overwrite the input content image "
+                                "{out}/result.diverged.png"),
+    ("result.diverged.json", ["--set", "output.record=false"], ""),  # no record, so the image goes beside the output
+])
+def test_a_diverged_run_replaces_nothing_stylekit_did_not_write(stylekit_recipe, monkeypatch, foreign, extra, why):
+    # The image kept from a diverged run follows the output's rule; the user's file stays.
+    folder = stylekit_recipe.parent
+    out, elsewhere = folder / "out", folder / "tmp"
+    out.mkdir()
+    elsewhere.mkdir()
+    (out / foreign).write_bytes((folder / "content.png").read_bytes())  # the .png is given as the content below
+    monkeypatch.setattr("tempfile.tempdir", str(elsewhere))
+    content = out / foreign if foreign.endswith(".png") else folder / "content.png"
+    status, _, err = run_cli("run", str(stylekit_recipe), "--content", str(content), "--set", "optimizer.name=sgd",
+                             "--set", "optimizer.params.lr=1e38", "--set", "run.clamp=false", "--steps", "10", *extra)
+    assert status == 3 and "Traceback" not in err
+    assert (out / foreign).read_bytes() == (folder / "content.png").read_bytes()
+    kept = out if not why else elsewhere
+    assert sorted(p.name for p in out.iterdir()) == sorted({foreign, *(["result.diverged.png"] if kept == out else [])})
+    assert f"is kept at {kept / 'result.diverged.png'}{why.format(out=out)}" in err
