@@ -171,7 +171,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
             problems.append(at(loc, f"an intermediate image (output.save_every) would overwrite the input {label} {path} "
                                     f"- choose another output path"))
     if record and not problems:
-        problems += _record_problems(out.with_suffix(".json"), loc, at)
+        problems += _record_problems(out.with_suffix(".json"), out, loc, at)
     return problems
 
 
@@ -205,7 +205,7 @@ def writable_folder(folder: Path, loc: tuple, at) -> list[Problem]:
     return []
 
 
-def _record_problems(record: Path, loc: tuple, at) -> list[Problem]:
+def _record_problems(record: Path, out: Path, loc: tuple, at) -> list[Problem]:
     if not record.exists():
         return []
     if record.is_dir():
@@ -214,16 +214,28 @@ def _record_problems(record: Path, loc: tuple, at) -> list[Problem]:
     if not is_run_record(record):
         return [at(loc, f"the run record would replace {record}, which is not a stylekit run record - choose "
                         f"another output name or set output.record = false")]
+    # x.png's record is x.json, and so is x.jpg's: replacing it would leave x.png described
+    # by the record of another image. (A record that names no image predates the "image" key.)
+    described = _read_record(record).get("image")
+    if isinstance(described, str) and described != out.name and (record.parent / described).is_file():
+        return [at(loc, f"the run record would replace {record}, the record of {record.parent / described} - choose "
+                        f"another output name or set output.record = false")]
     return []
 
 
 def is_run_record(path: Path) -> bool:
     """Whether `path` holds a run record stylekit wrote (so writing a new one loses nothing)."""
+    data = _read_record(path)
+    versions = data.get("versions")
+    return "recipe_file" in data and isinstance(versions, dict) and "stylekit" in versions
+
+
+def _read_record(path: Path) -> dict:
+    """The JSON object in `path`; empty if it is none (unreadable, too large, not JSON)."""
     try:
         if path.stat().st_size > 64 << 20:
-            return False
+            return {}
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    versions = data.get("versions") if isinstance(data, dict) else None
-    return "recipe_file" in data and isinstance(versions, dict) and "stylekit" in versions
+        return {}
+    return data if isinstance(data, dict) else {}

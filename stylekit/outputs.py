@@ -21,11 +21,16 @@ def write_result(result, path: Path, record: bool = True) -> Path:
     """Write `result.image` to `path` and, with `record`, its run record beside it."""
     save_atomic(result.image, path)
     if record:
-        write_record(result.record, record_path(path))
+        write_record(result.record, record_path(path), image=path)
     return path
 
 
-def write_record(record: dict, path: Path) -> None:
+def write_record(record: dict, path: Path, image: Path | None = None) -> None:
+    """Write `record` to `path`; with `image`, naming the image it describes ("image"), so
+    that a later output whose record would take the same path (x.png, then x.jpg: both
+    x.json) is refused rather than leave x.png described by x.jpg's record."""
+    if image is not None:
+        record = {"image": image.name, **record}
     # allow_nan=False: a NaN that slipped through would make the file unreadable as JSON.
     write_text_atomic(json.dumps(record, indent=1, allow_nan=False), path)
 

@@ -150,7 +150,7 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
         try:
             save_atomic(exc.image, beside)
             if record:
-                write_record(exc.record, record_path(beside))
+                write_record(exc.record, record_path(beside), image=beside)
             kept = beside
         except OSError:
             pass

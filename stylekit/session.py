@@ -76,7 +76,8 @@ class Result:
         """Write the image (atomically) to `path`, default the recipe's output, and the run
         record beside it as .json unless `record` is False (default: the recipe's
         output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
-        image or a .json that is not a run record, a folder, or a format it does not write."""
+        image, a .json that is not a run record or is the record of another image (x.json
+        of an x.png, when saving x.jpg), a folder, or a format it does not write."""
         from .checks import save_problems
         from .outputs import write_result
 

@@ -46,6 +46,20 @@ def test_a_record_stylekit_wrote_is_recognised_as_one(stylekit_recipe):
     assert run_cli("run", str(stylekit_recipe))[0] == 0  # and a second run may replace it
 
 
+def test_a_record_of_another_image_is_not_replaced(stylekit_recipe):
+    # -o result.png, then -o result.jpg: both records are result.json; the first is kept.
+    out = stylekit_recipe.parent / "out"
+    assert run_cli("run", str(stylekit_recipe))[0] == 0
+    record = (out / "result.json").read_bytes()
+    status, _, err = run_cli("run", str(stylekit_recipe), "-o", str(out / "result.jpg"))
+    assert status == 2 and not (out / "result.jpg").exists() and (out / "result.json").read_bytes() == record
+    assert err.strip().endswith(f"the run record would replace {out / 'result.json'}, the record of {out / 'result.png'} "
+                                f"- choose another output name or set output.record = false")
+    (out / "result.png").unlink()  # with its image gone, the record describes nothing kept
+    assert run_cli("run", str(stylekit_recipe), "-o", str(out / "result.jpg"))[0] == 0
+    assert json.loads((out / "result.json").read_text())["image"] == "result.jpg"
+
+
 @pytest.mark.parametrize("text", ['{"name": "my-app"}', "[1, 2]", '{"recipe_file": "x", "versions": 3}', "not json", ""])
 def test_other_json_files_are_not_records(tmp_path, text):
     path = tmp_path / "x.json"
