@@ -404,7 +404,7 @@ class Worker:
                 return 128 + (outcome.signal or 2)
             else:
                 try:  # the record first: an image in the folder is what marks an item done
-                    write_record(outcome.record, record_path(item.output))
+                    write_record(outcome.record, record_path(item.output), image=item.output)
                     save_atomic(outcome.image, item.output)
                 except OSError as exc:
                     self.report(item, started, error=RunFailed(f"could not write {item.output} ({describe(exc)})"))
