@@ -9,6 +9,7 @@ carries the classes and their validated params.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -93,15 +94,41 @@ def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.T
     return to_tensor(init, hw)
 
 
+#: How many style images a batch worker keeps decoded, and the features of how many at each of two sizes.
+STYLES_KEPT = 16
+
+
+class LeastRecentlyUsed(OrderedDict):
+    """A dict that keeps only its `size` most recently used entries (read or written)."""
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size = size
+
+    def __getitem__(self, key):
+        value = super().__getitem__(key)
+        self.move_to_end(key)
+        return value
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, value)
+        self.move_to_end(key)
+        while len(self) > self.size:
+            self.popitem(last=False)
+
+
 @dataclass
 class Reuse:
-    """What one process keeps between runs of one recipe (a batch): the backbone, each style
-    image decoded (`stylekit.recipe.load_recipe`'s `decoded`) and its features at each size,
-    which do not change from item to item."""
+    """What one process keeps between runs of one recipe (a batch): the backbone, style
+    images decoded (`stylekit.recipe.load_recipe`'s `decoded`) and their features at each
+    size, which do not change from item to item. Only the most recently used styles are
+    kept: a batch may pair its photos with thousands of styles, and VGG-19's features of one
+    512 px style take 40 to 90 MB of the device (bf16 or fp32). One dropped is computed again when needed: one
+    decode and one backbone pass, against the hundreds of passes of an item."""
 
     backbone: Backbone | None = None
-    style_images: dict = field(default_factory=dict)
-    style_features: dict = field(default_factory=dict)
+    style_images: dict = field(default_factory=lambda: LeastRecentlyUsed(STYLES_KEPT))
+    style_features: dict = field(default_factory=lambda: LeastRecentlyUsed(2 * STYLES_KEPT))  # two stages each
 
 
 def build_objective(plan: Plan, backbone: Backbone, images: StageImages, reuse: Reuse | None = None) -> Objective:

@@ -104,6 +104,22 @@ def test_an_item_that_no_worker_did_fails_the_batch(photos, monkeypatch):
     assert status == 3 and "2 of 3 done; not done: p1.stripes" in err, err
 
 
+def test_a_worker_keeps_only_the_styles_it_used_last():
+    # A batch over thousands of styles must not hold every one's features on the device.
+    from stylekit.build import STYLES_KEPT, Reuse
+
+    reuse = Reuse()
+    for style in range(STYLES_KEPT):
+        reuse.style_images[style] = f"decoded {style}"
+    assert reuse.style_images[0] == "decoded 0"  # read again: now the most recently used
+    reuse.style_images[STYLES_KEPT] = "one more"
+    assert 0 in reuse.style_images and 1 not in reuse.style_images  # the least recently used went
+    for style in range(100, 100 + 3 * STYLES_KEPT):
+        reuse.style_images[style] = f"decoded {style}"
+    assert len(reuse.style_images) == STYLES_KEPT and 100 + 3 * STYLES_KEPT - 1 in reuse.style_images
+    assert reuse.style_features.size == 2 * STYLES_KEPT
+
+
 def test_a_style_file_replaced_in_place_is_decoded_again(tmp_path):
     """Replaced by one of the same size with its modification time kept (`cp -p`, rsync -t):
     still a new key, so a later item does not get the old pixels."""
