@@ -67,10 +67,11 @@ def main() -> None:
             rows.append((workers, size, seconds, args.images / seconds * 60))
             print(f"workers {workers}  batch {size:>3}  {seconds:8.1f} s  {rows[-1][3]:7.2f} images/min", flush=True)
     base = {w: ipm for w, s, _, ipm in rows if s == 1}
-    print(f"\n{'workers':>7} {'batch':>5} {'seconds':>9} {'images/min':>11} {'vs batch 1':>11}")
+    print(f"\n| workers | images per step | seconds for {args.images} images | images/min | vs 1 per step |\n"
+          "| --- | --- | --- | --- | --- |")  # as docs/scale.md shows it
     for workers, size, seconds, ipm in rows:
         ratio = f"{ipm / base[workers]:.2f}x" if workers in base else "-"
-        print(f"{workers:>7} {size:>5} {seconds:>9.1f} {ipm:>11.2f} {ratio:>11}")
+        print(f"| {workers} | {size} | {seconds:.1f} | {ipm:.2f} | {ratio} |")
 
 
 if __name__ == "__main__":

@@ -262,9 +262,12 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     if problems:  # found before any worker starts, as `stylekit run` finds its own
         raise UserError(problems)
     size = images_per_step(base, batch_size, stream)
-    if dry_run:
-        print(f"stylekit batch: {len(items)} items, {sum(not i.output.exists() for i in items)} to do, "
-              f"{size} image{'s' if size > 1 else ''} per step", file=stream, flush=True)
+    if dry_run:  # the list on stdout (one item a line, for grep and wc), the counts with the messages
+        todo = [item for item in items if not item.output.exists()]
+        for item in items:
+            print(f"{'to do' if item in todo else 'done '}  {item.content} + {item.style} -> {item.output}", flush=True)
+        print(f"stylekit batch: {counted(len(items), 'item')}, {len(todo)} to do, {counted(size, 'image')} per step",
+              file=stream, flush=True)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
@@ -274,9 +277,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         base=Path.cwd(), label=base.source, decoded=reuse.style_images), live)
     todo = [item for item in items if not item.output.exists()]
     if workers.rank == 0:
-        print(f"stylekit batch: {len(items)} items, {len(items) - len(todo)} already done, {len(todo)} to do, "
-              f"{workers.world} worker{'s' if workers.world > 1 else ''}, {size} image{'s' if size > 1 else ''} "
-              f"per step -> {out}", file=stream, flush=True)
+        print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, {len(todo)} to do, "
+              f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {out}", file=stream, flush=True)
     status = worker.run(todo)
     workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
@@ -290,6 +292,10 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         if missing and status == 0:  # an item nobody did (a worker lost) is not success either
             return 3
     return status
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def item_overrides(item: Item, device: str):

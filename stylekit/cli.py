@@ -209,6 +209,9 @@ def cmd_batch(args) -> int:
 
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
+    if args.pairs and (args.content or args.style):
+        raise UserError(f"stylekit batch: --pairs {args.pairs} gives the content and style of every item - "
+                        "leave out --content and --style, or leave out --pairs")
     overrides = add_sets(flag_overrides(Overrides(), args), args.set)
     run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
                             args.registry or load_registry(), args.batch_size, args.dry_run)

@@ -104,6 +104,20 @@ def test_an_item_that_no_worker_did_fails_the_batch(photos, monkeypatch):
     assert status == 3 and "2 of 3 done; not done: p1.stripes" in err, err
 
 
+def test_dry_run_lists_each_item_and_pairs_take_no_other_images(photos):
+    root, recipe = photos
+    out = root / "out"
+    args = ["batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png")]
+    assert run_cli(*args[:3], str(root / "photos" / "p0.png"), *args[4:], "-o", str(out), "--steps", "1")[0] == 0
+    status, listed, err = run_cli(*args, "-o", str(out), "--dry-run")
+    assert status == 0 and "3 items, 2 to do, 1 image per step" in err, err
+    assert listed.splitlines() == [f"{'done ' if i == 0 else 'to do'}  {root / 'photos' / f'p{i}.png'} + "
+                                   f"{root / 'styles' / 'stripes.png'} -> {out / f'p{i}.stripes.png'}" for i in range(3)]
+    (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\n")
+    status, _, err = run_cli(*args, "--pairs", str(root / "pairs.csv"), "-o", str(out))
+    assert status == 2 and "gives the content and style of every item - leave out --content and --style" in err
+
+
 def test_a_worker_keeps_only_the_styles_it_used_last():
     # A batch over thousands of styles must not hold every one's features on the device.
     from stylekit.build import STYLES_KEPT, Reuse
