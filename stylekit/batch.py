@@ -250,7 +250,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     stand_in = Image.new("RGB", (256, 256), (128, 128, 128))
     with warnings.catch_warnings():  # told below as the other commands tell it, not as a Python warning
         warnings.simplefilter("ignore", BrokenPluginWarning)
-        base = load(recipe, overrides, registry=registry, content=stand_in, style=stand_in if styles else None)
+        base = load(recipe, with_output_in(overrides, out), registry=registry, content=stand_in,
+                    style=stand_in if styles else None)
     if int(os.environ.get("RANK", 0)) == 0:
         for line in broken_warnings(registry):
             print(line, file=stream, flush=True)
@@ -263,11 +264,11 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         raise UserError(problems)
     size = images_per_step(base, batch_size, stream)
     if dry_run:  # the list on stdout (one item a line, for grep and wc), the counts with the messages
-        todo = [item for item in items if not item.output.exists()]
-        for item in items:
-            print(f"{'to do' if item in todo else 'done '}  {item.content} + {item.style} -> {item.output}", flush=True)
-        print(f"stylekit batch: {counted(len(items), 'item')}, {len(todo)} to do, {counted(size, 'image')} per step",
-              file=stream, flush=True)
+        done = [item.output.exists() for item in items]
+        for item, finished in zip(items, done):
+            print(f"{'done ' if finished else 'to do'}  {item.content} + {item.style} -> {item.output}")
+        print(f"stylekit batch: {counted(len(items), 'item')}, {done.count(False)} to do, {counted(size, 'image')} "
+              "per step", file=stream, flush=True)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
@@ -292,6 +293,19 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         if missing and status == 0:  # an item nobody did (a worker lost) is not success either
             return 3
     return status
+
+
+def with_output_in(overrides, out: Path):
+    """`overrides` with output.path in OUT: every item writes there, never to the recipe's own
+    output, whose checks (a file in the way, say) are not the batch's. OUT's are made on
+    the items (`plan_items`) and `writable_folder`."""
+    from .overrides import Overrides
+
+    moved = Overrides()
+    for key, value in (overrides or {}).items():
+        moved.add(key, value, getattr(overrides, "flags", {}).get(key))
+    moved.add(("output", "path"), str(out / STATE_DIR / "item.png"), f"-o {out}")
+    return moved
 
 
 def counted(n: int, noun: str) -> str:

@@ -94,7 +94,7 @@ def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.T
     return to_tensor(init, hw)
 
 
-#: How many style images a batch worker keeps decoded, and the features of how many at each of two sizes.
+#: How many style images a batch worker keeps decoded (and 4 times as many sets of features).
 STYLES_KEPT = 16
 
 
@@ -128,7 +128,8 @@ class Reuse:
 
     backbone: Backbone | None = None
     style_images: dict = field(default_factory=lambda: LeastRecentlyUsed(STYLES_KEPT))
-    style_features: dict = field(default_factory=lambda: LeastRecentlyUsed(2 * STYLES_KEPT))  # two stages each
+    # A style has features per size: one per stage, and per content shape (its size follows the output's).
+    style_features: dict = field(default_factory=lambda: LeastRecentlyUsed(4 * STYLES_KEPT))
 
 
 def build_objective(plan: Plan, backbone: Backbone, images: StageImages, reuse: Reuse | None = None) -> Objective:

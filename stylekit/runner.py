@@ -147,10 +147,10 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
     refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record)
     kept = None
     if not refused:
-        try:
-            save_atomic(exc.image, beside)
+        try:  # the record first, as everywhere: an image beside the output is never left without it
             if record:
                 write_record(exc.record, record_path(beside), image=beside)
+            save_atomic(exc.image, beside)
             kept = beside
         except OSError:
             pass

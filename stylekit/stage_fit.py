@@ -74,8 +74,8 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
     fit.widths = tuple(s["width"] for s in stages)
     fit.heights = tuple(s.get("height") if _positive(s.get("height")) else None for s in stages)
     output, run = data.get("output") or {}, data.get("run") or {}
-    width = output.get("width") if ("output", "width") in overridden else None
-    height = output.get("height") if ("output", "height") in overridden else None
+    width = _whole(output.get("width")) if ("output", "width") in overridden else None
+    height = _whole(output.get("height")) if ("output", "height") in overridden else None
     if _positive(height) and not _positive(width):
         fit.problems.append((("output", "height"), "this recipe runs in stages ([[stage]]): give output.width too, and "
                              "the stages scale with it, or set the stages' sizes (stage[N].width, stage[N].height)"))
@@ -90,7 +90,7 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
             fit.scaled["height"] = ("output", "height")
         elif any(fit.heights):  # the stages' own heights, scaled with the width
             fit.scaled["height"] = ("output", "width")
-    steps = run.get("steps") if ("run", "steps") in overridden else None
+    steps = _whole(run.get("steps")) if ("run", "steps") in overridden else None
     if _positive(steps) and steps < len(stages):
         fit.problems.append((("run", "steps"), f"this recipe runs in {len(stages)} stages ([[stage]]) of at least one "
                              f"step each - give {len(stages)} steps or more, or set the stages' steps (stage[N].steps)"))
@@ -118,6 +118,14 @@ def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None]
         if fits(*fit.stage_size(index, wide, tall)):
             return wide, tall
     return None
+
+
+def _whole(value):
+    """An override's whole number as the schema will read it: overrides are read laxly, so
+    the text "64" (from an environment variable, say) is 64 there, and must be here too."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
 
 
 def _positive(value) -> bool:

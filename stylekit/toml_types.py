@@ -32,7 +32,9 @@ def text_for_typed_values(model: type[BaseModel], data: Any) -> list[tuple[tuple
     or a boolean. Other strict-mode differences (a list for a tuple, 10.0 for an integer)
     are not reported: the lax reading of those loses nothing the user wrote."""
     try:
-        model.model_validate(data, strict=True)
+        # As JSON: a Python list given for a tuple would fail whole in strict mode, hiding a
+        # quoted number inside it (`betas = ["0.5", 0.999]`); JSON arrays are read element by element.
+        model.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         return [(tuple(err["loc"]), _message(err["type"], err["input"])) for err in exc.errors()
                 if err["type"] in _WANTED and isinstance(err["input"], str)]

@@ -118,6 +118,18 @@ def test_dry_run_lists_each_item_and_pairs_take_no_other_images(photos):
     assert status == 2 and "gives the content and style of every item - leave out --content and --style" in err
 
 
+def test_the_recipe_s_own_output_is_not_the_batch_s_concern(photos):
+    # A run of the recipe wrote x.jpg and x.json: the recipe's x.png would be refused (its
+    # record would replace x.json), but the batch writes only into -o.
+    root, recipe = photos
+    recipe.write_text(recipe.read_text().replace('path = "out/result.png"', 'path = "out/x.png"'))
+    assert 'path = "out/x.png"' in recipe.read_text()
+    assert run_cli("run", str(recipe), "-o", str(recipe.parent / "out" / "x.jpg"), "--steps", "1")[0] == 0
+    assert run_cli("validate", str(recipe))[0] == 2
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "b"), "--dry-run")
+    assert status == 0, err
+
+
 def test_a_worker_keeps_only_the_styles_it_used_last():
     # A batch over thousands of styles must not hold every one's features on the device.
     from stylekit.build import STYLES_KEPT, Reuse
@@ -131,7 +143,7 @@ def test_a_worker_keeps_only_the_styles_it_used_last():
     for style in range(100, 100 + 3 * STYLES_KEPT):
         reuse.style_images[style] = f"decoded {style}"
     assert len(reuse.style_images) == STYLES_KEPT and 100 + 3 * STYLES_KEPT - 1 in reuse.style_images
-    assert reuse.style_features.size == 2 * STYLES_KEPT
+    assert reuse.style_features.size == 4 * STYLES_KEPT
 
 
 def test_a_style_file_replaced_in_place_is_decoded_again(tmp_path):

@@ -141,6 +141,17 @@ def test_a_stage_height_scaled_past_the_schema_names_the_output_width_given(tmp_
     assert err.startswith("error: --set output.width=1000: stage[0].height: ") and "(got 20000)" in err
 
 
+def test_sizes_and_steps_given_as_text_scale_the_stages_as_numbers_do():
+    # Overrides are read laxly (an environment variable gives text): "64" must mean 64 for
+    # the stages too, not leave them at the recipe's sizes while output.width says 64.
+    import stylekit
+
+    as_text = stylekit.load(GATYS, {"output.width": "64", "run.steps": "7"})
+    as_numbers = stylekit.load(GATYS, {"output.width": 64, "run.steps": 7})
+    assert [(s.width, s.steps) for s in as_text.stages] == [(s.width, s.steps) for s in as_numbers.stages]
+    assert as_numbers.stages[-1].width == 64 and sum(s.steps for s in as_numbers.stages) == 7
+
+
 def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
     status, _, err = run_cli("validate", str(GATYS), "--steps", "1")  # was: 2 steps run, quietly
     assert status == 2

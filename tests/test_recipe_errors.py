@@ -78,7 +78,8 @@ def test_a_quoted_number_in_the_recipe_is_one_message_each(tmp_path):
     from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, write_recipe
 
     head = TINY_RECIPE_HEAD.replace("steps = 5", 'steps = "10"').replace('precision = "fp32"', 'clamp = "yes"')
-    body = TINY_LOSSES.replace("weight = 0.1", 'weight = "1e-3"') + '[optimizer]\nname = "adam"\nparams = {lr = "0.5"}\n'
+    body = TINY_LOSSES.replace("weight = 0.1", 'weight = "1e-3"') + \
+        '[optimizer]\nname = "adam"\nparams = {lr = "0.5", betas = ["0.5", 0.999]}\n'  # inside a list too
     write_recipe(tmp_path, body, head)
     status, _, err = run_cli("validate", str(tmp_path / "recipe.toml"))
     assert status == 2
@@ -88,6 +89,8 @@ def test_a_quoted_number_in_the_recipe_is_one_message_each(tmp_path):
         f'error: {recipe}:14: run.steps: expected an integer, not the text "10" - remove the quotes',
         f'error: {recipe}:16: run.clamp: expected true or false, not the text "yes" - write true or false, without quotes',
         f'error: {recipe}:34: optimizer.params.lr: expected a number, not the text "0.5" - remove the quotes '
+        f"(optimizer 'adam' of package 'stylekit')",
+        f'error: {recipe}:34: optimizer.params.betas[0]: expected a number, not the text "0.5" - remove the quotes '
         f"(optimizer 'adam' of package 'stylekit')",
     ]
 
