@@ -55,7 +55,7 @@ def image_files(spec: str) -> list[Path]:
     pattern, or one file. A folder or a pattern leaves out stylekit's own outputs (an image
     with its run record beside it), so that a batch writing into its content folder finds
     the same inputs when it is run again."""
-    from .checks import is_run_record
+    from .checks import is_stylekit_output
 
     path = Path(spec)
     if path.is_dir():
@@ -64,7 +64,7 @@ def image_files(spec: str) -> list[Path]:
         listed = [Path(p) for p in glob.glob(spec, recursive=True)]
     else:
         return [path] if path.exists() else []  # plan_items names the missing file
-    return sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES and not is_run_record(record_path(p)))
+    return sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES and not is_stylekit_output(p))
 
 
 def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: Path) -> list[Item]:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from .errors import Problem
 from .images import output_size, style_size
+from .outputs import record_path
 from .schema import INIT_CHOICES, unsupported_suffix
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
         return problems
     written = {out: "the output image"}
     if record:
-        written[out.with_suffix(".json")] = "the run record"
+        written[record_path(out)] = "the run record"
     if plot:
         written[out.with_name(f"{out.stem}.losses.png")] = "the loss plot"
         written[out.with_name(f"{out.stem}.strip.png")] = "the strip of images"
@@ -171,7 +172,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
             problems.append(at(loc, f"an intermediate image (output.save_every) would overwrite the input {label} {path} "
                                     f"- choose another output path"))
     if record and not problems:
-        problems += _record_problems(out.with_suffix(".json"), out, loc, at)
+        problems += _record_problems(record_path(out), out, loc, at)
     return problems
 
 
@@ -221,6 +222,13 @@ def _record_problems(record: Path, out: Path, loc: tuple, at) -> list[Problem]:
         return [at(loc, f"the run record would replace {record}, the record of {record.parent / described} - choose "
                         f"another output name or set output.record = false")]
     return []
+
+
+def is_stylekit_output(image: Path) -> bool:
+    """Whether `image` is an image stylekit wrote: its run record is beside it and names it
+    (or names no image, as records did before they named one)."""
+    record = record_path(image)
+    return is_run_record(record) and _read_record(record).get("image", image.name) == image.name
 
 
 def is_run_record(path: Path) -> bool:

@@ -305,8 +305,6 @@ def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit
         stylekit.load(stylekit_recipe, content="nope.png", registry=tiny_registry())
 
 
-
-
 @pytest.mark.parametrize("foreign, extra, why", [
     ("result.diverged.json", [], " (not beside the output: the run record would replace {out}/result.diverged.json, "
                                  "which is not a stylekit run record"),

@@ -248,6 +248,10 @@ def test_a_batch_into_its_content_folder_finds_the_same_items_when_run_again(pho
     assert status == 0 and "3 items, 0 already done" in err, err
     status, _, err = run_cli(*args)
     assert status == 0 and "3 items, 3 already done, 0 to do" in err, err
+    # A photo of the user's that shares a record's name with an output is still an input.
+    shutil.copy(root / "photos" / "p0.png", root / "photos" / "p0.stripes.jpg")
+    status, listed, err = run_cli(*args, "--dry-run")
+    assert status == 0 and "4 items, 1 to do" in err and "p0.stripes.jpg +" in listed, err
 
 
 DRIVER = textwrap.dedent("""
