@@ -144,19 +144,22 @@ def save_problems(path: Path, plan, record: bool) -> list[Problem]:
     wrong_suffix = None if path.is_dir() else unsupported_suffix(str(path))  # a folder: say so instead
     if wrong_suffix:
         return [at((), wrong_suffix)]
-    return path_problems(path, plan.recipe.images, (), at, record=record)
+    return path_problems(path, plan.recipe.images, (), at, record=record, no_record="pass record=False")
 
 
 def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: bool = False,
-                  save_every: int = 0) -> list[Problem]:
+                  save_every: int = 0, what: str = "the output image",
+                  no_record: str = "set output.record = false") -> list[Problem]:
     """Problems with writing an image to `out` (and, as asked, its record, plots and
-    intermediate images) for a recipe whose inputs are `images`."""
+    intermediate images) for a recipe whose inputs are `images`. `what` names the image
+    in messages, `no_record` says how to go without the record (the recipe's field, or
+    the API's argument)."""
     if out.is_dir():
         return [at(loc, f"{out} is a folder - give a file name in it, e.g. {out / 'stylized.png'}")]
     problems = writable_folder(out.parent, loc, at)
     if problems:
         return problems
-    written = {out: "the output image"}
+    written = {out: what}
     if record:
         written[record_path(out)] = "the run record"
     if plot:
@@ -172,7 +175,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
             problems.append(at(loc, f"an intermediate image (output.save_every) would overwrite the input {label} {path} "
                                     f"- choose another output path"))
     if record and not problems:
-        problems += _record_problems(record_path(out), out, loc, at)
+        problems += _record_problems(record_path(out), out, loc, at, no_record)
     return problems
 
 
@@ -206,21 +209,21 @@ def writable_folder(folder: Path, loc: tuple, at) -> list[Problem]:
     return []
 
 
-def _record_problems(record: Path, out: Path, loc: tuple, at) -> list[Problem]:
+def _record_problems(record: Path, out: Path, loc: tuple, at, no_record: str) -> list[Problem]:
     if not record.exists():
         return []
     if record.is_dir():
         return [at(loc, f"the run record would go to {record}, which is a folder - choose another output name "
-                        f"or set output.record = false")]
+                        f"or {no_record}")]
     if not is_run_record(record):
         return [at(loc, f"the run record would replace {record}, which is not a stylekit run record - choose "
-                        f"another output name or set output.record = false")]
+                        f"another output name or {no_record}")]
     # x.png's record is x.json, and so is x.jpg's: replacing it would leave x.png described
     # by the record of another image. (A record that names no image predates the "image" key.)
     described = _read_record(record).get("image")
     if isinstance(described, str) and described != out.name and (record.parent / described).is_file():
         return [at(loc, f"the run record would replace {record}, the record of {record.parent / described} - choose "
-                        f"another output name or set output.record = false")]
+                        f"another output name or {no_record}")]
     return []
 
 

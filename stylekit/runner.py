@@ -144,7 +144,8 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
     output = plan.output
     beside = output.with_name(f"{output.stem}.diverged.png")
     record = plan.recipe.output.record
-    refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record)
+    refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record,
+                            what="the last finite image")
     kept = None
     if not refused:
         try:  # the record first, as everywhere: an image beside the output is never left without it

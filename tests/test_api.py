@@ -237,7 +237,7 @@ def test_save_refuses_what_stylekit_run_refuses_and_writes_nothing(stylekit_reci
     before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
     for path, words in [(folder / "content.png", "would overwrite the input content image"),
                         (folder / "style.png", "would overwrite the input style image"),
-                        (folder / "notes.png", "not a stylekit run record"),
+                        (folder / "notes.png", "not a stylekit run record - choose another output name or pass record=False"),
                         (folder / "photos", "is a folder"),
                         (folder / "result.bmp", "must end in .png, .jpg or .jpeg")]:
         with pytest.raises(stylekit.UserError, match=words):
@@ -308,7 +308,7 @@ def test_a_content_path_given_to_the_api_is_kept_from_being_overwritten(stylekit
 @pytest.mark.parametrize("foreign, extra, why", [
     ("result.diverged.json", [], " (not beside the output: the run record would replace {out}/result.diverged.json, "
                                  "which is not a stylekit run record"),
-    ("result.diverged.png", [], " (not beside the output: the output image would overwrite the input content image "
+    ("result.diverged.png", [], " (not beside the output: the last finite image would overwrite the input content image "
                                 "{out}/result.diverged.png"),
     ("result.diverged.json", ["--set", "output.record=false"], ""),  # no record, so the image goes beside the output
 ])
