@@ -357,7 +357,9 @@ def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tup
         params = None
     problems.extend(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')", problem.file, problem.line,
                          problem.field) for problem in found)
-    return Choice(cls, params, package) if params is not None and not found else None
+    # Quoted numbers are reported, but read as pydantic reads them, so that the checks that
+    # need the component (its layers, sizes) still run: every problem is told at once.
+    return Choice(cls, params, package) if params is not None else None
 
 
 def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_params, index: int, at) -> list[Problem]:

@@ -95,6 +95,20 @@ def test_a_quoted_number_in_the_recipe_is_one_message_each(tmp_path):
     ]
 
 
+def test_a_quoted_backbone_param_does_not_hide_the_other_problems(tmp_path):
+    # All at once: the layer checks that need the backbone still run.
+    from stylekit.testing import write_images
+
+    write_images(tmp_path)
+    recipe = tmp_path / "quoted.toml"
+    recipe.write_text('[images]\ncontent = "content.png"\nstyle = "style.png"\n[output]\npath = "out.png"\n'
+                      '[backbone]\nname = "vgg19"\nparams = {feature_scale = "1.0"}\n'
+                      '[[loss]]\nname = "content"\nlayers = ["relu9_9"]\n')
+    status, _, err = run_cli("validate", str(recipe))
+    assert status == 2 and len(err.splitlines()) == 2, err
+    assert 'feature_scale: expected a number, not the text "1.0"' in err and "unknown layer 'relu9_9'" in err
+
+
 def test_overrides_keep_their_own_types(stylekit_recipe):
     import stylekit
     from stylekit.testing import tiny_registry
