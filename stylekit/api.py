@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .errors import Problem, UserError
@@ -87,9 +87,7 @@ def _with_image_paths(keyed, content, styles: list, many: bool):
         paths[("images", "style")] = ([str(Path(s).resolve()) for s in styles], f"style={shown!r}")
     if not paths:
         return keyed
-    combined = Overrides()
-    for key, value in keyed.items():
-        combined.add(key, value, keyed.flags.get(key))
+    combined = Overrides.of(keyed)
     for key, (value, flag) in paths.items():
         combined.add(key, value, flag)
     return combined

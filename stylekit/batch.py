@@ -301,9 +301,7 @@ def with_output_in(overrides, out: Path):
     the items (`plan_items`) and `writable_folder`."""
     from .overrides import Overrides
 
-    moved = Overrides()
-    for key, value in (overrides or {}).items():
-        moved.add(key, value, getattr(overrides, "flags", {}).get(key))
+    moved = Overrides.of(overrides)
     moved.add(("output", "path"), str(out / STATE_DIR / "item.png"), f"-o {out}")
     return moved
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 import shlex
 import sys
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import Problem, UserError
@@ -72,6 +72,15 @@ class Overrides(dict):
     def add(self, key: tuple, value: Any, flag: str) -> None:
         self[key] = value
         self.flags[key] = flag
+
+    @classmethod
+    def of(cls, overrides) -> Overrides:
+        """A copy of `overrides` (an `Overrides`, or any mapping of key paths), its flags kept,
+        to add to without changing the caller's."""
+        copied = cls()
+        for key, value in (overrides or {}).items():
+            copied.add(key, value, getattr(overrides, "flags", {}).get(key))
+        return copied
 
     def flag_for(self, loc: tuple) -> str | None:
         """The flag that set `loc` or a table or list that contains it; None if from the file."""
