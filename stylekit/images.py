@@ -15,6 +15,17 @@ from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 from .errors import UserError
 
 
+#: What Pillow raises for a file that is not an image it can decode.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def unreadable(exc: BaseException, path: str | None = None) -> str:
+    """The message for an image Pillow could not decode (`exc`, one of UNREADABLE)."""
+    # Pillow's own words where they say more than the error's type (a truncated file).
+    why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
+    return f"not a readable image ({why}){f': {path}' if path else ''} - save it again as PNG or JPEG"
+
+
 def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     """The image at `path` as 8-bit RGB, as people expect to see it: EXIF orientation
     applied, 16-bit and float pixels scaled (not clipped), transparency composited on
@@ -31,15 +42,13 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
                 print(f"warning: {path}: an animated image with {img.n_frames} frames - using the first frame",
                       file=sys.stderr)
             img.load()
-            return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
+            return rgb_of(img, spec)
     except UserError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+    except UNREADABLE as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the file, not its contents (permissions)
             raise UserError(f"cannot read {path} ({exc.strerror}) - check that you may read it") from None
-        # Pillow's own words where they say more than the error's type (a truncated file).
-        why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
-        raise UserError(f"not a readable image ({why}): {path} - save it again as PNG or JPEG") from None
+        raise UserError(unreadable(exc, path)) from None
 
 
 def rgb_of(img: Image.Image, spec=None) -> Image.Image:

@@ -329,7 +329,7 @@ def as_pil(image, what: str = "image") -> Image.Image:
     [0, 1], as a PIL image: RGB, but for a PIL image, which the recipe converts as it does a
     file's pixels (16-bit scaled, transparency on images.background). Tensors go through the
     same 8 bits as a saved file would. `what` names the argument in messages ("content")."""
-    from .images import open_rgb
+    from .images import UNREADABLE, open_rgb, unreadable
 
     def bad(message: str) -> UserError:
         return UserError(Problem(message, field=what))
@@ -337,8 +337,8 @@ def as_pil(image, what: str = "image") -> Image.Image:
     if isinstance(image, Image.Image):
         try:
             image.load()  # a lazily opened file that is truncated fails here, not mid-run
-        except (OSError, ValueError, SyntaxError, EOFError) as exc:
-            raise bad(f"not a readable image ({exc or type(exc).__name__}) - save it again as PNG or JPEG") from None
+        except UNREADABLE as exc:
+            raise bad(unreadable(exc)) from None
         if 0 in image.size:
             raise bad(f"the image is empty ({image.width}x{image.height} pixels)")
         return image
