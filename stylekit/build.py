@@ -123,8 +123,8 @@ class Reuse:
     images decoded (`stylekit.recipe.load_recipe`'s `decoded`) and their features at each
     size, which do not change from item to item. Only the most recently used styles are
     kept: a batch may pair its photos with thousands of styles, and VGG-19's features of one
-    512 px style take 40 to 90 MB of the device (bf16 or fp32). One dropped is computed again when needed: one
-    decode and one backbone pass, against the hundreds of passes of an item."""
+    512 px style take 40 to 90 MB of the device (bf16 or fp32). One dropped is computed again
+    when needed: one decode and one backbone pass, against the hundreds of passes of an item."""
 
     backbone: Backbone | None = None
     style_images: dict = field(default_factory=lambda: LeastRecentlyUsed(STYLES_KEPT))

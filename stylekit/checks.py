@@ -54,7 +54,7 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=
         if min(h, w) < need:
             problems.append(at(loc, f"the output would be {w}x{h} pixels{stage}, too small for backbone "
                                     f"'{backbone_cls.name}' to read layer '{deepest}' (it needs at least {need} pixels "
-                                    f"on each side) - {_fix(content, width, height, need, loc, parts, fit, index)}"))
+                                    f"on each side) - {_fix(content, width, height, need, loc, fit, index)}"))
             continue
         for i, style in enumerate(inputs.styles):
             def style_fits(width, height, style=style) -> bool:
@@ -86,7 +86,7 @@ def _stages(parts):
 
 
 def _fix(content: Image.Image, width: int | None, height: int | None, need: int, loc: tuple,
-         parts=None, fit=None, index: int = 0) -> str:
+         fit=None, index: int = 0) -> str:
     """What to set so that both sides reach `need`, keeping the content's aspect if possible."""
     if fit is not None and fit.source(loc) is not None:
         return _fix_scaled(fit, index, lambda w, h: min(output_size(content, w, h)) >= need)
