@@ -118,6 +118,14 @@ class Loop:
         self.step = state["step"]
 
 
+def image_dtype(compute: torch.dtype) -> torch.dtype:
+    """The synthesized image's own precision: float32, whatever the backbone computes in (an
+    optimizer's small steps would vanish in bf16), or float64 when it computes in float64 -
+    no recipe does; the tests check invariances there, where kernels' rounding cannot hide a
+    difference."""
+    return torch.float64 if compute == torch.float64 else torch.float32
+
+
 def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The image as the backbone runs it: in the compute precision, channels_last."""
     return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
@@ -132,7 +140,7 @@ def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, sc
     began = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
-    image = start.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True)
+    image = start.detach().clone().to(device=device, dtype=image_dtype(objective.dtype)).requires_grad_(True)
     torch_optimizer = optimizer.build([image])
     loop = Loop(image, image.detach().clone() if options.ema_decay else None, torch_optimizer,
                 scheduler.build(torch_optimizer, options.steps))

@@ -32,7 +32,7 @@ from typing import Callable
 import torch
 
 from .components import Optimizer, Scheduler
-from .engine import (Diverged, Loop, LoopOptions, LoopResult, Objective, first_non_finite, network_input,
+from .engine import (Diverged, Loop, LoopOptions, LoopResult, Objective, first_non_finite, image_dtype, network_input,
                      record_cuda_graph)
 
 
@@ -104,7 +104,7 @@ def optimize_together(objectives: list[Objective], starts: list[torch.Tensor], o
         torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
     backbone, dtype = objectives[0].backbone, objectives[0].dtype
     layers = frozenset().union(*(objective.layers for objective in objectives))
-    images = [start.detach().clone().to(device=device, dtype=torch.float32).requires_grad_(True) for start in starts]
+    images = [start.detach().clone().to(device=device, dtype=image_dtype(dtype)).requires_grad_(True) for start in starts]
     loops = []
     for image in images:
         torch_optimizer = optimizer.build([image])

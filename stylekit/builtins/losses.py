@@ -1,6 +1,7 @@
 """The chapter's loss terms: content (feature MSE), Gram-matrix style, total variation.
 
-All compute in float32, whatever precision the backbone ran in.
+All compute in float32 (float64 where the features are float64), whatever precision the
+backbone ran in.
 """
 
 from __future__ import annotations
@@ -15,6 +16,13 @@ from ..components import LossTerm, Params, Targets
 from ..hookspecs import hookimpl
 
 
+def wide(x: torch.Tensor) -> torch.Tensor:
+    """`x` in float32, or float64 if it is: bf16 and fp16 features are widened for the sums,
+    float64 ones (the tests' invariance checks, where rounding must not hide a difference)
+    kept."""
+    return x if x.dtype == torch.float64 else x.float()
+
+
 class _Gram(torch.autograd.Function):
     r"""$X^\top X$ in float32 for (n, m, c) matrices X of any precision, saving only X itself.
 
@@ -26,13 +34,13 @@ class _Gram(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x)
-        wide = x.float()
-        return wide.mT @ wide
+        wider = wide(x)
+        return wider.mT @ wider
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
-        return (x.float() @ (grad + grad.mT)).to(x.dtype)
+        return (wide(x) @ (grad + grad.mT)).to(x.dtype)
 
 
 def feature_matrices(features: torch.Tensor) -> torch.Tensor:
@@ -63,7 +71,7 @@ def masked_gram(features: torch.Tensor, mask: torch.Tensor, normalization: str =
     to the features' size, and normalized by the region's area instead of h*w."""
     _, c, h, w = features.shape
     region = F.interpolate(mask.to(features.device, torch.float32), size=(h, w), mode="bilinear", align_corners=False)
-    weighted = features.float() * region
+    weighted = wide(features) * region
     area = region.sum().clamp_min(1.0)
     return _Gram.apply(feature_matrices(weighted))[0] / (c * area if normalization == "chw" else area)
 
@@ -84,11 +92,11 @@ class ContentLoss(LossTerm):
                                 "which grows with the image's size)")
 
     def prepare(self, targets: Targets) -> None:
-        self.targets = {name: targets.content[name].float() for name in self.layers}
+        self.targets = {name: wide(targets.content[name]) for name in self.layers}
 
     def forward(self, features, image):
         reduce = torch.mean if self.params.reduction == "mean" else torch.sum
-        return self.weighted_sum(lambda name: reduce((features[name].float() - self.targets[name]) ** 2))
+        return self.weighted_sum(lambda name: reduce((wide(features[name]) - self.targets[name]) ** 2))
 
     @classmethod
     def together(cls, terms):
@@ -103,7 +111,7 @@ class ContentLoss(LossTerm):
         reduce = torch.mean if first.params.reduction == "mean" else torch.sum
 
         def values(features, images):
-            return first.weighted_sum(lambda name: reduce((features[name].float() - targets[name]) ** 2, dim=(1, 2, 3)))
+            return first.weighted_sum(lambda name: reduce((wide(features[name]) - targets[name]) ** 2, dim=(1, 2, 3)))
         return values
 
 
@@ -160,7 +168,7 @@ class GramLoss(LossTerm):
             return None
         first, norm = terms[0], terms[0].params.normalization
         targets = {name: torch.stack([t.targets[name][0] for t in terms]) for name in first.layers}
-        scales = {name: torch.stack([torch.as_tensor(t.scales[name][0], dtype=torch.float32) for t in terms])
+        scales = {name: torch.stack([torch.as_tensor(t.scales[name][0], dtype=t.targets[name][0].dtype) for t in terms])
                   .to(targets[name].device) for name in first.layers}
 
         def values(features, images):
@@ -181,7 +189,7 @@ class TotalVariation(LossTerm):
 
     @staticmethod
     def _per_image(images: torch.Tensor) -> torch.Tensor:
-        images = images.float()
+        images = wide(images)
         vertical = (images[:, :, 1:, :] - images[:, :, :-1, :]).abs().mean(dim=(1, 2, 3))
         horizontal = (images[:, :, :, 1:] - images[:, :, :, :-1]).abs().mean(dim=(1, 2, 3))
         return 0.5 * (vertical + horizontal)
