@@ -6,7 +6,7 @@ with one worker process and with two (torchrun), all measured in this one run.
 recipes/gatys.toml over copies of one photo (../shared/data/images/rainier.jpg, or
 examples/chelsea.jpg when shared/ is missing), so every item has the same size and the
 batches are full. On a CPU each image still gets its own backbone pass (see
-stylekit/together.py), so the batch size should change little there; on a GPU the images
+stylekit/run/together.py), so the batch size should change little there; on a GPU the images
 of a step go through the backbone together.
 """
 

@@ -30,11 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from stylekit.errors import UserError  # noqa: E402
-from stylekit.plugins import load_registry  # noqa: E402
-from stylekit.overrides import parse_override  # noqa: E402
-from stylekit.recipe import load_recipe  # noqa: E402
-from stylekit.runner import dry_run  # noqa: E402
-from stylekit.session import stylize  # noqa: E402
+from stylekit.plugins.registry import load_registry  # noqa: E402
+from stylekit.recipe.overrides import parse_override  # noqa: E402
+from stylekit.recipe.load import load_recipe  # noqa: E402
+from stylekit.commands.run import dry_run  # noqa: E402
+from stylekit.run.session import stylize  # noqa: E402
 
 CHAPTER = "recipes/d2l.toml"
 

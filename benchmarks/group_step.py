@@ -23,9 +23,9 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylekit
-from stylekit.build import build_backbone, build_objective, stage_images
-from stylekit.engine import network_input, record_cuda_graph
-from stylekit.together import group_values
+from stylekit.run.build import build_backbone, build_objective, stage_images
+from stylekit.run.engine import network_input, record_cuda_graph
+from stylekit.run.together import group_values
 
 
 class CountOps(TorchDispatchMode):

@@ -1,5 +1,5 @@
 """Time of one L-BFGS step for a group of images: one torch LBFGS per image (what
-`stylekit batch` did) against stylekit.batched_lbfgs.BatchedLBFGS, on synthetic gradients,
+`stylekit batch` did) against stylekit.builtins.batched_lbfgs.BatchedLBFGS, on synthetic gradients,
 so the optimizer alone is measured (no backbone).
 
     python benchmarks/lbfgs_step.py --device cuda --batch 16 --height 341 --width 512 --history 50
@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from stylekit.batched_lbfgs import BatchedLBFGS, BatchedRows, TorchRows
+from stylekit.builtins.batched_lbfgs import BatchedLBFGS, BatchedRows, TorchRows
 
 
 def fake_gradients(images: list[torch.Tensor], targets: list[torch.Tensor]) -> None:

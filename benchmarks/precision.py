@@ -11,7 +11,7 @@ import time
 import torch
 
 from stylekit.builtins.vgg19 import VGG19
-from stylekit.devices import cpu_has_fast_bf16
+from stylekit.recipe.devices import cpu_has_fast_bf16
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--h", type=int, default=300)

@@ -142,7 +142,7 @@ def bad_input(message: str) -> NoReturn:
 def output_size(content: Path, width: int) -> Size:
     """The chapter's size for this photo: `width`, and the height from its aspect, as
     `stylekit run` sizes it (stylekit's own reading of the photo, EXIF orientation applied)."""
-    from stylekit.images import open_rgb, output_size as stylekit_size
+    from stylekit.files.images import open_rgb, output_size as stylekit_size
 
     height, _ = stylekit_size(open_rgb(str(content)), width, None)
     return Size(width, height)

@@ -6,7 +6,7 @@
     result.image            # PIL image: exactly what result.save() writes
     result.save("out.png")
 
-`stylekit run` is these three calls plus a progress display (`stylekit.runner`).
+`stylekit run` is these three calls plus a progress display (`stylekit.commands.run`).
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import Problem, UserError
-from .plan import Plan
-from .plugins import Registry
-from .session import Result, RunDiverged, StepInfo, as_pil
-from .session import stylize as _stylize
+from stylekit.errors import Problem, UserError
+from stylekit.recipe.plan import Plan
+from stylekit.plugins.registry import Registry
+from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil
+from stylekit.run.session import stylize as _stylize
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
@@ -36,11 +36,11 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     Relative paths in the recipe are resolved against `base` (default: the recipe's
     folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
     every problem. A plugin package that failed to load, which this recipe does not need,
-    gives a `stylekit.plugins.BrokenPluginWarning`, once per process."""
-    from .plugins import load_registry, warn_broken
-    from .recipe import load_recipe
+    gives a `stylekit.plugins.registry.BrokenPluginWarning`, once per process."""
+    from stylekit.plugins.registry import load_registry, warn_broken
+    from stylekit.recipe.load import load_recipe
 
-    from .overrides import PYTHON, Overrides, parse_key
+    from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
 
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
@@ -77,7 +77,7 @@ def _is_path(image: ImageLike) -> bool:
 def _with_image_paths(keyed, content, styles: list, many: bool):
     """`keyed` plus images.content / images.style overrides for images given as paths
     (relative to the current folder), each named in messages as the argument it came from."""
-    from .overrides import Overrides
+    from stylekit.recipe.overrides import Overrides
 
     paths = {}
     if _is_path(content):
@@ -104,12 +104,12 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
     Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
     """
-    from . import checkpoints
+    from stylekit.run import checkpoints
 
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
-            from .recipe import MEMORY
+            from stylekit.recipe.load import MEMORY
 
             # A plan's paths are resolved already: against the current folder they stay as they
             # are, and files stay files (so that Result.save knows them as inputs); only
@@ -125,7 +125,7 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
         plan = load(recipe, overrides, content=content, style=style, registry=registry)
     path = Path(checkpoint) if checkpoint is not None else None
     if resume and path is None:
-        from .errors import UserError
+        from stylekit.errors import UserError
 
         raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
     state = checkpoints.load(path, plan) if resume else None

@@ -25,10 +25,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .components import Params
-from .sequential import SequentialBackbone
-from .hookspecs import hookimpl
-from .plugins import PluginInfo, Registry, load_registry
+from stylekit.contract.components import Params
+from stylekit.contract.sequential import SequentialBackbone
+from stylekit.contract.hookspecs import hookimpl
+from stylekit.plugins.registry import PluginInfo, Registry, load_registry
 
 
 class TinyBackbone(SequentialBackbone):
@@ -139,7 +139,7 @@ def write_recipe(folder: Path, body: str = TINY_LOSSES, head: str = TINY_RECIPE_
 def run_cli(*args: str, registry: Registry | None = None) -> tuple[int, str, str]:
     """Run `stylekit ARGS` in-process with `registry` (default: `tiny_registry()`);
     returns (exit status, stdout, stderr)."""
-    from .cli import main
+    from stylekit.commands.cli import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

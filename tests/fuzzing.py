@@ -142,7 +142,7 @@ def field_keys() -> list[str]:
     """Every field of the recipe schema as a --set key (lists at index 0 and 1), and some params."""
     from pydantic import BaseModel
 
-    from stylekit.schema import Recipe
+    from stylekit.recipe.schema import Recipe
 
     def walk(model, prefix):
         for name, info in model.model_fields.items():

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import torch
 
-from stylekit.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.engine import LoopOptions, optimize
-from stylekit.recipe import load_recipe
+from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from stylekit.run.engine import LoopOptions, optimize
+from stylekit.recipe.load import load_recipe
 from stylekit.testing import tiny_registry
 
 

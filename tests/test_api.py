@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import stylekit
-from stylekit.hookspecs import hookimpl
-from stylekit.images import open_rgb, to_tensor
-from stylekit.plugins import PluginInfo
+from stylekit.contract.hookspecs import hookimpl
+from stylekit.files.images import open_rgb, to_tensor
+from stylekit.plugins.registry import PluginInfo
 from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, pattern, run_cli, tiny_registry, write_recipe
 
 
@@ -161,7 +161,7 @@ def test_a_nan_weight_never_gives_an_image(stylekit_recipe):
 
 
 def test_a_failed_write_keeps_the_image_and_says_where(stylekit_recipe, tmp_path, monkeypatch):
-    from stylekit import outputs
+    from stylekit.files import outputs
 
     real_save = outputs.save_atomic
     spare = tmp_path / "spare"
@@ -202,7 +202,7 @@ def test_validate_and_run_agree_on_a_truncated_image(stylekit_recipe):
 
 def test_validate_and_run_agree_on_an_output_folder_that_cannot_be_written(stylekit_recipe, monkeypatch):
     """Root writes anywhere, so the read-only folder is simulated where the check asks."""
-    from stylekit import checks
+    from stylekit.recipe import checks
 
     real = checks.tempfile.TemporaryFile
     locked = stylekit_recipe.parent / "locked"

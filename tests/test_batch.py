@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from stylekit.images import open_rgb
+from stylekit.files.images import open_rgb
 from stylekit.testing import TINY_LOSSES, pattern, run_cli, write_recipe
 
 
@@ -72,17 +72,17 @@ def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
 
 
 def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
-    import stylekit.images
+    import stylekit.files.images
 
     root, recipe = photos
     opened = []
-    real = stylekit.images.open_rgb
+    real = stylekit.files.images.open_rgb
 
     def counting(path, *args, **kwargs):
         opened.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(stylekit.images, "open_rgb", counting)
+    monkeypatch.setattr(stylekit.files.images, "open_rgb", counting)
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
                              "-o", str(root / "out"), "--set", "run.steps=1")
     assert status == 0, err
@@ -93,11 +93,11 @@ def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
 def test_an_item_that_no_worker_did_fails_the_batch(photos, monkeypatch):
     """If a claim were lost (a worker that took an item died without a trace), the batch must
     not end as a success: exit status 3, and the item named as not done."""
-    import stylekit.batch
+    import stylekit.commands.batch
 
     root, recipe = photos
-    real = stylekit.batch.claim
-    monkeypatch.setattr(stylekit.batch, "claim", lambda out, generation, item: item.key != "p1.stripes" and real(
+    real = stylekit.commands.batch.claim
+    monkeypatch.setattr(stylekit.commands.batch, "claim", lambda out, generation, item: item.key != "p1.stripes" and real(
         out, generation, item))
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style",
                              str(root / "styles" / "stripes.png"), "-o", str(root / "out"), "--steps", "1")
@@ -132,7 +132,7 @@ def test_the_recipe_s_own_output_is_not_the_batch_s_concern(photos):
 
 def test_a_worker_keeps_only_the_styles_it_used_last():
     # A batch over thousands of styles must not hold every one's features on the device.
-    from stylekit.build import STYLES_KEPT, Reuse
+    from stylekit.run.build import STYLES_KEPT, Reuse
 
     reuse = Reuse()
     for style in range(STYLES_KEPT):
@@ -149,8 +149,8 @@ def test_a_worker_keeps_only_the_styles_it_used_last():
 def test_a_style_file_replaced_in_place_is_decoded_again(tmp_path):
     """Replaced by one of the same size with its modification time kept (`cp -p`, rsync -t):
     still a new key, so a later item does not get the old pixels."""
-    from stylekit.recipe import _decoded_key
-    from stylekit.schema import ImagesSpec
+    from stylekit.recipe.load import _decoded_key
+    from stylekit.recipe.schema import ImagesSpec
 
     spec = ImagesSpec(content="c.png", style=["s.bmp"])
     style = tmp_path / "s.bmp"
@@ -256,21 +256,21 @@ def test_a_batch_into_its_content_folder_finds_the_same_items_when_run_again(pho
 
 DRIVER = textwrap.dedent("""
     import os, signal, sys, time
-    import stylekit.batch
-    from stylekit.cli import main
+    import stylekit.commands.batch
+    from stylekit.commands.cli import main
     from stylekit.testing import tiny_registry
 
-    append = stylekit.batch.append_summary
+    append = stylekit.commands.batch.append_summary
     if os.environ.get("KILL_RANK") == os.environ.get("RANK"):  # this worker dies after its first item
         def append_then_die(out, entry):
             append(out, entry)
             os.kill(os.getpid(), signal.SIGKILL)
-        stylekit.batch.append_summary = append_then_die
+        stylekit.commands.batch.append_summary = append_then_die
     elif os.environ.get("KILL_RANK"):  # the other is slow, so that items are left when torchrun stops it
         def append_slowly(out, entry):
             append(out, entry)
             time.sleep(1)
-        stylekit.batch.append_summary = append_slowly
+        stylekit.commands.batch.append_summary = append_slowly
     sys.exit(main(sys.argv[1:], registry=tiny_registry()))
 """)
 
@@ -322,10 +322,10 @@ def test_images_optimized_together_come_out_as_they_would_alone(tmp_path, optimi
     import torch
 
     from planning import plan_for
-    from stylekit.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-    from stylekit.engine import optimize
-    from stylekit.session import loop_options
-    from stylekit.together import optimize_together
+    from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+    from stylekit.run.engine import optimize
+    from stylekit.run.session import loop_options
+    from stylekit.run.together import optimize_together
 
     body = f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\n{params}\n[scheduler]\nname = "cosine"\n'
     smooth = TINY_LOSSES.split("[[loss]]\nname = \"tv\"")[0]
@@ -360,7 +360,7 @@ def test_batch_size_gives_the_images_of_batch_size_one(photos):
     assert run_cli(*args, "-o", str(root / "one"))[0] == 0
     status, _, err = run_cli(*args, "-o", str(root / "three"), "--batch-size", "3")
     assert status == 0 and "3 images per step" in err, err
-    from stylekit.images import to_tensor
+    from stylekit.files.images import to_tensor
 
     for i in range(3):
         a, b = (to_tensor(open_rgb(str(root / folder / f"q{i}.shapes.png")), (40, 64)) for folder in ("one", "three"))
@@ -370,8 +370,8 @@ def test_batch_size_gives_the_images_of_batch_size_one(photos):
 def test_batch_size_auto_comes_from_the_memory_estimate(photos, monkeypatch):
     import torch
 
-    from stylekit.batch import images_per_step
-    from stylekit.memory import estimate
+    from stylekit.commands.batch import images_per_step
+    from stylekit.run.memory import estimate
 
     root, recipe = photos
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),

@@ -1,4 +1,4 @@
-"""The batched L-BFGS (stylekit/batched_lbfgs.py) is, per image, torch's LBFGS as the
+"""The batched L-BFGS (stylekit/builtins/batched_lbfgs.py) is, per image, torch's LBFGS as the
 built-in `lbfgs` optimizer configures it; together.py uses it only where it applies."""
 
 import dataclasses
@@ -6,7 +6,7 @@ import dataclasses
 import pytest
 import torch
 
-from stylekit.batched_lbfgs import BatchedLBFGS, BatchedRows, TorchRows
+from stylekit.builtins.batched_lbfgs import BatchedLBFGS, BatchedRows, TorchRows
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 SHAPE = (1, 3, 4, 5)
@@ -100,8 +100,8 @@ def _tiny_group(tmp_path, optimizer_params: str, scheduler: str = "none", steps:
     """Three same-size images of different content through the tiny backbone: their
     objectives, starts, components and loop options, as stylekit batch builds them."""
     from planning import plan_for
-    from stylekit.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-    from stylekit.session import loop_options
+    from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+    from stylekit.run.session import loop_options
 
     body = f'[optimizer]\nname = "lbfgs"\n[optimizer.params]\n{optimizer_params}\n[scheduler]\nname = "{scheduler}"\n'
     recipe = write_recipe(tmp_path, TINY_LOSSES + body)
@@ -118,8 +118,8 @@ def _tiny_group(tmp_path, optimizer_params: str, scheduler: str = "none", steps:
 
 
 def _together_and_alone(objectives, starts, optimizer, scheduler, options, device, alone_for=None):
-    from stylekit.engine import optimize
-    from stylekit.together import optimize_together
+    from stylekit.run.engine import optimize
+    from stylekit.run.together import optimize_together
 
     # Batch-invariant convolutions, so that stacking changes no bit of a gradient (see
     # together.py); what is compared is then the optimizer alone.
@@ -166,7 +166,7 @@ def test_per_image_optimizers_where_the_batched_lbfgs_does_not_apply(tmp_path, m
     """A line search (several evaluations per image and step) or a schedule (which steps
     a torch optimizer's learning rate) keeps one torch LBFGS per image; that those come
     out as alone is tests/test_batch.py's check."""
-    from stylekit.together import optimize_together
+    from stylekit.run.together import optimize_together
 
     objectives, starts, optimizer, scheduler_, options, device = _tiny_group(tmp_path, params, scheduler, steps=2)
     batched = _count_batched_steps(monkeypatch)
@@ -181,7 +181,7 @@ def test_an_image_that_diverges_in_the_batched_lbfgs_stops_alone(tmp_path, monke
     """optimize_together with the batched L-BFGS: an image whose loss is nan from the first
     step is reported `Diverged` at step 1 with its start as the last finite image and is
     stepped no more; the others finish as they would alone."""
-    from stylekit.engine import Diverged
+    from stylekit.run.engine import Diverged
 
     objectives, starts, optimizer, scheduler, options, device = _tiny_group(tmp_path, "lr = 0.5", steps=5)
     objectives[1] = dataclasses.replace(

@@ -6,9 +6,9 @@ from pathlib import Path
 import torch
 
 from planning import history, plan_for, run_stage
-from stylekit.build import stage_images
-from stylekit.plugins import load_registry
-from stylekit.recipe import load_recipe
+from stylekit.run.build import stage_images
+from stylekit.plugins.registry import load_registry
+from stylekit.recipe.load import load_recipe
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 STYLE_LAYERS = ["conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"]
@@ -76,10 +76,10 @@ def test_the_default_recipe_runs_as_shipped_and_keeps_the_photo(tmp_path):
              ("output", "path"): str(out)}
     plan = load_recipe(RECIPES / "gatys.toml", registry, small)
     assert [s.width for s in plan.stages] == [48, 96]
-    from stylekit.session import stylize
+    from stylekit.run.session import stylize
 
     result = stylize(plan)
-    from stylekit.build import stage_images
+    from stylekit.run.build import stage_images
     from stylekit.builtins.vgg19 import VGG19
 
     images = stage_images(plan, plan.stages[-1])

@@ -1,5 +1,5 @@
-"""Load-time checks (stylekit/checks.py), the --set parser (stylekit/overrides.py) and the
-resource messages (stylekit/resources.py), beyond what the corpus shows case by case."""
+"""Load-time checks (stylekit/recipe/checks.py), the --set parser (stylekit/recipe/overrides.py) and the
+resource messages (stylekit/run/resources.py), beyond what the corpus shows case by case."""
 
 import json
 import sys
@@ -7,11 +7,11 @@ import sys
 import pytest
 import torch
 
-from stylekit import resources
+from stylekit.run import resources
 from stylekit.builtins.vgg19 import VGG19
-from stylekit.checks import is_run_record
+from stylekit.recipe.checks import is_run_record
 from stylekit.errors import Problem, UserError
-from stylekit.overrides import apply_override, parse_key, parse_override, with_cwd_paths
+from stylekit.recipe.overrides import apply_override, parse_key, parse_override, with_cwd_paths
 from stylekit.testing import run_cli
 
 
@@ -179,7 +179,7 @@ def test_a_path_that_cannot_be_written_is_a_message_naming_it_not_a_traceback(tm
 
 
 def test_a_reader_that_leaves_is_not_an_error_and_an_os_error_without_a_path_is_not_the_user_s(monkeypatch, capsys):
-    import stylekit.cli as cli
+    import stylekit.commands.cli as cli
 
     class Gone:  # `stylekit plugins | head`, head having read its lines
         def write(self, text):
@@ -200,7 +200,7 @@ def test_a_reader_that_leaves_is_not_an_error_and_an_os_error_without_a_path_is_
 
 
 def test_a_live_port_past_65535_is_a_message():
-    from stylekit.live import LiveServer
+    from stylekit.commands.live import LiveServer
 
     with pytest.raises(UserError, match="cannot serve on 127.0.0.1:99999 .* choose another port"):
         LiveServer("127.0.0.1", 99999).start()

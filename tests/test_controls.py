@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from planning import plan_for, run_stage
-from stylekit import colour
-from stylekit.build import stage_images
-from stylekit.images import open_rgb, to_tensor
-from stylekit.plan import Stage
+from stylekit.run import colour
+from stylekit.run.build import stage_images
+from stylekit.files.images import open_rgb, to_tensor
+from stylekit.recipe.plan import Stage
 from stylekit.testing import pattern, run_cli
 
 
@@ -162,7 +162,7 @@ def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
 
 
 def test_steps_shared_out_add_up_to_the_steps_given():
-    from stylekit.stage_fit import fit_stages_to_overrides
+    from stylekit.recipe.stage_fit import fit_stages_to_overrides
 
     data = {"stage": [{"width": 8, "steps": 50}, {"width": 16, "steps": 50}, {"width": 32, "steps": 1}], "run": {"steps": 4}}
     fit_stages_to_overrides(data, {("run", "steps")})
@@ -266,7 +266,7 @@ def test_style_masks_put_each_style_in_its_region(tmp_path):
     from PIL import Image
 
     from stylekit.builtins.losses import gram
-    from stylekit.plugins import load_registry
+    from stylekit.plugins.registry import load_registry
 
     pattern(48, 64, "content").save(tmp_path / "content.png")
     pattern(48, 64, "style").save(tmp_path / "stripes.png")

@@ -12,7 +12,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import corpus  # noqa: E402
 
-from stylekit.images import TEMP_MARK  # noqa: E402
+from stylekit.files.images import TEMP_MARK  # noqa: E402
 
 CASES = corpus.cases()
 SAID = json.loads(corpus.SAID.read_text(encoding="utf-8"))

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from stylekit import docgen, hookspecs
-from stylekit.plugins import load_registry
+from stylekit.tools import docgen
+from stylekit.contract import hookspecs
+from stylekit.plugins.registry import load_registry
 from stylekit.testing import run_cli, write_images
 
 ROOT = Path(__file__).parent.parent
@@ -71,7 +72,7 @@ def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):
 
 
 def test_generated_references_are_current():
-    assert docgen.main(["--check"]) == 0, "run: python -m stylekit.docgen"
+    assert docgen.main(["--check"]) == 0, "run: python -m stylekit.tools.docgen"
 
 
 def test_every_hook_is_documented_and_tested():
@@ -86,7 +87,7 @@ def test_every_hook_is_documented_and_tested():
 
 def test_every_contract_member_is_documented():
     """The component reference documents every member a plugin may implement or call."""
-    from stylekit import components
+    import stylekit.contract as components
 
     for class_name in docgen.CONTRACT_CLASSES:
         cls = getattr(components, class_name)

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from planning import history, plan_for, run_stage
-from stylekit import images
-from stylekit.build import build_backbone
+from stylekit.files import images
+from stylekit.run.build import build_backbone
 from stylekit.testing import TINY_LOSSES, pattern, run_cli, tiny_registry, write_recipe
 
 
@@ -69,8 +69,8 @@ def test_the_engine_changes_nothing_it_is_given(stylekit_recipe):
     result, objective, images = run_stage(plan, backbone=backbone)
     start = images.start.clone()
     gram_targets = {k: v[0].clone() for k, v in objective.terms[1].term.targets.items()}
-    from stylekit.build import build_optimizer, build_scheduler
-    from stylekit.engine import LoopOptions, optimize
+    from stylekit.run.build import build_optimizer, build_scheduler
+    from stylekit.run.engine import LoopOptions, optimize
 
     optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), LoopOptions(steps=3), plan.device)
     assert torch.equal(images.start, start)
@@ -120,7 +120,7 @@ def test_a_second_interrupt_ends_at_once_and_writes_nothing(stylekit_recipe, mon
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stylekit.session.optimize", interrupt)
+    monkeypatch.setattr("stylekit.run.session.optimize", interrupt)
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 130
     assert "interrupted" in err
@@ -185,8 +185,8 @@ def test_compiled_objective_gives_the_eager_losses(stylekit_recipe):
 def test_user_errors_raised_during_the_run_name_the_recipe(stylekit_recipe):
     from stylekit.builtins.losses import TotalVariation
     from stylekit.errors import Problem, UserError
-    from stylekit.hookspecs import hookimpl
-    from stylekit.plugins import PluginInfo
+    from stylekit.contract.hookspecs import hookimpl
+    from stylekit.plugins.registry import PluginInfo
 
     class Picky(TotalVariation):
         name = "picky"
@@ -213,7 +213,7 @@ def test_running_a_recipe_does_not_import_torchvision():
     import subprocess
     import sys
 
-    code = ("import sys, stylekit.cli, stylekit.runner, stylekit.build, stylekit.api, stylekit.builtins.vgg19, stylekit.images; "
+    code = ("import sys, stylekit.commands.cli, stylekit.commands.run, stylekit.run.build, stylekit.api, stylekit.builtins.vgg19, stylekit.files.images; "
             "sys.exit('torchvision' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -221,7 +221,7 @@ def test_running_a_recipe_does_not_import_torchvision():
 def test_targets_compute_only_the_layers_each_image_is_read_at(stylekit_recipe):
     """The content loss reads the content image at c3, the Gram loss the style image at r1
     and r2 (LossTerm.target_images): nothing else is computed or kept."""
-    from stylekit.build import build_objective, stage_images
+    from stylekit.run.build import build_objective, stage_images
 
     plan = plan_for(stylekit_recipe)
     backbone = build_backbone(plan)

@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from stylekit.errors import UserError
-from stylekit.images import TEMP_MARK, _atomic_write, open_rgb, save_atomic
-from stylekit.schema import ImagesSpec
+from stylekit.files.images import TEMP_MARK, _atomic_write, open_rgb, save_atomic
+from stylekit.recipe.schema import ImagesSpec
 from stylekit.testing import pattern
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))

@@ -9,8 +9,8 @@ import pytest
 
 jsonschema = pytest.importorskip("jsonschema")
 
-from stylekit.json_schema import render  # noqa: E402
-from stylekit.plugins import load_registry  # noqa: E402
+from stylekit.tools.json_schema import render  # noqa: E402
+from stylekit.plugins.registry import load_registry  # noqa: E402
 from stylekit.testing import run_cli  # noqa: E402
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"

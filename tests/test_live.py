@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from stepinfo_fakes import Counter, fake_steps
-from stylekit.live import STOP_HEADER, LiveServer
+from stylekit.commands.live import STOP_HEADER, LiveServer
 
 
 def get(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, bytes]:
@@ -93,7 +93,7 @@ def test_busy_port_is_a_user_error(live):
 
 
 def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
-    from stylekit.batch import run_batch
+    from stylekit.commands.batch import run_batch
     from stylekit.testing import pattern, tiny_registry, write_recipe
 
     (tmp_path / "photos").mkdir()
@@ -119,7 +119,7 @@ def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
 
 def test_batch_live_shows_each_image_of_a_step(tmp_path, live):
     """With several images per step, each still gets its panel, stepped together."""
-    from stylekit.batch import run_batch
+    from stylekit.commands.batch import run_batch
     from stylekit.testing import pattern, tiny_registry, write_recipe
 
     (tmp_path / "photos").mkdir()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from stylekit.builtins.losses import ContentLoss, GramLoss, TotalVariation, gram
-from stylekit.components import Targets
+from stylekit.contract.components import Targets
 
 
 def test_gram_matches_hand_computation():
@@ -131,11 +131,11 @@ def test_terms_configured_differently_or_with_masks_are_left_to_evaluate_alone()
 
 
 def test_a_group_evaluates_terms_without_together_slice_by_slice_beside_those_with_it():
-    """stylekit.together.group_values: a third-party term that offers no `together` is
+    """stylekit.run.together.group_values: a third-party term that offers no `together` is
     called on each image's slice; the weighted table matches each image's terms alone."""
-    from stylekit.components import LossTerm
-    from stylekit.engine import Objective, WeightedTerm
-    from stylekit.together import group_values
+    from stylekit.contract.components import LossTerm
+    from stylekit.run.engine import Objective, WeightedTerm
+    from stylekit.run.together import group_values
 
     class Energy(LossTerm):  # a plugin's term: no `together`, so slice by slice
         name = "energy"
@@ -161,8 +161,8 @@ def test_a_group_evaluates_terms_without_together_slice_by_slice_beside_those_wi
 def test_a_subclass_that_changes_forward_is_not_evaluated_by_its_parent_s_together():
     """A plugin's variant of a built-in term inherits `together`, which knows only the
     parent's computation: the group calls the variant's own `forward`, slice by slice."""
-    from stylekit.engine import Objective, WeightedTerm
-    from stylekit.together import group_values
+    from stylekit.run.engine import Objective, WeightedTerm
+    from stylekit.run.together import group_values
 
     class Brighter(TotalVariation):
         def forward(self, features, image):

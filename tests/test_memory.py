@@ -3,8 +3,8 @@
 import torch
 
 from planning import history, plan_for, run_stage
-from stylekit.build import build_backbone
-from stylekit.memory import LiveBytes, _probe, estimate
+from stylekit.run.build import build_backbone
+from stylekit.run.memory import LiveBytes, _probe, estimate
 from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
 
 

@@ -6,7 +6,9 @@ import subprocess
 import sys
 import textwrap
 
-from stylekit.plugins import load_registry
+import pytest
+
+from stylekit.plugins.registry import load_registry
 from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
 
 # ---------------------------------------------------------------- broken plugins
@@ -44,7 +46,7 @@ def test_the_python_api_warns_once_about_a_broken_plugin_the_recipe_does_not_nee
     import pytest
 
     import stylekit
-    from stylekit import plugins
+    from stylekit.plugins import registry as plugins
 
     monkeypatch.setattr(plugins, "_warned", set())  # once per process: this test's process state
     install_dist("stylekit-broken", BROKEN)
@@ -119,8 +121,8 @@ from collections import OrderedDict
 import torch
 from torch import nn
 from stylekit import hookimpl
-from stylekit.components import Backbone, Params
-from stylekit.sequential import SequentialBackbone
+from stylekit.contract.components import Backbone, Params
+from stylekit.contract.sequential import SequentialBackbone
 
 class Liar(SequentialBackbone):
     '''Advertises relu3, which it does not have.'''
@@ -194,7 +196,7 @@ def test_backbone_whose_features_drop_a_layer_is_named(install_dist, tmp_path):
 
 def test_builtin_backbones_produce_every_layer_they_advertise():
     """The check plugin backbones get at every build, made once here for stylekit's own."""
-    from stylekit.contract_checks import check_layers
+    from stylekit.plugins.probe import check_layers
 
     registry = tiny_registry(env={"STYLEKIT_PLUGINS": "none"})
     for name, entry in registry.components["backbone"].items():
@@ -215,7 +217,7 @@ def test_backbone_features_raising_in_the_loop_is_named(install_dist, tmp_path):
 FAILING = """
 import torch
 from stylekit import hookimpl
-from stylekit.components import LossTerm, Optimizer, Params, Scheduler
+from stylekit.contract.components import LossTerm, Optimizer, Params, Scheduler
 
 class Flaky(LossTerm):
     '''Raises where its params say.'''
@@ -332,7 +334,7 @@ DOCUMENTED = """
 from typing import Annotated, Literal
 from pydantic import Field
 from stylekit import hookimpl
-from stylekit.components import LossTerm, Params
+from stylekit.contract.components import LossTerm, Params
 
 class Sizes(LossTerm):
     '''Params of every shape.'''
@@ -406,3 +408,26 @@ def test_every_builtin_param_has_a_description():
         for name, entry in named.items():
             for field_name, field in entry.cls.Params.model_fields.items():
                 assert field.description, f"{kind} '{name}': param '{field_name}' has no Field(description=...)"
+
+
+def test_plugins_written_against_the_old_import_paths_keep_working_with_a_warning():
+    """`stylekit.components`, `stylekit.sequential` and `stylekit.hookspecs` moved into
+    `stylekit.contract`; a published plugin that imports the old paths still loads, and is
+    told where they went, at its own line."""
+    import warnings
+
+    import stylekit.contract
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        from stylekit.components import LossTerm, Params
+        from stylekit.hookspecs import hookimpl as old_hookimpl
+        from stylekit.sequential import SequentialBackbone
+    assert (LossTerm, Params, SequentialBackbone) == (stylekit.contract.LossTerm, stylekit.contract.Params,
+                                                      stylekit.contract.SequentialBackbone)
+    assert old_hookimpl is stylekit.hookimpl is stylekit.contract.hookimpl
+    assert {w.category for w in caught} == {DeprecationWarning} and len(caught) == 4
+    assert all(w.filename == __file__ for w in caught)
+    assert "stylekit.components moved to stylekit.contract" in str(caught[0].message)
+    with pytest.raises(ImportError):
+        from stylekit.sequential import LossTerm  # noqa: F401  (never lived there)

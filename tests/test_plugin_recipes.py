@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from stylekit.testing import run_cli
-from stylekit.plugins import load_registry
+from stylekit.plugins.registry import load_registry
 
 RECIPES = Path(__file__).parent.parent / "recipes"
 

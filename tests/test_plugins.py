@@ -6,14 +6,14 @@ import json
 import pytest
 
 from stylekit.errors import UserError
-from stylekit.plugins import load_registry
+from stylekit.plugins.registry import load_registry
 from stylekit.testing import TINY_LOSSES as TINY_LOSSES_FOR_PLUGINS, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
 
 BRIGHTNESS_PLUGIN = """
 import torch
 from pydantic import Field
 from stylekit import hookimpl
-from stylekit.components import LossTerm, Params
+from stylekit.contract.components import LossTerm, Params
 
 class Brightness(LossTerm):
     '''Squared distance of the image's mean brightness from a target.'''
@@ -129,7 +129,7 @@ def test_plugins_command_lists_packages_components_and_params(install_dist):
 OPTIM_PLUGIN = """
 import torch
 from stylekit import hookimpl
-from stylekit.components import Optimizer, Params, Scheduler
+from stylekit.contract.components import Optimizer, Params, Scheduler
 
 class SignSGD(Optimizer):
     '''Steps by the sign of the gradient.'''

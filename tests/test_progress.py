@@ -4,7 +4,7 @@ the losses (a device wait) are read only when something is shown."""
 import io
 
 from stepinfo_fakes import Counter, fake_steps
-from stylekit.progress import ProgressDisplay
+from stylekit.commands.progress import ProgressDisplay
 from stylekit.testing import run_cli
 
 

@@ -79,7 +79,7 @@ def test_resume_without_a_checkpoint_says_how_to_start(stylekit_recipe):
 
 DRIVER = textwrap.dedent("""
     import sys
-    from stylekit.cli import main
+    from stylekit.commands.cli import main
     from stylekit.testing import tiny_registry
     sys.exit(main(sys.argv[1:], registry=tiny_registry()))
 """)
@@ -110,7 +110,7 @@ def test_sigint_in_a_subprocess_keeps_image_record_and_checkpoint(tmp_path):
 
 def test_sigterm_ends_the_step_and_exits_143(stylekit_recipe):
     """The same handler in-process: the signal arrives during step 3, the run ends after it."""
-    from stylekit import runner
+    from stylekit.commands import run as runner
     from stylekit.testing import run_cli
 
     def terminate_at_3(info):
@@ -149,7 +149,7 @@ def test_resume_refuses_another_size_or_other_images(tmp_path):
 
 
 def test_the_interrupt_message_gives_the_command_to_resume(stylekit_recipe):
-    from stylekit import runner
+    from stylekit.commands import run as runner
     from stylekit.testing import run_cli
 
     original = runner.run_plan

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from stylekit.plugins import load_registry
-from stylekit.scaffold import KINDS
+from stylekit.plugins.registry import load_registry
+from stylekit.plugins.scaffold import KINDS
 from stylekit.testing import run_cli
 
 

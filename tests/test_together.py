@@ -1,4 +1,4 @@
-"""The stacked pass of stylekit.together recorded as a CUDA graph, with a stand-in for the
+"""The stacked pass of stylekit.run.together recorded as a CUDA graph, with a stand-in for the
 GPU: what a graph promises (each replay rewrites the same memory) is imitated on the CPU,
 so that the bookkeeping around it (copies of the rows, gradients read where the replay
 writes them, which optimizers may use it) is checked here, and only the recording itself
@@ -12,10 +12,10 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import stylekit.together
+import stylekit.run.together
 from planning import plan_for
-from stylekit.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.session import loop_options
+from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from stylekit.run.session import loop_options
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 
@@ -93,9 +93,9 @@ def run_group(tmp_path, body: str, graph: bool, monkeypatch, recorded: list, ove
             replace(wt, weight=float("inf")) if wt.term.name == "gram" else wt for wt in terms))
     with monkeypatch.context() as patch:
         if graph:
-            patch.setattr(stylekit.together, "_records_graphs", lambda device: True)
-            patch.setattr(stylekit.together, "record_cuda_graph", imitated_cuda_graph(recorded))
-        return stylekit.together.optimize_together(
+            patch.setattr(stylekit.run.together, "_records_graphs", lambda device: True)
+            patch.setattr(stylekit.run.together, "record_cuda_graph", imitated_cuda_graph(recorded))
+        return stylekit.run.together.optimize_together(
             objectives, [images.start for images in inputs], build_optimizer(plans[0]), build_scheduler(plans[0]),
             loop_options(plans[0], plans[0].stages[0]), plans[0].device, stacked=True)
 
@@ -122,7 +122,7 @@ def test_a_recorded_stacked_pass_gives_the_eager_one_s_images_and_rows(tmp_path,
 def test_an_image_that_diverges_leaves_the_recorded_group_and_the_rest_go_on_as_eager(tmp_path, monkeypatch):
     """The group is recorded again without the image that went non-finite; the other two
     come out as from the eager pass, which drops it the same way."""
-    from stylekit.engine import Diverged
+    from stylekit.run.engine import Diverged
 
     body = '[optimizer]\nname = "lbfgs"\n'
     eager = run_group(tmp_path, body, False, monkeypatch, [], overflow=1)

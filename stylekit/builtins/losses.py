@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from ..components import LossTerm, Params, Targets
-from ..hookspecs import hookimpl
+from stylekit.contract.components import LossTerm, Params, Targets
+from stylekit.contract.hookspecs import hookimpl
 
 
 def wide(x: torch.Tensor) -> torch.Tensor:

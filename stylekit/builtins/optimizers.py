@@ -10,8 +10,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from ..components import Optimizer, Params
-from ..hookspecs import hookimpl
+from stylekit.contract.components import Optimizer, Params
+from stylekit.contract.hookspecs import hookimpl
 
 
 class Adam(Optimizer):
@@ -60,7 +60,7 @@ class LBFGS(Optimizer):
         # A line search evaluates each image at points of its own: those steps stay per image.
         if self.params.line_search != "none":
             return None
-        from ..batched_lbfgs import BatchedLBFGS
+        from stylekit.builtins.batched_lbfgs import BatchedLBFGS
 
         return BatchedLBFGS(variables, lr=self.params.lr, history=self.params.history)
 

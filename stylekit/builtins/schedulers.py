@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from ..components import Params, Scheduler
-from ..hookspecs import hookimpl
+from stylekit.contract.components import Params, Scheduler
+from stylekit.contract.hookspecs import hookimpl
 
 
 class Constant(Scheduler):

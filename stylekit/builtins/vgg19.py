@@ -20,10 +20,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from ..components import Params
-from ..sequential import SequentialBackbone
-from ..errors import UserError
-from ..hookspecs import hookimpl
+from stylekit.contract.components import Params
+from stylekit.contract.sequential import SequentialBackbone
+from stylekit.errors import UserError
+from stylekit.contract.hookspecs import hookimpl
 
 BLOCK_SIZES = (2, 2, 4, 4, 4)
 WIDTHS = (64, 128, 256, 512, 512)

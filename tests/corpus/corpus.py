@@ -35,10 +35,10 @@ sys.path.insert(0, str(HERE))
 
 from make_images import make  # noqa: E402
 
-from stylekit.components import LossTerm, SequentialBackbone  # noqa: E402
+from stylekit.contract import LossTerm, SequentialBackbone  # noqa: E402
 from stylekit.errors import UserError  # noqa: E402
-from stylekit.hookspecs import hookimpl  # noqa: E402
-from stylekit.plugins import PluginInfo  # noqa: E402
+from stylekit.contract.hookspecs import hookimpl  # noqa: E402
+from stylekit.plugins.registry import PluginInfo  # noqa: E402
 from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe  # noqa: E402
 
 #: Lines of a successful run's progress display: not part of what a case "says".
@@ -145,9 +145,9 @@ def _copy(source: str, target: str):
 
 
 def _low_memory(folder, mp):
-    import stylekit.resources
+    import stylekit.run.resources
 
-    mp.setattr(stylekit.resources, "available_memory", lambda device: 64 << 10)
+    mp.setattr(stylekit.run.resources, "available_memory", lambda device: 64 << 10)
 
 
 def _subfolder_recipe(folder, mp):

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from pydantic import Field
 
 from stylekit import hookimpl
-from stylekit.components import LossTerm, Params, Targets
+from stylekit.contract import LossTerm, Params, Targets
 
 # Rows of the similarity matrix computed at once: bounds memory at large sizes.
 MATCH_BLOCK = 4096

@@ -6,7 +6,7 @@ import torch
 from pydantic import Field
 
 from stylekit import hookimpl
-from stylekit.components import LossTerm, Params, Targets
+from stylekit.contract import LossTerm, Params, Targets
 
 
 def mean_and_covariance(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,7 @@
 
 import torch
 
-from stylekit.components import Targets
+from stylekit.contract import Targets
 from stylekit.testing import TINY_RECIPE_HEAD, run_for_losses, write_recipe
 from stylekit_wasserstein import WassersteinStyle, mean_and_covariance, psd_sqrt
 

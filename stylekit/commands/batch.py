@@ -1,0 +1,444 @@
+"""`stylekit batch`: one recipe over many content and style images, in one process or in
+many (torchrun), each item done once, and a rerun doing only what is not done.
+
+Items are claimed dynamically: every worker walks the same list and claims the next item
+by creating its claim file with O_EXCL, which exactly one process can do, so a slow image
+or a slow GPU holds up nothing else. Claims belong to one invocation (its generation), so
+a rerun after a crash, a killed worker or a pre-emption ignores the old ones (an invocation
+that ends removes its own, and only its own: `release_claims`); an item is
+done when its image is in the output folder (written atomically, record first), and a
+rerun skips exactly those. The output folder must be shared by all workers (one node, or a
+shared file system across nodes), as it is where they meet.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from stylekit.errors import Problem, RunFailed, UserError
+from stylekit.files.images import save_atomic
+from stylekit.files.outputs import describe, record_path, write_record
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
+STATE_DIR = ".stylekit-batch"
+
+
+@dataclass(frozen=True)
+class Item:
+    content: Path
+    style: Path
+    output: Path
+
+    @property
+    def key(self) -> str:
+        return self.output.stem
+
+
+def is_pattern(spec: str) -> bool:
+    return any(ch in spec for ch in "*?[")
+
+
+def image_files(spec: str) -> list[Path]:
+    """The images a --content/--style argument names: a folder (its images, sorted), a glob
+    pattern, or one file. A folder or a pattern leaves out stylekit's own outputs (an image
+    with its run record beside it), so that a batch writing into its content folder finds
+    the same inputs when it is run again."""
+    from stylekit.recipe.checks import is_stylekit_output
+
+    path = Path(spec)
+    if path.is_dir():
+        listed = [p for p in path.iterdir() if not p.name.startswith(".")]
+    elif is_pattern(spec):
+        listed = [Path(p) for p in glob.glob(spec, recursive=True)]
+    else:
+        return [path] if path.exists() else []  # plan_items names the missing file
+    return sorted(p for p in listed if p.suffix.lower() in IMAGE_SUFFIXES and not is_stylekit_output(p))
+
+
+def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: Path) -> list[Item]:
+    """Every content x style pair (or the manifest's pairs), each with its output path
+    `<out>/<content stem>.<style stem>.png`. Two items with one output name are an error."""
+    problems: list[Problem] = []
+    if pairs:
+        found = read_manifest(Path(pairs), problems)
+    else:
+        content_files = [f for spec in contents for f in image_files(spec)]
+        style_files = [f for spec in styles for f in image_files(spec)]
+        for flag, specs, files in (("--content", contents, content_files), ("--style", styles, style_files)):
+            for spec in specs:
+                if not is_pattern(spec) and not Path(spec).exists():
+                    problems.append(Problem(f"{flag} {spec}: no such file or folder - check the path"))
+            if not files and not problems:
+                problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "
+                                        "a glob pattern such as 'photos/*.jpg', or image files"))
+        found = [(c, s) for c in content_files for s in style_files]
+    items, seen = [], {}
+    inputs = {os.path.realpath(p) for pair in found for p in pair}
+    for content, style in found:
+        item = Item(content, style, out / f"{content.stem}.{style.stem}.png")
+        if os.path.realpath(item.output) in inputs:  # else it would count as done, or be overwritten
+            problems.append(Problem(f"the output of {content} with style {style} would be {item.output}, one of "
+                                    f"the input images - choose another output folder (-o)"))
+        if item.key in seen:
+            problems.append(Problem(f"{content} and {seen[item.key]} with style {style} would both be written to "
+                                    f"{item.output} - rename one of them"))
+        seen[item.key] = content
+        items.append(item)
+    if problems:
+        raise UserError(problems)
+    return items
+
+
+def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]]:
+    """(content, style) pairs from a CSV with a header naming `content` and `style`, or a
+    JSONL file of {"content": ..., "style": ...}; paths relative to the manifest's folder."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        problems.append(Problem(f"cannot read the manifest ({exc.strerror or exc})", file=str(path)))
+        return []
+    except UnicodeDecodeError as exc:
+        problems.append(Problem(f"not UTF-8 text (byte {exc.start}) - save the manifest as UTF-8", file=str(path)))
+        return []
+    rows: list[tuple[int, dict]] = []
+    if path.suffix.lower() in (".jsonl", ".ndjson"):
+        for number, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append((number, json.loads(line)))
+                except json.JSONDecodeError as exc:
+                    problems.append(Problem(f"not JSON ({exc.msg}) - one object per line", file=str(path), line=number))
+    else:
+        reader = csv.DictReader(text.splitlines())
+        missing = [name for name in ("content", "style") if name not in (reader.fieldnames or [])]
+        if missing:  # said once, not once per row
+            problems.append(Problem(f"the first line must name the columns content and style (it names: "
+                                    f"{', '.join(reader.fieldnames or []) or 'nothing'})", file=str(path), line=1))
+            return []
+        rows = [(number, row) for number, row in enumerate(reader, 2)]
+    pairs = []
+    for number, row in rows:
+        if not isinstance(row, dict) or not row.get("content") or not row.get("style"):
+            problems.append(Problem("each row needs a content and a style path", file=str(path), line=number))
+            continue
+        if not isinstance(row["content"], str) or not isinstance(row["style"], str):
+            problems.append(Problem("content and style must be paths in quotes (text)", file=str(path), line=number))
+            continue
+        pairs.append(((path.parent / row["content"]), (path.parent / row["style"])))
+    return pairs
+
+
+class Workers:
+    """This process's place among the workers: torch.distributed when launched by torchrun
+    (RANK and WORLD_SIZE set), else a single worker. Only a generation id is exchanged."""
+
+    def __init__(self):
+        self.rank, self.world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        self.local_rank = int(os.environ.get("LOCAL_RANK", 0))
+        self.distributed = "RANK" in os.environ and self.world > 1
+        generation = [uuid.uuid4().hex]
+        if self.distributed:
+            import torch.distributed as dist
+
+            # gloo, also on GPUs: the group only broadcasts the generation (a str, pickled into
+            # CPU tensors) and waits at the end; NCCL would add nothing and refuses two ranks
+            # on one GPU (two workers sharing a card, as a one-GPU benchmark runs them).
+            dist.init_process_group("gloo")
+            dist.broadcast_object_list(generation, src=0)  # every worker claims in the same generation
+        self.generation = generation[0]
+
+    def device(self, requested: str) -> str:
+        """One GPU per worker: `auto` and `cuda` become this worker's `cuda:LOCAL_RANK`."""
+        import torch
+
+        if requested in ("auto", "cuda") and torch.cuda.is_available():
+            return f"cuda:{self.local_rank % torch.cuda.device_count()}"
+        return requested
+
+    def finish(self, wait: bool = True) -> None:
+        if self.distributed:
+            import torch.distributed as dist
+
+            if wait:
+                dist.barrier()
+            dist.destroy_process_group()
+
+    @property
+    def name(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}" + (f" rank {self.rank}" if self.distributed else "")
+
+
+def claim(out: Path, generation: str, item: Item) -> bool:
+    """True for exactly one worker per item and generation."""
+    folder = out / STATE_DIR / "claims" / generation
+    for attempt in range(5):
+        # Another invocation, ending, may remove the empty parents while they are made
+        # (mkdir then fails with either error): make them again. Only the claim file's
+        # own existence means that another worker has the item.
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, FileNotFoundError):
+            if attempt == 4:
+                raise
+            continue
+        try:
+            fd = os.open(folder / item.key, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            break
+        except FileExistsError:
+            return False
+        except FileNotFoundError:
+            if attempt == 4:
+                raise
+    os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+    os.close(fd)
+    return True
+
+
+def release_claims(out: Path, generation: str) -> None:
+    """Remove this invocation's claims, once every worker is done with them (a rerun ignores
+    them anyway), and the state folder if no other invocation's claims are in it. Only our
+    own generation: another one's may belong to a batch still running on this folder, which
+    cannot be told from a dead one (its workers may be on other machines)."""
+    folder = out / STATE_DIR / "claims" / generation
+    shutil.rmtree(folder, ignore_errors=True)
+    for parent in (folder.parent, folder.parent.parent):
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or gone): left as it is
+            break
+
+
+def append_summary(out: Path, entry: dict) -> None:
+    """One JSON line, written with a single O_APPEND write, so lines from several workers
+    never interleave."""
+    line = (json.dumps(entry, allow_nan=False) + "\n").encode()
+    fd = os.open(out / "summary.jsonl", os.O_CREAT | os.O_APPEND | os.O_WRONLY, 0o644)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
+def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | None, out: Path,
+              overrides: dict, registry, batch_size: str = "1", dry_run: bool = False, stream: TextIO | None = None,
+              live=None) -> int:
+    """Run every item not yet done; the exit status is 0 when all are done, 3 when some
+    failed (the summary says which and why), 130/143 when interrupted. `live`: a
+    `stylekit.commands.live.LiveServer` that shows each item as it forms;
+    its Stop ends the batch."""
+    from stylekit.api import load
+    from stylekit.plugins.registry import BrokenPluginWarning, broken_warnings
+    from stylekit.recipe.load import load_recipe
+
+    stream = stream or sys.stderr
+    # Checked once, before any worker starts. The items' images replace the recipe's, so the
+    # recipe may leave them out: a blank image stands in for them while it is checked.
+    from PIL import Image
+
+    stand_in = Image.new("RGB", (256, 256), (128, 128, 128))
+    with warnings.catch_warnings():  # told below as the other commands tell it, not as a Python warning
+        warnings.simplefilter("ignore", BrokenPluginWarning)
+        base = load(recipe, with_output_in(overrides, out), registry=registry, content=stand_in,
+                    style=stand_in if styles else None)
+    if int(os.environ.get("RANK", 0)) == 0:
+        for line in broken_warnings(registry):
+            print(line, file=stream, flush=True)
+    styles = styles or [str(p) for p in base.recipe.images.style]
+    items = plan_items(contents, styles, pairs, out)
+    from stylekit.recipe.checks import writable_folder
+
+    problems = writable_folder(out, (), lambda loc, message: Problem(f"-o {out}: {message}"))
+    if problems:  # found before any worker starts, as `stylekit run` finds its own
+        raise UserError(problems)
+    size = images_per_step(base, batch_size, stream)
+    if dry_run:  # the list on stdout (one item a line, for grep and wc), the counts with the messages
+        done = [item.output.exists() for item in items]
+        for item, finished in zip(items, done):
+            print(f"{'done ' if finished else 'to do'}  {item.content} + {item.style} -> {item.output}")
+        print(f"stylekit batch: {counted(len(items), 'item')}, {done.count(False)} to do, {counted(size, 'image')} "
+              "per step", file=stream, flush=True)
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    workers = Workers()
+    # Each style file is decoded once per process, as its features are computed once (Reuse).
+    worker = Worker(workers, out, size, stream, lambda item, reuse: load_recipe(
+        base.raw, registry, item_overrides(item, workers.device(base.recipe.run.device)),
+        base=Path.cwd(), label=base.source, decoded=reuse.style_images), live)
+    todo = [item for item in items if not item.output.exists()]
+    if workers.rank == 0:
+        print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, {len(todo)} to do, "
+              f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {out}", file=stream, flush=True)
+    status = worker.run(todo)
+    workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
+    if status in (130, 143):
+        return status
+    if workers.rank == 0:  # past the barrier: every worker has ended, no claim is read again
+        release_claims(out, workers.generation)
+        missing = [item.key for item in items if not item.output.exists()]
+        print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
+              + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
+                 f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
+        if missing and status == 0:  # an item nobody did (a worker lost) is not success either
+            return 3
+    return status
+
+
+def with_output_in(overrides, out: Path):
+    """`overrides` with output.path in OUT: every item writes there, never to the recipe's own
+    output, whose checks (a file in the way, say) are not the batch's. OUT's are made on
+    the items (`plan_items`) and `writable_folder`."""
+    from stylekit.recipe.overrides import Overrides
+
+    moved = Overrides.of(overrides)
+    moved.add(("output", "path"), str(out / STATE_DIR / "item.png"), f"-o {out}")
+    return moved
+
+
+def counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def item_overrides(item: Item, device: str):
+    """The recipe's fields that one item sets, each named after the item in messages (the
+    user wrote neither these values nor a Python `overrides` argument)."""
+    from stylekit.recipe.overrides import Overrides
+
+    overrides, named = Overrides(), f"batch item {item.key}"
+    for key, value in ((("run", "device"), device), (("output", "path"), str(item.output)),
+                       (("images", "content"), str(item.content)), (("images", "style"), [str(item.style)])):
+        overrides.add(key, value, named)
+    return overrides
+
+
+def images_per_step(plan, requested: str, stream: TextIO) -> int:
+    """A number, or `auto`: on a GPU, as many as the memory estimate of one image (at the
+    last stage's size) fits in 80% of its free memory; 1 on a CPU."""
+    if requested != "auto":
+        try:
+            size = int(requested)
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise UserError(f"--batch-size {requested}: give a whole number of images per step (1 or more), or auto")
+        return size
+    from stylekit.run.memory import estimate, human
+    from stylekit.run.resources import available_memory
+
+    if plan.device.type == "cpu":
+        print("batch size 1: on a CPU each image gets its own backbone pass, so more per step gains nothing",
+              file=stream, flush=True)
+        return 1
+    found = estimate(plan, plan.stages[-1])
+    free = available_memory(plan.device) or 4 << 30  # 4 GB where the free memory cannot be read
+    per_image = found.total - found.weights
+    size = max(1, min(64, int((0.8 * free - found.weights) // max(1, per_image))))
+    print(f"batch size {size}: about {human(per_image)} per image at the last stage's size, {human(free)} free",
+          file=stream, flush=True)
+    return size
+
+
+class Worker:
+    """Claims items, groups those of one size, and runs each group as one batch per step.
+    `plan_for(item, reuse)` loads an item's plan, taking decoded style images from `reuse`."""
+
+    def __init__(self, workers: Workers, out: Path, size: int, stream: TextIO, plan_for, live=None):
+        from stylekit.run.build import Reuse
+
+        self.workers, self.out, self.size, self.stream, self.plan_for = workers, out, size, stream, plan_for
+        self.live = live
+        self.reuse, self.failed, self.places = Reuse(), 0, {}
+
+    def run(self, todo: list[Item]) -> int:
+        from stylekit.files.images import output_size
+
+        pending: dict[tuple, list] = {}
+        # Workers walk the list in order, so an item's place in it tells how far the batch is.
+        self.places = {item.key: f"{n}/{len(todo)}" for n, item in enumerate(todo, 1)}
+        for item in todo:
+            if self.live is not None and self.live.stop_requested:  # Stop pressed between two items
+                print("stopped from the live page: rerun the same command to go on", file=self.stream, flush=True)
+                return 130
+            if item.output.exists() or not claim(self.out, self.workers.generation, item):
+                continue
+            started = time.perf_counter()
+            try:
+                plan = self.plan_for(item, self.reuse)
+            except UserError as exc:
+                self.report(item, started, error=exc)
+                continue
+            key = tuple(output_size(plan.images.content, s.width, s.height) for s in plan.stages)
+            pending.setdefault(key, []).append((item, plan, started))
+            if len(pending[key]) >= self.size:
+                status = self.run_group(pending.pop(key))
+                if status:
+                    return status
+        for group in pending.values():
+            status = self.run_group(group)
+            if status:
+                return status
+        return 3 if self.failed else 0
+
+    def run_group(self, group: list) -> int:
+        from stylekit.run.session import stylize
+        from stylekit.run.together import stylize_together
+
+        from stylekit.plugins.blame import attributed
+
+        plans = [plan for _, plan, _ in group]
+        callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
+                     for item, _, _ in group]
+        try:
+            outcomes = ([stylize(plans[0], reuse=self.reuse, callback=callbacks[0])] if len(group) == 1
+                        else stylize_together(plans, self.reuse, callbacks))
+        except (UserError, RunFailed) as exc:
+            outcomes = [exc] * len(group)
+        except Exception as exc:  # a plugin's code raised: every item of the group failed with it
+            problem = attributed(exc, plans[0], 0)
+            if problem is None:
+                raise
+            outcomes = [problem] * len(group)
+        finally:
+            if self.live:
+                for item, _, _ in group:
+                    self.live.finish(item.key)
+        for (item, _, started), outcome in zip(group, outcomes):
+            if isinstance(outcome, Exception):
+                self.report(item, started, error=outcome)
+            elif outcome.status != "finished":
+                print(f"{outcome.status}: {len(group)} item(s) in progress not written; rerun the same command to go on",
+                      file=self.stream, flush=True)
+                return 128 + (outcome.signal or 2)
+            else:
+                try:  # the record first: an image in the folder is what marks an item done
+                    write_record(outcome.record, record_path(item.output), image=item.output)
+                    save_atomic(outcome.image, item.output)
+                except OSError as exc:
+                    self.report(item, started, error=RunFailed(f"could not write {item.output} ({describe(exc)})"))
+                    continue
+                self.report(item, started, losses=outcome.history[-1] if outcome.history else {})
+        return 0
+
+    def report(self, item: Item, started: float, error: Exception | None = None, losses: dict | None = None) -> None:
+        entry = {"item": item.key, "content": str(item.content), "style": str(item.style), "output": str(item.output),
+                 "worker": self.workers.name, "status": "failed" if error else "done",
+                 "seconds": round(time.perf_counter() - started, 3)}
+        if error is not None:
+            self.failed += 1
+            entry["error"] = str(error)
+        else:
+            entry["losses"] = losses
+        append_summary(self.out, entry)
+        print(f"[{self.workers.rank}] {self.places.get(item.key, '?')} {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
+              + (f": {entry['error']}" if error else ""), file=self.stream, flush=True)

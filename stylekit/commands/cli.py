@@ -1,0 +1,257 @@
+"""The `stylekit` command: run, validate, plugins, new-plugin."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+from stylekit import __version__
+from stylekit.errors import RunFailed, UserError
+
+
+def main(argv: list[str] | None = None, registry=None) -> int:
+    """Entry point; `registry` replaces the installed plugins (tests pass a tiny backbone)."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
+    args.registry = registry
+    try:
+        return args.handler(args)
+    except UserError as exc:
+        from stylekit.plugins.blame import tracebacks_wanted
+
+        for problem in exc.problems:
+            if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+                print(problem.details, file=sys.stderr)
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_status
+    except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error (an OSError too)
+        sys.stdout = open(os.devnull, "w")
+        return 0
+    except OSError as exc:  # a file or folder named on the command line that cannot be written or read
+        if exc.filename is None:  # no path to name (a full disk mid-run, a socket): not the user's input
+            raise
+        from stylekit.plugins.blame import tracebacks_wanted
+        from stylekit.files.outputs import describe
+
+        if getattr(args, "traceback", False) or tracebacks_wanted():
+            import traceback
+
+            traceback.print_exc()
+        print(f"error: {describe(exc)} - check the path and its permissions, or choose another", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
+        print("interrupted - nothing was written", file=sys.stderr)
+        return 130
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="stylekit", description="Neural style transfer from TOML recipes.")
+    parser.add_argument("--version", action="version", version=f"stylekit {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a recipe and write the stylized image")
+    add_recipe_args(run)
+    run.add_argument("--dry-run", action="store_true",
+                     help="check the recipe and print the estimated peak memory of each stage, without running")
+    run.add_argument("--resume", action="store_true",
+                     help="continue from the checkpoint an interrupted run kept beside its output (<name>.checkpoint.pt)")
+    run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+    add_live_args(run)
+    run.set_defaults(handler=cmd_run)
+
+    batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
+    batch.add_argument("recipe", help="a TOML recipe, e.g. recipes/fast.toml")
+    batch.add_argument("--content", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="content images: a folder, a glob pattern or a file (repeat for several)")
+    batch.add_argument("--style", action="append", default=[], metavar="FOLDER|GLOB|FILE",
+                       help="style images (default: the recipe's); every content image is paired with every style")
+    batch.add_argument("--pairs", metavar="MANIFEST", help="a CSV (content,style columns) or JSONL file of pairs instead")
+    batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
+    batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
+    add_steps_arg(batch)
+    add_strength_arg(batch)
+    batch.add_argument("--batch-size", default="1", metavar="N|auto",
+                       help="images of one size optimized together in each step (auto: from the memory estimate)")
+    batch.add_argument("--dry-run", action="store_true", help="list what would be done, and the batch size, without running")
+    add_live_args(batch)
+    batch.set_defaults(handler=cmd_batch)
+
+    validate = sub.add_parser("validate", help="check a recipe without running it")
+    add_recipe_args(validate)
+    validate.set_defaults(handler=cmd_validate)
+
+    schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
+    schema.add_argument("--output", "-o", metavar="PATH", help="write it to PATH instead (e.g. recipes/recipe.schema.json)")
+    schema.set_defaults(handler=cmd_schema)
+
+    plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
+    plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    from stylekit.plugins.scaffold import KINDS, cmd_new_plugin
+
+    new_plugin = sub.add_parser("new-plugin", help="write a plugin package (module, tests, pyproject) to start from")
+    new_plugin.add_argument("name", help="the component's name, e.g. laplacian (package stylekit-laplacian)")
+    new_plugin.add_argument("--kind", required=True, choices=KINDS, help="what the plugin adds")
+    new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
+    new_plugin.set_defaults(handler=cmd_new_plugin)
+    return parser
+
+
+def add_live_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--live", action="store_true",
+                        help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
+    parser.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
+                        help="address of the live page (default 127.0.0.1; any other needs the printed token)")
+    parser.add_argument("--live-port", type=int, default=8750, metavar="PORT",
+                        help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
+
+
+def add_recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
+    parser.add_argument("--content", help="content image (overrides images.content)")
+    parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
+    parser.add_argument("--output", "-o", help="output image (overrides output.path)")
+    add_steps_arg(parser)
+    add_strength_arg(parser)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
+    parser.add_argument("--traceback", action="store_true",
+                        help="with an error raised by a plugin's code, also print its traceback (or set STYLEKIT_TRACEBACK=1)")
+
+
+def add_strength_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strength", type=float, metavar="X", help="how much style (overrides strength): 2 doubles the "
+                        "style terms' weights, 0.5 halves them; more style costs the photo's structure")
+
+
+def add_steps_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
+
+
+def flag_overrides(overrides, args):
+    """--strength and --steps, which run, validate and batch all take."""
+    if args.strength is not None:
+        overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
+    if args.steps is not None:
+        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
+    return overrides
+
+
+def overrides_from(args) -> dict:
+    from stylekit.recipe.overrides import Overrides, shell_word
+
+    overrides = Overrides()
+    q = shell_word  # flags are quoted in messages as they would be typed
+    # Paths given on the command line are relative to the current directory, not the recipe.
+    if args.content is not None:
+        overrides.add(("images", "content"), str(Path(args.content).resolve()), f"--content {q(args.content)}")
+    if args.style:
+        overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
+                      " ".join(f"--style {q(p)}" for p in args.style))
+    if args.output is not None:
+        overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
+    return add_sets(flag_overrides(overrides, args), args.set)
+
+
+def add_sets(overrides, texts: list[str]):
+    """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
+    relative to the current folder."""
+    from stylekit.recipe.overrides import parse_override, shell_word, with_cwd_paths
+
+    for text in texts:
+        key, value = parse_override(text)
+        overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
+    return overrides
+
+
+def load(args):
+    from stylekit.plugins.registry import broken_warnings, load_registry
+    from stylekit.recipe.load import load_recipe
+
+    registry = args.registry or load_registry()
+    loaded = load_recipe(args.recipe, registry, overrides_from(args))
+    for warning in broken_warnings(registry):
+        print(warning, file=sys.stderr)
+    return loaded, registry
+
+
+def cmd_run(args) -> int:
+    from stylekit.commands.run import dry_run, run_plan
+
+    plan, _ = load(args)
+    if args.dry_run:
+        dry_run(plan)
+        return 0
+    from stylekit.commands.progress import ProgressDisplay
+
+    display = ProgressDisplay(sys.stderr, every=plan.recipe.run.progress_every, quiet=args.quiet)
+    if not args.live:
+        return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
+    from stylekit.commands.live import watch
+
+    with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
+        return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
+
+
+def cmd_batch(args) -> int:
+    from stylekit.commands.batch import run_batch
+    from stylekit.recipe.overrides import Overrides
+    from stylekit.plugins.registry import load_registry
+
+    if not args.content and not args.pairs:
+        raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
+    if args.pairs and (args.content or args.style):
+        raise UserError(f"stylekit batch: --pairs {args.pairs} gives the content and style of every item - "
+                        "leave out --content and --style, or leave out --pairs")
+    overrides = add_sets(flag_overrides(Overrides(), args), args.set)
+    run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
+                            args.registry or load_registry(), args.batch_size, args.dry_run)
+    if not args.live or args.dry_run:
+        return run()
+    from stylekit.commands.live import serve
+
+    port = args.live_port + int(os.environ.get("LOCAL_RANK", 0)) if args.live_port else 0  # one page per worker
+    with serve(args.live_host, port) as live:
+        return run(live=live)
+
+
+def cmd_validate(args) -> int:
+    loaded, _ = load(args)
+    print(f"{loaded.path}: ok")
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from stylekit.files.images import write_text_atomic
+    from stylekit.tools.json_schema import render
+    from stylekit.plugins.registry import load_registry
+
+    text = render(args.registry or load_registry())
+    if args.output:
+        write_text_atomic(text, Path(args.output))
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_plugins(args) -> int:
+    from stylekit.plugins.registry import load_registry
+    from stylekit.plugins.listing import listing, render_text
+
+    table = listing(args.registry or load_registry())
+    print(json.dumps(table, indent=1) if args.json else render_text(table))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Images in and out: decoding with limits, atomic writes of results and records, plots."""

@@ -1,0 +1,211 @@
+"""Reading, resizing and writing images; writes are atomic so a crash never leaves half a file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+
+from stylekit.errors import UserError
+
+
+#: What Pillow raises for a file that is not an image it can decode.
+UNREADABLE = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+
+
+def unreadable(exc: BaseException, path: str | None = None) -> str:
+    """The message for an image Pillow could not decode (`exc`, one of UNREADABLE)."""
+    # Pillow's own words where they say more than the error's type (a truncated file).
+    why = type(exc).__name__ if isinstance(exc, UnidentifiedImageError) or not str(exc) else str(exc)
+    return f"not a readable image ({why}){f': {path}' if path else ''} - save it again as PNG or JPEG"
+
+
+def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
+    """The image at `path` as 8-bit RGB, as people expect to see it: EXIF orientation
+    applied, 16-bit and float pixels scaled (not clipped), transparency composited on
+    `spec.background`, an animation's first frame (with a warning on stderr when `warn`).
+    `spec` is the recipe's images section (background, max_pixels); None: the defaults.
+    Decoded in full, so that a truncated file fails here, not mid-run."""
+    if not os.path.exists(path):
+        raise UserError(f"image file not found: {path}")
+    if os.path.isdir(path):
+        raise UserError(f"this is a folder, not an image file: {path}")
+    try:
+        with _opened(path, spec) as img:
+            if warn and getattr(img, "n_frames", 1) > 1:
+                print(f"warning: {path}: an animated image with {img.n_frames} frames - using the first frame",
+                      file=sys.stderr)
+            img.load()
+            return rgb_of(img, spec)
+    except UserError:
+        raise
+    except UNREADABLE as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the file, not its contents (permissions)
+            raise UserError(f"cannot read {path} ({exc.strerror}) - check that you may read it") from None
+        raise UserError(unreadable(exc, path)) from None
+
+
+def rgb_of(img: Image.Image, spec=None) -> Image.Image:
+    """An image given in memory (a PIL image) as 8-bit RGB, exactly as `open_rgb` reads a
+    file's pixels, so that an image gives the same result in memory as from disk."""
+    return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
+
+
+@contextlib.contextmanager
+def _opened(path: str, spec):
+    """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
+    from stylekit.recipe.schema import DEFAULT_MAX_PIXELS
+
+    limit = getattr(spec, "max_pixels", DEFAULT_MAX_PIXELS)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, before decoding
+        try:
+            img = Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+    with img:
+        if img.width * img.height > limit:
+            raise UserError(f"{path} is {img.width}x{img.height}, {img.width * img.height:,} pixels, more than "
+                            f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
+                            f"if you trust the file")
+        yield img
+
+
+def _as_rgb(img: Image.Image, background: str) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        img = _high_depth_to_l(img)
+    if img.mode == "P" and "transparency" in img.info or img.mode in ("PA", "LA", "La", "RGBa", "RGBA"):
+        img = img.convert("RGBA")
+    elif img.mode in ("L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        base = Image.new("RGBA", img.size, ImageColor.getrgb(background))
+        return Image.alpha_composite(base, img).convert("RGB")
+    return img.convert("RGB")
+
+
+def _high_depth_to_l(img: Image.Image) -> Image.Image:
+    """16/32-bit integer or float greyscale as 8-bit: integers are read as 0..65535 (16-bit
+    files) and floats as 0..1, scaled rather than clipped at 255 as Pillow's convert does."""
+    pixels = np.asarray(img, dtype=np.float64)
+    if img.mode == "F":
+        top = 1.0 if pixels.max(initial=0) <= 1.0 else 255.0 if pixels.max(initial=0) <= 255.0 else pixels.max()
+    else:
+        top = 65535.0 if pixels.max(initial=0) <= 65535 else float(2**32 - 1)
+    scaled = np.clip(np.nan_to_num(pixels / top), 0, 1) * 255
+    return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
+
+
+def output_size(content: Image.Image, width: int | None, height: int | None, default_width: int = 512) -> tuple[int, int]:
+    """(height, width) of the output; one given side keeps the content image's aspect ratio."""
+    if width and height:
+        return height, width
+    aspect = content.height / content.width
+    if height:
+        return height, max(1, round(height / aspect))
+    width = width or default_width
+    return max(1, round(width * aspect)), width
+
+
+def style_size(style: Image.Image, out_hw: tuple[int, int], scale: float, fit: str) -> tuple[int, int]:
+    """(height, width) for a style image: the output's pixel count x scale^2, or stretched."""
+    h, w = out_hw
+    if fit == "stretch":
+        return max(1, round(h * scale)), max(1, round(w * scale))
+    k = scale * ((h * w) / (style.width * style.height)) ** 0.5
+    return max(1, round(style.height * k)), max(1, round(style.width * k))
+
+
+# Conversions written here rather than taken from torchvision.transforms: importing
+# torchvision (its models and ops) added about 1 s to every run's start-up on a 2-core CPU.
+
+
+def to_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) float RGB in [0, 1], resized with antialiasing."""
+    resized = img.convert("RGB").resize((hw[1], hw[0]), Image.BICUBIC)
+    pixels = torch.frombuffer(bytearray(resized.tobytes()), dtype=torch.uint8)
+    return (pixels.view(hw[0], hw[1], 3).permute(2, 0, 1).float() / 255).unsqueeze(0)
+
+
+def to_image(tensor: torch.Tensor) -> Image.Image:
+    """The (1, 3, H, W) or (3, H, W) RGB tensor in [0, 1] as an 8-bit image, rounded."""
+    rgb = tensor.detach().float().clamp(0, 1).squeeze(0).cpu()
+    pixels = (rgb * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous()
+    return Image.fromarray(pixels.numpy())
+
+
+def save_atomic(img: Image.Image, path: str | Path) -> None:
+    """Save an image all or nothing; the format follows the suffix (.png, .jpg)."""
+    png = Path(path).suffix.lower() == ".png"
+    _atomic_write(path, "wb", lambda handle: img.save(handle, format="PNG" if png else "JPEG", **({} if png else {"quality": 95})))
+
+
+def write_text_atomic(text: str, path: str | Path) -> None:
+    _atomic_write(path, "w", lambda handle: handle.write(text))
+
+
+def write_bytes_atomic(data: bytes, path: str | Path) -> None:
+    _atomic_write(path, "wb", lambda handle: handle.write(data))
+
+
+TEMP_MARK = ".stylekit-tmp"
+
+
+def temp_name(path: Path) -> Path:
+    """The temporary file a write of `path` goes through: hidden, beside it, and named so
+    that one left by a killed process is recognised (and removed) by the next write."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_MARK}")
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Remove temporary files of earlier writes of `path` whose process is gone."""
+    for stale in path.parent.glob(f".{glob_escape(path.name)}.*{TEMP_MARK}"):
+        pid = stale.name[len(path.name) + 2: -len(TEMP_MARK)]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            with contextlib.suppress(OSError):
+                stale.unlink()
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # another user's process, or unknown: leave its file alone
+    return True
+
+
+def _atomic_write(path: str | Path, mode: str, write) -> None:
+    """Write to a temporary file beside `path`, then rename over it, so a crash or Ctrl-C
+    never leaves a half-written file and never destroys the previous one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
+    tmp = temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies, as for any file
+    except OSError as exc:
+        exc.filename = str(path)  # the file the user named, not the hidden temporary one
+        raise
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
+            write(handle)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename == str(tmp):
+            exc.filename, exc.filename2 = str(path), None
+        raise

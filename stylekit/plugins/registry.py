@@ -1,0 +1,220 @@
+"""Plugin loading: entry points of the `stylekit` group into a registry of components.
+
+Built-in components are entry points of the `stylekit` distribution itself and load exactly
+as third-party ones do. `STYLEKIT_PLUGINS` chooses which external distributions load:
+unset loads all, `none` loads only the built-ins, `stylekit-mrf,stylekit-foo` loads those.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from importlib.metadata import distributions, entry_points
+from typing import Any, Iterable
+
+import pluggy
+from pydantic import BaseModel
+
+from stylekit.contract import hookspecs
+from stylekit.contract.components import KINDS, Component
+from stylekit.errors import Problem, UserError, did_you_mean
+
+ENV_VAR = "STYLEKIT_PLUGINS"
+BUILTIN_PACKAGE = "stylekit"
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    name: str  # entry-point name
+    package: str  # distribution that provides it
+    version: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.package}:{self.name}"
+
+
+@dataclass(frozen=True)
+class Registered:
+    cls: type[Component]
+    plugin: PluginInfo
+
+
+@dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin that could not be loaded. Left out, not fatal: commands that do not need it
+    still work, and `stylekit plugins` lists it with `error`."""
+
+    plugin: PluginInfo
+    error: str  # what went wrong, e.g. "failed to import (ModuleNotFoundError: No module named 'x')"
+
+    def describe(self) -> str:
+        return f"plugin '{self.plugin.name}' of package '{self.plugin.package}' {self.error}"
+
+
+@dataclass
+class Registry:
+    plugins: list[PluginInfo] = field(default_factory=list)
+    components: dict[str, dict[str, Registered]] = field(
+        default_factory=lambda: {kind: {} for kind in KINDS}
+    )
+    #: Distributions that provide `stylekit` entry points but were left out by STYLEKIT_PLUGINS.
+    skipped_packages: set[str] = field(default_factory=set)
+    #: Plugins that failed to import or whose hooks pluggy rejected; their components are missing.
+    broken: list[BrokenPlugin] = field(default_factory=list)
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self.components[kind])
+
+    def get(self, kind: str, name: str) -> type[Component]:
+        """The component class, or a UserError message (without location) with a suggestion."""
+        try:
+            return self.components[kind][name].cls
+        except KeyError:
+            suspects = "".join(f"; {b.describe()} - it may be the one that provides it" for b in self.broken)
+            raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, self.components[kind])}{suspects}") from None
+
+    def packages(self) -> set[str]:
+        return {plugin.package for plugin in self.plugins}
+
+
+def selected_packages(env: dict[str, str] | None = None) -> set[str] | None:
+    """The external packages STYLEKIT_PLUGINS allows, or None for all of them."""
+    value = (env if env is not None else os.environ).get(ENV_VAR)
+    if value is None or value.strip() == "":
+        return None
+    if value.strip().lower() == "none":
+        return set()
+    return {normalize_package(part) for part in value.split(",") if part.strip()}
+
+
+def normalize_package(package: str) -> str:
+    return package.strip().lower().replace("_", "-")
+
+
+def installed_distributions() -> set[str]:
+    """The names of every installed distribution (plugins or not)."""
+    return {dist.metadata["Name"] for dist in distributions() if dist.metadata["Name"]}
+
+
+def broken_warnings(registry: Registry) -> list[str]:
+    """One line per broken plugin, for commands that went on without it."""
+    return [f"warning: {_left_out(broken)}" for broken in registry.broken]
+
+
+class BrokenPluginWarning(UserWarning):
+    """A plugin package that failed to load, left out of a recipe that did not need it."""
+
+
+_warned: set[tuple[str, str, str]] = set()  # (package, entry point, error): each told once per process
+
+
+def warn_broken(registry: Registry, stacklevel: int = 2) -> None:
+    """`warnings.warn` for each broken plugin of `registry` not yet warned about, from Python
+    (`stylekit.load`), where the command line prints `broken_warnings` instead. A recipe that
+    names a component the plugin would have provided fails instead (`Registry.get`)."""
+    for broken in registry.broken:
+        key = (broken.plugin.package, broken.plugin.name, broken.error)
+        if key not in _warned:
+            _warned.add(key)
+            warnings.warn(_left_out(broken), BrokenPluginWarning, stacklevel=stacklevel + 1)
+
+
+def _left_out(broken: BrokenPlugin) -> str:
+    return f"{broken.describe()} (left out; this recipe does not need it)"
+
+
+def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, PluginInfo]] = ()) -> Registry:
+    """Load every selected entry-point plugin (and `extra` plugin objects) into a registry."""
+    allowed = selected_packages(env)
+    plugins: list[tuple[Any, PluginInfo]] = []
+    broken: list[BrokenPlugin] = []
+    skipped: set[str] = set()
+    for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name != BUILTIN_PACKAGE, ep.dist.name, ep.name)):
+        package = ep.dist.name if ep.dist else "?"
+        if package != BUILTIN_PACKAGE and allowed is not None and normalize_package(package) not in allowed:
+            skipped.add(package)
+            continue
+        info = PluginInfo(ep.name, package, ep.dist.version if ep.dist else "?")
+        try:
+            plugins.append((ep.load(), info))
+        except Exception as exc:  # a broken plugin must not take stylekit (or `stylekit plugins`) down
+            broken.append(BrokenPlugin(info, f"failed to import ({type(exc).__name__}: {exc}) - reinstall or fix "
+                                             f"{package}, or leave it out with {ENV_VAR}=<the packages you want>"))
+    registry = build_registry([*plugins, *extra])
+    registry.skipped_packages = skipped
+    registry.broken = broken + registry.broken
+    return registry
+
+
+def build_registry(plugins: Iterable[tuple[Any, PluginInfo]]) -> Registry:
+    """Register plugin objects with pluggy and collect their components, checking each."""
+    manager = pluggy.PluginManager(hookspecs.PROJECT)
+    manager.add_hookspecs(hookspecs)
+    registry = Registry()
+    owners: dict[int, PluginInfo] = {}
+    problems: list[Problem] = []
+    for plugin, info in plugins:
+        try:
+            manager.register(plugin, name=info.label)
+        except pluggy.PluginValidationError as exc:  # nothing of it is registered: left out, like an import failure
+            registry.broken.append(BrokenPlugin(info, f"has a bad hook: {exc}"))
+            continue
+        owners[id(plugin)] = info
+        registry.plugins.append(info)
+    problems += _unknown_hooks(manager)
+    if problems:
+        raise UserError(problems)
+
+    for hook_name, kind in hookspecs.HOOK_KINDS.items():
+        for impl in getattr(manager.hook, hook_name).get_hookimpls():
+            info = owners[id(impl.plugin)]
+            register = _register_into(registry, kind, info, problems)
+            try:
+                impl.function(**{arg: register for arg in impl.argnames})
+            except Exception as exc:
+                problems.append(Problem(f"plugin '{info.name}' of package '{info.package}' failed in {hook_name} ({type(exc).__name__}: {exc})"))
+    if problems:
+        raise UserError(problems)
+    return registry
+
+
+def _unknown_hooks(manager: pluggy.PluginManager) -> list[Problem]:
+    """Hook implementations whose name matches no hook spec (a typo like `register_loss`)."""
+    problems = []
+    for hook_name in dir(manager.hook):
+        hook = getattr(manager.hook, hook_name)
+        if hook_name.startswith("_") or not isinstance(hook, pluggy.HookCaller) or hook.spec is not None:
+            continue
+        for impl in hook.get_hookimpls():
+            problems.append(Problem(
+                f"plugin '{impl.plugin_name}' implements unknown hook '{hook_name}'"
+                f"{did_you_mean(hook_name, hookspecs.HOOK_KINDS)}"))
+    return problems
+
+
+def _register_into(registry: Registry, kind: str, info: PluginInfo, problems: list[Problem]):
+    base = KINDS[kind]
+
+    def register(cls: type) -> None:
+        who = f"plugin '{info.name}' of package '{info.package}'"
+        if not (isinstance(cls, type) and issubclass(cls, base)):
+            problems.append(Problem(f"{who} registered {cls!r} as a {kind}, but it is not a subclass of stylekit.contract.components.{base.__name__}"))
+            return
+        name = getattr(cls, "name", None)
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(f"{who} registered {cls.__qualname__} without a `name` class attribute"))
+            return
+        if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
+            problems.append(Problem(f"{who}: {kind} '{name}' has a Params that is not a pydantic model"))
+            return
+        existing = registry.components[kind].get(name)
+        if existing is not None:
+            problems.append(Problem(
+                f"{kind} '{name}' is registered twice: by {who} and by plugin '{existing.plugin.name}' "
+                f"of package '{existing.plugin.package}' - uninstall one of them or leave one out with {ENV_VAR}"))
+            return
+        registry.components[kind][name] = Registered(cls, info)
+
+    return register

@@ -1,0 +1,475 @@
+"""Recipes: TOML files, validated by pydantic, that choose and configure every component.
+
+`load_recipe` reads a recipe, applies command-line overrides, validates the schema and
+each component's own params, checks layer names and image files, and resolves paths
+relative to the recipe file. Every problem is collected and raised at once as a
+`UserError` whose lines read `recipes/x.toml:12: loss[1].layers[0]: ...`.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+import os
+import re
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from stylekit.contract.components import Backbone
+from stylekit.recipe import checks
+from stylekit.errors import Problem, UserError, did_you_mean
+from stylekit.recipe.overrides import apply_override
+from stylekit.recipe.plan import Choice, InputImages, LossChoice, Plan, Stage
+from stylekit.plugins.registry import Registry
+from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
+from stylekit.recipe.stage_fit import StageFit, fit_stages_to_overrides
+from stylekit.recipe.tomlpos import dotted, key_lines, line_of
+from stylekit.recipe.toml_types import text_for_typed_values
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
+
+
+# ---------------------------------------------------------------- loading
+
+
+def read_toml(path: Path) -> tuple[dict, str]:
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # -sig: editors that save a byte-order mark
+    except FileNotFoundError:
+        raise UserError(Problem("recipe file not found - check the path", file=str(path))) from None
+    except IsADirectoryError:
+        raise UserError(Problem("this is a folder, not a recipe file - give the .toml file", file=str(path))) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
+    return parse_toml(text, str(path)), text
+
+
+def parse_toml(text: str, label: str) -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
+        line = int(found.group(1)) if found else None
+        message = str(exc).replace(found.group(0), "") if found else str(exc)
+        raise UserError(Problem(f"TOML syntax error: {message} - fix the syntax at this line", file=label, line=line)) from None
+
+
+def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[dict, str, str, Path]:
+    """(data, text, label, base folder) of a recipe given as a file path, a TOML text or a
+    dict. A str is TOML text when it has a line break or an `=`, else a path."""
+    if isinstance(source, dict):
+        return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
+    if isinstance(source, str) and ("\n" in source or "=" in source):
+        return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
+    if not isinstance(source, (str, os.PathLike)):
+        raise UserError(f"a recipe must be a file path, a TOML text or a dict, not {type(source).__name__}")
+    path = Path(source)
+    data, text = read_toml(path)
+    return data, text, str(path), base or path.parent
+
+
+def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
+                images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None,
+                decoded: dict | None = None) -> Plan:
+    """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
+
+    `images` may give the content ("content": a PIL image) and styles ("style": a list) as
+    objects in memory; they replace the recipe's files, which may then be left out.
+    Relative paths are resolved against `base` (default: the recipe file's folder, or the
+    current folder for a recipe given as text or a dict). `decoded`: style images decoded
+    by earlier loads (a batch's `Reuse.style_images`), taken from and added to.
+    """
+    data, text, found_label, base = read_source(source, base)
+    label = label or found_label  # a plan loaded again from its own recipe keeps its source
+    flags = getattr(overrides, "flags", {})
+    for key, value in (overrides or {}).items():
+        apply_override(data, key, value, flags.get(key))
+    fit = fit_stages_to_overrides(data, set(overrides or {}))
+    memory = dict(images or {})
+    if memory:
+        section = data.setdefault("images", {})
+        if isinstance(section, dict):
+            if "content" in memory:
+                section["content"] = MEMORY
+            if "style" in memory:
+                section["style"] = [MEMORY] * len(memory["style"])
+    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
+    problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
+    quoted = _quoted_values(source, overrides, at)
+    try:
+        recipe = Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems += _without_echoes([_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())], fit)
+        recipe = None
+    problems = _instead(problems, quoted(Recipe, data))
+    # Check components even where another part of the recipe failed the schema, so that
+    # every problem is reported at once: take each section that is valid on its own.
+    parts = recipe if recipe is not None else _valid_parts(data)
+    if parts.requires is not None:
+        problems += _missing_packages(parts.requires, registry, at)
+    inputs = None
+    if parts.images is not None:
+        _resolve_image_paths(parts.images, base)
+        inputs = _open_images(parts.images, memory, at, problems, decoded)
+    if parts.output is not None:
+        parts.output.path = _resolve(base, parts.output.path)
+        problems += checks.output_problems(parts, at)
+
+    backbone = None
+    if parts.backbone is not None:
+        backbone = _choice(registry, "backbone", parts.backbone.name, parts.backbone.params, ("backbone",), at, problems, quoted)
+        if backbone is not None:
+            problems += _resolve_weights(parts.backbone, backbone.cls, base, at)
+    losses = []
+    seen: dict[str, int] = {}
+    for i, spec in enumerate(parts.loss or []):
+        if spec is None:
+            continue
+        loss = _choice(registry, "loss", spec.name, spec.params, ("loss", i), at, problems, quoted)
+        if loss is None:
+            continue
+        seen[spec.name] = seen.get(spec.name, 0) + 1
+        label_ = spec.name if seen[spec.name] == 1 else f"{spec.name}#{seen[spec.name]}"
+        layers = spec.layer_table(loss.cls.default_layers) if loss.cls.reads_features else {}
+        # `strength` moves along the style/structure trade without the user knowing which
+        # weights to change: it scales exactly the terms that pull towards the style image.
+        pulls_to_style = loss.cls.reads_features and "style" in loss.cls.target_images
+        strength = parts.strength if parts.strength is not None and pulls_to_style else 1.0
+        losses.append(LossChoice(i, label_, loss, spec.weight * strength, layers))
+        if backbone is not None:
+            problems += _check_layers(spec, loss.cls, backbone.cls, backbone.params, i, at)
+    chosen = {}
+    for kind in ("optimizer", "scheduler"):
+        spec = getattr(parts, kind)
+        if spec is not None:
+            chosen[kind] = _choice(registry, kind, spec.name, spec.params, (kind,), at, problems, quoted)
+    device = dtype = None
+    if parts.run is not None:
+        device, dtype = _device_and_precision(parts.run, at, problems)
+        if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
+            problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
+    if inputs is not None and backbone is not None:
+        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
+    if problems or recipe is None:
+        raise UserError(problems)
+    return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
+                optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], device=device, dtype=dtype,
+                stages=_stages(recipe), images=inputs, output=Path(recipe.output.path),
+                plugin_versions={p.package: p.version for p in registry.plugins}, at=at, registry=registry)
+
+
+def _stages(recipe: Recipe) -> tuple[Stage, ...]:
+    if recipe.stage:
+        return tuple(Stage(s.width, s.height, s.steps) for s in recipe.stage)
+    return (Stage(recipe.output.width, recipe.output.height, recipe.run.steps),)
+
+
+def _device_and_precision(run, at, problems: list[Problem]):
+    from stylekit.recipe.devices import resolve_device, resolve_precision
+
+    try:
+        device = resolve_device(run.device)
+    except UserError as exc:
+        problems.append(at(("run", "device"), exc.problems[0].message))
+        return None, None
+    try:
+        return device, resolve_precision(run.precision, device)
+    except UserError as exc:
+        problems.append(at(("run", "precision"), exc.problems[0].message))
+        return device, None
+
+
+def _valid_parts(data: dict) -> SimpleNamespace:
+    """The sections of a recipe that pass the schema on their own (None where they fail)."""
+    def valid(name: str, model, raw):
+        try:
+            return model.model_validate(raw)
+        except ValidationError:
+            return None
+
+    sections = {}
+    for name, field in Recipe.model_fields.items():
+        if name == "loss":
+            items = data.get("loss")
+            sections[name] = [valid(name, LossSpec, item) for item in items] if isinstance(items, list) else None
+        elif name == "requires":
+            requires = data.get("requires", [])
+            sections[name] = requires if isinstance(requires, list) and all(isinstance(r, str) for r in requires) else None
+        elif name == "stage":
+            sections[name] = None  # stages name no components to check
+        elif name == "strength":  # a number: its own problem is reported by the schema
+            sections[name] = None
+        elif name in data:
+            sections[name] = valid(name, field.annotation, data[name])
+        else:
+            sections[name] = None if field.is_required() else field.default.model_copy()
+    return SimpleNamespace(**sections)
+
+
+def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) -> list[Problem]:
+    """Default the weights; a value that is no known name is a file relative to the recipe."""
+    weights = spec.weights or cls.weight_choices[0]
+    if weights not in cls.weight_choices:
+        weights = _resolve(base, weights)
+        if not Path(weights).is_file():
+            return [at(("backbone", "weights"), f"'{spec.weights}' is neither one of {', '.join(cls.weight_choices)} "
+                                                 f"nor an existing weights file ({weights})")]
+    spec.weights = weights
+    return []
+
+
+def _locator(label: str, lines: dict, flag_for=None, fit: StageFit | None = None):
+    def at(loc: tuple, message: str) -> Problem:
+        # A stage scaled from an override holds the override's value, not the recipe's line.
+        source = fit.source(loc) if fit is not None else None
+        flag = flag_for(source or loc) if flag_for else None
+        if flag:  # the value came from the command line: name the flag, not the recipe's line
+            return Problem(message, file=flag, field=dotted(loc) or None)
+        return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
+    return at
+
+
+def _without_echoes(problems: list[Problem], fit: StageFit) -> list[Problem]:
+    """Without the problems of stage fields scaled from an override that has its own problem
+    (`--set output.width=20000`: the width is too large once, not once more per stage)."""
+    sources = fit.sources()
+    fields = {p.field for p in problems if p.field}
+    return [p for p in problems if sources.get(p.field or "") not in fields]
+
+
+def _resolve(base: Path, value: str) -> str:
+    try:
+        value = str(Path(value).expanduser())
+    except RuntimeError:  # ~user of no such user: leave it, the file check reports it
+        pass
+    return os.path.normpath(base / value)
+
+
+def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at) -> Problem:
+    loc = prefix + tuple(part for part in err["loc"] if not _is_union_tag(part))
+    if err["type"] == "extra_forbidden":
+        known = _fields_at(model, tuple(err["loc"][:-1])) if model is not None else []
+        return at(loc, f"unknown key '{err['loc'][-1]}'{did_you_mean(str(err['loc'][-1]), known)}")
+    message = err["msg"].removeprefix("Value error, ")
+    if err["type"] == "missing":
+        return at(loc, "required field is missing - add it")
+    if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
+        return at(loc, message)
+    if isinstance(err["input"], str) and json.dumps(err["input"]) in message:  # the message quotes it already
+        return at(loc, message)
+    return at(loc, f"{message} (got {err['input']!r})")
+
+
+def _without_tried_branches(errors: list[dict]) -> list[dict]:
+    """Drop 'should be a list' where a value of a union (a list or a table of layers) failed
+    inside the other branch: the deeper error is the one that says what is wrong."""
+    locs = [tuple(p for p in err["loc"] if not _is_union_tag(p)) for err in errors]
+    return [err for err, loc in zip(errors, locs)
+            if not (err["type"] in ("list_type", "dict_type") and any(len(o) > len(loc) and o[:len(loc)] == loc for o in locs))]
+
+
+def _quoted_values(source, overrides, at):
+    """check(model, data, prefix) -> the problems of values of a TOML recipe written as text
+    where `model` wants a number or a boolean (`steps = "10"`; see `stylekit.recipe.toml_types`).
+    Values given as overrides, or in a recipe given as a dict, are Python's and not checked."""
+    overridden = [tuple(key) for key in overrides or {}]
+
+    def check(model: type[BaseModel], data, prefix: tuple = ()) -> list[Problem]:
+        if isinstance(source, dict):
+            return []
+        found = []
+        for raw, message in text_for_typed_values(model, data):
+            loc = prefix + tuple(part for part in raw if not _is_union_tag(part))
+            if not any(loc[:len(key)] == key for key in overridden):
+                found.append(at(loc, message))
+        return found
+
+    return check
+
+
+def _instead(problems: list[Problem], better: list[Problem]) -> list[Problem]:
+    """`problems` with those of a field that `better` names replaced by its problem (one
+    message for one mistake), then the rest of `better`."""
+    by_field = {problem.field: problem for problem in better}
+    merged, used = [], set()
+    for problem in problems:
+        if problem.field not in by_field:
+            merged.append(problem)
+        elif problem.field not in used:
+            merged.append(by_field[problem.field])
+            used.add(problem.field)
+    return merged + [problem for problem in better if problem.field not in used]
+
+
+def _is_union_tag(part) -> bool:
+    # pydantic names the branch of a union it tried ('list[str]', 'dict[str,float]'); readers don't care.
+    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) model at `loc`, for did-you-mean suggestions."""
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        args = getattr(annotation, "__args__", ())
+        inner = args[0] if args else annotation
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            model = inner
+        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+        else:
+            return []
+    return list(model.model_fields)
+
+
+def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem],
+            quoted=None) -> Choice | None:
+    """The registered class of `name` with its params validated, or None (problems added).
+    `quoted`: see `_quoted_values`."""
+    try:
+        cls = registry.get(kind, name)
+    except UserError as exc:
+        problems.append(at((*loc, "name"), exc.problems[0].message))
+        return None
+    package = registry.components[kind][name].plugin.package
+    found = quoted(cls.Params, raw_params, (*loc, "params")) if quoted is not None else []
+    try:
+        params = cls.Params.model_validate(raw_params)
+    except ValidationError as exc:
+        found = _instead([_pydantic_problem(err, (*loc, "params"), cls.Params, at) for err in exc.errors()], found)
+        params = None
+    problems.extend(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')", problem.file, problem.line,
+                         problem.field) for problem in found)
+    # Quoted numbers are reported, but read as pydantic reads them, so that the checks that
+    # need the component (its layers, sizes) still run: every problem is told at once.
+    return Choice(cls, params, package) if params is not None else None
+
+
+def _check_layers(spec: LossSpec, cls, backbone_cls: type[Backbone], backbone_params, index: int, at) -> list[Problem]:
+    if not cls.reads_features:
+        if spec.layers:
+            return [at(("loss", index, "layers"), f"loss '{cls.name}' reads the image, not layers - remove `layers`")]
+        return []
+    known = backbone_cls.layer_names_for(backbone_params)
+    table = spec.layer_table(cls.default_layers)
+    if not table:
+        return [at(("loss", index, "layers"), f"loss '{cls.name}' needs at least one layer")]
+    problems = []
+    for j, name in enumerate(table):
+        if name not in known:
+            loc = ("loss", index, "layers", j if isinstance(spec.layers, list) else name)
+            problems.append(at(loc, f"unknown layer '{name}' of backbone '{backbone_cls.name}'{did_you_mean(name, known)}"))
+    return problems
+
+
+def _resolve_image_paths(images: ImagesSpec, base: Path) -> None:
+    def resolve(value: str) -> str:
+        return value if value == MEMORY else _resolve(base, value)
+
+    images.content = resolve(images.content)
+    images.style = [resolve(p) for p in images.style]
+    if images.style_masks:
+        images.style_masks = [resolve(p) for p in images.style_masks]
+    if images.init not in INIT_CHOICES:
+        images.init = resolve(images.init)
+
+
+def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[Problem],
+                 decoded: dict | None = None) -> InputImages | None:
+    """Decode every input image now, so that a file that cannot be read is reported before
+    the run (a truncated JPEG passes a header check and fails only when decoded). Style
+    images found in `decoded` are not decoded again."""
+    from stylekit.files.images import open_rgb, rgb_of
+
+    before = len(problems)
+
+    def read(loc: tuple, path: str, given=None):
+        if given is not None:
+            return rgb_of(given, images)
+        try:
+            return open_rgb(path, images, warn=True)  # warn: an animation's first frame is used
+        except UserError as exc:
+            problems.append(at(loc, exc.problems[0].message))
+            return None
+
+    def read_style(loc: tuple, path: str, given=None):
+        key = None if given is not None or decoded is None else _decoded_key(path, images)
+        if key is not None and key in decoded:
+            return decoded[key]
+        image = read(loc, path, given)
+        if key is not None and image is not None:
+            decoded[key] = image
+        return image
+
+    content = read(("images", "content"), images.content, memory.get("content"))
+    given_styles = memory.get("style") or [None] * len(images.style)
+    styles = [read_style(("images", "style", i), p, g) for i, (p, g) in enumerate(zip(images.style, given_styles))]
+    masks = [read(("images", "style_masks", i), p) for i, p in enumerate(images.style_masks or [])]
+    init = images.init if images.init in INIT_CHOICES else read(("images", "init"), images.init)
+    if len(problems) > before:
+        return None
+    raw_weights = images.style_weights or [1.0] * len(styles)
+    return InputImages(content=content, styles=tuple(styles), style_weights=tuple(w / sum(raw_weights) for w in raw_weights),
+                       masks=tuple(masks) if images.style_masks else None, init=init)
+
+
+def _decoded_key(path: str, images: ImagesSpec) -> tuple | None:
+    """What a decoded image depends on: the file (so that a file replaced between two items is
+    decoded again: its inode and change time move with any write or rename, even where the
+    modification time is kept, as by `cp -p`) and the fields that change decoding; None if
+    unreadable."""
+    try:
+        found = os.stat(path)
+    except (OSError, ValueError):
+        return None  # open_rgb reports it
+    return (os.path.realpath(path), found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns, found.st_ctime_ns,
+            images.background, images.max_pixels)
+
+
+def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:
+    from stylekit.plugins.registry import ENV_VAR, installed_distributions, normalize_package
+
+    loaded = {normalize_package(p) for p in registry.packages()}
+    skipped = {normalize_package(p) for p in registry.skipped_packages}
+    broken = {normalize_package(b.plugin.package): b for b in registry.broken}
+    problems = []
+    for i, package in enumerate(requires):
+        wanted = normalize_package(package)
+        if wanted in loaded:
+            continue
+        if wanted in broken:
+            problems.append(at(("requires", i), f"plugin package '{package}' is installed but broken: {broken[wanted].describe()}"))
+        elif wanted in skipped:
+            problems.append(at(("requires", i), f"plugin package '{package}' is installed but {ENV_VAR} leaves it out - add it to {ENV_VAR}"))
+        else:
+            # A near-miss of an installed name is a typo: suggesting `pip install` of it would
+            # invite installing whatever squats on the misspelt name.
+            # The cutoff is high because plugin names share their `stylekit-` prefix:
+            # 'stylekit-foo' is no typo of 'stylekit-mrf' (0.83), 'stylekit-laplacain' is of
+            # 'stylekit-laplacian' (0.94).
+            installed = {normalize_package(name): name for name in installed_distributions()}
+            close = difflib.get_close_matches(wanted, installed, n=3, cutoff=0.85)
+            if close:
+                names = " or ".join(f"'{installed[name]}'" for name in close)
+                problems.append(at(("requires", i), f"plugin package '{package}' is not installed - did you mean "
+                                                    f"the installed {names}? Correct the name in requires"))
+            else:
+                problems.append(at(("requires", i), f"this recipe needs the plugin package '{package}' - install it with `pip install {package}`"))
+    return problems

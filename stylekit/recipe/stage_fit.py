@@ -1,0 +1,132 @@
+"""Overrides of the whole run (`--set output.width=...`, `--steps ...`) carried into a recipe
+that runs in stages.
+
+In the recipe, stages take precedence over `output.width`/`height` and `run.steps`; given as
+overrides, those mean the whole run, so the stages are scaled to them. The scaled values are
+not what the recipe says, so a problem with one of them must not point at the recipe's line:
+`StageFit` remembers which override each scaled field came from, and the messages name it.
+(A stage's own height, scaled with `output.width` alone, came from `output.width`.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from stylekit.recipe.tomlpos import dotted
+
+@dataclass
+class StageFit:
+    """What `fit_stages_to_overrides` did to the stages, for messages about them."""
+
+    #: (loc, message) of each override that cannot be carried into the stages.
+    problems: list[tuple[tuple, str]] = field(default_factory=list)
+    #: The stage fields that were scaled ('width', 'height', 'steps') -> the override key that scaled them.
+    scaled: dict[str, tuple] = field(default_factory=dict)
+    #: The stages' widths and heights (None where not given) as the recipe has them.
+    widths: tuple[int, ...] = ()
+    heights: tuple[int | None, ...] = ()
+    #: The output size the stages were scaled to; the height only where it was an override.
+    given_width: int | None = None
+    given_height: int | None = None
+
+    def source(self, loc: tuple) -> tuple | None:
+        """The override key that set the stage field at `loc` (('stage', 0, 'width')), or None
+        when the recipe's own value is there."""
+        loc = tuple(loc)
+        if len(loc) >= 3 and loc[0] == "stage":
+            return self.scaled.get(loc[2])
+        return None
+
+    def sources(self) -> dict[str, str]:
+        """dotted stage field -> dotted override key, for every scaled field."""
+        return {dotted(("stage", i, name)): dotted(key)
+                for i in range(len(self.widths)) for name, key in self.scaled.items()}
+
+    def stage_size(self, index: int, width: int, height: int | None) -> tuple[int, int | None]:
+        """(width, height) of stage `index` for an output of `width` (and `height`, if given):
+        the stages keep the recipe's proportions and the last one takes the size."""
+        share = self.widths[index] / self.widths[-1]
+        if height:
+            return max(1, round(width * share)), max(1, round(height * share))
+        own = self.heights[index]
+        return max(1, round(width * share)), (max(1, round(own * width / self.widths[-1])) if own else None)
+
+    def proportions(self) -> str:
+        """'256 and 512 px wide' (the recipe's stages)."""
+        widths = [str(w) for w in self.widths]
+        return f"{', '.join(widths[:-1])} and {widths[-1]} px wide"
+
+
+def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
+    """An override of `output.width` (and `output.height`) or `run.steps` on a recipe that
+    runs in stages means the whole run (`--set output.width=1024` or `--steps 100` on the
+    default recipe), where the stages would otherwise take precedence and the flag would do
+    nothing: the stages keep their proportions, the last one takes the size, and the steps
+    are shared out as the recipe shares them. Overrides of the stages themselves win over
+    both. Problems: `output.height` overridden alone (the stages' widths would depend on the
+    content's aspect), and fewer steps than stages."""
+    fit = StageFit()
+    stages = data.get("stage")
+    if not isinstance(stages, list) or not stages or any(key[:1] == ("stage",) for key in overridden):
+        return fit
+    if not all(isinstance(s, dict) and _positive(s.get("width")) and _positive(s.get("steps")) for s in stages):
+        return fit  # the schema reports what is wrong with them
+    fit.widths = tuple(s["width"] for s in stages)
+    fit.heights = tuple(s.get("height") if _positive(s.get("height")) else None for s in stages)
+    output, run = data.get("output") or {}, data.get("run") or {}
+    width = _whole(output.get("width")) if ("output", "width") in overridden else None
+    height = _whole(output.get("height")) if ("output", "height") in overridden else None
+    if _positive(height) and not _positive(width):
+        fit.problems.append((("output", "height"), "this recipe runs in stages ([[stage]]): give output.width too, and "
+                             "the stages scale with it, or set the stages' sizes (stage[N].width, stage[N].height)"))
+    elif _positive(width):
+        fit.given_width, fit.given_height = width, height if _positive(height) else None
+        for index, stage in enumerate(stages):
+            stage["width"], new_height = fit.stage_size(index, width, fit.given_height)
+            if new_height is not None:
+                stage["height"] = new_height
+        fit.scaled["width"] = ("output", "width")
+        if fit.given_height:
+            fit.scaled["height"] = ("output", "height")
+        elif any(fit.heights):  # the stages' own heights, scaled with the width
+            fit.scaled["height"] = ("output", "width")
+    steps = _whole(run.get("steps")) if ("run", "steps") in overridden else None
+    if _positive(steps) and steps < len(stages):
+        fit.problems.append((("run", "steps"), f"this recipe runs in {len(stages)} stages ([[stage]]) of at least one "
+                             f"step each - give {len(stages)} steps or more, or set the stages' steps (stage[N].steps)"))
+    elif _positive(steps):
+        total = sum(s["steps"] for s in stages)
+        shared = [max(1, round(steps * s["steps"] / total)) for s in stages]
+        shared[-1] = max(1, shared[-1] + steps - sum(shared))
+        while sum(shared) > steps:  # rounding up many small stages: take it back from the longest
+            shared[shared.index(max(shared))] -= 1
+        for stage, n in zip(stages, shared):
+            stage["steps"] = n
+        fit.scaled["steps"] = ("run", "steps")
+    return fit
+
+
+def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:
+    """The least output (width, height) larger than the one given, the height (if it was
+    given) keeping its proportion to the width, at which stage `index` passes
+    `fits(stage_width, stage_height)`; None if none within the schema's 16384."""
+    width, height = fit.given_width, fit.given_height
+    for wide in range(width + 1, 16385):
+        tall = max(1, round(height * wide / width)) if height else None
+        if tall and tall > 16384:
+            break
+        if fits(*fit.stage_size(index, wide, tall)):
+            return wide, tall
+    return None
+
+
+def _whole(value):
+    """An override's whole number as the schema will read it: overrides are read laxly, so
+    the text "64" (from an environment variable, say) is 64 there, and must be here too."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return value
+
+
+def _positive(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0

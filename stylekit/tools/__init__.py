@@ -1,0 +1,1 @@
+"""Generated references: the recipe's JSON Schema, field docs and the docs generator."""
