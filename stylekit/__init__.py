@@ -8,12 +8,12 @@ The Python API (docs/api.md): `load` a recipe into a checked `Plan`, `stylize` i
 __version__ = "0.1.0"
 
 from stylekit._lazy import lazy_names
-from stylekit.contract.hookspecs import hookimpl
 
 # The API imports torch; a plugin that only needs `hookimpl` should not pay for that.
 _HOMES = {
+    "stylekit.contract.hookspecs": {"hookimpl"},
     "stylekit.api": {"load", "stylize", "Plan", "Result", "RunDiverged", "StepInfo"},
     "stylekit.errors": {"UserError", "RunFailed"},
 }
-__getattr__, __dir__ = lazy_names(__name__, _HOMES, ["hookimpl", "__version__"])
+__getattr__, __dir__ = lazy_names(__name__, _HOMES, ["__version__"])
 __all__ = __dir__()

@@ -109,7 +109,7 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
-            from stylekit.recipe.load import MEMORY
+            from stylekit.recipe.plan import MEMORY
 
             # A plan's paths are resolved already: against the current folder they stay as they
             # are, and files stay files (so that Result.save knows them as inputs); only

@@ -8,6 +8,7 @@ without a traceback. Code anywhere in stylekit raises `UserError` for bad input
 from __future__ import annotations
 
 import difflib
+import os
 import dataclasses
 from dataclasses import dataclass
 from typing import Iterable
@@ -64,3 +65,12 @@ class RunFailed(Exception):
     with status 3; unlike `UserError`, the recipe itself may be fine."""
 
     exit_status = 3
+
+
+#: Set (to anything but 0/false/no) to see the traceback behind a message about a plugin.
+TRACEBACK_ENV = "STYLEKIT_TRACEBACK"
+
+
+def tracebacks_wanted(env: dict[str, str] | None = None) -> bool:
+    value = (env if env is not None else os.environ).get(TRACEBACK_ENV, "")
+    return value.strip().lower() not in ("", "0", "false", "no")

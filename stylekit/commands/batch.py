@@ -394,7 +394,7 @@ class Worker:
         from stylekit.run.session import stylize
         from stylekit.run.together import stylize_together
 
-        from stylekit.plugins.blame import attributed
+        from stylekit.run.blame import attributed
 
         plans = [plan for _, plan, _ in group]
         callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
-        from stylekit.plugins.blame import tracebacks_wanted
+        from stylekit.errors import tracebacks_wanted
 
         for problem in exc.problems:
             if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except OSError as exc:  # a file or folder named on the command line that cannot be written or read
         if exc.filename is None:  # no path to name (a full disk mid-run, a socket): not the user's input
             raise
-        from stylekit.plugins.blame import tracebacks_wanted
+        from stylekit.errors import tracebacks_wanted
         from stylekit.files.outputs import describe
 
         if getattr(args, "traceback", False) or tracebacks_wanted():

@@ -13,6 +13,7 @@ import torch
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
 from stylekit.errors import UserError
+from stylekit.files.limits import DEFAULT_MAX_PIXELS
 
 
 #: What Pillow raises for a file that is not an image it can decode.
@@ -60,8 +61,6 @@ def rgb_of(img: Image.Image, spec=None) -> Image.Image:
 @contextlib.contextmanager
 def _opened(path: str, spec):
     """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
-    from stylekit.recipe.schema import DEFAULT_MAX_PIXELS
-
     limit = getattr(spec, "max_pixels", DEFAULT_MAX_PIXELS)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -4,7 +4,7 @@ plugins that failed to load, with what went wrong."""
 
 from __future__ import annotations
 
-from stylekit.tools.fielddoc import field_rows, row_text
+from stylekit.plugins.fielddoc import field_rows, row_text
 from stylekit.plugins.registry import Registry
 
 

@@ -16,9 +16,8 @@ import traceback
 import torch
 from pydantic import BaseModel
 
-from stylekit.plugins.blame import ENV_VAR
 from stylekit.contract.components import Backbone
-from stylekit.errors import Problem, UserError
+from stylekit.errors import TRACEBACK_ENV, Problem, UserError
 from stylekit.plugins.registry import BUILTIN_PACKAGE
 
 #: Side of the probe image. Large enough for five 2x poolings (VGG's) to leave 2x2 pixels.
@@ -73,5 +72,5 @@ def located(problem: Problem, at) -> Problem:
 
 def _plugin_failed(what: str, exc: Exception) -> UserError:
     first_line = (str(exc).strip().splitlines() or [""])[0]
-    message = f"{what} ({type(exc).__name__}{': ' + first_line if first_line else ''}) - {ENV_VAR}=1 or --traceback shows the traceback"
+    message = f"{what} ({type(exc).__name__}{': ' + first_line if first_line else ''}) - {TRACEBACK_ENV}=1 or --traceback shows the traceback"
     return UserError(Problem(message, field="backbone.name", details="".join(traceback.format_exception(exc))))

@@ -181,7 +181,7 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
 
 def _inputs(images):
     """(path, what it is) of every input file; images given in memory have no path."""
-    from stylekit.recipe.load import MEMORY
+    from stylekit.recipe.plan import MEMORY
 
     if images is None:
         return []

@@ -24,7 +24,7 @@ from stylekit.contract.components import Backbone
 from stylekit.recipe import checks
 from stylekit.errors import Problem, UserError, did_you_mean
 from stylekit.recipe.overrides import apply_override
-from stylekit.recipe.plan import Choice, InputImages, LossChoice, Plan, Stage
+from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
 from stylekit.plugins.registry import Registry
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from stylekit.recipe.stage_fit import StageFit, fit_stages_to_overrides
@@ -37,7 +37,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 
-MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
 
 
 # ---------------------------------------------------------------- loading

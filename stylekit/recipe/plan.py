@@ -21,6 +21,8 @@ from pydantic import BaseModel
 from stylekit.errors import Problem
 from stylekit.recipe.schema import Recipe
 
+MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
+
 
 @dataclass(frozen=True)
 class Choice:

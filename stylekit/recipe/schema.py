@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stylekit.errors import did_you_mean
+from stylekit.files.limits import DEFAULT_MAX_PIXELS
 
 
 class Strict(BaseModel):
@@ -31,8 +32,6 @@ def _no_nul(value: str) -> str:
 PathStr = Annotated[str, AfterValidator(_no_nul)]
 #: A weight: finite and not negative (a negative weight would maximize its term).
 Weight = Annotated[float, Field(ge=0)]
-#: Pillow's own limit (its DecompressionBombError is raised at twice this).
-DEFAULT_MAX_PIXELS = 89_478_485
 
 
 INIT_CHOICES = ("content", "style", "noise")

@@ -22,7 +22,7 @@ from PIL import Image
 
 from stylekit import __version__
 from stylekit.run import checkpoints
-from stylekit.plugins.blame import attributed
+from stylekit.run.blame import attributed
 from stylekit.run.build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from stylekit.recipe.devices import dtype_name
 from stylekit.run.engine import Diverged, Loop, LoopOptions, optimize

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 import stylekit.contract
 from stylekit.contract import components, hookspecs
 from stylekit.recipe import schema
-from stylekit.tools.fielddoc import field_rows
+from stylekit.plugins.fielddoc import field_rows
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -15,22 +15,13 @@ The traceback itself travels in `Problem.details`, printed by the CLI only with
 from __future__ import annotations
 
 import dataclasses
-import os
 import traceback
 from dataclasses import dataclass
 
 import torch
 
 from stylekit.contract.components import Backbone, LossTerm, Optimizer, Scheduler
-from stylekit.errors import Problem, UserError
-
-ENV_VAR = "STYLEKIT_TRACEBACK"
-
-
-def tracebacks_wanted(env: dict[str, str] | None = None) -> bool:
-    value = (env if env is not None else os.environ).get(ENV_VAR, "")
-    return value.strip().lower() not in ("", "0", "false", "no")
-
+from stylekit.errors import TRACEBACK_ENV, Problem, UserError
 
 @dataclass(frozen=True)
 class Origin:
@@ -101,7 +92,7 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
     first_line = (str(exc).strip().splitlines() or [""])[0]
     message = (f"{where.describe()} raised {type(exc).__name__}{': ' + first_line if first_line else ''} "
                f"in {method}() {when} - a bug in {where.package}, or params it does not handle; "
-               f"{ENV_VAR}=1 or --traceback shows the traceback")
+               f"{TRACEBACK_ENV}=1 or --traceback shows the traceback")
     details = "".join(traceback.format_exception(exc))
     if plan.at is None:
         return UserError(Problem(message, file=plan.source, field=where.entry, details=details))
