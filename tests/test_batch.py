@@ -371,7 +371,7 @@ def test_batch_size_auto_comes_from_the_memory_estimate(photos, monkeypatch):
     import torch
 
     from stylekit.commands.batch import images_per_step
-    from stylekit.run.memory import estimate
+    from stylekit.run.estimate import estimate
 
     root, recipe = photos
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "-o", str(root / "out"),

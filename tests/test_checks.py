@@ -1,5 +1,5 @@
 """Load-time checks (stylekit/recipe/checks.py), the --set parser (stylekit/recipe/overrides.py) and the
-resource messages (stylekit/run/resources.py), beyond what the corpus shows case by case."""
+resource messages (stylekit/run/failures.py and stylekit/run/estimate.py), beyond what the corpus shows case by case."""
 
 import json
 import sys
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from stylekit.run import resources
+from stylekit.run import estimate, failures
 from stylekit.builtins.vgg19 import VGG19
 from stylekit.recipe.checks import is_run_record
 from stylekit.errors import Problem, UserError
@@ -124,7 +124,7 @@ def test_recipe_values_still_cite_the_recipe_line(stylekit_recipe):
     assert err == f"error: {stylekit_recipe}:14: run.steps: Input should be greater than or equal to 1 (got 0)\n"
 
 
-# ---------------------------------------------------------------- resources
+# ---------------------------------------------------------------- failures and estimates
 
 
 @pytest.mark.parametrize("exc, kind", [
@@ -138,7 +138,7 @@ def test_recipe_values_still_cite_the_recipe_line(stylekit_recipe):
     (ValueError("out of memory"), None),
 ])
 def test_failures_are_told_apart_from_bugs(exc, kind):
-    message = resources.failure_message(exc, torch.device("cpu"), (48, 64))
+    message = failures.failure_message(exc, torch.device("cpu"), (48, 64))
     if kind is None:
         assert message is None
     else:
@@ -147,7 +147,7 @@ def test_failures_are_told_apart_from_bugs(exc, kind):
 
 
 def test_time_warning_for_a_run_far_beyond_the_cpu(stylekit_recipe, monkeypatch):
-    monkeypatch.setattr(resources, "CPU_FLOPS_PER_THREAD", 1.0)  # a very slow machine
+    monkeypatch.setattr(estimate, "CPU_FLOPS_PER_THREAD", 1.0)  # a very slow machine
     status, _, err = run_cli("run", str(stylekit_recipe), "--steps", "1")
     assert status == 0
     assert "warning: this run needs about" in err and "hours or more on this CPU" in err

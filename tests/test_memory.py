@@ -4,7 +4,7 @@ import torch
 
 from planning import history, plan_for, run_stage
 from stylekit.run.build import build_backbone
-from stylekit.run.memory import LiveBytes, _probe, estimate
+from stylekit.run.estimate import TensorBytes, _probe, estimate
 from stylekit.testing import TINY_RECIPE_HEAD, run_cli, write_recipe
 
 
@@ -38,11 +38,11 @@ def test_extrapolated_estimate_matches_a_direct_count_at_the_size(stylekit_recip
 
 def test_live_bytes_counts_new_tensors_and_the_backward_pass():
     x = torch.ones(1000, requires_grad=True)  # made before: not counted
-    with LiveBytes() as forward_only:
+    with TensorBytes() as forward_only:
         a = x * 2
         b = a * 3
     assert forward_only.peak == 8000 and a.numel() + b.numel() == 2000
-    with LiveBytes() as both:
+    with TensorBytes() as both:
         total = (torch.relu(x * 2) * 3).sum()  # ReLU keeps its output for the backward pass
         total.backward()
     assert both.peak > 8000 and x.grad is not None

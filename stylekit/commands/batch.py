@@ -333,8 +333,8 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
         if size < 1:
             raise UserError(f"--batch-size {requested}: give a whole number of images per step (1 or more), or auto")
         return size
-    from stylekit.run.memory import estimate, human
-    from stylekit.run.resources import available_memory
+    from stylekit.run.estimate import estimate, human
+    from stylekit.run.estimate import available_memory
 
     if plan.device.type == "cpu":
         print("batch size 1: on a CPU each image gets its own backbone pass, so more per step gains nothing",

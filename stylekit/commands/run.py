@@ -25,7 +25,8 @@ from stylekit.files.outputs import describe, keep_elsewhere, record_path, write_
 from stylekit.recipe.plan import Plan
 from stylekit.commands.progress import ProgressDisplay
 from stylekit.files.report import plot_losses, strip
-from stylekit.run.resources import failure_message, pre_run_warnings
+from stylekit.run.estimate import pre_run_warnings
+from stylekit.run.failures import failure_message
 from stylekit.run.session import Result, RunDiverged, StepInfo, stylize
 
 
@@ -166,7 +167,7 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
 
 def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
     """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
-    from stylekit.run.memory import estimate, human
+    from stylekit.run.estimate import estimate, human
 
     stream = stream or sys.stdout
     estimates = []

@@ -80,7 +80,7 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
     """A UserError naming the component of `plan` that raised `exc`; None when none did
     (or when it ran out of memory).
     `steps_before`: the steps of the stages before this one."""
-    from stylekit.run.resources import is_resource_failure
+    from stylekit.run.failures import is_resource_failure
 
     if is_resource_failure(exc):  # out of memory or too small: the sizes' fault, not the plugin's; the runner says so
         return None

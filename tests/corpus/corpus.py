@@ -145,9 +145,9 @@ def _copy(source: str, target: str):
 
 
 def _low_memory(folder, mp):
-    import stylekit.run.resources
+    import stylekit.run.estimate
 
-    mp.setattr(stylekit.run.resources, "available_memory", lambda device: 64 << 10)
+    mp.setattr(stylekit.run.estimate, "available_memory", lambda device: 64 << 10)
 
 
 def _subfolder_recipe(folder, mp):
