@@ -7,18 +7,19 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "stylekit"
+ARCHITECTURE = PACKAGE.parent / "docs" / "architecture.md"
 
 #: Lowest first; a module may import from its own layer and the ones before it.
 LAYERS = [
     ("foundation", ["stylekit", "stylekit._lazy", "stylekit.errors"]),
     ("contract", ["stylekit.contract", "stylekit.components", "stylekit.sequential", "stylekit.hookspecs"]),
-    ("files and built-ins", ["stylekit.files", "stylekit.builtins"]),
+    ("files, built-ins", ["stylekit.files", "stylekit.builtins"]),
     ("plugins", ["stylekit.plugins"]),
     ("recipe", ["stylekit.recipe"]),
     ("run", ["stylekit.run"]),
-    ("public face and tools", ["stylekit.api", "stylekit.tools"]),
+    ("public face, tools", ["stylekit.api", "stylekit.tools"]),
     # Test support drives the command line in process, as pytest's pytester does.
-    ("commands and test support", ["stylekit.commands", "stylekit.__main__", "stylekit.testing", "stylekit.pytest_plugin"]),
+    ("commands, test support", ["stylekit.commands", "stylekit.__main__", "stylekit.testing", "stylekit.pytest_plugin"]),
 ]
 PUBLIC = ["stylekit", "stylekit.api", "stylekit.contract", "stylekit.errors", "stylekit.testing"]
 #: What a public module may take from commands/: the `stylekit` command itself (its `main`,
@@ -113,3 +114,18 @@ def test_public_modules_take_nothing_private_from_the_commands():
     assert {module: found for module, found in leaks.items() if found} == {}
     assert {m for m in PUBLIC if COMMAND_ENTRY in edges[m]} == {"stylekit.testing"}
 
+
+
+def test_the_layers_are_those_docs_architecture_md_shows():
+    """The layer table of docs/architecture.md lists these layers in this order, each row
+    naming the folders and modules of its layer."""
+    rows = [[cell.strip() for cell in line.strip("|").split("|")]
+            for line in ARCHITECTURE.read_text(encoding="utf-8").splitlines()
+            if line.startswith("| ") and not line.startswith("| layer")]
+    assert [row[0] for row in rows] == [name for name, _ in LAYERS]
+    for (name, prefixes), row in zip(LAYERS, rows):
+        for prefix in prefixes:
+            part = prefix.removeprefix("stylekit").removeprefix(".") or "__init__"
+            shown = f"`{part}/`" if (PACKAGE / part).is_dir() else f"`{part.split('.')[-1]}.py`"
+            if part not in ("components", "sequential", "hookspecs"):  # the old paths, named in the text
+                assert shown in row[1] or shown.replace("`", "`stylekit/", 1) in row[1], (name, shown)
