@@ -14,7 +14,7 @@ import pytest
 @pytest.fixture
 def stylekit_registry():
     """The installed plugins plus the tiny random backbone (`stylekit.testing.tiny_registry()`)."""
-    from stylekit.testing import tiny_registry
+    from stylekit.testing import tiny_registry  # here, not at the top: pytest loads this plugin in every session
 
     return tiny_registry()
 
@@ -22,7 +22,7 @@ def stylekit_registry():
 @pytest.fixture
 def stylekit_images(tmp_path):
     """(content, style): two small PNG files in `tmp_path` (`stylekit.testing.write_images`)."""
-    from stylekit.testing import write_images
+    from stylekit.testing import write_images  # as above: torch only when a fixture is used
 
     return write_images(tmp_path)
 
@@ -31,6 +31,6 @@ def stylekit_images(tmp_path):
 def stylekit_recipe(tmp_path):
     """The path of a recipe in `tmp_path` for the tiny backbone, next to its two images
     (`stylekit.testing.write_recipe` with the default loss terms)."""
-    from stylekit.testing import write_recipe
+    from stylekit.testing import write_recipe  # as above
 
     return write_recipe(tmp_path)

@@ -139,7 +139,7 @@ def write_recipe(folder: Path, body: str = TINY_LOSSES, head: str = TINY_RECIPE_
 def run_cli(*args: str, registry: Registry | None = None) -> tuple[int, str, str]:
     """Run `stylekit ARGS` in-process with `registry` (default: `tiny_registry()`);
     returns (exit status, stdout, stderr)."""
-    from stylekit.commands.cli import main
+    from stylekit.commands.cli import main  # the one thing taken from commands/: only for tests that run it
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):

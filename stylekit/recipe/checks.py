@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from stylekit.errors import Problem
 from stylekit.files.images import output_size, style_size
+from stylekit.recipe.plan import MEMORY
+from stylekit.recipe.stage_fit import least_output_size
 from stylekit.files.outputs import record_path
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
 
@@ -107,8 +109,6 @@ def _fix_scaled(fit, index: int, fits) -> str:
     """The fix for a stage scaled from the output's size that was given as an override: the
     user gave output.width (not this stage's), so say which output.width (and height, if
     given) is enough for `fits(stage width, stage height)`."""
-    from stylekit.recipe.stage_fit import least_output_size
-
     width, height = fit.given_width, fit.given_height
     given = f"output.width ({width}) and output.height ({height})" if height else f"output.width ({width})"
     why = f"stage {index + 1} is scaled from the {given} given, as the recipe's stages ({fit.proportions()}) are"
@@ -181,8 +181,6 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
 
 def _inputs(images):
     """(path, what it is) of every input file; images given in memory have no path."""
-    from stylekit.recipe.plan import MEMORY
-
     if images is None:
         return []
     found = [(images.content, "content image"), *((p, "style image") for p in images.style)]

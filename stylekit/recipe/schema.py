@@ -68,7 +68,7 @@ class ImagesSpec(Strict):
     @field_validator("background")
     @classmethod
     def known_colour(cls, value: str):
-        from PIL import ImageColor
+        from PIL import ImageColor  # only when a colour is given: the JSON Schema tool reads this module without Pillow's cost
 
         try:
             ImageColor.getrgb(value)

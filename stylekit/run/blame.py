@@ -22,6 +22,8 @@ import torch
 
 from stylekit.contract.components import Backbone, LossTerm, Optimizer, Scheduler
 from stylekit.errors import TRACEBACK_ENV, Problem, UserError
+from stylekit.run.engine import Loop
+from stylekit.run.failures import is_resource_failure
 
 @dataclass(frozen=True)
 class Origin:
@@ -64,8 +66,6 @@ def blame(exc: BaseException, plan, terms=()) -> tuple[Origin, str, object | Non
     for an exception raised in a component's code; None when no frame of the traceback
     belongs to a component of `plan` (then it is stylekit's bug). `terms`: the built loss
     terms, in the recipe's order, when there are some."""
-    from stylekit.run.engine import Loop
-
     frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     loop = next((value for frame in frames for value in frame.f_locals.values() if isinstance(value, Loop)), None)
     for frame in reversed(frames):
@@ -80,8 +80,6 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
     """A UserError naming the component of `plan` that raised `exc`; None when none did
     (or when it ran out of memory).
     `steps_before`: the steps of the stages before this one."""
-    from stylekit.run.failures import is_resource_failure
-
     if is_resource_failure(exc):  # out of memory or too small: the sizes' fault, not the plugin's; the runner says so
         return None
     found = blame(exc, plan, terms)
