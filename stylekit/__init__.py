@@ -13,7 +13,7 @@ from stylekit._lazy import lazy_names
 _HOMES = {
     "stylekit.contract.hookspecs": {"hookimpl"},
     "stylekit.api": {"load", "stylize", "Plan", "Result", "RunDiverged", "StepInfo"},
-    "stylekit.errors": {"UserError", "RunFailed"},
+    "stylekit.errors": {"UserError", "RunFailed", "PluginError"},
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOMES, ["__version__"])
 __all__ = __dir__()

@@ -60,11 +60,27 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 
 
 class RunFailed(Exception):
-    """A run that could not produce its image: it diverged, or the output could not be
-    written. The CLI prints the message (which says what was kept, and where) and exits
-    with status 3; unlike `UserError`, the recipe itself may be fine."""
+    """A run that could not produce its image: it diverged, a plugin's code raised, or the
+    output could not be written. The CLI prints the message (which says what was kept, and
+    where) and exits with status 3; unlike `UserError`, the recipe itself may be fine."""
 
     exit_status = 3
+
+
+class PluginError(RunFailed):
+    """A plugin's code failed during a run: a bug in the plugin (or params it does not
+    handle), not bad input. `original` is the exception it raised (also `__cause__`; None
+    where stylekit's check of its results found the fault, e.g. a layer it does not produce),
+    `package` the plugin package, `kind` and `component` the component's kind and name
+    (`loss`, `edges`), and `problem` the message at the recipe's file, line and entry
+    (`loss[2]`), with the traceback in `problem.details`. A plugin that means to reject
+    its input raises `UserError` instead, which stays one."""
+
+    def __init__(self, problem: Problem, original: BaseException | None, package: str, kind: str, component: str):
+        super().__init__(str(problem))
+        self.problem, self.original = problem, original
+        self.package, self.kind, self.component = package, kind, component
+        self.__cause__ = original
 
 
 #: Set (to anything but 0/false/no) to see the traceback behind a message about a plugin.

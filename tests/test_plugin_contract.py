@@ -181,7 +181,7 @@ def test_backbone_advertising_a_layer_it_lacks_is_named_when_built(install_dist,
     recipe = backbone_recipe(tmp_path, "liar", '["relu3"]')
     assert run_cli("validate", str(recipe))[0] == 0  # the recipe itself is fine: the promise is broken
     status, _, err = run_cli("run", str(recipe))
-    assert status == 2
+    assert status == 3  # the plugin's bug: a failed run, not bad input
     assert ("backbone.name: backbone 'liar' of package 'stylekit-liar' advertises layers it does not produce: relu3 - "
             "layer_names_for() must list exactly the layers that features() returns") in err
     assert "Traceback" not in err and not (tmp_path / "out" / "result.png").exists()
@@ -190,7 +190,7 @@ def test_backbone_advertising_a_layer_it_lacks_is_named_when_built(install_dist,
 def test_backbone_whose_features_drop_a_layer_is_named(install_dist, tmp_path):
     install_dist("stylekit-liar", LYING_BACKBONE)
     status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "dropper", '["a"]')))
-    assert status == 2
+    assert status == 3
     assert "backbone 'dropper' of package 'stylekit-liar' advertises layers it does not produce: b" in err
 
 
@@ -207,7 +207,7 @@ def test_builtin_backbones_produce_every_layer_they_advertise():
 def test_backbone_features_raising_in_the_loop_is_named(install_dist, tmp_path):
     install_dist("stylekit-liar", LYING_BACKBONE)
     status, _, err = run_cli("run", str(backbone_recipe(tmp_path, "moody", '["a"]')))
-    assert status == 2
+    assert status == 3
     assert ("backbone: backbone 'moody' of package 'stylekit-liar' raised RuntimeError: no gradients here in features() "
             "at step 1") in err
 
@@ -286,7 +286,7 @@ def test_loss_forward_raising_names_package_entry_and_step(install_dist, tmp_pat
     monkeypatch.delenv("STYLEKIT_TRACEBACK", raising=False)
     recipe = failing_recipe(tmp_path)
     status, _, err = run_cli("run", str(recipe))
-    assert status == 2
+    assert status == 3  # a bug in the plugin is a failed run; 2 is for bad input
     line = recipe.read_text().splitlines().index('name = "flaky"')  # 0-based: the [[loss]] line above it
     assert err.strip().splitlines()[-1] == (
         f"error: {recipe}:{line}: loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() "
@@ -299,16 +299,16 @@ def test_traceback_is_shown_with_the_flag_or_the_environment_variable(install_di
     install_dist("stylekit-failing", FAILING)
     recipe = failing_recipe(tmp_path)
     status, _, err = run_cli("run", str(recipe), "--traceback")
-    assert status == 2 and "Traceback (most recent call last)" in err and 'raise ValueError("boom")' in err
+    assert status == 3 and "Traceback (most recent call last)" in err and 'raise ValueError("boom")' in err
     monkeypatch.setenv("STYLEKIT_TRACEBACK", "1")
     status, _, err = run_cli("run", str(recipe))
-    assert status == 2 and "Traceback (most recent call last)" in err
+    assert status == 3 and "Traceback (most recent call last)" in err
 
 
 def test_loss_prepare_raising_is_named(install_dist, tmp_path):
     install_dist("stylekit-failing", FAILING)
     status, _, err = run_cli("run", str(failing_recipe(tmp_path, 'fail_in = "prepare"')))
-    assert status == 2
+    assert status == 3
     assert "loss[3]: loss 'flaky' of package 'stylekit-failing' raised ValueError: no targets for me in prepare() before step 1" in err
 
 
@@ -316,7 +316,7 @@ def test_optimizer_step_raising_is_named(install_dist, tmp_path):
     install_dist("stylekit-failing", FAILING)
     recipe = failing_recipe(tmp_path, 'fail_in = "nowhere"', '[optimizer]\nname = "clumsy"\n')
     status, _, err = run_cli("run", str(recipe))
-    assert status == 2
+    assert status == 3
     assert "optimizer: optimizer 'clumsy' of package 'stylekit-failing' raised RuntimeError: step two in step() at step 2" in err
 
 
@@ -324,8 +324,28 @@ def test_scheduler_build_raising_is_named(install_dist, tmp_path):
     install_dist("stylekit-failing", FAILING)
     recipe = failing_recipe(tmp_path, 'fail_in = "nowhere"', '[scheduler]\nname = "unbuildable"\n')
     status, _, err = run_cli("run", str(recipe))
-    assert status == 2
+    assert status == 3
     assert "scheduler: scheduler 'unbuildable' of package 'stylekit-failing' raised TypeError: no schedule in build() before step 1" in err
+
+
+def test_from_python_a_plugin_bug_is_a_plugin_error_carrying_the_original(install_dist, tmp_path):
+    """Not a UserError (bad input) with the original hidden in __context__: a RunFailed that
+    names the package and the component and holds what the plugin raised."""
+    import stylekit
+    from stylekit.errors import PluginError, RunFailed
+
+    install_dist("stylekit-failing", FAILING)
+    plan = stylekit.load(failing_recipe(tmp_path), registry=tiny_registry())
+    with pytest.raises(PluginError) as caught:
+        stylekit.stylize(plan)
+    error = caught.value
+    assert isinstance(error, RunFailed) and not isinstance(error, stylekit.UserError)
+    assert stylekit.PluginError is PluginError
+    assert isinstance(error.original, ValueError) and str(error.original) == "boom"
+    assert error.__cause__ is error.original
+    assert (error.package, error.kind, error.component) == ("stylekit-failing", "loss", "flaky")
+    assert error.problem.field == "loss[3]" and error.problem.line and 'raise ValueError("boom")' in error.problem.details
+    assert "loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() at step 3" in str(error)
 
 
 # ---------------------------------------------------------------- params shown readably

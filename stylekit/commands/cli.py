@@ -29,7 +29,12 @@ def main(argv: list[str] | None = None, registry=None) -> int:
                 print(problem.details, file=sys.stderr)
             print(f"error: {problem}", file=sys.stderr)
         return 2
-    except RunFailed as exc:
+    except RunFailed as exc:  # a PluginError among them: its traceback as a UserError's is shown
+        from stylekit.errors import tracebacks_wanted
+
+        details = getattr(getattr(exc, "problem", None), "details", None)
+        if details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+            print(details, file=sys.stderr)
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_status
     except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error (an OSError too)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from stylekit.contract.components import Backbone, LossTerm, Optimizer, Scheduler
-from stylekit.errors import TRACEBACK_ENV, Problem, UserError
+from stylekit.errors import TRACEBACK_ENV, PluginError, Problem
 from stylekit.run.engine import Loop
 from stylekit.run.failures import is_resource_failure
 
@@ -76,10 +76,11 @@ def blame(exc: BaseException, plan, terms=()) -> tuple[Origin, str, object | Non
     return None
 
 
-def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserError | None:
-    """A UserError naming the component of `plan` that raised `exc`; None when none did
-    (or when it ran out of memory).
-    `steps_before`: the steps of the stages before this one."""
+def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> PluginError | None:
+    """A PluginError naming the component of `plan` that raised `exc` (a failed run, exit
+    status 3: the plugin's bug, not the user's input); None when none did (or when it ran
+    out of memory). A plugin's own UserError never comes here: the callers pass it on as
+    bad input. `steps_before`: the steps of the stages before this one."""
     if is_resource_failure(exc):  # out of memory or too small: the sizes' fault, not the plugin's; the runner says so
         return None
     found = blame(exc, plan, terms)
@@ -93,8 +94,8 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> UserErr
                f"{TRACEBACK_ENV}=1 or --traceback shows the traceback")
     details = "".join(traceback.format_exception(exc))
     if plan.at is None:
-        return UserError(Problem(message, file=plan.source, field=where.entry, details=details))
-    # At the recipe's line for the entry: `loss[1]` is the loc ("loss", 1).
-    name, _, index = where.entry.partition("[")
-    located = plan.at((name, int(index[:-1])) if index else (name,), message)
-    return UserError(dataclasses.replace(located, details=details))
+        problem = Problem(message, file=plan.source, field=where.entry, details=details)
+    else:  # at the recipe's line for the entry: `loss[1]` is the loc ("loss", 1)
+        name, _, index = where.entry.partition("[")
+        problem = dataclasses.replace(plan.at((name, int(index[:-1])) if index else (name,), message), details=details)
+    return PluginError(problem, exc, where.package, where.kind, where.name)

@@ -21,7 +21,7 @@ from stylekit.run import colour
 from stylekit.plugins import probe as contract_checks
 from stylekit.contract.components import Backbone, Optimizer, Scheduler, Targets
 from stylekit.run.engine import Objective, WeightedTerm, network_input
-from stylekit.errors import UserError
+from stylekit.errors import PluginError, UserError
 from stylekit.files.images import output_size, style_size, to_tensor
 from stylekit.recipe.plan import Plan, Stage
 
@@ -44,8 +44,10 @@ def build_backbone(plan: Plan) -> Backbone:
     to the compute precision and moved to the device: weights never get re-cast in the loop."""
     try:  # built and probed: its advertised layers checked against what it produces
         backbone = contract_checks.build_backbone(plan.backbone.cls, plan.backbone.params, plan.weights, plan.backbone.package)
-    except UserError as exc:  # weights that cannot be had, a broken backbone: point at the recipe's field
+    except UserError as exc:  # weights that cannot be had: point at the recipe's field
         raise UserError([contract_checks.located(p, plan.at) for p in exc.problems]) from None
+    except PluginError as exc:  # a broken backbone: the plugin's bug, at the recipe's field too
+        raise contract_checks.located_error(exc, plan.at) from exc.original
     backbone.truncate(plan.layers)
     backbone.requires_grad_(False).eval()
     backbone.checkpointing = plan.recipe.run.checkpoint

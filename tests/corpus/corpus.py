@@ -97,6 +97,13 @@ class SaysWhatIsWrong(_Raises):
         return UserError("loss 'needs_mask' needs images.style_masks - add one mask per style image")
 
 
+class Buggy(_Raises):
+    name = "buggy"
+
+    def error(self):  # a bug in the plugin, not a word about the user's input
+        return ZeroDivisionError("division by zero")
+
+
 class Pooled(SequentialBackbone):
     """Three 2x2 max-pools: reads layer p3 only from images of 8 pixels or more a side. It
     does not say so (min_input_side_for is the default), so only the run finds out."""
@@ -124,7 +131,7 @@ class PooledAndSaysSo(Pooled):
 class CorpusPlugin:
     @hookimpl
     def register_losses(self, register):
-        for cls in (CpuOutOfMemory, CudaOutOfMemory, PythonOutOfMemory, SaysWhatIsWrong):
+        for cls in (CpuOutOfMemory, CudaOutOfMemory, PythonOutOfMemory, SaysWhatIsWrong, Buggy):
             register(cls)
 
     @hookimpl
@@ -277,7 +284,8 @@ def docs_markdown() -> str:
              "The images are made at test time by `tests/corpus/make_images.py`; the cases run with the",
              "tiny test backbone (`stylekit.testing`) and a plugin of failing components",
              "(`tests/corpus/corpus.py`), or with VGG-19 where the case is about its size limits.", "",
-             f"{len(all_cases)} cases; exit status 2 means bad input, 0 a run or check that went through.", ""]
+             f"{len(all_cases)} cases; exit status 2 means bad input, 3 a run that failed (a plugin's bug), 0 a run "
+             "or check that went through.", ""]
     for area in dict.fromkeys(case.area for case in all_cases):
         lines += [f"## {area}", "", "| case | command line | exit | what stylekit says | what is kept |", "|---|---|---|---|---|"]
         for case in (c for c in all_cases if c.area == area):
