@@ -20,35 +20,56 @@ _BOUNDS = {"gt": "> {}", "ge": ">= {}", "lt": "< {}", "le": "<= {}", "multiple_o
            "min_length": "length >= {}", "max_length": "length <= {}", "pattern": "matching {!r}"}
 
 
-def constraints(metadata: list[Any]) -> list[str]:
-    """Readable constraints from a field's (or an Annotated type's) metadata."""
+def _limits(metadata: list[Any]) -> list[tuple[str, Any]]:
+    """(annotated_types attribute, value) of each constraint in a field's metadata."""
     found = []
     for item in metadata:
         if isinstance(item, FieldInfo):  # Annotated[int, Field(gt=0)]
-            found += constraints(item.metadata)
+            found += _limits(item.metadata)
             continue
-        for attribute, template in _BOUNDS.items():
-            value = getattr(item, attribute, None)
-            if value is not None:
-                found.append(template.format(value))
+        found += [(attribute, getattr(item, attribute)) for attribute in _BOUNDS if getattr(item, attribute, None) is not None]
     return found
 
 
-def type_text(annotation: Any) -> str:
+def constraints(metadata: list[Any]) -> list[str]:
+    """Readable constraints from a field's (or an Annotated type's) metadata."""
+    return [_BOUNDS[attribute].format(value) for attribute, value in _limits(metadata)]
+
+
+def inner_constraints(metadata: list[Any]) -> str:
+    """The constraints of a type inside another (a tuple's element), without the commas that
+    would read as more elements: a lower and an upper bound as an interval (`in [0, 1)`),
+    the rest joined with `and`."""
+    limits = _limits(metadata)
+    found = dict(limits)
+    lower = next((key for key in ("gt", "ge") if key in found), None)
+    upper = next((key for key in ("lt", "le") if key in found), None)
+    parts = []
+    if lower and upper:
+        parts.append(f"in {'(' if lower == 'gt' else '['}{found[lower]}, {found[upper]}{')' if upper == 'lt' else ']'}")
+        limits = [(key, value) for key, value in limits if key not in (lower, upper)]
+    return " and ".join(parts + [_BOUNDS[key].format(value) for key, value in limits])
+
+
+def type_text(annotation: Any, inner: bool = False) -> str:
+    """`annotation` as a reader wants it; `inner`: inside another type, where constraints are
+    written without commas (`tuple[float in [0, 1), float in [0, 1)]`)."""
     origin, args = get_origin(annotation), get_args(annotation)
     if origin is Annotated:
         base, *metadata = args
-        limits = constraints(metadata)
-        return f"{type_text(base)} {', '.join(limits)}" if limits else type_text(base)
+        limits = inner_constraints(metadata) if inner else ", ".join(constraints(metadata))
+        return f"{type_text(base, inner)} {limits}" if limits else type_text(base, inner)
     if origin is Literal:
         return " | ".join(repr(arg) for arg in args)
     if origin in (Union, types.UnionType):
-        return " | ".join(type_text(arg) for arg in args)
+        return " | ".join(type_text(arg, inner) for arg in args)
     if annotation is type(None):
         return "None"
+    if annotation is Ellipsis:  # tuple[float, ...]
+        return "..."
     if origin is not None:
         name = getattr(origin, "__name__", str(origin))
-        return f"{name}[{', '.join(type_text(arg) for arg in args)}]" if args else name
+        return f"{name}[{', '.join(type_text(arg, inner=True) for arg in args)}]" if args else name
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")

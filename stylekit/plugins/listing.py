@@ -28,7 +28,14 @@ def listing(registry: Registry) -> list[dict]:
     return out
 
 
+#: The names' column: as wide as the longest name, from NAME_COLUMN up to NAME_COLUMN_MAX; a
+#: longer name has its summary on the next line, so that the columns stay where they are.
+NAME_COLUMN, NAME_COLUMN_MAX = 14, 24
+
+
 def render_text(table: list[dict]) -> str:
+    names = [c["name"] for plugin in table for c in plugin["components"]]
+    width = min(max([NAME_COLUMN, *map(len, names)]), NAME_COLUMN_MAX)
     lines = []
     for plugin in table:
         if plugin.get("error"):
@@ -36,7 +43,10 @@ def render_text(table: list[dict]) -> str:
             continue
         lines.append(f"{plugin['package']} {plugin['version']} (plugin '{plugin['plugin']}')")
         for c in plugin["components"]:
-            lines.append(f"  {c['kind']:<9} {c['name']:<14} {c['summary']}")
+            if len(c["name"]) > width:
+                lines += [f"  {c['kind']:<9} {c['name']}", f"  {'':<9} {'':<{width}} {c['summary']}"]
+            else:
+                lines.append(f"  {c['kind']:<9} {c['name']:<{width}} {c['summary']}")
             for p in c["params"]:
-                lines.append(f"  {'':<9} {'':<14}   {row_text(p)}")
+                lines.append(f"  {'':<9} {'':<{width}}   {row_text(p)}")
     return "\n".join(lines)
