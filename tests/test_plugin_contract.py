@@ -348,6 +348,85 @@ def test_from_python_a_plugin_bug_is_a_plugin_error_carrying_the_original(instal
     assert "loss 'flaky' of package 'stylekit-failing' raised ValueError: boom in forward() at step 3" in str(error)
 
 
+PICKY = """
+import torch
+from stylekit import hookimpl
+from stylekit.contract import LossTerm, Optimizer, Params
+from stylekit.errors import Problem, UserError
+
+class Picky(LossTerm):
+    '''Reads at most max_layers layers: a check across its params and its layers.'''
+    name = "picky"
+
+    class Params(Params):
+        max_layers: int = 1
+
+    def __init__(self, params, layers):
+        super().__init__(params, layers)
+        if len(layers) > params.max_layers:
+            raise UserError(Problem(f"reads at most {params.max_layers} layer(s), not {len(layers)} - "
+                                    "list fewer or raise params.max_layers", field="layers"))
+
+    def forward(self, features, image):
+        return image.mean()
+
+class Fussy(Optimizer):
+    '''Refuses every params, without naming a field.'''
+    name = "fussy"
+
+    def __init__(self, params):
+        raise UserError("never satisfied - choose another optimizer")
+
+    def build(self, variables):
+        return torch.optim.SGD(variables, lr=0.1)
+
+@hookimpl
+def register_losses(register):
+    register(Picky)
+
+@hookimpl
+def register_optimizers(register):
+    register(Fussy)
+"""
+
+
+def test_a_check_in_a_components_init_is_reported_at_load_with_file_line_field_and_package(install_dist, tmp_path):
+    install_dist("stylekit-picky", PICKY)
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "picky"\nlayers = ["r1", "r2"]\n\n'
+                                    '[optimizer]\nname = "fussy"\n')
+    lines = recipe.read_text().splitlines()
+    layers_line, optimizer_line = lines.index('name = "picky"') + 2, lines.index("[optimizer]") + 1
+    expected = [f"error: {recipe}:{layers_line}: loss[3].layers: reads at most 1 layer(s), not 2 - list fewer or raise "
+                "params.max_layers (loss 'picky' of package 'stylekit-picky')",
+                f"error: {recipe}:{optimizer_line}: optimizer: never satisfied - choose another optimizer (optimizer "
+                "'fussy' of package 'stylekit-picky')"]
+    for command in ("validate", "run"):  # validate reports it too: found when the recipe is loaded
+        status, _, err = run_cli(command, str(recipe))
+        assert status == 2 and err.strip().splitlines()[-2:] == expected, err
+    assert not (tmp_path / "out").exists()
+    status, _, err = run_cli("validate", str(recipe), "--set", "loss[3].params.max_layers=2", "--set", "optimizer.name=adam")
+    assert status == 0, err
+
+
+def test_a_check_in_a_components_init_is_located_when_a_run_builds_it(install_dist, tmp_path):
+    """Built again for the run (a plan made elsewhere, or an __init__ that changed its mind),
+    the loss term's UserError reads as it does at load."""
+    import dataclasses
+
+    import stylekit
+
+    install_dist("stylekit-picky", PICKY)
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "picky"\nlayers = ["r1"]\n')
+    plan = stylekit.load(recipe, registry=tiny_registry())
+    picky = plan.losses[3]
+    plan = plan.replace(losses=plan.losses[:3] + (dataclasses.replace(picky, layers={"r1": 1.0, "r2": 1.0}),))
+    with pytest.raises(stylekit.UserError) as caught:
+        stylekit.stylize(plan)
+    (problem,) = caught.value.problems
+    assert (problem.file, problem.line, problem.field) == (str(recipe), len(recipe.read_text().splitlines()), "loss[3].layers")
+    assert problem.message.endswith("(loss 'picky' of package 'stylekit-picky')")
+
+
 # ---------------------------------------------------------------- params shown readably
 
 DOCUMENTED = """

@@ -28,6 +28,7 @@ from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, 
 from stylekit.plugins.registry import Registry
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from stylekit.recipe.stage_fit import StageFit, fit_stages_to_overrides
+from stylekit.recipe.construct import construction_problems
 from stylekit.recipe.tomlpos import dotted, key_lines, line_of
 from stylekit.recipe.toml_types import text_for_typed_values
 
@@ -162,6 +163,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     if inputs is not None and backbone is not None:
         problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
+    problems += construction_problems(losses, chosen, problems, at)  # what a component's __init__ refuses
     if problems or recipe is None:
         raise UserError(problems)
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),

@@ -23,6 +23,7 @@ from stylekit.contract.components import Backbone, Optimizer, Scheduler, Targets
 from stylekit.run.engine import Objective, WeightedTerm, network_input
 from stylekit.errors import PluginError, UserError
 from stylekit.files.images import output_size, style_size, to_tensor
+from stylekit.recipe.construct import build_component, build_term
 from stylekit.recipe.plan import Plan, Stage
 
 
@@ -138,8 +139,8 @@ class Reuse:
 def build_objective(plan: Plan, backbone: Backbone, images: StageImages, reuse: Reuse | None = None) -> Objective:
     """New loss terms for the stage, each holding its targets, computed once without
     gradients from only the features it reads (`LossTerm.target_images`)."""
-    terms = [WeightedTerm(loss.label, loss.choice.cls(loss.choice.params, loss.layers), loss.weight, loss.choice.package,
-                          loss.entry) for loss in plan.losses]
+    terms = [WeightedTerm(loss.label, build_term(loss, plan.at), loss.weight, loss.choice.package, loss.entry)
+             for loss in plan.losses]
     with torch.no_grad():
         targets = compute_targets(backbone, [wt.term for wt in terms], images, plan.device, plan.dtype,
                                   reuse.style_features if reuse is not None else None)
@@ -182,8 +183,8 @@ def cached(cache: dict | None, image: torch.Tensor, layers: frozenset[str], comp
 
 
 def build_optimizer(plan: Plan) -> Optimizer:
-    return plan.optimizer.cls(plan.optimizer.params)
+    return build_component("optimizer", plan.optimizer, plan.at)
 
 
 def build_scheduler(plan: Plan) -> Scheduler:
-    return plan.scheduler.cls(plan.scheduler.params)
+    return build_component("scheduler", plan.scheduler, plan.at)
