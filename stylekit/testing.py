@@ -8,6 +8,9 @@ alike. Plain functions, usable without pytest; the pytest fixtures built on them
 - `write_recipe(folder, body)`: a recipe file whose images are those small images.
 - `run_cli(*args)`: run the `stylekit` command in-process; returns (status, stdout, stderr).
 - `run_for_losses(recipe, *args)`: `stylekit run` a recipe; returns its per-step loss rows.
+- `check_loss`, `check_backbone`, `check_optimizer`, `check_scheduler`: run a component class
+  on the CPU as the engine does and fail, with a message that says what the contract wants,
+  where it does not keep it (`stylekit.component_checks`).
 Fixtures (in `stylekit.pytest_plugin`): `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
 """
 
@@ -25,7 +28,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from stylekit.contract.components import Params
+from stylekit import component_checks
+from stylekit.component_checks import check_backbone, check_optimizer, check_scheduler
+from stylekit.contract.components import Backbone, LossTerm, Params
 from stylekit.contract.sequential import SequentialBackbone
 from stylekit.contract.hookspecs import hookimpl
 from stylekit.plugins.registry import PluginInfo, Registry, load_registry
@@ -50,6 +55,25 @@ class TinyBackbone(SequentialBackbone):
                                      c2=nn.Conv2d(w, w, 3, padding=1, stride=2), r2=nn.ReLU(),
                                      c3=nn.Conv2d(w, w, 3, padding=1)))
         self.params = params
+
+
+def check_loss(cls: type[LossTerm], params: Any = None, layers: dict[str, float] | Iterable[str] | None = None,
+               backbone: Backbone | None = None) -> None:
+    """Check that the loss term `cls` keeps the contract, on the CPU in well under a second:
+    built with `params` (a `cls.Params`, a dict, or None for the defaults) and `layers` (by
+    default its `default_layers` where the backbone has them, else r1 and r2 of the tiny
+    backbone), it prepares from targets as the engine computes them, its `forward` returns a
+    finite 0-dim float tensor whose gradient reaches the image, with float32 and with bf16
+    features, it changes neither its targets nor the features, and its `together`, if it
+    offers one, gives 3 images the values and gradients `forward` gives each alone. Raises
+    AssertionError saying what the contract wants and what the class did. `backbone`: the
+    features to check against (default: a `TinyBackbone`)."""
+    if backbone is None:
+        with torch.random.fork_rng(devices=[]):  # the same random weights every time, the caller's seed untouched
+            torch.manual_seed(0)
+            backbone = TinyBackbone(TinyBackbone.Params())
+    layers = layers if layers is None or isinstance(layers, dict) else tuple(layers)
+    component_checks.check_loss(cls, backbone, params, layers, default_layers=("r1", "r2"))
 
 
 class TestingPlugin:

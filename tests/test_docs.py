@@ -53,7 +53,7 @@ def test_guide_plugins_pass_their_own_tests(guide_packages):
                              *(str(root / package / "tests") for package in PACKAGES)],
                             capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(site)}, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "11 passed" in result.stdout
+    assert "16 passed" in result.stdout
 
 
 def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):

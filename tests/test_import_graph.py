@@ -19,7 +19,8 @@ LAYERS = [
     ("run", ["stylekit.run"]),
     ("public face, tools", ["stylekit.api", "stylekit.tools"]),
     # Test support drives the command line in process, as pytest's pytester does.
-    ("commands, test support", ["stylekit.commands", "stylekit.__main__", "stylekit.testing", "stylekit.pytest_plugin"]),
+    ("commands, test support", ["stylekit.commands", "stylekit.__main__", "stylekit.testing", "stylekit.component_checks",
+                                "stylekit.pytest_plugin"]),
 ]
 PUBLIC = ["stylekit", "stylekit.api", "stylekit.contract", "stylekit.errors", "stylekit.testing"]
 #: What a public module may take from commands/: the `stylekit` command itself (its `main`,
