@@ -105,7 +105,7 @@ def make_parser() -> argparse.ArgumentParser:
 
     new_plugin = sub.add_parser("new-plugin", help="write a plugin package (module, tests, pyproject) to start from")
     new_plugin.add_argument("name", help="the component's name, e.g. laplacian (package stylekit-laplacian)")
-    new_plugin.add_argument("--kind", required=True, choices=KINDS, help="what the plugin adds")
+    new_plugin.add_argument("--kind", required=True, action="append", metavar="|".join(KINDS), help="what the plugin adds; several: repeat it or list them (loss,scheduler)")
     new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
