@@ -95,6 +95,26 @@ def test_plugin_with_a_bad_hook_is_listed_as_broken(install_dist):
     assert "extra" in broken.error
 
 
+# ---------------------------------------------------------------- abstract base classes
+
+
+def test_the_base_classes_are_abstract_for_real():
+    """Built by hand (in a plugin's own tests, say), a class without its required methods
+    fails at once rather than at its first use in a run."""
+    from stylekit.contract import Backbone, BatchedStepper, LossTerm, Optimizer, Scheduler
+
+    class Half(LossTerm):
+        name = "half"
+
+    class Idle(Optimizer):
+        name = "idle"
+
+    for build in (lambda: Half(Half.Params(), {}), lambda: Idle(Idle.Params()), lambda: LossTerm(LossTerm.Params(), {}),
+                  lambda: Backbone(), lambda: Scheduler(Scheduler.Params()), lambda: BatchedStepper()):
+        with pytest.raises(TypeError, match="Can't instantiate abstract class"):
+            build()
+
+
 # ---------------------------------------------------------------- requires
 
 def test_requires_typo_suggests_the_installed_package_and_no_install_command(install_dist, tmp_path):
