@@ -33,7 +33,11 @@ class Component(metaclass=ABCMeta):
     """What every component class has. A subclass sets `name` and, when it takes params,
     a nested `class Params(stylekit.contract.components.Params)` whose fields (with
     `Field(description=...)`) validate the recipe's `params` table; the validated model is
-    what `__init__` receives as `params`."""
+    what `__init__` receives as `params`.
+
+    Its abstract methods (marked **Implement** in the reference) are those a subclass must
+    define: a class that lacks one cannot be instantiated, and registering it leaves its
+    plugin out as broken, with the class and the method named (`stylekit.plugins.conformance`)."""
 
     #: What a recipe writes to choose it (`name = "gram"`); unique per kind among the
     #: installed plugins. Required.
