@@ -40,7 +40,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import torch
 
@@ -312,7 +312,8 @@ def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:
             query = parse_qs(url.query)
             if not self._allowed(query):
                 return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            parts = [p for p in url.path.split("/") if p]
+            # Each segment percent-decoded on its own: a key (a file name) may hold a space, '#' or '%'.
+            parts = [unquote(p) for p in url.path.split("/") if p]
             if not parts:
                 return self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
             if parts == ["state"]:

@@ -130,3 +130,20 @@ def test_batch_live_shows_each_image_of_a_step(tmp_path, live):
     assert run_batch(*args, stream=io.StringIO(), live=live) == 0
     runs = json.loads(get(live.url + "state")[1])["runs"]
     assert sorted((r["key"], r["status"], r["step"]) for r in runs) == [(f"p{i}.style", "finished", 5) for i in range(3)]
+
+
+def test_keys_are_percent_decoded(live):
+    """A batch's keys are file names: the page percent-encodes each path segment."""
+    from urllib.parse import quote
+
+    keys = ["a b#1.style", "Zoë.style", 'x" onerror="alert(1).style', "100%?.style", "<b>.style"]
+    for key in keys:
+        callback = live.run(key)
+        live.state_json()  # watched
+        for info in fake_steps(2, Counter()):
+            callback(info)
+    for key in keys:
+        for name in ("current", "content"):
+            status, body = get(live.url + f"image/{quote(key, safe='')}/{name}.jpg?v=1")
+            assert status == 200 and Image.open(io.BytesIO(body)).size == (8, 8), (key, name)
+    assert get(live.url + "image/a%20b%231.style/nope.jpg")[0] == 404
