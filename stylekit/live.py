@@ -32,6 +32,7 @@ import io
 import ipaddress
 import json
 import secrets
+import socketserver
 import sys
 import threading
 import time
@@ -40,7 +41,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import torch
 
@@ -103,11 +104,10 @@ class LiveServer:
 
     def start(self) -> str:
         try:
-            self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+            self._server = _Server((self.host, self.port), _handler_for(self))
         except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
             raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, name="stylekit-live", daemon=True).start()
         return self.url
@@ -271,8 +271,35 @@ def _jpeg(tensor: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+MAX_QUERY_FIELDS = 64  # the page sends a token and one since.KEY a run (at most MAX_RUNS of them)
+MAX_COUNT_DIGITS = 9  # counts of loss samples and image versions stay far below a billion
+
+
+class _Refused(Exception):
+    """A request answered with `status` and a short text rather than what it asked for."""
+
+    def __init__(self, status: int, text: str):
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+def _query(text: str) -> dict[str, str]:
+    """The query string's fields, each given at most once; UTF-8 only."""
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # UnicodeDecodeError included
+        raise _Refused(HTTPStatus.BAD_REQUEST, "bad query string: not UTF-8, or too many fields") from None
+    query = dict(pairs)
+    if len(query) != len(pairs):
+        raise _Refused(HTTPStatus.BAD_REQUEST, "bad query string: a field given twice")
+    return query
+
+
 def _count(text: str) -> int:
-    return int(text) if text.isdigit() else 0
+    """A whole number of ASCII digits (str.isdigit() also takes '²', which int() refuses)."""
+    if not (0 < len(text) <= MAX_COUNT_DIGITS and text.isascii() and text.isdigit()):
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"bad query: counts are 1 to {MAX_COUNT_DIGITS} ASCII digits")
+    return int(text)
 
 
 def _is_loopback(host: str) -> bool:
@@ -288,53 +315,86 @@ def page_html() -> bytes:
     return resources.files("stylekit").joinpath("live.html").read_bytes()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        # HTTPServer.server_bind looks up the host's fully qualified name, which can wait
+        # seconds on a machine without DNS; nothing here uses it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        # What the handler did not answer (a browser that hung up mid-answer) is no news for
+        # the terminal, which belongs to the progress display: never a traceback there.
+        pass
+
+
 def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # the terminal belongs to the progress display
             pass
-
-        def _allowed(self, query: dict) -> bool:
-            if live.token is None:
-                return True
-            given = query.get("token", [""])[0]
-            return hmac.compare_digest(given.encode(), live.token.encode())
 
         def _send(self, status: int, body: bytes = b"", kind: str = "text/plain; charset=utf-8") -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self):
+        def _answer(self, method) -> None:
+            """Run `method`; a refusal is its status and text, and any other exception (a bug)
+            a bare 500: nothing reaches the terminal."""
+            try:
+                method()
+            except _Refused as refused:
+                self.close_connection = True
+                with contextlib.suppress(Exception):
+                    self._send(refused.status, refused.text.encode())
+            except Exception:
+                self.close_connection = True
+                with contextlib.suppress(Exception):
+                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"the live page failed to answer this request")
+
+        def _request(self) -> tuple[list[str], dict[str, str]]:
+            """The path's segments, each percent-decoded on its own (a key, a file name, may
+            hold a space, '#' or '%'), and the query's fields, once the token is checked."""
             url = urlsplit(self.path)
-            query = parse_qs(url.query)
-            if not self._allowed(query):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            # Each segment percent-decoded on its own: a key (a file name) may hold a space, '#' or '%'.
-            parts = [unquote(p) for p in url.path.split("/") if p]
+            query = _query(url.query)
+            if live.token is not None and not hmac.compare_digest(query.get("token", "").encode(), live.token.encode()):
+                raise _Refused(HTTPStatus.FORBIDDEN, "this page needs the token printed with its URL")
+            return [unquote(p) for p in url.path.split("/") if p], query
+
+        def do_GET(self):
+            self._answer(self._get)
+
+        def do_POST(self):
+            self._answer(self._post)
+
+        def _get(self):
+            parts, query = self._request()
             if not parts:
                 return self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
             if parts == ["state"]:
-                since = {k.removeprefix("since."): _count(v[0]) for k, v in query.items() if k.startswith("since.")}
+                since = {k.removeprefix("since."): _count(v) for k, v in query.items() if k.startswith("since.")}
                 return self._send(HTTPStatus.OK, live.state_json(since), "application/json")
-            if len(parts) == 3 and parts[0] == "image":
+            if len(parts) == 3 and parts[0] == "image" and parts[2].endswith(".jpg"):
+                if "v" in query:  # the page's cache breaker
+                    _count(query["v"])
                 body = live.image_bytes(parts[1], parts[2].removesuffix(".jpg"))
                 if body is not None:
                     return self._send(HTTPStatus.OK, body, "image/jpeg")
             self._send(HTTPStatus.NOT_FOUND, b"not found")
 
-        def do_POST(self):
-            url = urlsplit(self.path)
-            if not self._allowed(parse_qs(url.query)):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            if url.path.rstrip("/") != "/stop":
+        def _post(self):
+            parts, query = self._request()
+            if parts != ["stop"]:
                 return self._send(HTTPStatus.NOT_FOUND, b"not found")
             if self.headers.get(STOP_HEADER) != "1":
                 return self._send(HTTPStatus.FORBIDDEN, f"stop needs the header {STOP_HEADER}: 1".encode())
-            key = parse_qs(url.query).get("run", [None])[0]
-            live.request_stop(key)
+            live.request_stop(query.get("run"))
             self._send(HTTPStatus.NO_CONTENT)
 
     return Handler

@@ -1,6 +1,7 @@
 """The live page's server, without a browser (tests/test_browser.py drives a real one):
 nothing is read from the run while nobody watches; state, images, token and Stop."""
 
+import http.client
 import io
 import json
 import urllib.error
@@ -147,3 +148,51 @@ def test_keys_are_percent_decoded(live):
             status, body = get(live.url + f"image/{quote(key, safe='')}/{name}.jpg?v=1")
             assert status == 200 and Image.open(io.BytesIO(body)).size == (8, 8), (key, name)
     assert get(live.url + "image/a%20b%231.style/nope.jpg")[0] == 404
+
+
+def answer(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int | None, bytes]:
+    """`get`, and (None, b'') where the server closed the connection without an answer."""
+    try:
+        return get(url, method, headers)
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+        return None, b""
+
+
+@pytest.mark.parametrize("query", [
+    "since.main=%C2%B2",  # superscript two: str.isdigit() says yes, int() says no
+    "since.main=%D9%A3",  # Arabic-Indic three: the same
+    "since.main=-1", "since.main=%2B1", "since.main=1e3", "since.main=0x1", "since.main=", "since.main=%20",
+    pytest.param("since.main=" + "9" * 5000, id="5000-digits"),  # past int()'s 4300 digits
+    "since.main=12345678901",  # more samples than any run takes
+    "since.main=%FF",  # not UTF-8
+    "since.main=1&since.main=2",
+    "since.%FF=1",
+    pytest.param("&".join(f"f{i}=1" for i in range(200)), id="200-fields"),
+])
+def test_malformed_query_is_400_and_no_traceback(live, capsys, query):
+    live.run("main")
+    status, body = answer(live.url + "state?" + query)
+    assert status == 400 and body.startswith(b"bad query"), (status, body)
+    assert "Traceback" not in capsys.readouterr().err
+    assert answer(live.url + "state?since.main=0")[0] == 200  # still answering
+
+
+def test_image_version_must_be_a_count(live, capsys):
+    callback = live.run("main")
+    live.state_json()
+    for info in fake_steps(2, Counter()):
+        callback(info)
+    assert answer(live.url + "image/main/current.jpg?v=2")[0] == 200
+    assert answer(live.url + "image/main/current.jpg?v=%C2%B2")[0] == 400
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_failing_handler_answers_500_and_prints_nothing(live, capsys, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(live, "state_json", broken)
+    status, body = answer(live.url + "state")
+    assert status == 500 and b"a bug" not in body
+    assert capsys.readouterr().err == ""
+    assert answer(live.url)[0] == 200
