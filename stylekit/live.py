@@ -16,9 +16,18 @@ image, then served from a cache). The loss curves therefore start when the page 
 opened.
 
 Bound to a loopback address, the page is open to local users; bound to any other address,
-every request must carry the random token printed with the URL. The Stop request also
-needs a custom header, which a cross-site form or script cannot send without the server's
-consent, so another site open in the same browser cannot stop the run.
+every request must carry the random token printed with the URL. On loopback, a request's
+Host must name the server as it was started ('localhost' or the address it is bound to,
+with its port): a page of another site whose name its owner rebinds to 127.0.0.1 (DNS
+rebinding) names its own host, and is refused (403). With a token the Host is not checked:
+the machine answers to many names, and a rebound page cannot know the token. Either way a
+request that carries an Origin header (a browser names the page that sent it) must come
+from the live page itself. The Stop request also needs a custom header, which a
+cross-site form or script cannot send without the server's consent, so another site open
+in the same browser cannot stop the run.
+
+Nothing a request holds can print a traceback: query values are parsed strictly (400 for
+a malformed one), a handler's failure is a bare 500, and the server itself prints nothing.
 
 Several runs can share one server (`LiveServer.run(key, label)`: one callback each); the
 page shows one panel per run, so a batch of images appears as a grid.
@@ -98,6 +107,7 @@ class LiveServer:
         self.last_poll = 0.0  # monotonic time of the page's last request
         self._encoded: dict[tuple, bytes] = {}  # (key, name, version) -> JPEG bytes
         self._server: ThreadingHTTPServer | None = None
+        self._address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # the bound one
         self._stopped = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
@@ -109,13 +119,19 @@ class LiveServer:
             raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
         self.port = self._server.server_address[1]
+        self._address = ipaddress.ip_address(self._server.server_address[0])  # 'localhost' resolved
         threading.Thread(target=self._server.serve_forever, name="stylekit-live", daemon=True).start()
         return self.url
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """The page's address without the token."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.address + (f"?token={self.token}" if self.token else "")
 
     def close(self) -> None:
         if self._server is not None:
@@ -167,6 +183,28 @@ class LiveServer:
                     state.status = "stopping"
 
     # ------------------------------------------------------------ the server's side
+
+    def answers_to(self, host: str) -> bool:
+        """Whether a request's Host header names this server: 'localhost' or the address
+        it is bound to, with its port (a browser leaves out port 80 only). Checked on a
+        loopback address only, where there is no token: a page of another site whose
+        name was rebound to 127.0.0.1 (DNS rebinding) sends its own name."""
+        if host.startswith("["):  # an IPv6 address
+            name, bracket, port = host[1:].partition("]")
+            if not bracket or (port and not port.startswith(":")):
+                return False
+            port = port[1:] if port else "80"
+        else:
+            name, colon, port = host.partition(":")
+            port = port if colon else "80"
+        if not (0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) == self.port):
+            return False
+        if name.lower() == "localhost":  # browsers resolve it to loopback themselves
+            return True
+        try:
+            return ipaddress.ip_address(name) == self._address and host.startswith("[") == (self._address.version == 6)
+        except ValueError:  # a host name: not ours
+            return False
 
     def state_json(self, since: dict[str, int] | None = None) -> bytes:
         """Every run's state, with the loss samples after the first `since[key]` of each."""
@@ -360,7 +398,15 @@ def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:
 
         def _request(self) -> tuple[list[str], dict[str, str]]:
             """The path's segments, each percent-decoded on its own (a key, a file name, may
-            hold a space, '#' or '%'), and the query's fields, once the token is checked."""
+            hold a space, '#' or '%'), and the query's fields, once Host, Origin and the token
+            are checked."""
+            hosts = self.headers.get_all("Host") or []
+            if len(hosts) != 1 or (live.token is None and not live.answers_to(hosts[0])):
+                raise _Refused(HTTPStatus.FORBIDDEN, f"refused: this page answers only at {live.address} "
+                               "(or localhost with that port); this request names another host, or none")
+            origin = self.headers.get_all("Origin") or []
+            if origin and origin != [f"http://{hosts[0]}"]:  # a browser says which page sent a request
+                raise _Refused(HTTPStatus.FORBIDDEN, "refused: a request from another page than this one")
             url = urlsplit(self.path)
             query = _query(url.query)
             if live.token is not None and not hmac.compare_digest(query.get("token", "").encode(), live.token.encode()):

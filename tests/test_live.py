@@ -196,3 +196,78 @@ def test_a_failing_handler_answers_500_and_prints_nothing(live, capsys, monkeypa
     assert status == 500 and b"a bug" not in body
     assert capsys.readouterr().err == ""
     assert answer(live.url)[0] == 200
+
+
+def raw(port: int, method: str, path: str, headers: dict[str, str], host: str = "127.0.0.1") -> tuple[int | None, bytes]:
+    """A request with exactly `headers` (no Host unless given), as curl -H sends them."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (ConnectionError, http.client.HTTPException):
+        return None, b""
+    finally:
+        conn.close()
+
+
+def watched_run(live):
+    callback = live.run("main")
+    live.state_json()
+    for info in fake_steps(2, Counter()):
+        callback(info)
+
+
+def test_dns_rebinding_another_host_name_is_refused(live, capsys):
+    """A page of evil.example whose name was rebound to 127.0.0.1 reaches the server with its
+    own name in Host: it must get neither the run's state nor the user's photos, nor stop it."""
+    watched_run(live)
+    port = live.port
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1", f"[::1]:{port}",
+                 f"127.0.0.2:{port}", f"localhost.:{port}", f"localhost:{port}x", f"127.0.0.1:{port}:{port}",
+                 f"localhost:²{port}", ""):
+        for path in ("/", "/state", "/image/main/content.jpg", "/image/main/current.jpg"):
+            status, body = raw(port, "GET", path, {"Host": host})
+            assert status == 403 and b"refused" in body, (host, path, status)
+    status, _ = raw(port, "POST", "/stop", {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+                                            STOP_HEADER: "1", "Content-Length": "0"})
+    assert status == 403 and not live.stop_requested and live.runs["main"].status == "running"
+    assert raw(port, "GET", "/state", {})[0] == 403  # no Host at all: no browser sends that
+    assert raw(port, "GET", "/state", {"Host": f"127.0.0.1:{port}", "host": f"evil.example:{port}"})[0] == 403
+    # The names the page is really opened at.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        assert raw(port, "GET", "/image/main/content.jpg", {"Host": host})[0] == 200, host
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_another_origin_is_refused(live):
+    """A browser names the page that sent a request in Origin: only the page's own may."""
+    watched_run(live)
+    port, own = live.port, f"127.0.0.1:{live.port}"
+    stop = {"Host": own, STOP_HEADER: "1", "Content-Length": "0"}
+    for origin in ("http://evil.example", f"http://evil.example:{port}", "null", f"https://{own}", f"http://{own}/x",
+                   f"http://localhost:{port}"):  # the page at localhost sends Host: localhost
+        assert raw(port, "POST", "/stop", {**stop, "Origin": origin})[0] == 403, origin
+        assert raw(port, "GET", "/state", {"Host": own, "Origin": origin})[0] == 403, origin
+    assert not live.stop_requested
+    assert raw(port, "GET", "/state", {"Host": own, "Origin": f"http://{own}"})[0] == 200
+    assert raw(port, "POST", "/stop", {**stop, "Origin": f"http://{own}"})[0] == 204  # the page's own Stop
+    assert live.stop_requested
+
+
+def test_with_a_token_any_host_name_will_do(live):
+    """Off loopback the token guards every request (a rebound page cannot know it); the
+    machine's names are many (its address, its name on the network), so Host is not checked.
+    Origin still is."""
+    watched_run(live)
+    live.token = "s3cret"  # as if bound to 0.0.0.0; the test only ever talks to loopback
+    port = live.port
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}"})[0] == 200
+    assert raw(port, "GET", "/state", {"Host": f"studio.lan:{port}"})[0] == 403
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}", "Origin": "http://evil.example"})[0] == 403
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}", "Origin": f"http://studio.lan:{port}"})[0] == 200
+    status, body = raw(port, "GET", "/state?token=s3cret", {})  # no Host: no browser's request
+    assert status == 403 and b"s3cret" not in body
