@@ -41,6 +41,7 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
 import socketserver
 import sys
 import threading
@@ -100,6 +101,8 @@ class LiveServer:
     """`with LiveServer(host, port) as live:` then pass `live.run("main", label)` as a callback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8750):
+        if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+            host = host[1:-1]
         self.host, self.port = host, port
         self.token = None if _is_loopback(host) else secrets.token_urlsafe(16)
         self.runs: dict[str, RunState] = {}
@@ -114,9 +117,11 @@ class LiveServer:
 
     def start(self) -> str:
         try:
-            self._server = _Server((self.host, self.port), _handler_for(self))
+            server = _Server6 if _is_ipv6(self.host) else _Server
+            self._server = server((self.host, self.port), _handler_for(self))
         except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
-            raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
+            raise UserError(f"--live: cannot serve on {self.address.removeprefix('http://').rstrip('/')} "
+                            f"({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
         self.port = self._server.server_address[1]
         self._address = ipaddress.ip_address(self._server.server_address[0])  # 'localhost' resolved
@@ -340,6 +345,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:  # a host name or an IPv4 address
+        return False
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -366,6 +378,12 @@ class _Server(ThreadingHTTPServer):
         # What the handler did not answer (a browser that hung up mid-answer) is no news for
         # the terminal, which belongs to the progress display: never a traceback there.
         pass
+
+
+class _Server6(_Server):
+    """For an IPv6 address: `--live-host ::1` (the URL brackets it: http://[::1]:8750/)."""
+
+    address_family = socket.AF_INET6
 
 
 def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:

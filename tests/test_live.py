@@ -271,3 +271,44 @@ def test_with_a_token_any_host_name_will_do(live):
     assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}", "Origin": f"http://studio.lan:{port}"})[0] == 200
     status, body = raw(port, "GET", "/state?token=s3cret", {})  # no Host: no browser's request
     assert status == 403 and b"s3cret" not in body
+
+
+def has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_ipv6_loopback(capsys, host):
+    from stylekit.live import serve
+
+    with serve(host, 0) as live:
+        assert live.token is None  # loopback: no token
+        port = live.port
+        assert live.url == f"http://[::1]:{port}/"
+        assert f"live page: http://[::1]:{port}/" in capsys.readouterr().err  # what the user sees
+        watched_run(live)
+        status, body = get(live.url + "state")
+        assert status == 200 and json.loads(body)["runs"][0]["key"] == "main"
+        assert get(live.url + "image/main/content.jpg")[0] == 200
+        for name, expected in ((f"[::1]:{port}", 200), (f"localhost:{port}", 200), (f"[0:0::1]:{port}", 200),
+                               (f"127.0.0.1:{port}", 403), (f"::1:{port}", 403), (f"[::1]{port}", 403),
+                               (f"evil.example:{port}", 403)):
+            assert raw(port, "GET", "/state", {"Host": name}, host="::1")[0] == expected, name
+        assert raw(port, "POST", "/stop", {"Host": f"[::1]:{port}", "Origin": f"http://[::1]:{port}", STOP_HEADER: "1",
+                                           "Content-Length": "0"}, host="::1")[0] == 204
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_busy_ipv6_port_is_a_user_error_with_brackets():
+    from stylekit.errors import UserError
+
+    with LiveServer("::1", 0) as live, pytest.raises(UserError, match=rf"cannot serve on \[::1\]:{live.port} "):
+        LiveServer("::1", live.port).start()
