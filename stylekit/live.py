@@ -65,6 +65,7 @@ SAMPLE_SECONDS = 0.25  # at most 4 image copies and loss reads a second while wa
 LINGER_SECONDS = 1.5  # three polls of the page
 MAX_RUNS = 12  # runs (batch images) kept on the page at once
 STOP_HEADER = "X-Stylekit-Stop"
+SHUTDOWN_POLL_SECONDS = 0.1  # how soon close() returns
 
 
 @dataclass
@@ -125,7 +126,8 @@ class LiveServer:
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
         self.port = self._server.server_address[1]
         self._address = ipaddress.ip_address(self._server.server_address[0])  # 'localhost' resolved
-        threading.Thread(target=self._server.serve_forever, name="stylekit-live", daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="stylekit-live",
+                         daemon=True).start()
         return self.url
 
     @property

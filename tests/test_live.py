@@ -286,10 +286,11 @@ def has_ipv6_loopback() -> bool:
 
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
-def test_ipv6_loopback(capsys, host):
-    from stylekit.live import serve
+def test_ipv6_loopback(capsys, monkeypatch, host):
+    from stylekit import live as live_module
 
-    with serve(host, 0) as live:
+    monkeypatch.setattr(live_module, "LINGER_SECONDS", 0.0)
+    with live_module.serve(host, 0) as live:
         assert live.token is None  # loopback: no token
         port = live.port
         assert live.url == f"http://[::1]:{port}/"
