@@ -291,20 +291,28 @@ def docs_markdown() -> str:
 
 def fuzz_section() -> list[str]:
     lines = ["## The fuzzer", "",
-             "`tests/test_fuzz.py` runs a bounded property-based fuzz of the recipe loader and of the",
-             "`--set` parser in the suite (hypothesis): mutations of the shipped recipes, random TOML",
-             "documents and random `--set` arguments must each give exit status 0, or 2 with `error:` lines",
-             "and no traceback. `benchmarks/fuzz.py` runs the same properties for longer; its last run:", ""]
+             "`tests/test_fuzz.py` runs a bounded property-based fuzz of the recipe loader, of the",
+             "`--set` parser and of the live page's server in the suite (hypothesis): mutations of the",
+             "shipped recipes, random TOML documents and random `--set` arguments must each give exit",
+             "status 0, or 2 with `error:` lines and no traceback; requests to a running live server (the",
+             "page's own with any key and any value, and any request line: path, query string, method,",
+             "Host and Origin) must each get an answer below 500 (501 for a method it does not serve), print",
+             "nothing on stderr, and leave the server answering the page's next poll. `benchmarks/fuzz.py`",
+             "runs the same properties for longer; the last run of each:", ""]
     if not FUZZ_FIGURES.exists():
         return lines + ["(not run yet)", ""]
     figures = json.loads(FUZZ_FIGURES.read_text(encoding="utf-8"))
-    lines += ["| property | examples | seconds | failures found |", "|---|---|---|---|"]
-    for row in figures["properties"]:
-        lines.append(f"| {row['name']} | {row['examples']} | {row['seconds']:.0f} | {row['failures']} |")
     rows = figures["properties"]
+    lines += ["| property | examples | seconds | failures found | run |", "|---|---|---|---|---|"]
+    runs = list(dict.fromkeys((row["command"], row["cpu"], row["when"]) for row in rows))
+    for row in rows:
+        lines.append(f"| {row['name']} | {row['examples']} | {row['seconds']:.0f} | {row['failures']} | "
+                     f"{runs.index((row['command'], row['cpu'], row['when'])) + 1} |")
     lines.append(f"| all | {sum(r['examples'] for r in rows)} | {sum(r['seconds'] for r in rows):.0f} | "
-                 f"{sum(r['failures'] for r in rows)} |")
-    lines += ["", f"Command: `{figures['command']}`; CPU: {figures['cpu']}; {figures['when']}.", ""]
+                 f"{sum(r['failures'] for r in rows)} | |")
+    lines.append("")
+    lines += [f"Run {i}: `{command}`; CPU: {cpu}; {when}." for i, (command, cpu, when) in enumerate(runs, 1)]
+    lines.append("")
     lines += [f"Found and fixed on the way: {figures['found']}", ""] if figures.get("found") else []
     return lines
 
