@@ -4,8 +4,10 @@ nothing is read from the run while nobody watches; state, images, token and Stop
 import http.client
 import io
 import json
+import tomllib
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -313,3 +315,36 @@ def test_busy_ipv6_port_is_a_user_error_with_brackets():
 
     with LiveServer("::1", 0) as live, pytest.raises(UserError, match=rf"cannot serve on \[::1\]:{live.port} "):
         LiveServer("::1", live.port).start()
+
+
+# ---------------------------------------------------------------- the table in docs/reliability.md
+
+LIVE_CASES = tomllib.loads((Path(__file__).parent / "corpus" / "live_cases.toml").read_text(encoding="utf-8"))["request"]
+
+
+@pytest.fixture(scope="module")
+def table_server():
+    server = LiveServer("127.0.0.1", 0)
+    server.start()
+    for key in ("main", "a b#1.style", "Zoë.style"):
+        callback = server.run(key)
+        server.state_json()
+        for info in fake_steps(2, Counter()):
+            callback(info)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("case", LIVE_CASES, ids=[case["id"] for case in LIVE_CASES])
+def test_live_case(table_server, capsys, case):
+    """Each request of tests/corpus/live_cases.toml, in order, to one server."""
+    port = table_server.port
+    headers = {k: v.replace("{port}", str(port)) for k, v in case.get("headers", {"Host": "127.0.0.1:{port}"}).items()}
+    if case.get("method", "GET") == "POST":
+        headers["Content-Length"] = "0"
+    status, body = raw(port, case.get("method", "GET"), case["path"], headers)
+    assert status == case["status"], body
+    if "says" in case:
+        assert body.decode() == case["says"].replace("{port}", str(port))
+    assert capsys.readouterr().err == ""
+    assert table_server.stop_requested == case.get("stops", False)
