@@ -4,6 +4,7 @@ nothing is read from the run while nobody watches; state, images, token and Stop
 import http.client
 import io
 import json
+import sys
 import tomllib
 import urllib.error
 import urllib.request
@@ -289,8 +290,7 @@ def has_ipv6_loopback() -> bool:
 @pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
 @pytest.mark.parametrize("host", ["::1", "[::1]"])
 def test_ipv6_loopback(capsys, monkeypatch, host):
-    from stylekit import live as live_module
-
+    live_module = sys.modules[LiveServer.__module__]
     monkeypatch.setattr(live_module, "LINGER_SECONDS", 0.0)
     with live_module.serve(host, 0) as live:
         assert live.token is None  # loopback: no token
