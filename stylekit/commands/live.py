@@ -16,9 +16,18 @@ image, then served from a cache). The loss curves therefore start when the page 
 opened.
 
 Bound to a loopback address, the page is open to local users; bound to any other address,
-every request must carry the random token printed with the URL. The Stop request also
-needs a custom header, which a cross-site form or script cannot send without the server's
-consent, so another site open in the same browser cannot stop the run.
+every request must carry the random token printed with the URL. On loopback, a request's
+Host must name the server as it was started ('localhost' or the address it is bound to,
+with its port): a page of another site whose name its owner rebinds to 127.0.0.1 (DNS
+rebinding) names its own host, and is refused (403). With a token the Host is not checked:
+the machine answers to many names, and a rebound page cannot know the token. Either way a
+request that carries an Origin header (a browser names the page that sent it) must come
+from the live page itself. The Stop request also needs a custom header, which a
+cross-site form or script cannot send without the server's consent, so another site open
+in the same browser cannot stop the run.
+
+Nothing a request holds can print a traceback: query values are parsed strictly (400 for
+a malformed one), a handler's failure is a bare 500, and the server itself prints nothing.
 
 Several runs can share one server (`LiveServer.run(key, label)`: one callback each); the
 page shows one panel per run, so a batch of images appears as a grid.
@@ -32,6 +41,8 @@ import io
 import ipaddress
 import json
 import secrets
+import socket
+import socketserver
 import sys
 import threading
 import time
@@ -40,7 +51,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import torch
 
@@ -54,6 +65,7 @@ SAMPLE_SECONDS = 0.25  # at most 4 image copies and loss reads a second while wa
 LINGER_SECONDS = 1.5  # three polls of the page
 MAX_RUNS = 12  # runs (batch images) kept on the page at once
 STOP_HEADER = "X-Stylekit-Stop"
+SHUTDOWN_POLL_SECONDS = 0.1  # how soon close() returns
 
 
 @dataclass
@@ -90,6 +102,8 @@ class LiveServer:
     """`with LiveServer(host, port) as live:` then pass `live.run("main", label)` as a callback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8750):
+        if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+            host = host[1:-1]
         self.host, self.port = host, port
         self.token = None if _is_loopback(host) else secrets.token_urlsafe(16)
         self.runs: dict[str, RunState] = {}
@@ -97,25 +111,34 @@ class LiveServer:
         self.last_poll = 0.0  # monotonic time of the page's last request
         self._encoded: dict[tuple, bytes] = {}  # (key, name, version) -> JPEG bytes
         self._server: ThreadingHTTPServer | None = None
+        self._address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # the bound one
         self._stopped = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> str:
         try:
-            self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+            server = _Server6 if _is_ipv6(self.host) else _Server
+            self._server = server((self.host, self.port), _handler_for(self))
         except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
-            raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
+            raise UserError(f"--live: cannot serve on {self.address.removeprefix('http://').rstrip('/')} "
+                            f"({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="stylekit-live", daemon=True).start()
+        self._address = ipaddress.ip_address(self._server.server_address[0])  # 'localhost' resolved
+        threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="stylekit-live",
+                         daemon=True).start()
         return self.url
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """The page's address without the token."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.address + (f"?token={self.token}" if self.token else "")
 
     def close(self) -> None:
         if self._server is not None:
@@ -167,6 +190,28 @@ class LiveServer:
                     state.status = "stopping"
 
     # ------------------------------------------------------------ the server's side
+
+    def answers_to(self, host: str) -> bool:
+        """Whether a request's Host header names this server: 'localhost' or the address
+        it is bound to, with its port (a browser leaves out port 80 only). Checked on a
+        loopback address only, where there is no token: a page of another site whose
+        name was rebound to 127.0.0.1 (DNS rebinding) sends its own name."""
+        if host.startswith("["):  # an IPv6 address
+            name, bracket, port = host[1:].partition("]")
+            if not bracket or (port and not port.startswith(":")):
+                return False
+            port = port[1:] if port else "80"
+        else:
+            name, colon, port = host.partition(":")
+            port = port if colon else "80"
+        if not (0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) == self.port):
+            return False
+        if name.lower() == "localhost":  # browsers resolve it to loopback themselves
+            return True
+        try:
+            return ipaddress.ip_address(name) == self._address and host.startswith("[") == (self._address.version == 6)
+        except ValueError:  # a host name: not ours
+            return False
 
     def state_json(self, since: dict[str, int] | None = None) -> bytes:
         """Every run's state, with the loss samples after the first `since[key]` of each."""
@@ -271,8 +316,42 @@ def _jpeg(tensor: torch.Tensor) -> bytes:
     return buffer.getvalue()
 
 
+MAX_QUERY_FIELDS = 64  # the page sends a token and one since.KEY a run (at most MAX_RUNS of them)
+MAX_COUNT_DIGITS = 9  # counts of loss samples and image versions stay far below a billion
+
+
+class _Refused(Exception):
+    """A request answered with `status` and a short text rather than what it asked for."""
+
+    def __init__(self, status: int, text: str):
+        super().__init__(text)
+        self.status, self.text = status, text
+
+
+def _query(text: str) -> dict[str, str]:
+    """The query string's fields, each given at most once; UTF-8 only."""
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict", max_num_fields=MAX_QUERY_FIELDS)
+    except ValueError:  # UnicodeDecodeError included
+        raise _Refused(HTTPStatus.BAD_REQUEST, "bad query string: not UTF-8, or too many fields") from None
+    query = dict(pairs)
+    if len(query) != len(pairs):
+        raise _Refused(HTTPStatus.BAD_REQUEST, "bad query string: a field given twice")
+    return query
+
+
 def _count(text: str) -> int:
-    return int(text) if text.isdigit() else 0
+    """A whole number of ASCII digits (str.isdigit() also takes '²', which int() refuses)."""
+    if not (0 < len(text) <= MAX_COUNT_DIGITS and text.isascii() and text.isdigit()):
+        raise _Refused(HTTPStatus.BAD_REQUEST, f"bad query: counts are 1 to {MAX_COUNT_DIGITS} ASCII digits")
+    return int(text)
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:  # a host name or an IPv4 address
+        return False
 
 
 def _is_loopback(host: str) -> bool:
@@ -288,52 +367,100 @@ def page_html() -> bytes:
     return resources.files("stylekit.commands").joinpath("live.html").read_bytes()
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def server_bind(self):
+        # HTTPServer.server_bind looks up the host's fully qualified name, which can wait
+        # seconds on a machine without DNS; nothing here uses it.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        # What the handler did not answer (a browser that hung up mid-answer) is no news for
+        # the terminal, which belongs to the progress display: never a traceback there.
+        pass
+
+
+class _Server6(_Server):
+    """For an IPv6 address: `--live-host ::1` (the URL brackets it: http://[::1]:8750/)."""
+
+    address_family = socket.AF_INET6
+
+
 def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format, *args):  # the terminal belongs to the progress display
             pass
-
-        def _allowed(self, query: dict) -> bool:
-            if live.token is None:
-                return True
-            given = query.get("token", [""])[0]
-            return hmac.compare_digest(given.encode(), live.token.encode())
 
         def _send(self, status: int, body: bytes = b"", kind: str = "text/plain; charset=utf-8") -> None:
             self.send_response(status)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            self.send_header("X-Content-Type-Options", "nosniff")
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self):
+        def _answer(self, method) -> None:
+            """Run `method`; a refusal is its status and text, and any other exception (a bug)
+            a bare 500: nothing reaches the terminal."""
+            try:
+                method()
+            except _Refused as refused:
+                self.close_connection = True
+                with contextlib.suppress(Exception):
+                    self._send(refused.status, refused.text.encode())
+            except Exception:
+                self.close_connection = True
+                with contextlib.suppress(Exception):
+                    self._send(HTTPStatus.INTERNAL_SERVER_ERROR, b"the live page failed to answer this request")
+
+        def _request(self) -> tuple[list[str], dict[str, str]]:
+            """The path's segments, each percent-decoded on its own (a key, a file name, may
+            hold a space, '#' or '%'), and the query's fields, once Host, Origin and the token
+            are checked."""
+            hosts = self.headers.get_all("Host") or []
+            if len(hosts) != 1 or (live.token is None and not live.answers_to(hosts[0])):
+                raise _Refused(HTTPStatus.FORBIDDEN, f"refused: this page answers only at {live.address} "
+                               "(or localhost with that port); this request names another host, or none")
+            origin = self.headers.get_all("Origin") or []
+            if origin and origin != [f"http://{hosts[0]}"]:  # a browser says which page sent a request
+                raise _Refused(HTTPStatus.FORBIDDEN, "refused: a request from another page than this one")
             url = urlsplit(self.path)
-            query = parse_qs(url.query)
-            if not self._allowed(query):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            parts = [p for p in url.path.split("/") if p]
+            query = _query(url.query)
+            if live.token is not None and not hmac.compare_digest(query.get("token", "").encode(), live.token.encode()):
+                raise _Refused(HTTPStatus.FORBIDDEN, "this page needs the token printed with its URL")
+            return [unquote(p) for p in url.path.split("/") if p], query
+
+        def do_GET(self):
+            self._answer(self._get)
+
+        def do_POST(self):
+            self._answer(self._post)
+
+        def _get(self):
+            parts, query = self._request()
             if not parts:
                 return self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
             if parts == ["state"]:
-                since = {k.removeprefix("since."): _count(v[0]) for k, v in query.items() if k.startswith("since.")}
+                since = {k.removeprefix("since."): _count(v) for k, v in query.items() if k.startswith("since.")}
                 return self._send(HTTPStatus.OK, live.state_json(since), "application/json")
-            if len(parts) == 3 and parts[0] == "image":
+            if len(parts) == 3 and parts[0] == "image" and parts[2].endswith(".jpg"):
+                if "v" in query:  # the page's cache breaker
+                    _count(query["v"])
                 body = live.image_bytes(parts[1], parts[2].removesuffix(".jpg"))
                 if body is not None:
                     return self._send(HTTPStatus.OK, body, "image/jpeg")
             self._send(HTTPStatus.NOT_FOUND, b"not found")
 
-        def do_POST(self):
-            url = urlsplit(self.path)
-            if not self._allowed(parse_qs(url.query)):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            if url.path.rstrip("/") != "/stop":
+        def _post(self):
+            parts, query = self._request()
+            if parts != ["stop"]:
                 return self._send(HTTPStatus.NOT_FOUND, b"not found")
             if self.headers.get(STOP_HEADER) != "1":
                 return self._send(HTTPStatus.FORBIDDEN, f"stop needs the header {STOP_HEADER}: 1".encode())
-            key = parse_qs(url.query).get("run", [None])[0]
-            live.request_stop(key)
+            live.request_stop(query.get("run"))
             self._send(HTTPStatus.NO_CONTENT)
 
     return Handler
