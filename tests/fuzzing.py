@@ -9,7 +9,7 @@ The property: whatever the recipe text or the command line, `stylekit validate` 
 - random TOML documents built from the recipe's own vocabulary of keys and random values;
 - random `--set KEY=VALUE` arguments, from the vocabulary and from arbitrary text.
 
-And for the live page's server (stylekit/live.py): whatever the request's path, query
+And for the live page's server (stylekit/commands/live.py): whatever the request's path, query
 string, Host and Origin, the answer is below 500 (501 only for a method it does not
 serve), nothing is printed on stderr, and the server answers the page's next poll.
 
@@ -192,7 +192,7 @@ def live_server():
     """A LiveServer on loopback holding a few runs, watched, each with its images."""
     from stepinfo_fakes import Counter, fake_steps
 
-    from stylekit.live import LiveServer
+    from stylekit.commands.live import LiveServer
 
     server = LiveServer("127.0.0.1", 0)
     server.start()

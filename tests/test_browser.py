@@ -106,8 +106,8 @@ HOSTILE_NAMES = ['x" onerror="alert(1).png', 'y" onerror="alert(2)" z=".png', "<
 
 
 def test_batch_page_shows_every_image_and_runs_no_name_as_script(tmp_path, browser):
-    from stylekit.batch import run_batch
-    from stylekit.live import LiveServer
+    from stylekit.commands.batch import run_batch
+    from stylekit.commands.live import LiveServer
     from stylekit.testing import pattern, tiny_registry, write_recipe
 
     (tmp_path / "photos").mkdir()
