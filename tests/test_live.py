@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from stepinfo_fakes import Counter, fake_steps
-from stylekit.commands.live import STOP_HEADER, LiveServer
+from stylekit.commands.live import LiveServer
+from stylekit.commands.live_http import STOP_HEADER
 
 
 def get(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, bytes]:
