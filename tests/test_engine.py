@@ -70,7 +70,8 @@ def test_the_engine_changes_nothing_it_is_given(stylekit_recipe):
     start = images.start.clone()
     gram_targets = {k: v[0].clone() for k, v in objective.terms[1].term.targets.items()}
     from stylekit.run.build import build_optimizer, build_scheduler
-    from stylekit.run.engine import LoopOptions, optimize
+    from stylekit.run.engine import LoopOptions
+    from stylekit.run.loop import optimize
 
     optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), LoopOptions(steps=3), plan.device)
     assert torch.equal(images.start, start)
@@ -120,7 +121,7 @@ def test_a_second_interrupt_ends_at_once_and_writes_nothing(stylekit_recipe, mon
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stylekit.run.session.optimize", interrupt)
+    monkeypatch.setattr("stylekit.run.stages.optimize_group", interrupt)
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 130
     assert "interrupted" in err

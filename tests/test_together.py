@@ -1,4 +1,4 @@
-"""The stacked pass of stylekit.run.together recorded as a CUDA graph, with a stand-in for the
+"""The stacked pass of stylekit.run.passes recorded as a CUDA graph, with a stand-in for the
 GPU: what a graph promises (each replay rewrites the same memory) is imitated on the CPU,
 so that the bookkeeping around it (copies of the rows, gradients read where the replay
 writes them, which optimizers may use it) is checked here, and only the recording itself
@@ -12,10 +12,11 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import stylekit.run.together
+import stylekit.run.passes
+from stylekit.run.loop import optimize_group
 from planning import plan_for
 from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.run.session import loop_options
+from stylekit.run.stages import loop_options
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 
@@ -41,7 +42,7 @@ class Reads(TorchDispatchMode):
 
 
 def imitated_cuda_graph(recorded: list):
-    """A stand-in for engine.record_cuda_graph that checks what a real graph would need: the
+    """A stand-in for passes.record_cuda_graph that checks what a real graph would need: the
     recording refuses what a graph cannot record; before each replay, everything the
     recording read must still be alive (a graph holds no references: it would read freed
     memory), and the replay, run again here, must read the very same memory (a graph would
@@ -93,9 +94,9 @@ def run_group(tmp_path, body: str, graph: bool, monkeypatch, recorded: list, ove
             replace(wt, weight=float("inf")) if wt.term.name == "gram" else wt for wt in terms))
     with monkeypatch.context() as patch:
         if graph:
-            patch.setattr(stylekit.run.together, "_records_graphs", lambda device: True)
-            patch.setattr(stylekit.run.together, "record_cuda_graph", imitated_cuda_graph(recorded))
-        return stylekit.run.together.optimize_together(
+            patch.setattr(stylekit.run.passes, "_records_graphs", lambda device: True)
+            patch.setattr(stylekit.run.passes, "record_cuda_graph", imitated_cuda_graph(recorded))
+        return optimize_group(
             objectives, [images.start for images in inputs], build_optimizer(plans[0]), build_scheduler(plans[0]),
             loop_options(plans[0], plans[0].stages[0]), plans[0].device, stacked=True)
 
