@@ -60,14 +60,15 @@ class LoopOptions:
     ema_decay: float = 0.0
     compile: bool = False  # torch.compile of the objective, for a group of one image
     cuda_graph: bool = False  # honoured on CUDA only
-    #: Check for a non-finite loss or image every this many steps. Each check waits for
-    #: the device; on a CPU that costs nothing, on a GPU it would stall the queue.
+    #: Check for a non-finite loss, step or image every this many steps. Each check waits
+    #: for the device; on a CPU that costs nothing, on a GPU it would stall the queue.
     check_every: int = 1
 
 
 class Diverged(Exception):
-    """A loss term or the image went non-finite. `last_finite` is the image after step
-    `last_finite_step` (0: the start), the latest one known to be finite."""
+    """A loss term or the image (or the optimizer's step, before the clamp) went non-finite.
+    `last_finite` is the image after step `last_finite_step` (0: the start), the latest one
+    known to be finite."""
 
     def __init__(self, step: int, labels: list[str], last_finite: torch.Tensor, last_finite_step: int,
                  rows: list[torch.Tensor] = ()):

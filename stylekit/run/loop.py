@@ -4,7 +4,7 @@ so a single run, a batch's group and (later) the frames of a video share every s
 
 Per step and image: the pass (`stylekit.run.passes`), the optimizer's step, the scheduler,
 the clamp to [0, 1], the moving average, the row of losses kept, and every `check_every`
-steps the check for a non-finite loss or image; then `on_step` for each image still
+steps the check for a non-finite loss, step or image; then `on_step` for each image still
 going. An image that diverges stops alone; the others go on.
 """
 
@@ -52,6 +52,7 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     passes = Passes(objectives, images, loops, options, device, stacked,
                     replayable=together is not None or not optimizer.needs_closure)
     checked = [(loop.output.clone(), loop.step) for loop in loops]  # the latest image known finite, its step
+    stepped: list[list[torch.Tensor]] = [[] for _ in loops]  # per image since its check: each step finite?
     diverged: dict[int, Diverged] = {}
 
     if device.type == "cuda":
@@ -80,6 +81,9 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
             if loop.scheduler is not None:
                 loop.scheduler.step()
             if options.clamp:
+                # Clamping would map an infinite step to 0 or 1, a finite image of noise whose
+                # losses are finite: note whether the step was, before the clamp hides it.
+                stepped[i].append(torch.isfinite(loop.image).all())
                 with torch.no_grad():
                     loop.image.clamp_(0, 1)
             if loop.average is not None:
@@ -88,7 +92,8 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
             loop.rows.append(passes.row(i))
             if step % options.check_every == 0 or step == options.steps:
                 last_finite, last_step = checked[i]
-                bad = first_non_finite(loop.rows[len(loop.rows) - (step - last_step):], loop.output)
+                bad = first_non_finite(loop.rows[len(loop.rows) - (step - last_step):], loop.output, stepped[i])
+                stepped[i] = []
                 if bad is not None:
                     labels = [label for label, ok in zip(objectives[i].labels, bad[1]) if not ok]
                     diverged[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step, loop.rows)
@@ -118,17 +123,23 @@ def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, sc
     return outcome
 
 
-def first_non_finite(rows: list[torch.Tensor], image: torch.Tensor) -> tuple[int, list[bool]] | None:
-    """(index among `rows`, per-term finiteness) of the first row with a non-finite value, or
-    (last index, all True) when only the image went non-finite; None when all is finite."""
+def first_non_finite(rows: list[torch.Tensor], image: torch.Tensor,
+                     stepped: list[torch.Tensor] = ()) -> tuple[int, list[bool]] | None:
+    """(index among `rows`, per-term finiteness) of the first step with a non-finite loss or,
+    `stepped` (per row, whether its step was finite before the clamp; empty: not known), a
+    non-finite step; (last index, all True) when only the image went non-finite; None when
+    all is finite. A step's row holds the losses evaluated before its update."""
     if not rows:
         return None
-    table = torch.stack(rows)
-    finite = torch.isfinite(table)
-    if bool(finite.all()) and bool(torch.isfinite(image).all()):
+    finite = torch.isfinite(torch.stack(rows))
+    rows_ok = finite.all(dim=1)
+    steps_ok = torch.stack(list(stepped)) if stepped else torch.ones_like(rows_ok)
+    if bool(rows_ok.all() & steps_ok.all() & torch.isfinite(image).all()):  # one wait for the device
         return None
-    rows_ok = finite.all(dim=1).tolist()
-    if all(rows_ok):
-        return len(rows) - 1, [True] * (table.shape[1] - 1)
-    index = rows_ok.index(False)
-    return index, finite[index, 1:].tolist()
+    every_term = [True] * (finite.shape[1] - 1)
+    for index, (row_ok, step_ok) in enumerate(zip(rows_ok.tolist(), steps_ok.tolist())):
+        if not row_ok:
+            return index, finite[index, 1:].tolist()
+        if not step_ok:
+            return index, every_term
+    return len(rows) - 1, every_term
