@@ -133,3 +133,25 @@ def test_an_image_that_diverges_leaves_the_recorded_group_and_the_rest_go_on_as_
     assert isinstance(eager[1], Diverged) and isinstance(replayed[1], Diverged) and replayed[1].step == 1
     for k in (0, 2):
         assert torch.equal(eager[k].image, replayed[k].image) and len(replayed[k].rows) == 6
+
+
+@pytest.mark.parametrize("body", ['[optimizer]\nname = "adam"\n',
+                                  '[optimizer]\nname = "lbfgs"\n[optimizer.params]\nline_search = "strong_wolfe"\n'])
+def test_a_group_of_one_records_its_own_pass_and_gives_the_eager_image_and_rows(tmp_path, monkeypatch, body):
+    """A single run (a group of one, not stacked) records its own pass once and replays it
+    for every evaluation, a line search's included: the same image and rows as eager."""
+    from stylekit.run.loop import optimize
+
+    plan = plan_for(write_recipe(tmp_path, TINY_LOSSES + body), **{"run.steps": 5, "run.cuda_graph": True})
+    torch.manual_seed(0)
+    images = stage_images(plan, plan.stages[0])
+    objective = build_objective(plan, build_backbone(plan), images)
+    args = (objective, images.start, build_optimizer(plan), build_scheduler(plan), loop_options(plan, plan.stages[0]),
+            plan.device)
+    eager, recorded = optimize(*args), []
+    with monkeypatch.context() as patch:
+        patch.setattr(stylekit.run.passes, "_records_graphs", lambda device: True)
+        patch.setattr(stylekit.run.passes, "record_cuda_graph", imitated_cuda_graph(recorded))
+        replayed = optimize(*args)
+    assert recorded == [1]
+    assert torch.equal(eager.image, replayed.image) and torch.equal(torch.stack(eager.rows), torch.stack(replayed.rows))
