@@ -1,18 +1,22 @@
-"""The long fuzz run of the recipe loader and the --set parser (the properties of
-tests/fuzzing.py, which the suite runs for a few seconds).
+"""The long fuzz run of the recipe loader, the --set parser and the live page's server
+(the properties of tests/fuzzing.py, which the suite runs for a few seconds).
 
     .venv/bin/python benchmarks/fuzz.py --examples 4000 --record
+    .venv/bin/python benchmarks/fuzz.py --examples 4000 --only live --record   # the live server's two
 
-runs each of the three properties for that many examples with fresh random seeds, prints
-what it finds, and with --record writes the figures into tests/corpus/fuzz_figures.json,
-from which docs/reliability.md is generated (`python tests/corpus/corpus.py --docs`).
+runs each property (or those whose name holds --only's text) for that many examples with
+fresh random seeds, prints what it finds, and with --record writes the figures into
+tests/corpus/fuzz_figures.json (replacing the rows of the properties it ran), from which
+docs/reliability.md is generated (`python tests/corpus/corpus.py --docs`).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -56,23 +60,43 @@ def properties(space):
     def set_arguments(argument):
         fuzzing.validate(space, space["tiny"], "--set", argument)
 
+    def live_request(request):
+        fuzzing.live_request(space["live"](), request)
+
     return [("mutations of the shipped recipes", given(mutated=fuzzing.mutated_recipe())(mutated)),
             ("random TOML documents", given(doc=fuzzing.documents)(documents)),
-            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments))]
+            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments)),
+            ("live server: the page's requests, any values", given(request=fuzzing.page_requests())(live_request)),
+            ("live server: any request", given(request=fuzzing.live_requests())(live_request))]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=4000, help="examples per property")
+    parser.add_argument("--only", default="", metavar="TEXT", help="run only the properties whose name holds TEXT")
     parser.add_argument("--record", action="store_true", help=f"write the figures to {FIGURES.relative_to(ROOT)}")
     args = parser.parse_args(argv)
     rows, failed = [], 0
+    servers = []
+
+    def live():  # one live server for the run, started when a property first needs it
+        if not servers:
+            servers.append(fuzzing.live_server())
+        return servers[0]
+
     with tempfile.TemporaryDirectory() as tmp:
         space = fuzzing.workspace(Path(tmp))
-        for name, prop in properties(space):
+        space["live"] = live
+        everything = properties(space)
+        order = [name for name, _ in everything]
+        chosen = [(name, prop) for name, prop in everything if args.only in name]
+        if not chosen:
+            parser.error(f"no property's name holds {args.only!r}")
+        for name, prop in chosen:
             count = {"n": 0}
             inner = prop.hypothesis.inner_test
 
+            @functools.wraps(inner)  # hypothesis then names the arguments of a failing example
             def counted(*a, _inner=inner, **k):
                 count["n"] += 1
                 return _inner(*a, **k)
@@ -90,11 +114,19 @@ def main(argv=None) -> int:
             rows.append({"name": name, "examples": count["n"], "seconds": seconds, "failures": failures})
             failed += failures
             print(f"{name}: {count['n']} examples in {seconds:.0f} s, {failures} failure(s)", flush=True)
+    for server in servers:
+        server.close()
     if args.record:
-        found = json.loads(FIGURES.read_text())["found"] if FIGURES.exists() else ""
+        old = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+        ran = {row["name"] for row in rows}
+        kept = [row for row in old.get("properties", []) if row["name"] not in ran]
+        for row in rows:  # which run gave each row's figures
+            row.update(command=f"python benchmarks/fuzz.py --examples {args.examples}"
+                               + (f" --only {shlex.quote(args.only)}" if args.only else "") + " --record",
+                       cpu=cpu_name(), when=time.strftime("%Y-%m-%d"))
         FIGURES.write_text(json.dumps({
-            "properties": rows, "command": f"python benchmarks/fuzz.py --examples {args.examples} --record",
-            "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d"), "found": found}, indent=1) + "\n")
+            "properties": sorted(kept + rows, key=lambda row: order.index(row["name"]) if row["name"] in order else len(order)),
+            "found": old.get("found", "")}, indent=1, ensure_ascii=False) + "\n")
         print(f"wrote {FIGURES}")
     return 1 if failed else 0
 

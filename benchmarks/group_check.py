@@ -17,10 +17,10 @@ import time
 import torch
 
 import stylekit
-import stylekit.run.together
+import stylekit.run.passes
 from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
 from stylekit.run.engine import Diverged, LoopOptions
-from stylekit.run.together import optimize_together
+from stylekit.run.loop import optimize_group
 
 CONFIGS = {  # optimizer settings -> what steps the group
     "lbfgs": {"optimizer.name": "lbfgs", "scheduler.name": "none"},  # one BatchedLBFGS
@@ -48,8 +48,8 @@ def run(plan, objectives, starts, steps: int, graph: bool):
     options = LoopOptions(steps=steps, cuda_graph=graph, check_every=10)
     torch.cuda.synchronize()
     began = time.perf_counter()
-    ends = optimize_together(objectives, starts, build_optimizer(plan), build_scheduler(plan), options, plan.device,
-                             stacked=True)
+    ends = optimize_group(objectives, starts, build_optimizer(plan), build_scheduler(plan), options, plan.device,
+                          stacked=True)
     torch.cuda.synchronize()
     return ends, time.perf_counter() - began
 
@@ -81,18 +81,18 @@ def main() -> None:
 
     # One image diverges at the first step: the group is recorded again for the rest.
     recordings = []
-    record = stylekit.run.together.record_cuda_graph
+    record = stylekit.run.passes.record_cuda_graph
 
     def counted(forward_backward, images):
         recordings.append(len(images))
         return record(forward_backward, images)
 
-    stylekit.run.together.record_cuda_graph = counted
+    stylekit.run.passes.record_cuda_graph = counted
     plan, objectives, starts = group(args, "fp32", CONFIGS["lbfgs"], overflow=1)
     before = torch.cuda.memory_allocated()
     graphed, _ = run(plan, objectives, starts, args.steps, graph=True)
     after = torch.cuda.memory_allocated()
-    stylekit.run.together.record_cuda_graph = record
+    stylekit.run.passes.record_cuda_graph = record
     eager, _ = run(plan, objectives, starts, args.steps, graph=False)
     others = [k for k in range(args.batch) if k != 1]
     diff = max((eager[k].image - graphed[k].image).abs().max().item() for k in others)

@@ -24,7 +24,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import stylekit
 from stylekit.run.build import build_backbone, build_objective, stage_images
-from stylekit.run.engine import network_input, record_cuda_graph
+from stylekit.run.engine import network_input
+from stylekit.run.passes import record_cuda_graph
 from stylekit.run.together import group_values
 
 

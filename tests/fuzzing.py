@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the recipe loader and the `--set` parser (hypothesis).
+"""Property-based fuzzing of the recipe loader, the `--set` parser and the live page's
+server (hypothesis).
 
 The property: whatever the recipe text or the command line, `stylekit validate` exits 0, or
 2 with `error:` lines, and never raises (a traceback). Three sources of input:
@@ -8,15 +9,24 @@ The property: whatever the recipe text or the command line, `stylekit validate` 
 - random TOML documents built from the recipe's own vocabulary of keys and random values;
 - random `--set KEY=VALUE` arguments, from the vocabulary and from arbitrary text.
 
+And for the live page's server (stylekit/commands/live.py): whatever the request's path, query
+string, Host and Origin, the answer is below 500 (501 only for a method it does not
+serve), nothing is printed on stderr, and the server answers the page's next poll.
+
 Used by tests/test_fuzz.py (a bounded run) and benchmarks/fuzz.py (a long one).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import shutil
+import socket
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from hypothesis import strategies as st
 
@@ -170,3 +180,151 @@ set_arguments = st.one_of(
     st.tuples(keys, st.text(max_size=15)).map("=".join),
     st.text(max_size=30),
 )
+
+
+# ---------------------------------------------------------------- the live page's server
+
+LIVE_KEYS = ["main", 'x" onerror="alert(1).style', "a b#1.style", "Zoë.style", "100%.style"]
+LIVE_TOKEN = "s3cret"
+
+
+def live_server():
+    """A LiveServer on loopback holding a few runs, watched, each with its images."""
+    from stepinfo_fakes import Counter, fake_steps
+
+    from stylekit.commands.live import LiveServer
+
+    server = LiveServer("127.0.0.1", 0)
+    server.start()
+    for key in LIVE_KEYS:
+        callback = server.run(key, key)
+        server.state_json()  # watched: the images are kept
+        for info in fake_steps(3, Counter()):
+            callback(info)
+    return server
+
+
+@dataclass
+class LiveRequest:
+    method: str
+    target: bytes  # as it goes on the request line
+    headers: list[tuple[str, str]]  # '{port}' stands for the server's port
+    token: bool  # whether the server wants a token (as when bound off loopback)
+
+
+_PARTS = ["", "state", "image", "stop", "current.jpg", "content.jpg", "style0.jpg", "style9.jpg", "current", ".jpg",
+          "..", ".", "%2F", "%00", "%", "%G1", "%C2%B2", "%FF", "//"] + LIVE_KEYS
+_NAMES = ["since.main", "v", "token", "run", "since.", "since.x", "", "since.since."] + [f"since.{k}" for k in LIVE_KEYS]
+_VALUES = ["0", "1", "3", "999999999", "1000000000", "²", "٣", "１", "9" * 5000, "-1", "+1", "1e3", "0x1", " 1", "",
+           LIVE_TOKEN, "wrong"] + LIVE_KEYS
+
+
+# Text that looks like a count: any of the characters str.isdigit() takes (the decimal digits
+# of every script, which int() reads, and others such as '²', which it does not), Unicode's
+# other numbers ('½', 'Ⅻ'), signs and exponents; and whole numbers of any length.
+_DIGITS = "".join(chr(i) for i in range(0x110000) if chr(i).isdigit())
+numberish = st.one_of(
+    st.text(st.sampled_from(_DIGITS), min_size=1, max_size=4),
+    st.text(st.sampled_from(_DIGITS) | st.characters(categories=["No", "Nl"]) | st.sampled_from("0123456789+-e_. "),
+            min_size=1, max_size=6),
+    st.integers(min_value=-(10**12), max_value=10**12).map(str),
+    st.integers(1, 6000).map(lambda n: "9" * n),
+)
+
+
+def _encoded(text: str, draw) -> str:
+    """`text` percent-encoded, or left as it is (any byte but CR and LF goes on the request line)."""
+    return draw(st.sampled_from([quote(text, safe=""), quote(text, safe="/?&=%#+ "), text]))
+
+
+def _headers(draw, hosts: list[str]) -> list[tuple[str, str]]:
+    headers = [("Host", draw(st.sampled_from(hosts) | st.text(max_size=12))) for _ in range(draw(st.integers(0, 2)))]
+    if draw(st.booleans()):
+        origins = ["http://127.0.0.1:{port}", "http://evil.example", "null", ""]
+        headers.append(("Origin", draw(st.sampled_from(origins) | st.text(max_size=12))))
+    if draw(st.booleans()):
+        headers.append(("X-Stylekit-Stop", draw(st.sampled_from(["1", "0", ""]) | st.text(max_size=3))))
+    return [(k, v.replace("\r", "").replace("\n", "")) for k, v in headers]
+
+
+def _raw(target: str, draw) -> bytes:
+    raw = target.encode("utf-8", "surrogatepass") if draw(st.booleans()) else target.encode("utf-8", "replace")
+    return raw.replace(b"\r", b"").replace(b"\n", b"")
+
+
+@st.composite
+def page_requests(draw) -> LiveRequest:
+    """The requests the page sends (state since a count, an image of a version, Stop), with
+    any key and any value, sometimes a few fields more, and mostly the page's own Host;
+    percent-encoded as the page does (encodeURIComponent)."""
+    kind = draw(st.sampled_from(["state", "image", "stop"]))
+    key = draw(st.sampled_from(LIVE_KEYS) | st.text(max_size=8))
+    value = draw(numberish | st.sampled_from(_VALUES) | st.text(max_size=8))
+    if kind == "state":
+        path, fields = "/state", [(f"since.{key}", value)]
+    elif kind == "image":
+        name = draw(st.sampled_from(["current", "content", "style0", "style9"]) | st.text(max_size=8))
+        path, fields = f"/image/{quote(key, safe='')}/{quote(name, safe='')}.jpg", [("v", value)]
+    else:
+        path, fields = "/stop", [("run", key)]
+    fields += draw(st.lists(st.tuples(st.sampled_from(_NAMES) | st.text(max_size=6),
+                                      st.sampled_from(_VALUES) | st.text(max_size=6)), max_size=2))
+    token = draw(st.booleans())
+    if token:  # as the page off loopback sends it
+        fields.append(("token", LIVE_TOKEN))
+    query = "&".join(f"{quote(k, safe='')}={quote(v, safe='')}" for k, v in draw(st.permutations(fields)))
+    headers = _headers(draw, ["127.0.0.1:{port}"] * 3 + ["localhost:{port}", "evil.example:{port}", ""])
+    return LiveRequest("POST" if kind == "stop" else "GET", _raw(path + "?" + query, draw), headers, token)
+
+
+@st.composite
+def live_requests(draw) -> LiveRequest:
+    """Any request: paths of the server's own segments and of any text, any query string, in
+    any of the forms a request line takes, with any method, Host and Origin."""
+    segments = draw(st.lists(st.sampled_from(_PARTS) | st.text(max_size=8), max_size=4))
+    path = "/" + "/".join(_encoded(p, draw) for p in segments)
+    fields = draw(st.lists(st.tuples(st.sampled_from(_NAMES) | st.text(max_size=6),
+                                     st.sampled_from(_VALUES) | st.text(max_size=6)), max_size=5))
+    query = "&".join(f"{_encoded(k, draw)}={_encoded(v, draw)}" for k, v in fields)
+    form = draw(st.sampled_from(["path?query", "path", "query", "*", "absolute"]))
+    target = {"path?query": path + "?" + query, "path": path, "query": query, "*": "*",
+              "absolute": "http://evil.example" + path + "?" + query}[form]
+    hosts = ["127.0.0.1:{port}", "localhost:{port}", "evil.example:{port}", "evil.example", "127.0.0.1", "[::1]:{port}", ""]
+    method = draw(st.sampled_from(["GET", "POST", "HEAD", "PUT"]))
+    return LiveRequest(method, _raw(target, draw), _headers(draw, hosts), draw(st.booleans()))
+
+
+def send_raw(port: int, method: str, target: bytes, headers: list[tuple[str, str]]) -> int | None:
+    """Send one request as bytes; the status of the answer, None when the server closed the
+    connection without one. Reads to the end: the server closes after handling the request."""
+    head = method.encode() + b" " + target + b" HTTP/1.1\r\n"
+    head += b"".join(f"{k}: {v.replace('{port}', str(port))}\r\n".encode("utf-8", "surrogatepass") for k, v in headers)
+    head += b"Connection: close\r\nContent-Length: 0\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    status = answer.split(b"\r\n", 1)[0].split(b" ")
+    return int(status[1]) if len(status) > 1 and status[1].isdigit() else None
+
+
+def live_request(server, request: LiveRequest) -> int | None:
+    """The property: an answer below 500 (501: a method the server does not serve), nothing on
+    stderr, and the page's next poll answered. Returns the status."""
+    server.token = LIVE_TOKEN if request.token else None
+    poll = "/state?since.main=0" + (f"&token={LIVE_TOKEN}" if request.token else "")
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            status = send_raw(server.port, request.method, request.target, request.headers)
+            after = send_raw(server.port, "GET", poll.encode(), [("Host", "127.0.0.1:{port}")])
+    finally:
+        server.token = None
+    # A request line of two words is HTTP/0.9 to http.server (an empty target, or one of
+    # whitespace only, such as \x1c): its answer is the body alone, without a status line.
+    http09 = len((request.method.encode() + b" " + request.target + b" HTTP/1.1").decode("iso-8859-1").split()) == 2
+    assert status is not None or http09, "no answer"
+    assert status is None or status < 500 or (status == 501 and request.method not in ("GET", "POST")), status
+    assert err.getvalue() == "", err.getvalue()
+    assert after == 200, after
+    return status

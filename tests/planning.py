@@ -6,7 +6,8 @@ from pathlib import Path
 import torch
 
 from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.run.engine import LoopOptions, optimize
+from stylekit.run.engine import LoopOptions
+from stylekit.run.loop import optimize
 from stylekit.recipe.load import load_recipe
 from stylekit.testing import tiny_registry
 

@@ -323,9 +323,8 @@ def test_images_optimized_together_come_out_as_they_would_alone(tmp_path, optimi
 
     from planning import plan_for
     from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-    from stylekit.run.engine import optimize
-    from stylekit.run.session import loop_options
-    from stylekit.run.together import optimize_together
+    from stylekit.run.loop import optimize, optimize_group
+    from stylekit.run.stages import loop_options
 
     body = f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\n{params}\n[scheduler]\nname = "cosine"\n'
     smooth = TINY_LOSSES.split("[[loss]]\nname = \"tv\"")[0]
@@ -340,7 +339,7 @@ def test_images_optimized_together_come_out_as_they_would_alone(tmp_path, optimi
     inputs = [stage_images(plan, plan.stages[0]) for plan in plans]
     objectives = [build_objective(plan, backbone, images) for plan, images in zip(plans, inputs)]
     options = loop_options(plans[0], plans[0].stages[0])
-    together = optimize_together(objectives, [images.start for images in inputs], build_optimizer(plans[0]),
+    together = optimize_group(objectives, [images.start for images in inputs], build_optimizer(plans[0]),
                                  build_scheduler(plans[0]), options, plans[0].device, stacked=stacked)
     alone = [optimize(objective, images.start, build_optimizer(plans[0]), build_scheduler(plans[0]), options,
                       plans[0].device) for objective, images in zip(objectives, inputs)]

@@ -1,5 +1,5 @@
 """The batched L-BFGS (stylekit/builtins/batched_lbfgs.py) is, per image, torch's LBFGS as the
-built-in `lbfgs` optimizer configures it; together.py uses it only where it applies."""
+built-in `lbfgs` optimizer configures it; the step loop (loop.py) uses it only where it applies."""
 
 import dataclasses
 
@@ -73,7 +73,7 @@ def test_each_row_follows_torch_lbfgs(history, lr, ops):
 
 @pytest.mark.parametrize("ops", [TorchRows, BatchedRows])
 def test_a_diverged_image_left_out_stays_and_the_others_go_on(ops):
-    """An image whose gradient went nan is stepped once with it (as together.py does
+    """An image whose gradient went nan is stepped once with it (as loop.py does
     before its check), then dropped from `alive`: it is not moved again and changes
     nothing for the images still going, whose iterates stay torch's."""
     functions = objectives_of_every_kind()
@@ -101,7 +101,7 @@ def _tiny_group(tmp_path, optimizer_params: str, scheduler: str = "none", steps:
     objectives, starts, components and loop options, as stylekit batch builds them."""
     from planning import plan_for
     from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-    from stylekit.run.session import loop_options
+    from stylekit.run.stages import loop_options
 
     body = f'[optimizer]\nname = "lbfgs"\n[optimizer.params]\n{optimizer_params}\n[scheduler]\nname = "{scheduler}"\n'
     recipe = write_recipe(tmp_path, TINY_LOSSES + body)
@@ -118,15 +118,14 @@ def _tiny_group(tmp_path, optimizer_params: str, scheduler: str = "none", steps:
 
 
 def _together_and_alone(objectives, starts, optimizer, scheduler, options, device, alone_for=None):
-    from stylekit.run.engine import optimize
-    from stylekit.run.together import optimize_together
+    from stylekit.run.loop import optimize, optimize_group
 
     # Batch-invariant convolutions, so that stacking changes no bit of a gradient (see
     # together.py); what is compared is then the optimizer alone.
     was = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
-        together = optimize_together(objectives, starts, optimizer, scheduler, options, device, stacked=True)
+        together = optimize_group(objectives, starts, optimizer, scheduler, options, device, stacked=True)
         alone = [optimize(objectives[i], starts[i], optimizer, scheduler, options, device)
                  for i in (alone_for or range(len(objectives)))]
     finally:
@@ -142,7 +141,7 @@ def _count_batched_steps(monkeypatch) -> list:
 
 
 def test_stacked_images_stepped_by_the_batched_lbfgs_come_out_as_alone(tmp_path, monkeypatch):
-    """optimize_together on stacked images with L-BFGS (history 3 < 15 steps: the ring
+    """optimize_group on stacked images with L-BFGS (history 3 < 15 steps: the ring
     wraps) and a constant learning rate steps them with one BatchedLBFGS; each image is
     within 1e-5 of its own run's (CPU, fp32), its rows too. The second image's objective
     is made constant (all weights 0): its gradient is zero, so each of its pairs is
@@ -166,19 +165,19 @@ def test_per_image_optimizers_where_the_batched_lbfgs_does_not_apply(tmp_path, m
     """A line search (several evaluations per image and step) or a schedule (which steps
     a torch optimizer's learning rate) keeps one torch LBFGS per image; that those come
     out as alone is tests/test_batch.py's check."""
-    from stylekit.run.together import optimize_together
+    from stylekit.run.loop import optimize_group
 
     objectives, starts, optimizer, scheduler_, options, device = _tiny_group(tmp_path, params, scheduler, steps=2)
     batched = _count_batched_steps(monkeypatch)
     per_image = []
     original = torch.optim.LBFGS.step
     monkeypatch.setattr(torch.optim.LBFGS, "step", lambda self, closure: per_image.append(self) or original(self, closure))
-    optimize_together(objectives, starts, optimizer, scheduler_, options, device, stacked=True)
+    optimize_group(objectives, starts, optimizer, scheduler_, options, device, stacked=True)
     assert batched == [] and len(per_image) == 3 * 2 and len({id(o) for o in per_image}) == 3
 
 
 def test_an_image_that_diverges_in_the_batched_lbfgs_stops_alone(tmp_path, monkeypatch):
-    """optimize_together with the batched L-BFGS: an image whose loss is nan from the first
+    """optimize_group with the batched L-BFGS: an image whose loss is nan from the first
     step is reported `Diverged` at step 1 with its start as the last finite image and is
     stepped no more; the others finish as they would alone."""
     from stylekit.run.engine import Diverged

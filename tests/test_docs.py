@@ -64,7 +64,9 @@ def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):
     status, _, err = run_cli("run", str(folder / "edges.toml"), registry=load_registry())
     assert status == 0, err
     assert (folder / "edges.png").exists()
-    status, out, _ = run_cli("plugins", registry=load_registry())
+    registry = load_registry()
+    assert not registry.broken  # every class of the guide keeps the contract that registration checks
+    status, out, _ = run_cli("plugins", registry=registry)
     for package in PACKAGES:
         assert f"{package} 0.1.0" in out
     assert "power: float > 0 (default 1.0) - exponent on the edge magnitude" in out

@@ -7,7 +7,9 @@ import pytest
 import torch
 
 from planning import history, plan_for, run_stage
+from stylekit.contract.hookspecs import hookimpl
 from stylekit.files import images
+from stylekit.plugins.registry import PluginInfo
 from stylekit.run.build import build_backbone
 from stylekit.testing import TINY_LOSSES, pattern, run_cli, tiny_registry, write_recipe
 
@@ -70,7 +72,8 @@ def test_the_engine_changes_nothing_it_is_given(stylekit_recipe):
     start = images.start.clone()
     gram_targets = {k: v[0].clone() for k, v in objective.terms[1].term.targets.items()}
     from stylekit.run.build import build_optimizer, build_scheduler
-    from stylekit.run.engine import LoopOptions, optimize
+    from stylekit.run.engine import LoopOptions
+    from stylekit.run.loop import optimize
 
     optimize(objective, images.start, build_optimizer(plan), build_scheduler(plan), LoopOptions(steps=3), plan.device)
     assert torch.equal(images.start, start)
@@ -120,7 +123,7 @@ def test_a_second_interrupt_ends_at_once_and_writes_nothing(stylekit_recipe, mon
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("stylekit.run.session.optimize", interrupt)
+    monkeypatch.setattr("stylekit.run.stages.optimize_group", interrupt)
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 130
     assert "interrupted" in err
@@ -230,3 +233,70 @@ def test_targets_compute_only_the_layers_each_image_is_read_at(stylekit_recipe):
     backbone.features = lambda image, layers: asked.append(set(layers)) or features(image, layers)
     build_objective(plan, backbone, stage_images(plan, plan.stages[0]))
     assert asked == [{"c3"}, {"r1", "r2"}]
+
+
+class Steep:
+    """A plugin whose loss term is 0 with a slope of 10 at every pixel: a stand-in for a
+    deep backbone's backward pass, which multiplies a term's gradient many times over while
+    its value stays small (VGG-19's overflows float32 with a weight of 1e38)."""
+
+    @hookimpl
+    def register_losses(self, register):
+        from stylekit.contract.components import LossTerm
+
+        class SteepTerm(LossTerm):
+            name = "steep"
+            reads_features = False
+
+            def forward(self, features, image):
+                return ((image - image.detach()) * 10).sum()
+
+        register(SteepTerm)
+
+
+def steep_recipe(recipe: Path, weight: str = "1e38") -> Path:
+    """`recipe` with its TV term replaced by the steep one at `weight`, stepped by SGD, whose
+    step is then lr x infinity."""
+    text = recipe.read_text().replace('name = "tv"\nweight = 0.1', f'name = "steep"\nweight = {weight}')
+    recipe.write_text(text + '\n[optimizer]\nname = "sgd"\n')
+    return recipe
+
+
+STEEP_REGISTRY = [(Steep(), PluginInfo("steep", "stylekit-steep", "1.0"))]
+
+
+def test_an_infinite_step_is_not_hidden_by_the_clamp(stylekit_recipe):
+    """The gradient overflows to -inf, and so does SGD's step; clamping turned that into a
+    black image whose losses are all finite, written with exit 0 (issue 19, item 4). The
+    step is checked before the clamp: the run diverges, as a non-finite loss does."""
+    registry = tiny_registry(STEEP_REGISTRY)
+    status, _, err = run_cli("run", str(steep_recipe(stylekit_recipe)), registry=registry)
+    assert status == 3 and "Traceback" not in err
+    assert "the run diverged: the image went non-finite (NaN or infinity) at step 1 of 5" in err
+    out = stylekit_recipe.parent / "out"
+    assert not (out / "result.png").exists()
+    assert json.loads((out / "result.diverged.json").read_text())["non_finite"] == ["image"]
+
+
+def test_an_infinite_step_between_two_checks_is_found_at_its_step_and_stops_its_image_alone(tmp_path):
+    """Off the CPU finiteness is checked every few steps: a step that went infinite (and
+    was clamped) in between is reported at its own step, with the image of the last check
+    as the last finite one; in a group, only that image stops, and the other comes out
+    exactly as alone."""
+    from stylekit.run.build import build_objective, build_optimizer, build_scheduler, stage_images
+    from stylekit.run.engine import Diverged, LoopOptions
+    from stylekit.run.loop import optimize, optimize_group
+
+    registry = tiny_registry(STEEP_REGISTRY)
+    plans = [plan_for(write_recipe(tmp_path / "plain", TINY_LOSSES + '[optimizer]\nname = "sgd"\n'), registry),
+             plan_for(steep_recipe(write_recipe(tmp_path / "steep")), registry)]
+    backbone = build_backbone(plans[0])
+    inputs = [stage_images(plan, plan.stages[0]) for plan in plans]
+    objectives = [build_objective(plan, backbone, images) for plan, images in zip(plans, inputs)]
+    options = LoopOptions(steps=6, check_every=4)
+    args = build_optimizer(plans[0]), build_scheduler(plans[0]), options, plans[0].device
+    plain, steep = optimize_group(objectives, [images.start for images in inputs], *args)
+    assert isinstance(steep, Diverged) and steep.labels == []
+    assert steep.step == 1 and steep.last_finite_step == 0 and torch.equal(steep.last_finite, inputs[1].start)
+    alone = optimize(objectives[0], inputs[0].start, *args)
+    assert plain.steps_done == 6 and torch.equal(plain.image, alone.image)

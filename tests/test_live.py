@@ -1,16 +1,21 @@
 """The live page's server, without a browser (tests/test_browser.py drives a real one):
 nothing is read from the run while nobody watches; state, images, token and Stop."""
 
+import http.client
 import io
 import json
+import sys
+import tomllib
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from stepinfo_fakes import Counter, fake_steps
-from stylekit.commands.live import STOP_HEADER, LiveServer
+from stylekit.commands.live import LiveServer
+from stylekit.commands.live_http import STOP_HEADER
 
 
 def get(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int, bytes]:
@@ -130,3 +135,217 @@ def test_batch_live_shows_each_image_of_a_step(tmp_path, live):
     assert run_batch(*args, stream=io.StringIO(), live=live) == 0
     runs = json.loads(get(live.url + "state")[1])["runs"]
     assert sorted((r["key"], r["status"], r["step"]) for r in runs) == [(f"p{i}.style", "finished", 5) for i in range(3)]
+
+
+def test_keys_are_percent_decoded(live):
+    """A batch's keys are file names: the page percent-encodes each path segment."""
+    from urllib.parse import quote
+
+    keys = ["a b#1.style", "Zoë.style", 'x" onerror="alert(1).style', "100%?.style", "<b>.style"]
+    for key in keys:
+        callback = live.run(key)
+        live.state_json()  # watched
+        for info in fake_steps(2, Counter()):
+            callback(info)
+    for key in keys:
+        for name in ("current", "content"):
+            status, body = get(live.url + f"image/{quote(key, safe='')}/{name}.jpg?v=1")
+            assert status == 200 and Image.open(io.BytesIO(body)).size == (8, 8), (key, name)
+    assert get(live.url + "image/a%20b%231.style/nope.jpg")[0] == 404
+
+
+def answer(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int | None, bytes]:
+    """`get`, and (None, b'') where the server closed the connection without an answer."""
+    try:
+        return get(url, method, headers)
+    except (urllib.error.URLError, ConnectionError, http.client.HTTPException):
+        return None, b""
+
+
+@pytest.mark.parametrize("query", [
+    "since.main=%C2%B2",  # superscript two: str.isdigit() says yes, int() says no
+    "since.main=%D9%A3",  # Arabic-Indic three: the same
+    "since.main=-1", "since.main=%2B1", "since.main=1e3", "since.main=0x1", "since.main=", "since.main=%20",
+    pytest.param("since.main=" + "9" * 5000, id="5000-digits"),  # past int()'s 4300 digits
+    "since.main=12345678901",  # more samples than any run takes
+    "since.main=%FF",  # not UTF-8
+    "since.main=1&since.main=2",
+    "since.%FF=1",
+    pytest.param("&".join(f"f{i}=1" for i in range(200)), id="200-fields"),
+])
+def test_malformed_query_is_400_and_no_traceback(live, capsys, query):
+    live.run("main")
+    status, body = answer(live.url + "state?" + query)
+    assert status == 400 and body.startswith(b"bad query"), (status, body)
+    assert "Traceback" not in capsys.readouterr().err
+    assert answer(live.url + "state?since.main=0")[0] == 200  # still answering
+
+
+def test_image_version_must_be_a_count(live, capsys):
+    callback = live.run("main")
+    live.state_json()
+    for info in fake_steps(2, Counter()):
+        callback(info)
+    assert answer(live.url + "image/main/current.jpg?v=2")[0] == 200
+    assert answer(live.url + "image/main/current.jpg?v=%C2%B2")[0] == 400
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_a_failing_handler_answers_500_and_prints_nothing(live, capsys, monkeypatch):
+    def broken(*args):
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(live, "state_json", broken)
+    status, body = answer(live.url + "state")
+    assert status == 500 and b"a bug" not in body
+    assert capsys.readouterr().err == ""
+    assert answer(live.url)[0] == 200
+
+
+def raw(port: int, method: str, path: str, headers: dict[str, str], host: str = "127.0.0.1") -> tuple[int | None, bytes]:
+    """A request with exactly `headers` (no Host unless given), as curl -H sends them."""
+    conn = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        conn.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for name, value in headers.items():
+            conn.putheader(name, value)
+        conn.endheaders()
+        response = conn.getresponse()
+        return response.status, response.read()
+    except (ConnectionError, http.client.HTTPException):
+        return None, b""
+    finally:
+        conn.close()
+
+
+def watched_run(live):
+    callback = live.run("main")
+    live.state_json()
+    for info in fake_steps(2, Counter()):
+        callback(info)
+
+
+def test_dns_rebinding_another_host_name_is_refused(live, capsys):
+    """A page of evil.example whose name was rebound to 127.0.0.1 reaches the server with its
+    own name in Host: it must get neither the run's state nor the user's photos, nor stop it."""
+    watched_run(live)
+    port = live.port
+    for host in ("evil.example", f"evil.example:{port}", f"127.0.0.1:{port + 1}", "127.0.0.1", f"[::1]:{port}",
+                 f"127.0.0.2:{port}", f"localhost.:{port}", f"localhost:{port}x", f"127.0.0.1:{port}:{port}",
+                 f"localhost:²{port}", ""):
+        for path in ("/", "/state", "/image/main/content.jpg", "/image/main/current.jpg"):
+            status, body = raw(port, "GET", path, {"Host": host})
+            assert status == 403 and b"refused" in body, (host, path, status)
+    status, _ = raw(port, "POST", "/stop", {"Host": f"evil.example:{port}", "Origin": f"http://evil.example:{port}",
+                                            STOP_HEADER: "1", "Content-Length": "0"})
+    assert status == 403 and not live.stop_requested and live.runs["main"].status == "running"
+    assert raw(port, "GET", "/state", {})[0] == 403  # no Host at all: no browser sends that
+    assert raw(port, "GET", "/state", {"Host": f"127.0.0.1:{port}", "host": f"evil.example:{port}"})[0] == 403
+    # The names the page is really opened at.
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", f"LocalHost:{port}"):
+        assert raw(port, "GET", "/image/main/content.jpg", {"Host": host})[0] == 200, host
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_another_origin_is_refused(live):
+    """A browser names the page that sent a request in Origin: only the page's own may."""
+    watched_run(live)
+    port, own = live.port, f"127.0.0.1:{live.port}"
+    stop = {"Host": own, STOP_HEADER: "1", "Content-Length": "0"}
+    for origin in ("http://evil.example", f"http://evil.example:{port}", "null", f"https://{own}", f"http://{own}/x",
+                   f"http://localhost:{port}"):  # the page at localhost sends Host: localhost
+        assert raw(port, "POST", "/stop", {**stop, "Origin": origin})[0] == 403, origin
+        assert raw(port, "GET", "/state", {"Host": own, "Origin": origin})[0] == 403, origin
+    assert not live.stop_requested
+    assert raw(port, "GET", "/state", {"Host": own, "Origin": f"http://{own}"})[0] == 200
+    assert raw(port, "POST", "/stop", {**stop, "Origin": f"http://{own}"})[0] == 204  # the page's own Stop
+    assert live.stop_requested
+
+
+def test_with_a_token_any_host_name_will_do(live):
+    """Off loopback the token guards every request (a rebound page cannot know it); the
+    machine's names are many (its address, its name on the network), so Host is not checked.
+    Origin still is."""
+    watched_run(live)
+    live.token = "s3cret"  # as if bound to 0.0.0.0; the test only ever talks to loopback
+    port = live.port
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}"})[0] == 200
+    assert raw(port, "GET", "/state", {"Host": f"studio.lan:{port}"})[0] == 403
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}", "Origin": "http://evil.example"})[0] == 403
+    assert raw(port, "GET", "/state?token=s3cret", {"Host": f"studio.lan:{port}", "Origin": f"http://studio.lan:{port}"})[0] == 200
+    status, body = raw(port, "GET", "/state?token=s3cret", {})  # no Host: no browser's request
+    assert status == 403 and b"s3cret" not in body
+
+
+def has_ipv6_loopback() -> bool:
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+@pytest.mark.parametrize("host", ["::1", "[::1]"])
+def test_ipv6_loopback(capsys, monkeypatch, host):
+    live_module = sys.modules[LiveServer.__module__]
+    monkeypatch.setattr(live_module, "LINGER_SECONDS", 0.0)
+    with live_module.serve(host, 0) as live:
+        assert live.token is None  # loopback: no token
+        port = live.port
+        assert live.url == f"http://[::1]:{port}/"
+        assert f"live page: http://[::1]:{port}/" in capsys.readouterr().err  # what the user sees
+        watched_run(live)
+        status, body = get(live.url + "state")
+        assert status == 200 and json.loads(body)["runs"][0]["key"] == "main"
+        assert get(live.url + "image/main/content.jpg")[0] == 200
+        for name, expected in ((f"[::1]:{port}", 200), (f"localhost:{port}", 200), (f"[0:0::1]:{port}", 200),
+                               (f"127.0.0.1:{port}", 403), (f"::1:{port}", 403), (f"[::1]{port}", 403),
+                               (f"evil.example:{port}", 403)):
+            assert raw(port, "GET", "/state", {"Host": name}, host="::1")[0] == expected, name
+        assert raw(port, "POST", "/stop", {"Host": f"[::1]:{port}", "Origin": f"http://[::1]:{port}", STOP_HEADER: "1",
+                                           "Content-Length": "0"}, host="::1")[0] == 204
+
+
+@pytest.mark.skipif(not has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+def test_busy_ipv6_port_is_a_user_error_with_brackets():
+    from stylekit.errors import UserError
+
+    with LiveServer("::1", 0) as live, pytest.raises(UserError, match=rf"cannot serve on \[::1\]:{live.port} "):
+        LiveServer("::1", live.port).start()
+
+
+# ---------------------------------------------------------------- the table in docs/reliability.md
+
+LIVE_CASES = tomllib.loads((Path(__file__).parent / "corpus" / "live_cases.toml").read_text(encoding="utf-8"))["request"]
+
+
+@pytest.fixture(scope="module")
+def table_server():
+    server = LiveServer("127.0.0.1", 0)
+    server.start()
+    for key in ("main", "a b#1.style", "Zoë.style"):
+        callback = server.run(key)
+        server.state_json()
+        for info in fake_steps(2, Counter()):
+            callback(info)
+    yield server
+    server.close()
+
+
+@pytest.mark.parametrize("case", LIVE_CASES, ids=[case["id"] for case in LIVE_CASES])
+def test_live_case(table_server, capsys, case):
+    """Each request of tests/corpus/live_cases.toml, in order, to one server."""
+    port = table_server.port
+    headers = {k: v.replace("{port}", str(port)) for k, v in case.get("headers", {"Host": "127.0.0.1:{port}"}).items()}
+    if case.get("method", "GET") == "POST":
+        headers["Content-Length"] = "0"
+    status, body = raw(port, case.get("method", "GET"), case["path"], headers)
+    assert status == case["status"], body
+    if "says" in case:
+        assert body.decode() == case["says"].replace("{port}", str(port))
+    assert capsys.readouterr().err == ""
+    assert table_server.stop_requested == case.get("stops", False)

@@ -1,14 +1,18 @@
 """The plugin contract enforced and its failures attributed: each failure case of a plugin
-(issue 11) has a test that asserts its message."""
+(issues 11 and 20) has a test that asserts its message."""
 
 import json
 import subprocess
 import sys
 import textwrap
+from collections import OrderedDict
 
 import pytest
+import torch
+from torch import nn
 
-from stylekit.plugins.registry import load_registry
+from stylekit.contract import Backbone, LossTerm, SequentialBackbone, hookimpl
+from stylekit.plugins.registry import PluginInfo, load_registry
 from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, run_cli, tiny_registry, write_recipe
 
 # ---------------------------------------------------------------- broken plugins
@@ -93,6 +97,276 @@ def test_plugin_with_a_bad_hook_is_listed_as_broken(install_dist):
     (broken,) = registry.broken
     assert broken.describe().startswith("plugin 'badsig' of package 'stylekit-badsig' has a bad hook")
     assert "extra" in broken.error
+
+
+# ---------------------------------------------------------------- abstract base classes
+
+
+def test_the_base_classes_are_abstract_for_real():
+    """Built by hand (in a plugin's own tests, say), a class without its required methods
+    fails at once rather than at its first use in a run."""
+    from stylekit.contract import Backbone, BatchedStepper, LossTerm, Optimizer, Scheduler
+
+    class Half(LossTerm):
+        name = "half"
+
+    class Idle(Optimizer):
+        name = "idle"
+
+    for build in (lambda: Half(Half.Params(), {}), lambda: Idle(Idle.Params()), lambda: LossTerm(LossTerm.Params(), {}),
+                  lambda: Backbone(), lambda: Scheduler(Scheduler.Params()), lambda: BatchedStepper()):
+        with pytest.raises(TypeError, match="Can't instantiate abstract class"):
+            build()
+
+
+# ---------------------------------------------------------------- classes that break the contract
+
+LACKING = """
+from stylekit import hookimpl
+from stylekit.contract import LossTerm
+
+class BadLoss(LossTerm):
+    '''Prepares, but has no forward.'''
+    name = "bad"
+
+    def prepare(self, targets):
+        self.ready = True
+
+@hookimpl
+def register_losses(register):
+    register(BadLoss)
+"""
+
+LACKING_ERROR = ("plugin 'lacking' of package 'stylekit-lacking' breaks the contract: loss class BadLoss lacks "
+                 "forward(features, image) - define it")
+
+
+def test_class_without_a_required_method_is_reported_at_load_and_a_good_plugin_still_works(install_dist, tmp_path):
+    install_dist("stylekit-lacking", LACKING)
+    install_dist("stylekit-sizes", DOCUMENTED)
+    registry = load_registry()
+    (broken,) = registry.broken  # the built-ins and the plugins of plugins/ keep the contract
+    assert broken.describe() == LACKING_ERROR
+    assert "bad" not in registry.components["loss"]
+    assert registry.components["loss"]["sizes"].plugin.package == "stylekit-sizes"
+    status, _, err = run_cli("run", str(write_recipe(tmp_path, '[[loss]]\nname = "sizes"\n')), "--steps", "2")
+    assert status == 0, err
+    assert [line for line in err.splitlines() if line.startswith("warning:")] == [
+        f"warning: {LACKING_ERROR} (left out; this recipe does not need it)"]
+    # A recipe that names the class's component is told why it cannot have it.
+    status, _, err = run_cli("validate", str(write_recipe(tmp_path, '[[loss]]\nname = "bad"\n', name="bad.toml")))
+    assert status == 2 and f"loss[0].name: loss 'bad' cannot be used: {LACKING_ERROR}" in err
+
+
+def test_plugins_command_lists_the_plugin_that_breaks_the_contract(install_dist):
+    install_dist("stylekit-lacking", LACKING)
+    status, out, err = run_cli("plugins")
+    assert status == 0, err
+    assert ("stylekit-lacking 1.0 (plugin 'lacking'): BROKEN, breaks the contract: loss class BadLoss lacks "
+            "forward(features, image) - define it") in out
+    assert "gram" in out  # the others are still listed
+    status, out, _ = run_cli("plugins", "--json")
+    entry = next(p for p in json.loads(out) if p["package"] == "stylekit-lacking")
+    assert entry["error"] == "breaks the contract: loss class BadLoss lacks forward(features, image) - define it"
+
+
+def test_the_python_api_warns_about_a_plugin_that_breaks_the_contract(install_dist, tmp_path, monkeypatch):
+    import warnings
+
+    import stylekit
+    from stylekit.plugins import registry as plugins
+
+    monkeypatch.setattr(plugins, "_warned", set())
+    install_dist("stylekit-lacking", LACKING)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        stylekit.load(write_recipe(tmp_path), registry=tiny_registry())
+    assert [(w.category, str(w.message)) for w in caught] == [
+        (plugins.BrokenPluginWarning, f"{LACKING_ERROR} (left out; this recipe does not need it)")]
+
+
+INCOMPLETE = """
+from stylekit import hookimpl
+from stylekit.contract import Backbone, Optimizer, Scheduler
+
+class Hollow(Backbone):
+    '''Neither built, nor layered, nor run.'''
+    name = "hollow"
+
+class Idle(Optimizer):
+    '''Builds nothing.'''
+    name = "idle"
+
+class Flat(Scheduler):
+    '''Schedules nothing.'''
+    name = "flat"
+
+@hookimpl
+def register_backbones(register):
+    register(Hollow)
+
+@hookimpl
+def register_optimizers(register):
+    register(Idle)
+
+@hookimpl
+def register_schedulers(register):
+    register(Flat)
+"""
+
+
+def test_every_kind_names_each_method_it_lacks(install_dist):
+    install_dist("stylekit-incomplete", INCOMPLETE)
+    (broken,) = load_registry().broken
+    assert broken.describe() == (
+        "plugin 'incomplete' of package 'stylekit-incomplete' breaks the contract: "
+        "backbone class Hollow lacks __init__(params, weights), the classmethod layer_names_for(params) and "
+        "features(image, layers) - define them; "
+        "optimizer class Idle lacks build(variables) - define it; "
+        "scheduler class Flat lacks build(optimizer, total_steps) - define it")
+
+
+class Registers:
+    """A plugin that registers `classes`, each through the hook of its kind."""
+
+    def __init__(self, *classes):
+        self.classes = classes
+
+    def _register(self, base, register):
+        for cls in self.classes:
+            if issubclass(cls, base):
+                register(cls)
+
+    @hookimpl
+    def register_backbones(self, register):
+        self._register(Backbone, register)
+
+    @hookimpl
+    def register_losses(self, register):
+        self._register(LossTerm, register)
+
+
+def contract_breach(*classes) -> str | None:
+    """What is wrong with `classes`, registered by a plugin 'x' of package 'stylekit-x'; None if nothing."""
+    registry = tiny_registry([(Registers(*classes), PluginInfo("x", "stylekit-x", "1.0"))], env={"STYLEKIT_PLUGINS": "none"})
+    if not registry.broken:
+        return None
+    (broken,) = registry.broken
+    return broken.error.removeprefix("breaks the contract: ")
+
+
+class Term(LossTerm):
+    """A term that keeps the contract; the cases below each break it once."""
+
+    name = "term"
+
+    def forward(self, features, image):
+        return image.mean()
+
+
+class OneArgument(Term):
+    def forward(self, image):
+        return image.mean()
+
+
+class Unprepared(Term):
+    def prepare(self):
+        pass
+
+
+class NotAMethod(Term):
+    forward = None
+
+
+class Spaced(Term):
+    name = "my term"
+
+
+class TrailingComma(Term):
+    name = "term",
+
+
+class Nameless(LossTerm):
+    def forward(self, features, image):
+        return image.mean()
+
+
+class OneLayer(Term):
+    default_layers = ("c3")  # the comma that makes it a tuple forgotten
+
+
+class Misspelt(Term):
+    target_images = frozenset({"styles"})
+
+
+class Loose(Term):
+    class Params:
+        power: float = 1.0
+
+
+class Forgetful(SequentialBackbone):
+    """`layer_names_for` without @classmethod, and an __init__ that takes no weights."""
+
+    name = "forgetful"
+
+    def layer_names_for(self, params):
+        return ("c1",)
+
+    def __init__(self, params):
+        super().__init__(OrderedDict(c1=nn.Conv2d(3, 4, 3)))
+
+
+@pytest.mark.parametrize("cls, breach", [
+    (OneArgument, "loss class OneArgument: stylekit calls forward(features, image), which OneArgument.forward(self, image) "
+                  "does not accept - take those arguments"),
+    (Unprepared, "loss class Unprepared: stylekit calls prepare(targets), which Unprepared.prepare(self) does not "
+                 "accept - take those arguments"),
+    (NotAMethod, "loss class NotAMethod: forward is None, not a method - define forward(features, image)"),
+    (Spaced, "loss class Spaced: name 'my term' is not a name a recipe can write - use a string of letters, digits, "
+             "'_' and '-', starting with a letter"),
+    (TrailingComma, "loss class TrailingComma: name ('term',) is not a name a recipe can write - use a string of "
+                    "letters, digits, '_' and '-', starting with a letter"),
+    (Nameless, "loss class Nameless has no name - set name = \"...\", what a recipe writes to choose it"),
+    (OneLayer, "loss class OneLayer: default_layers is the string 'c3', not a tuple of layer names - write ('c3',)"),
+    (Misspelt, "loss class Misspelt: target_images holds 'styles' - use 'content' and/or 'style'"),
+    (Loose, "loss class Loose: Params is not a pydantic model - subclass stylekit.contract.Params"),
+    (Forgetful, "backbone class Forgetful: stylekit builds it as Forgetful(params, weights), which "
+                "Forgetful.__init__(self, params) does not accept - take those arguments; backbone class Forgetful: "
+                "layer_names_for(params) must be a classmethod (stylekit calls it on the class, before building one) "
+                "- decorate it with @classmethod"),
+])
+def test_what_registration_checks_without_running_anything(cls, breach):
+    assert contract_breach(cls) == breach
+
+
+class Lenient(Term):
+    """Signatures that differ from the contract's but accept what stylekit passes."""
+
+    name = "lenient"
+    default_layers = ["c3"]
+    target_images = frozenset({"style"})
+
+    @torch.no_grad()
+    def prepare(self, targets, extra=None):
+        pass
+
+    def forward(self, *inputs):
+        return inputs[1].mean()
+
+
+class StaticLayers(SequentialBackbone):
+    name = "static-layers"
+
+    @staticmethod
+    def layer_names_for(params):
+        return ("c1",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(OrderedDict(c1=nn.Conv2d(3, 4, 3)))
+
+
+def test_signatures_that_accept_what_stylekit_passes_are_not_reported():
+    assert contract_breach(Lenient, StaticLayers) is None
 
 
 # ---------------------------------------------------------------- requires

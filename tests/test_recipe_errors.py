@@ -132,3 +132,36 @@ def test_a_value_of_the_wrong_shape_says_what_to_write(stylekit_recipe, written,
     status, _, err = run_cli("validate", str(stylekit_recipe))
     assert status == 2
     assert err.splitlines() == [f"error: {stylekit_recipe}:{line}: {message}"]
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--set", "loss[0].weight=1e39"],
+     "--set loss[0].weight=1e39: loss[0].weight: 1e+39 is more than fp32, the run's precision, can hold (3.403e+38): "
+     "the weighted term and its gradient would be infinite - lower it (only the weights' ratios matter: divide them "
+     "all by the same number)"),
+    (["--set", "loss[1].weight=1e36", "--strength", "1000"],  # the style term's weight, times the strength
+     "loss[1].weight: 1e+36 x strength 1000 = 1e+39 is more than fp32, the run's precision, can hold (3.403e+38): "
+     "the weighted term and its gradient would be infinite - lower it or the strength"),
+])
+def test_a_weight_the_precision_cannot_hold_is_refused_at_load(stylekit_recipe, args, says):
+    """Before, the run set up and then diverged at its first step (exit 3)."""
+    for command in ("validate", "run"):
+        status, _, err = run_cli(command, str(stylekit_recipe), *args)
+        assert status == 2 and says in err and "Traceback" not in err, (command, err)
+    assert not (stylekit_recipe.parent / "out").exists()
+
+
+def test_the_fp16_limit_is_fp16_s_largest_number(stylekit_recipe):
+    """fp16 runs only on CUDA, so its limit is checked on a plan loaded in fp32."""
+    import torch
+
+    import stylekit
+    from stylekit.recipe.checks import weight_problems
+    from stylekit.testing import tiny_registry
+
+    for weight, refused in ((65504, False), (65505, True), (1e6, True)):
+        plan = stylekit.load(stylekit_recipe, {"loss[0].weight": weight, "loss[1].weight": 1}, registry=tiny_registry())
+        problems = weight_problems(plan.recipe, plan.losses, torch.float16, plan.at)
+        assert [p.field for p in problems] == (["loss[0].weight"] if refused else []), weight
+        assert not refused or 'fp16, the run\'s precision, can hold (6.55e+04)' in problems[0].message
+        assert not refused or 'or set run.precision = "bf16"' in problems[0].message

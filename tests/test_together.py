@@ -1,4 +1,4 @@
-"""The stacked pass of stylekit.run.together recorded as a CUDA graph, with a stand-in for the
+"""The stacked pass of stylekit.run.passes recorded as a CUDA graph, with a stand-in for the
 GPU: what a graph promises (each replay rewrites the same memory) is imitated on the CPU,
 so that the bookkeeping around it (copies of the rows, gradients read where the replay
 writes them, which optimizers may use it) is checked here, and only the recording itself
@@ -12,10 +12,11 @@ from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-import stylekit.run.together
+import stylekit.run.passes
+from stylekit.run.loop import optimize_group
 from planning import plan_for
 from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.run.session import loop_options
+from stylekit.run.stages import loop_options
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 
@@ -41,7 +42,7 @@ class Reads(TorchDispatchMode):
 
 
 def imitated_cuda_graph(recorded: list):
-    """A stand-in for engine.record_cuda_graph that checks what a real graph would need: the
+    """A stand-in for passes.record_cuda_graph that checks what a real graph would need: the
     recording refuses what a graph cannot record; before each replay, everything the
     recording read must still be alive (a graph holds no references: it would read freed
     memory), and the replay, run again here, must read the very same memory (a graph would
@@ -93,9 +94,9 @@ def run_group(tmp_path, body: str, graph: bool, monkeypatch, recorded: list, ove
             replace(wt, weight=float("inf")) if wt.term.name == "gram" else wt for wt in terms))
     with monkeypatch.context() as patch:
         if graph:
-            patch.setattr(stylekit.run.together, "_records_graphs", lambda device: True)
-            patch.setattr(stylekit.run.together, "record_cuda_graph", imitated_cuda_graph(recorded))
-        return stylekit.run.together.optimize_together(
+            patch.setattr(stylekit.run.passes, "_records_graphs", lambda device: True)
+            patch.setattr(stylekit.run.passes, "record_cuda_graph", imitated_cuda_graph(recorded))
+        return optimize_group(
             objectives, [images.start for images in inputs], build_optimizer(plans[0]), build_scheduler(plans[0]),
             loop_options(plans[0], plans[0].stages[0]), plans[0].device, stacked=True)
 
@@ -132,3 +133,25 @@ def test_an_image_that_diverges_leaves_the_recorded_group_and_the_rest_go_on_as_
     assert isinstance(eager[1], Diverged) and isinstance(replayed[1], Diverged) and replayed[1].step == 1
     for k in (0, 2):
         assert torch.equal(eager[k].image, replayed[k].image) and len(replayed[k].rows) == 6
+
+
+@pytest.mark.parametrize("body", ['[optimizer]\nname = "adam"\n',
+                                  '[optimizer]\nname = "lbfgs"\n[optimizer.params]\nline_search = "strong_wolfe"\n'])
+def test_a_group_of_one_records_its_own_pass_and_gives_the_eager_image_and_rows(tmp_path, monkeypatch, body):
+    """A single run (a group of one, not stacked) records its own pass once and replays it
+    for every evaluation, a line search's included: the same image and rows as eager."""
+    from stylekit.run.loop import optimize
+
+    plan = plan_for(write_recipe(tmp_path, TINY_LOSSES + body), **{"run.steps": 5, "run.cuda_graph": True})
+    torch.manual_seed(0)
+    images = stage_images(plan, plan.stages[0])
+    objective = build_objective(plan, build_backbone(plan), images)
+    args = (objective, images.start, build_optimizer(plan), build_scheduler(plan), loop_options(plan, plan.stages[0]),
+            plan.device)
+    eager, recorded = optimize(*args), []
+    with monkeypatch.context() as patch:
+        patch.setattr(stylekit.run.passes, "_records_graphs", lambda device: True)
+        patch.setattr(stylekit.run.passes, "record_cuda_graph", imitated_cuda_graph(recorded))
+        replayed = optimize(*args)
+    assert recorded == [1]
+    assert torch.equal(eager.image, replayed.image) and torch.equal(torch.stack(eager.rows), torch.stack(replayed.rows))

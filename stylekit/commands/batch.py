@@ -391,8 +391,7 @@ class Worker:
         return 3 if self.failed else 0
 
     def run_group(self, group: list) -> int:
-        from stylekit.run.session import stylize
-        from stylekit.run.together import stylize_together
+        from stylekit.run.session import stylize_together
 
         from stylekit.run.blame import attributed
 
@@ -400,8 +399,7 @@ class Worker:
         callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
                      for item, _, _ in group]
         try:
-            outcomes = ([stylize(plans[0], reuse=self.reuse, callback=callbacks[0])] if len(group) == 1
-                        else stylize_together(plans, self.reuse, callbacks))
+            outcomes = stylize_together(plans, self.reuse, callbacks)  # a group of one runs as `stylize` does
         except (UserError, RunFailed) as exc:
             outcomes = [exc] * len(group)
         except Exception as exc:  # a plugin's code raised: every item of the group failed with it

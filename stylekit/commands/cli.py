@@ -115,7 +115,7 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live", action="store_true",
                         help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
     parser.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
-                        help="address of the live page (default 127.0.0.1; any other needs the printed token)")
+                        help="address of the live page (default 127.0.0.1; off loopback - not 127.0.0.1, ::1 or localhost - the page needs the printed token)")
     parser.add_argument("--live-port", type=int, default=8750, metavar="PORT",
                         help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
 

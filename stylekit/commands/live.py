@@ -15,10 +15,7 @@ while one does, the callback copies the image and reads the losses at most every
 image, then served from a cache). The loss curves therefore start when the page is first
 opened.
 
-Bound to a loopback address, the page is open to local users; bound to any other address,
-every request must carry the random token printed with the URL. The Stop request also
-needs a custom header, which a cross-site form or script cannot send without the server's
-consent, so another site open in the same browser cannot stop the run.
+Who may talk to the page, and how a request is read: `stylekit.commands.live_http`.
 
 Several runs can share one server (`LiveServer.run(key, label)`: one callback each); the
 page shows one panel per run, so a batch of images appears as a grid.
@@ -27,7 +24,6 @@ page shows one panel per run, so a batch of images appears as a grid.
 from __future__ import annotations
 
 import contextlib
-import hmac
 import io
 import ipaddress
 import json
@@ -36,14 +32,12 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
+from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs, urlsplit
 
 import torch
 
+from stylekit.commands.live_http import IPv6Server, QuietServer, handler_for, is_ipv6, is_loopback
 from stylekit.errors import UserError
 
 if TYPE_CHECKING:
@@ -53,7 +47,7 @@ WATCH_SECONDS = 3.0  # the page polls every 0.5 s; a few missed polls still coun
 SAMPLE_SECONDS = 0.25  # at most 4 image copies and loss reads a second while watched
 LINGER_SECONDS = 1.5  # three polls of the page
 MAX_RUNS = 12  # runs (batch images) kept on the page at once
-STOP_HEADER = "X-Stylekit-Stop"
+SHUTDOWN_POLL_SECONDS = 0.1  # how soon close() returns
 
 
 @dataclass
@@ -90,32 +84,43 @@ class LiveServer:
     """`with LiveServer(host, port) as live:` then pass `live.run("main", label)` as a callback."""
 
     def __init__(self, host: str = "127.0.0.1", port: int = 8750):
+        if host.startswith("[") and host.endswith("]"):  # an IPv6 address as a URL writes it
+            host = host[1:-1]
         self.host, self.port = host, port
-        self.token = None if _is_loopback(host) else secrets.token_urlsafe(16)
+        self.token = None if is_loopback(host) else secrets.token_urlsafe(16)
         self.runs: dict[str, RunState] = {}
         self.lock = threading.Lock()
         self.last_poll = 0.0  # monotonic time of the page's last request
         self._encoded: dict[tuple, bytes] = {}  # (key, name, version) -> JPEG bytes
         self._server: ThreadingHTTPServer | None = None
+        self._address: ipaddress.IPv4Address | ipaddress.IPv6Address | None = None  # the bound one
         self._stopped = threading.Event()
 
     # ------------------------------------------------------------ lifecycle
 
     def start(self) -> str:
         try:
-            self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+            server = IPv6Server if is_ipv6(self.host) else QuietServer
+            self._server = server((self.host, self.port), handler_for(self))
         except (OSError, OverflowError) as exc:  # OverflowError: a port past 65535
-            raise UserError(f"--live: cannot serve on {self.host}:{self.port} ({getattr(exc, 'strerror', None) or exc}) - "
+            raise UserError(f"--live: cannot serve on {self.address.removeprefix('http://').rstrip('/')} "
+                            f"({getattr(exc, 'strerror', None) or exc}) - "
                             "choose another port with --live-port, or --live-port 0 for any free one") from None
-        self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, name="stylekit-live", daemon=True).start()
+        self._address = ipaddress.ip_address(self._server.server_address[0])  # 'localhost' resolved
+        threading.Thread(target=self._server.serve_forever, args=(SHUTDOWN_POLL_SECONDS,), name="stylekit-live",
+                         daemon=True).start()
         return self.url
 
     @property
-    def url(self) -> str:
+    def address(self) -> str:
+        """The page's address without the token."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/" + (f"?token={self.token}" if self.token else "")
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def url(self) -> str:
+        return self.address + (f"?token={self.token}" if self.token else "")
 
     def close(self) -> None:
         if self._server is not None:
@@ -167,6 +172,28 @@ class LiveServer:
                     state.status = "stopping"
 
     # ------------------------------------------------------------ the server's side
+
+    def answers_to(self, host: str) -> bool:
+        """Whether a request's Host header names this server: 'localhost' or the address
+        it is bound to, with its port (a browser leaves out port 80 only). Checked on a
+        loopback address only, where there is no token: a page of another site whose
+        name was rebound to 127.0.0.1 (DNS rebinding) sends its own name."""
+        if host.startswith("["):  # an IPv6 address
+            name, bracket, port = host[1:].partition("]")
+            if not bracket or (port and not port.startswith(":")):
+                return False
+            port = port[1:] if port else "80"
+        else:
+            name, colon, port = host.partition(":")
+            port = port if colon else "80"
+        if not (0 < len(port) <= 5 and port.isascii() and port.isdigit() and int(port) == self.port):
+            return False
+        if name.lower() == "localhost":  # browsers resolve it to loopback themselves
+            return True
+        try:
+            return ipaddress.ip_address(name) == self._address and host.startswith("[") == (self._address.version == 6)
+        except ValueError:  # a host name: not ours
+            return False
 
     def state_json(self, since: dict[str, int] | None = None) -> bytes:
         """Every run's state, with the loss samples after the first `since[key]` of each."""
@@ -269,71 +296,3 @@ def _jpeg(tensor: torch.Tensor) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
-
-
-def _count(text: str) -> int:
-    return int(text) if text.isdigit() else 0
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:  # a host name: it may resolve to anything
-        return False
-
-
-def page_html() -> bytes:
-    return resources.files("stylekit.commands").joinpath("live.html").read_bytes()
-
-
-def _handler_for(live: LiveServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format, *args):  # the terminal belongs to the progress display
-            pass
-
-        def _allowed(self, query: dict) -> bool:
-            if live.token is None:
-                return True
-            given = query.get("token", [""])[0]
-            return hmac.compare_digest(given.encode(), live.token.encode())
-
-        def _send(self, status: int, body: bytes = b"", kind: str = "text/plain; charset=utf-8") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def do_GET(self):
-            url = urlsplit(self.path)
-            query = parse_qs(url.query)
-            if not self._allowed(query):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            parts = [p for p in url.path.split("/") if p]
-            if not parts:
-                return self._send(HTTPStatus.OK, page_html(), "text/html; charset=utf-8")
-            if parts == ["state"]:
-                since = {k.removeprefix("since."): _count(v[0]) for k, v in query.items() if k.startswith("since.")}
-                return self._send(HTTPStatus.OK, live.state_json(since), "application/json")
-            if len(parts) == 3 and parts[0] == "image":
-                body = live.image_bytes(parts[1], parts[2].removesuffix(".jpg"))
-                if body is not None:
-                    return self._send(HTTPStatus.OK, body, "image/jpeg")
-            self._send(HTTPStatus.NOT_FOUND, b"not found")
-
-        def do_POST(self):
-            url = urlsplit(self.path)
-            if not self._allowed(parse_qs(url.query)):
-                return self._send(HTTPStatus.FORBIDDEN, b"this page needs the token printed with its URL")
-            if url.path.rstrip("/") != "/stop":
-                return self._send(HTTPStatus.NOT_FOUND, b"not found")
-            if self.headers.get(STOP_HEADER) != "1":
-                return self._send(HTTPStatus.FORBIDDEN, f"stop needs the header {STOP_HEADER}: 1".encode())
-            key = parse_qs(url.query).get("run", [None])[0]
-            live.request_stop(key)
-            self._send(HTTPStatus.NO_CONTENT)
-
-    return Handler

@@ -11,7 +11,7 @@ from this module.
 
 from __future__ import annotations
 
-from abc import abstractmethod
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, ClassVar
 
@@ -27,11 +27,17 @@ class Params(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
-class Component:
+# ABCMeta makes `@abstractmethod` binding. nn.Module's metaclass is plain `type`, so the
+# kinds that are also modules (Backbone, LossTerm) take ABCMeta without a joint metaclass.
+class Component(metaclass=ABCMeta):
     """What every component class has. A subclass sets `name` and, when it takes params,
     a nested `class Params(stylekit.contract.components.Params)` whose fields (with
     `Field(description=...)`) validate the recipe's `params` table; the validated model is
-    what `__init__` receives as `params`."""
+    what `__init__` receives as `params`.
+
+    Its abstract methods (marked **Implement** in the reference) are those a subclass must
+    define: a class that lacks one cannot be instantiated, and registering it leaves its
+    plugin out as broken, with the class and the method named (`stylekit.plugins.conformance`)."""
 
     #: What a recipe writes to choose it (`name = "gram"`); unique per kind among the
     #: installed plugins. Required.
@@ -258,7 +264,7 @@ class Optimizer(Component):
         return 0.0
 
 
-class BatchedStepper:
+class BatchedStepper(metaclass=ABCMeta):
     """What `Optimizer.build_together` returns: one optimizer for a group of images,
     each with its own state. After each stacked pass has set every image's `.grad`, the
     engine calls `step` once for the group (where it would call each image's torch

@@ -28,7 +28,7 @@ from stylekit.plugins.registry import BUILTIN_PACKAGE
 PROBE_SIZE = 64
 
 
-def build_backbone(cls: type[Backbone], params: BaseModel, weights: str | None, package: str) -> Backbone:
+def probed_backbone(cls: type[Backbone], params: BaseModel, weights: str | None, package: str) -> Backbone:
     """`cls(params, weights)`, probed. A UserError the backbone raises (weights it cannot
     get) passes through; any other exception, or a layer it advertises and does not
     produce, becomes a PluginError that names the backbone and its package."""
@@ -71,7 +71,7 @@ def check_layers(backbone: Backbone, who: str, package: str = BUILTIN_PACKAGE) -
 
 
 def located(problem: Problem, at) -> Problem:
-    """`problem` at the recipe's line (`at`: LoadedRecipe.at): a problem without a field is
+    """`problem` at the recipe's line (`at`: `Plan.at`, which maps a field to its line): a problem without a field is
     about the weights the backbone was asked to load (it raised UserError for them)."""
     loc = ("backbone", "weights") if problem.field is None else tuple(problem.field.split("."))
     return dataclasses.replace(at(loc, problem.message), details=problem.details)

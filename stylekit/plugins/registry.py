@@ -14,10 +14,10 @@ from importlib.metadata import distributions, entry_points
 from typing import Any, Iterable
 
 import pluggy
-from pydantic import BaseModel
 
 from stylekit.contract import hookspecs
 from stylekit.contract.components import KINDS, Component
+from stylekit.plugins import conformance
 from stylekit.errors import Problem, UserError, did_you_mean
 
 ENV_VAR = "STYLEKIT_PLUGINS"
@@ -48,6 +48,9 @@ class BrokenPlugin:
 
     plugin: PluginInfo
     error: str  # what went wrong, e.g. "failed to import (ModuleNotFoundError: No module named 'x')"
+    #: (kind, name) of each component it registered before it was found broken: a recipe
+    #: that names one is told why it cannot have it.
+    provides: frozenset[tuple[str, str]] = frozenset()
 
     def describe(self) -> str:
         return f"plugin '{self.plugin.name}' of package '{self.plugin.package}' {self.error}"
@@ -72,6 +75,9 @@ class Registry:
         try:
             return self.components[kind][name].cls
         except KeyError:
+            for broken in self.broken:
+                if (kind, name) in broken.provides:
+                    raise UserError(f"{kind} '{name}' cannot be used: {broken.describe()}") from None
             suspects = "".join(f"; {b.describe()} - it may be the one that provides it" for b in self.broken)
             raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, self.components[kind])}{suspects}") from None
 
@@ -167,14 +173,35 @@ def build_registry(plugins: Iterable[tuple[Any, PluginInfo]]) -> Registry:
     if problems:
         raise UserError(problems)
 
+    # Each class is checked as its hook registers it; a plugin with a class that breaks the
+    # contract is then left out whole, as if it had failed to import (its other components
+    # with it: half a plugin is not what its package promises), and the rest registered.
+    offered: list[tuple[str, type[Component], PluginInfo]] = []
+    breaches: dict[PluginInfo, list[str]] = {}
+    provided: dict[PluginInfo, set[tuple[str, str]]] = {}
     for hook_name, kind in hookspecs.HOOK_KINDS.items():
         for impl in getattr(manager.hook, hook_name).get_hookimpls():
             info = owners[id(impl.plugin)]
-            register = _register_into(registry, kind, info, problems)
+            register = _collect_into(offered, breaches, provided, kind, info)
             try:
                 impl.function(**{arg: register for arg in impl.argnames})
             except Exception as exc:
                 problems.append(Problem(f"plugin '{info.name}' of package '{info.package}' failed in {hook_name} ({type(exc).__name__}: {exc})"))
+    for info, found in breaches.items():
+        registry.broken.append(BrokenPlugin(info, f"breaks the contract: {'; '.join(found)}",
+                                            frozenset(provided.get(info, ()))))
+    registry.plugins = [info for info in registry.plugins if info not in breaches]
+    for kind, cls, info in offered:
+        if info in breaches:
+            continue
+        existing = registry.components[kind].get(cls.name)
+        if existing is not None:
+            problems.append(Problem(
+                f"{kind} '{cls.name}' is registered twice: by plugin '{info.name}' of package '{info.package}' and by "
+                f"plugin '{existing.plugin.name}' of package '{existing.plugin.package}' - uninstall one of them or "
+                f"leave one out with {ENV_VAR}"))
+            continue
+        registry.components[kind][cls.name] = Registered(cls, info)
     if problems:
         raise UserError(problems)
     return registry
@@ -194,27 +221,20 @@ def _unknown_hooks(manager: pluggy.PluginManager) -> list[Problem]:
     return problems
 
 
-def _register_into(registry: Registry, kind: str, info: PluginInfo, problems: list[Problem]):
-    base = KINDS[kind]
+def _collect_into(offered: list, breaches: dict[PluginInfo, list[str]], provided: dict[PluginInfo, set],
+                  kind: str, info: PluginInfo):
+    """The `register` callback a plugin's hook gets: each class checked against the contract
+    of `kind` (`stylekit.plugins.conformance`), then kept in `offered`, or its breaches in
+    `breaches` under its plugin; `provided` notes the names each plugin registers."""
 
     def register(cls: type) -> None:
-        who = f"plugin '{info.name}' of package '{info.package}'"
-        if not (isinstance(cls, type) and issubclass(cls, base)):
-            problems.append(Problem(f"{who} registered {cls!r} as a {kind}, but it is not a subclass of stylekit.contract.components.{base.__name__}"))
-            return
         name = getattr(cls, "name", None)
-        if not isinstance(name, str) or not name:
-            problems.append(Problem(f"{who} registered {cls.__qualname__} without a `name` class attribute"))
-            return
-        if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
-            problems.append(Problem(f"{who}: {kind} '{name}' has a Params that is not a pydantic model"))
-            return
-        existing = registry.components[kind].get(name)
-        if existing is not None:
-            problems.append(Problem(
-                f"{kind} '{name}' is registered twice: by {who} and by plugin '{existing.plugin.name}' "
-                f"of package '{existing.plugin.package}' - uninstall one of them or leave one out with {ENV_VAR}"))
-            return
-        registry.components[kind][name] = Registered(cls, info)
+        if isinstance(name, str):
+            provided.setdefault(info, set()).add((kind, name))
+        found = conformance.breaches(cls, kind)
+        if found:
+            breaches.setdefault(info, []).extend(found)
+        else:
+            offered.append((kind, cls, info))
 
     return register

@@ -122,6 +122,39 @@ def _fix_scaled(fit, index: int, fits) -> str:
     return f"{why}: {larger}, or use a recipe without stages (or set the stages' sizes, stage[N].width)"
 
 
+# ---------------------------------------------------------------- weights
+
+
+def weight_problems(parts, losses, dtype, at) -> list[Problem]:
+    """Each loss weight (times `strength`, for the terms it scales) must be a number the
+    run's precision holds. A term's weighted value is computed in float32 (float64 if the
+    features are) and its gradient goes back through the backbone in the run's precision,
+    starting as weight x the term's slope: past that precision's largest number (3.4e38 in
+    fp32 and bf16, which shares its exponent; 65504 in fp16) the weight itself is infinite
+    there, so the loss is infinite (NaN where the term is 0) or the gradient is wherever
+    the slope reaches 1, and no run can use it. Below it, whether weight x value or weight
+    x slope overflows depends on the term, the layers and the image, which nothing known
+    before the run bounds; the loop's check finds that at the step it happens."""
+    import torch
+
+    from stylekit.recipe.devices import dtype_name
+
+    largest = torch.finfo(dtype).max
+    problems = []
+    for loss in losses:
+        if loss.weight <= largest:
+            continue
+        written = parts.loss[loss.index].weight
+        what = (f"{written:g} is more than" if written > largest else
+                f"{written:g} x strength {parts.strength:g} = {loss.weight:g} is more than")
+        other = " or set run.precision = \"bf16\"" if dtype == torch.float16 else ""
+        problems.append(at(("loss", loss.index, "weight"), (
+            f"{what} {dtype_name(dtype)}, the run's precision, can hold ({largest:.4g}): the weighted term and its "
+            f"gradient would be infinite - lower it{' or the strength' if written <= largest else ''}{other} (only the "
+            "weights' ratios matter: divide them all by the same number)")))
+    return problems
+
+
 # ---------------------------------------------------------------- outputs
 
 

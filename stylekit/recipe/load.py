@@ -159,6 +159,8 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     device = dtype = None
     if parts.run is not None:
         device, dtype = _device_and_precision(parts.run, at, problems)
+        if dtype is not None:
+            problems += checks.weight_problems(parts, losses, dtype, at)
         if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     if inputs is not None and backbone is not None:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylekit.run import colour
-from stylekit.plugins import probe as contract_checks
+from stylekit.plugins import probe
 from stylekit.contract.components import Backbone, Optimizer, Scheduler, Targets
 from stylekit.run.engine import Objective, WeightedTerm, network_input
 from stylekit.errors import PluginError, UserError
@@ -44,11 +44,11 @@ def build_backbone(plan: Plan) -> Backbone:
     """The plan's backbone with its weights, cut after the last layer a loss reads, cast once
     to the compute precision and moved to the device: weights never get re-cast in the loop."""
     try:  # built and probed: its advertised layers checked against what it produces
-        backbone = contract_checks.build_backbone(plan.backbone.cls, plan.backbone.params, plan.weights, plan.backbone.package)
+        backbone = probe.probed_backbone(plan.backbone.cls, plan.backbone.params, plan.weights, plan.backbone.package)
     except UserError as exc:  # weights that cannot be had: point at the recipe's field
-        raise UserError([contract_checks.located(p, plan.at) for p in exc.problems]) from None
+        raise UserError([probe.located(p, plan.at) for p in exc.problems]) from None
     except PluginError as exc:  # a broken backbone: the plugin's bug, at the recipe's field too
-        raise contract_checks.located_error(exc, plan.at) from exc.original
+        raise probe.located_error(exc, plan.at) from exc.original
     backbone.truncate(plan.layers)
     backbone.requires_grad_(False).eval()
     backbone.checkpointing = plan.recipe.run.checkpoint

@@ -1,22 +1,21 @@
-"""The optimization loop. It receives an objective (a backbone and loss terms, built), a
-start image and options, changes none of them and never loads plugins, so it runs the same
-with VGG-19 on a GPU as with a tiny random backbone in a test.
+"""What the optimization loop works on and gives back: the objective (a backbone and
+weighted loss terms, built), the loop's options, the state of one image's optimization
+(`Loop`, what a checkpoint keeps) and its outcome (`LoopResult`, or `Diverged`).
 
 One step: one forward pass of the backbone over the synthesized image feeds every loss
 term, the weighted sum is back-propagated to the pixels, and the optimizer updates them.
-Targets (content features, style Grams, ...) are computed once, before the loop.
+Targets (content features, style Grams, ...) are computed once, before the loop. The loop
+itself is `stylekit.run.loop`; it changes nothing it is given and never loads plugins, so
+it runs the same with VGG-19 on a GPU as with a tiny random backbone in a test.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
-from stylekit.contract.components import Backbone, LossTerm, Optimizer, Scheduler
-from stylekit.errors import Problem, UserError
+from stylekit.contract.components import Backbone, LossTerm
 
 
 @dataclass(frozen=True)
@@ -59,16 +58,17 @@ class LoopOptions:
     clamp: bool = True  # keep the image in [0, 1] after every step
     #: Output the exponential moving average of the iterates with this decay (0: off).
     ema_decay: float = 0.0
-    compile: bool = False
+    compile: bool = False  # torch.compile of the objective, for a group of one image
     cuda_graph: bool = False  # honoured on CUDA only
-    #: Check for a non-finite loss or image every this many steps. Each check waits for
-    #: the device; on a CPU that costs nothing, on a GPU it would stall the queue.
+    #: Check for a non-finite loss, step or image every this many steps. Each check waits
+    #: for the device; on a CPU that costs nothing, on a GPU it would stall the queue.
     check_every: int = 1
 
 
 class Diverged(Exception):
-    """A loss term or the image went non-finite. `last_finite` is the image after step
-    `last_finite_step` (0: the start), the latest one known to be finite."""
+    """A loss term or the image (or the optimizer's step, before the clamp) went non-finite.
+    `last_finite` is the image after step `last_finite_step` (0: the start), the latest one
+    known to be finite."""
 
     def __init__(self, step: int, labels: list[str], last_finite: torch.Tensor, last_finite_step: int,
                  rows: list[torch.Tensor] = ()):
@@ -129,137 +129,3 @@ def image_dtype(compute: torch.dtype) -> torch.dtype:
 def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The image as the backbone runs it: in the compute precision, channels_last."""
     return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
-
-
-def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, scheduler: Scheduler,
-             options: LoopOptions, device: torch.device, on_step: Callable[[Loop], bool] | None = None,
-             resume: dict | None = None) -> LoopResult:
-    """Minimize `objective` over the pixels of an image that starts as `start`. Nothing given
-    is changed: the image is a copy. `on_step(loop)` runs after every step; returning True
-    ends the run there. `resume` is a `Loop.state()` to continue from."""
-    began = time.perf_counter()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
-    image = start.detach().clone().to(device=device, dtype=image_dtype(objective.dtype)).requires_grad_(True)
-    torch_optimizer = optimizer.build([image])
-    loop = Loop(image, image.detach().clone() if options.ema_decay else None, torch_optimizer,
-                scheduler.build(torch_optimizer, options.steps))
-    if resume is not None:
-        loop.restore(resume)
-    last_row: list[torch.Tensor] = []
-    # Compiled only for the loop: the targets were computed once, eagerly.
-    evaluate = torch.compile(objective.values, dynamic=False) if options.compile else objective.values
-
-    def forward_backward() -> torch.Tensor:
-        values = evaluate(image)
-        total = values.sum()
-        total.backward()
-        # The gradient arrives channels_last from the network; optimizers like L-BFGS
-        # flatten it with view(), which needs the image's own (contiguous) layout.
-        if not image.grad.is_contiguous():
-            image.grad = image.grad.contiguous()
-        last_row[:] = [torch.cat([total.detach().view(1), values.detach()])]
-        return total
-
-    def eager_closure() -> torch.Tensor:
-        torch_optimizer.zero_grad(set_to_none=True)
-        return forward_backward()
-
-    graphed = options.cuda_graph and device.type == "cuda"
-    closure = record_cuda_graph(forward_backward, [image]) if graphed else eager_closure
-    rows = loop.rows
-    last_finite, last_finite_step = loop.output.clone(), loop.step
-
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    setup_seconds = time.perf_counter() - began
-    loop_start = time.perf_counter()
-    stopped = False
-    while loop.step < options.steps:
-        if optimizer.needs_closure:
-            torch_optimizer.step(closure)
-        else:
-            closure()
-            torch_optimizer.step()
-        if loop.scheduler is not None:
-            loop.scheduler.step()
-        if options.clamp:
-            with torch.no_grad():
-                image.clamp_(0, 1)
-        if loop.average is not None:
-            loop.average.lerp_(image.detach(), 1 - options.ema_decay)
-        loop.step += 1
-        # A replayed graph rewrites the same tensor every step: keep a copy (on the device).
-        rows.append(last_row[0].clone() if graphed else last_row[0])
-        if loop.step % options.check_every == 0 or loop.step == options.steps:
-            first_bad = first_non_finite(rows[len(rows) - (loop.step - last_finite_step):], loop.output)
-            if first_bad is not None:
-                offset, bad = first_bad
-                labels = [label for label, ok in zip(objective.labels, bad) if not ok]
-                raise Diverged(last_finite_step + offset + 1, labels, last_finite, last_finite_step, rows)
-            last_finite, last_finite_step = loop.output.clone(), loop.step
-        if on_step is not None and on_step(loop):
-            stopped = True
-            break
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return LoopResult(loop.output.clone(), rows, loop.step, time.perf_counter() - loop_start, setup_seconds, stopped)
-
-
-def first_non_finite(rows: list[torch.Tensor], image: torch.Tensor) -> tuple[int, list[bool]] | None:
-    """(index among `rows`, per-term finiteness) of the first row with a non-finite value, or
-    (last index, all True) when only the image went non-finite; None when all is finite."""
-    if not rows:
-        return None
-    table = torch.stack(rows)
-    finite = torch.isfinite(table)
-    if bool(finite.all()) and bool(torch.isfinite(image).all()):
-        return None
-    rows_ok = finite.all(dim=1).tolist()
-    if all(rows_ok):
-        return len(rows) - 1, [True] * (table.shape[1] - 1)
-    index = rows_ok.index(False)
-    return index, finite[index, 1:].tolist()
-
-
-def record_cuda_graph(forward_backward: Callable[[], torch.Tensor], images: list[torch.Tensor]) -> Callable[[], torch.Tensor]:
-    """Record one forward and backward pass as a CUDA graph; return a closure that replays it.
-
-    The replay writes what `forward_backward` returned and each image's `.grad` into the
-    same memory every time, and the optimizer updates the images in place, so the recorded
-    pass always reads the current images. A graph holds no references to what it reads:
-    the replay keeps `forward_backward` (and so every tensor its closure holds, such as
-    targets made for it) alive, and points each `.grad` back at the memory the graph writes,
-    in case something set it to None between steps. Warm-up passes on a side stream come
-    first: cuDNN's autotuning and lazy initialisation may not happen during the recording.
-    """
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            for image in images:
-                image.grad = None
-            forward_backward()
-    torch.cuda.current_stream().wait_stream(side)
-    for image in images:
-        image.grad = None
-    graph = torch.cuda.CUDAGraph()
-    try:
-        with torch.cuda.graph(graph):
-            written = forward_backward()
-    except RuntimeError as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(Problem(f"the step could not be recorded as a CUDA graph ({first_line}) - a loss term "
-                                "probably waits for the GPU (.item(), torch.linalg.eigh and the like); "
-                                "set run.cuda_graph = false", field="run.cuda_graph")) from None
-
-    grads = [image.grad for image in images]
-
-    def replay() -> torch.Tensor:
-        for image, grad in zip(images, grads):
-            image.grad = grad
-        graph.replay()
-        return written
-
-    replay.keeps_alive = forward_backward  # what the graph reads (see above)
-    return replay

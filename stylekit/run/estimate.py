@@ -25,7 +25,8 @@ from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.run.engine import LoopOptions, optimize
+from stylekit.run.engine import LoopOptions
+from stylekit.run.loop import optimize
 from stylekit.files.images import output_size
 from stylekit.recipe.plan import Plan, Stage
 from stylekit.run.failures import ADVICE

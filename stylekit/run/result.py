@@ -1,0 +1,172 @@
+"""What a run gives back: the `StepInfo` a per-step callback sees, the `Result` of a finished
+or stopped run, the `RunDiverged` of one that went non-finite, and the run record (.json)
+that each of them carries: what ran, with which components and params, where, and the loss
+of every step.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from PIL import Image
+
+from stylekit import __version__
+from stylekit.errors import RunFailed, UserError
+from stylekit.files.images import to_image
+from stylekit.recipe.devices import dtype_name
+from stylekit.recipe.plan import Plan
+from stylekit.run.build import StageImages
+from stylekit.run.engine import Diverged
+
+
+@dataclass
+class StepInfo:
+    """What a per-step callback sees. Reading `losses` waits for the device: read it only
+    when you show it."""
+
+    stage: int  # 1-based
+    stages: int
+    step: int  # 1-based, counted over all stages
+    total: int
+    seconds: float  # optimization time so far, set-up excluded
+    image: torch.Tensor  # the current output (1, 3, H, W) in [0, 1]; do not change it
+    content: torch.Tensor  # this stage's content image
+    styles: list[torch.Tensor]  # this stage's style images
+    _losses: Callable[[], dict[str, float]] = field(repr=False, default=dict)
+    _stop: Callable[[], None] = field(repr=False, default=lambda: None)
+
+    @property
+    def losses(self) -> dict[str, float]:
+        """{'total': ..., label: weighted value, ...} at this step."""
+        return self._losses()
+
+    def stop(self) -> None:
+        """End the run after this step, as Ctrl-C does: the result is the current image."""
+        self._stop()
+
+
+@dataclass
+class Result:
+    """A finished or stopped run. `image` is exactly what `save` writes."""
+
+    tensor: torch.Tensor  # (1, 3, H, W) on the CPU, in [0, 1], on the 8-bit grid of the saved image
+    history: list[dict[str, float | None]]  # per step: {'total': ..., label: ...}
+    record: dict
+    status: str  # "finished", "stopped" (by the callback) or "interrupted" (by a signal)
+    steps_done: int
+    signal: int | None = None  # the signal that interrupted the run
+    plan: Plan | None = field(default=None, repr=False)
+
+    @property
+    def image(self) -> Image.Image:
+        return to_image(self.tensor)
+
+    def save(self, path: str | Path | None = None, record: bool | None = None) -> Path:
+        """Write the image (atomically) to `path`, default the recipe's output, and the run
+        record beside it as .json unless `record` is False (default: the recipe's
+        output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
+        image, a .json that is not a run record or is the record of another image (x.json
+        of an x.png, when saving x.jpg), a folder, or a format it does not write."""
+        from stylekit.recipe.checks import save_problems
+        from stylekit.files.outputs import write_result
+
+        path = Path(path) if path is not None else self.plan.output
+        record = self.plan.recipe.output.record if record is None else record
+        problems = save_problems(path, self.plan, record)
+        if problems:  # as `stylekit run` refuses them: an input, a folder, a .json it did not write
+            raise UserError(problems)
+        return write_result(self, path, record)
+
+
+class RunDiverged(RunFailed):
+    """A loss or the image went non-finite. `image` is the last finite image (as a PIL
+    image, colours put back as for a result), `step` the first step that was not finite."""
+
+    def __init__(self, message: str, step: int, labels: list[str], image: Image.Image, image_step: int, record: dict):
+        super().__init__(message)
+        self.step, self.labels, self.image, self.image_step, self.record = step, labels, image, image_step, record
+
+
+def labels_of(plan: Plan) -> list[str]:
+    return ["total", *(loss.label for loss in plan.losses)]
+
+
+def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: list[list[float]], status: str,
+                steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None) -> Result:
+    """The result of a run that ended with `image` in the stage `images` belong to."""
+    tensor = quantized(images.postprocess(image) if images.postprocess else image)
+    rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
+    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor)
+    return Result(tensor, rows, record, status, steps_done, signum, plan)
+
+
+def quantized(image: torch.Tensor) -> torch.Tensor:
+    """The image on the 8-bit grid it is saved on, so that what is returned is what is saved."""
+    return torch.round(image.detach().float().clamp(0, 1).cpu() * 255) / 255
+
+
+def _strict(value):
+    """Run records are strict JSON: a non-finite number, anywhere in it, becomes null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict(v) for v in value]
+    return value
+
+
+def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, history: list, started: float) -> RunDiverged:
+    packages = {loss.label: loss.choice.package for loss in plan.losses}
+    terms = ", ".join(f"{label} (package {packages[label]})" for label in exc.labels) or "the image"
+    step = offset + exc.step
+    image = exc.last_finite
+    if images.postprocess is not None:
+        image = images.postprocess(image)
+    message = (f"the run diverged: {terms} went non-finite (NaN or infinity) at step {step} of {plan.total_steps} - "
+               "lower the learning rate (optimizer.params.lr) or the loss weights")
+    rows = [_strict(dict(zip(labels_of(plan), row))) for row in history + [r.tolist() for r in exc.rows]]
+    record = run_record(plan, rows, "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
+    record["diverged_at_step"], record["non_finite"] = step, exc.labels or ["image"]
+    return RunDiverged(message, step, exc.labels, to_image(image), offset + exc.last_finite_step, record)
+
+
+def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, seconds: float, setup: float,
+               started: float, image: torch.Tensor) -> dict:
+    device = plan.device
+    return _strict({
+        "status": status,
+        "steps_done": steps_done,
+        "steps": plan.total_steps,
+        "recipe_file": plan.source,
+        "recipe": plan.raw,
+        "resolved": resolved_components(plan),
+        "versions": {"stylekit": __version__, "torch": torch.__version__, "python": platform.python_version(),
+                     "plugins": dict(plan.plugin_versions)},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
+        "precision": dtype_name(plan.dtype),
+        "size": list(image.shape[-2:]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "setup_seconds": setup,
+        "loop_seconds": seconds,
+        "seconds_per_step": seconds / max(1, steps_done),
+        "losses": rows,
+    })
+
+
+def resolved_components(plan: Plan) -> dict:
+    """Each component as the run used it: its package and every param with the value it
+    took, defaults included (the recipe's `params` tables hold only what was written)."""
+    def described(choice) -> dict:
+        return {"name": choice.name, "package": choice.package, "params": choice.params.model_dump(mode="json")}
+
+    return {"backbone": {**described(plan.backbone), "weights": plan.weights},
+            "loss": [{**described(loss.choice), "weight": loss.weight, "layers": dict(loss.layers)} for loss in plan.losses],
+            "optimizer": described(plan.optimizer), "scheduler": described(plan.scheduler)}

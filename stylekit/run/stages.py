@@ -1,0 +1,146 @@
+"""The stage loop of a run: plans whose stages have the same sizes (one plan, or a batch's
+items of one aspect), stage by stage, all images in step through `optimize_group`. Around
+each stage: its images and objectives, the per-step callbacks, checkpoints to resume from,
+a clean stop, and the status of the run; the first non-finite loss of an image ends that
+image's run alone.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from stylekit.errors import Problem, UserError
+from stylekit.run.blame import attributed
+from stylekit.recipe.plan import Plan
+from stylekit.run import checkpoints
+from stylekit.run.build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult
+from stylekit.run.loop import optimize_group
+from stylekit.run.result import Result, RunDiverged, StepInfo, diverged, labels_of, make_result
+from stylekit.run.signals import Stop, signals_to
+
+
+def run_plans(plans: list[Plan], callbacks: list[Callable[[StepInfo], None] | None], reuse: Reuse | None = None,
+              checkpoint: Path | None = None, resume: dict | None = None) -> list[Result | RunDiverged]:
+    """Run `plans` in step and return, per plan, its `Result` or the `RunDiverged` that ended
+    it. `callbacks[i](info)` runs after every step of plan i; its `info.stop()`, Ctrl-C or
+    SIGTERM end all of them after the step in progress. `checkpoint` and `resume` (from
+    `checkpoints.load`) are for a single plan. `reuse` keeps the backbone and style features
+    between runs of one recipe (a batch)."""
+    if plans[0].recipe.run.seed is not None:
+        torch.manual_seed(plans[0].recipe.run.seed)
+    stop = Stop()
+    with signals_to(stop):
+        return _stages(plans, callbacks, checkpoint, resume, stop, reuse)
+
+
+def _stages(plans: list[Plan], callbacks, checkpoint: Path | None, resume: dict | None, stop: Stop,
+            reuse: Reuse | None) -> list[Result | RunDiverged]:
+    started = time.time()
+    plan = plans[0]  # the recipe the group shares: components, stages, device and options
+    backbone = shared_backbone(plan, reuse)
+    histories: list[list[list[float]]] = [list(resume["history"]) if resume else [] for _ in plans]
+    first_stage = resume["stage"] if resume else 0
+    offset = sum(stage.steps for stage in plan.stages[:first_stage])
+    every = plan.recipe.output.checkpoint_every
+    seconds, setup = (resume.get("seconds", 0.0) if resume else 0.0), 0.0
+    outcomes: list[LoopResult | RunDiverged | None] = [None] * len(plans)  # per plan: its latest stage's
+    inputs: list[StageImages | None] = [None] * len(plans)
+    for index in range(first_stage, len(plan.stages)):
+        going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, RunDiverged)]
+        if not going:  # every image of the group diverged
+            break
+        for i in going:
+            inputs[i] = stage_images(plans[i], plans[i].stages[index], outcomes[i].image if outcomes[i] is not None else None)
+        try:
+            objectives = [build_objective(plans[i], backbone, inputs[i], reuse) for i in going]
+        except UserError as exc:
+            raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset) or exc
+        options = loop_options(plan, plan.stages[index])
+        loop_resume = resume["loop"] if resume and index == first_stage else None
+        if loop_resume is not None:
+            _check_size(plan, loop_resume["image"], inputs[0].start)
+            torch.set_rng_state(resume["rng"])
+
+        def on_step(k: int, loop: Loop, going=going, stage_index=index, stage_offset=offset,
+                    began=time.perf_counter()) -> bool:
+            i = going[k]
+            plan, images, history = plans[i], inputs[i], histories[i]
+            step = stage_offset + loop.step
+            if callbacks[i] is not None:
+                callbacks[i](step_info(plan, stage_index, step, seconds + time.perf_counter() - began, loop, images, stop))
+            due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
+            # Off the CPU finiteness is checked every few steps: never keep a state that is not.
+            if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
+                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
+                                 seconds + time.perf_counter() - began)
+            return stop.requested
+
+        try:
+            ends = optimize_group(objectives, [inputs[i].start for i in going], build_optimizer(plan),
+                                  build_scheduler(plan), options, plan.device, on_step=on_step, resume=[loop_resume])
+        except UserError as exc:
+            raise _named(plan, exc) from None
+        except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
+            raise attributed(exc, plan, offset, [wt.term for wt in objectives[0].terms]) or exc
+        for i, end in zip(going, ends):
+            if isinstance(end, Diverged):
+                outcomes[i] = diverged(plans[i], end, inputs[i], offset, histories[i], started)
+            else:
+                outcomes[i] = end
+                histories[i] += [row.tolist() for row in end.rows]
+        finished = [end for end in ends if isinstance(end, LoopResult)]
+        if finished:  # the images still going took the same steps and time
+            seconds, setup = seconds + finished[0].seconds, setup + finished[0].setup_seconds
+            offset += finished[0].steps_done
+        if finished and finished[0].stopped:
+            break
+    if not stop.requested or offset == plan.total_steps:  # a stop at the last step stopped nothing
+        status = "finished"
+    else:
+        status = "interrupted" if stop.signal is not None else "stopped"
+    return [outcome if isinstance(outcome, RunDiverged) else
+            make_result(plans[i], inputs[i], outcome.image, histories[i], status, offset, seconds, setup, started,
+                        stop.signal)
+            for i, outcome in enumerate(outcomes)]
+
+
+def step_info(plan: Plan, stage_index: int, step: int, seconds: float, loop: Loop, images: StageImages,
+              stop: Stop) -> StepInfo:
+    """What a callback sees after `step` (counted over all stages) of `plan`."""
+    labels = labels_of(plan)
+    return StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=plan.total_steps, seconds=seconds,
+                    image=loop.output, content=images.content, styles=images.styles,
+                    _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request)
+
+
+def shared_backbone(plan: Plan, reuse: Reuse | None):
+    if reuse is None:
+        return build_backbone(plan)
+    if reuse.backbone is None:
+        reuse.backbone = build_backbone(plan)
+    return reuse.backbone
+
+
+def loop_options(plan: Plan, stage) -> LoopOptions:
+    run = plan.recipe.run
+    return LoopOptions(steps=stage.steps, clamp=run.clamp, ema_decay=run.ema_decay, compile=run.compile,
+                       cuda_graph=run.cuda_graph, check_every=1 if plan.device.type == "cpu" else 10)
+
+
+def _check_size(plan: Plan, kept: torch.Tensor, start: torch.Tensor) -> None:
+    if kept.shape != start.shape:
+        (h, w), (h0, w0) = kept.shape[-2:], start.shape[-2:]
+        raise UserError(Problem(f"the checkpoint's image is {w}x{h} but this run's is {w0}x{h0} at that stage - resume "
+                                "with the size the run was started with, or run without --resume", file=plan.source))
+
+
+def _named(plan: Plan, exc: UserError) -> UserError:
+    """A UserError raised during the run (by a plugin, the graph recording), naming the recipe."""
+    return UserError([p if p.file else Problem(p.message, plan.source, p.line, p.field) for p in exc.problems])
