@@ -163,21 +163,21 @@ def test_a_nan_weight_never_gives_an_image(stylekit_recipe):
 def test_a_failed_write_keeps_the_image_and_says_where(stylekit_recipe, tmp_path, monkeypatch):
     from stylekit.files import outputs
 
-    real_save = outputs.save_atomic
     spare = tmp_path / "spare"
     spare.mkdir()
 
-    def disk_full(image, path):
-        if "spare" not in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(image, path)
+    def disk_full(handle):  # the record fits, the image does not
+        handle.write(b"half an image")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk says it: no file named
 
-    monkeypatch.setattr(outputs, "save_atomic", disk_full)
+    monkeypatch.setattr(outputs, "image_writer", lambda image, path, mark=None: disk_full)  # the spare: images'
     monkeypatch.setattr(outputs.tempfile, "gettempdir", lambda: str(spare))
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 3 and "Traceback" not in err
-    assert f"could not write {stylekit_recipe.parent / 'out' / 'result.png'} (No space left on device)" in err
+    out = stylekit_recipe.parent / "out"
+    assert f"could not write {out / 'result.png'} (No space left on device: {out / 'result.png'})" in err
     assert f"the image is kept at {spare / 'result.png'}" in err and (spare / "result.png").is_file()
+    assert list(out.iterdir()) == [], "nothing half-written: not the record without its image, no temporary file"
 
 
 @pytest.mark.parametrize("setting, field", [("run.precision=fp16", "run.precision"), ("run.device=cuda:0", "run.device")])

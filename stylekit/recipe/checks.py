@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from stylekit.errors import Problem
 from stylekit.files.images import output_size, style_size
-from stylekit.files.outputs import record_path
+from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_plot_path, record_path, strip_path, written_for
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
 
 if TYPE_CHECKING:
@@ -125,14 +125,77 @@ def _fix_scaled(fit, index: int, fits) -> str:
 # ---------------------------------------------------------------- outputs
 
 
-def output_problems(parts, at) -> list[Problem]:
+def output_problems(parts, at, beside: bool = False) -> list[Problem]:
     """The output path, its run record and plots: writable, and replacing none of the inputs
-    nor any file that stylekit did not write."""
+    nor any file that stylekit did not write. With `beside` (for `stylekit run` and
+    `validate`), also every other file a run writes or removes beside the output."""
     output = parts.output
     if output is None:
         return []
-    return path_problems(Path(output.path), parts.images, ("output", "path"), at, record=output.record,
-                         plot=output.plot, save_every=output.save_every)
+    out = Path(output.path)
+    problems = path_problems(out, parts.images, ("output", "path"), at, record=output.record,
+                             plot=output.plot, save_every=output.save_every)
+    if beside and not problems:
+        problems += beside_problems(out, output.save_every, output.plot, _total_steps(parts), ("output", "path"), at)
+    return problems
+
+
+def _total_steps(parts) -> int | None:
+    if parts.stage:
+        return sum(stage.steps for stage in parts.stage)
+    return parts.run.steps if parts.run is not None else None
+
+
+def run_files(out: Path, save_every: int, plot: bool, total: int | None) -> list[tuple[Path, str, str, str]]:
+    """(path, what it is, what several are, how to do without) of every file `stylekit run`
+    may write or remove beside `out`, the image's record aside: the checkpoint (kept when the
+    run is stopped, removed when it finishes), the intermediate images and the plots."""
+    files = [(checkpoint_path(out), "the checkpoint", "", "")]
+    if save_every and total and out.parent.is_dir():
+        # Listed, not tried step by step: a run of 100,000 steps may save every one.
+        pattern = re.compile(re.escape(out.stem) + r"\.step(\d+)\.png")
+        for path in sorted(out.parent.iterdir()):
+            found = pattern.fullmatch(path.name)
+            step = int(found.group(1)) if found and found.group(1).isascii() else 0
+            if step and step % save_every == 0 and step < total and path.name == intermediate_path(out, step).name:
+                files.append((path, "an intermediate image (output.save_every)", "the intermediate images "
+                              "(output.save_every)", "set output.save_every = 0"))
+    if plot:
+        files.append((losses_plot_path(out), "the loss plot (output.plot)", "", "set output.plot = false"))
+        if save_every and total and save_every < total:
+            files.append((strip_path(out), "the strip of images (output.plot)", "", "set output.plot = false"))
+    return files
+
+
+def beside_problems(out: Path, save_every: int, plot: bool, total: int | None, loc: tuple, at) -> list[Problem]:
+    """A run replaces or removes beside `out` only what stylekit wrote (each file names the
+    image it was written for, `outputs.written_for`), and nothing written for another image
+    that is still there (x.png's, when writing x.jpg: both have x.checkpoint.pt)."""
+    problems, refused = [], {}
+    for path, what, several, without in run_files(out, save_every, plot, total):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            also = f" or {without}" if without else ""
+            problems.append(at(loc, f"{what} would go to {path}, which is a folder - move it away, choose another "
+                                    f"output name{also}"))
+            continue
+        owner = written_for(path)
+        if owner is None:
+            refused.setdefault((what, several, without, None), []).append(path)
+        elif owner and owner != out.name and (path.parent / owner).is_file():
+            refused.setdefault((what, several, without, path.parent / owner), []).append(path)
+    for (what, several, without, owner), paths in refused.items():
+        whose = f"written for {owner}" if owner else "that stylekit did not write"
+        also = f" or {without}" if without else ""
+        if len(paths) == 1:
+            problems.append(at(loc, f"{what} would replace {paths[0]}, a file {whose} - move it away, choose another "
+                                    f"output name{also}"))
+        else:
+            names = ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            problems.append(at(loc, f"{several} would replace {len(paths)} files {whose} in {paths[0].parent} "
+                                    f"({names}) - move them away, choose another output name{also}"))
+    return problems
 
 
 def save_problems(path: Path, plan, record: bool) -> list[Problem]:

@@ -112,14 +112,18 @@ class Stop:
         self.requested, self.signal = True, signum if signum is not None else self.signal
 
 
-def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, checkpoint: Path | None = None,
-            resume: dict | None = None, reuse: Reuse | None = None) -> Result:
+def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
+            checkpoint: Path | checkpoints.Keeper | None = None, resume: dict | None = None,
+            reuse: Reuse | None = None) -> Result:
     """Run `plan` and return its result. `callback(info)` runs after every step. With
-    `checkpoint`, the state is kept there every `output.checkpoint_every` steps and when the
-    run is stopped; `resume` (from `checkpoints.load`) continues a run from its state.
-    `reuse` keeps the backbone and style features between runs of one recipe (a batch)."""
+    `checkpoint` (a path, or a `checkpoints.Keeper` that says how), the state is kept there
+    every `output.checkpoint_every` steps and when the run is stopped; `resume` (from
+    `checkpoints.load`) continues a run from its state. `reuse` keeps the backbone and
+    style features between runs of one recipe (a batch)."""
     if callback is not None and not callable(callback):  # found now, not after the set-up and one step
         raise UserError(Problem(f"callback must be a function of one argument (a StepInfo), not {type(callback).__name__}"))
+    if checkpoint is not None and not isinstance(checkpoint, checkpoints.Keeper):
+        checkpoint = checkpoints.Keeper(checkpoint)
     if plan.recipe.run.seed is not None:
         torch.manual_seed(plan.recipe.run.seed)
     stop = Stop()
@@ -127,7 +131,8 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, chec
         return _run(plan, callback, checkpoint, resume, stop, reuse)
 
 
-def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, stop: Stop, reuse: Reuse | None) -> Result:
+def _run(plan: Plan, callback, checkpoint: checkpoints.Keeper | None, resume: dict | None, stop: Stop,
+         reuse: Reuse | None) -> Result:
     started = time.time()
     backbone = shared_backbone(plan, reuse)
     history: list[list[float]] = list(resume["history"]) if resume else []
@@ -160,8 +165,8 @@ def _run(plan: Plan, callback, checkpoint: Path | None, resume: dict | None, sto
             due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
-                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
-                                 seconds + time.perf_counter() - began)
+                checkpoint.keep(plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
+                                seconds + time.perf_counter() - began, final=stop.requested)
             return stop.requested
 
         try:
