@@ -1,7 +1,8 @@
 """Checkpoints to resume a run from: the image, the optimizer's state (L-BFGS history
 included), the scheduler, the moving average, the stage and step, the random state and the
 loss history so far. Written atomically; read with `torch.load(weights_only=True)`, so a
-checkpoint file can hold tensors and plain data but never runs code when loaded.
+checkpoint file can hold tensors and plain data but never runs code when loaded, and
+checked against the plan before anything is restored from it (`checkpoint_checks`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ class Keeper:
 
 def load(path: Path, plan: Plan) -> dict:
     """The checkpoint at `path`, checked against `plan`; a UserError says what is wrong."""
+    from stylekit.run.checkpoint_checks import problem_with
+
     if not path.is_file():
         raise UserError(Problem(f"no checkpoint to resume from at {path} - run without --resume to start "
                                 "(a run keeps one when interrupted, or every output.checkpoint_every steps)", file=plan.source))
@@ -145,6 +148,10 @@ def load(path: Path, plan: Plan) -> dict:
         changed = sorted("the input images" if d == "input_pixels" else d for d in changed)
         raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(changed)}) - "
                                 "resume with the recipe it was made with, or run without --resume", file=plan.source))
+    wrong = problem_with(state, plan)
+    if wrong:
+        raise UserError(Problem(f"checkpoint {path}: {wrong} - it was changed or damaged after stylekit wrote it; "
+                                "delete it and run without --resume", file=plan.source))
     return state
 
 
