@@ -328,3 +328,13 @@ def test_a_diverged_run_replaces_nothing_stylekit_did_not_write(stylekit_recipe,
     kept = out if not why else elsewhere
     assert sorted(p.name for p in out.iterdir()) == sorted({foreign, *(["result.diverged.png"] if kept == out else [])})
     assert f"is kept at {kept / 'result.diverged.png'}{why.format(out=out)}" in err
+
+
+def test_result_save_refuses_a_name_too_long_for_its_record(stylekit_recipe, monkeypatch):
+    monkeypatch.chdir(stylekit_recipe.parent)
+    result = stylekit.stylize(stylekit_recipe, overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=r"^Result.save path: the output's name x{40}\.\.\.x{11}\.png is 233 bytes "
+                                                 r"long; .* at most 232 bytes for this name - choose a shorter name$"):
+        result.save("x" * 229 + ".png")  # its record's temporary file, .x...x.json.PID.stylekit-tmp, would not fit
+    result.save("x" * 229 + ".png", record=False)  # its own does
+

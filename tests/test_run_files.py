@@ -248,3 +248,15 @@ def _plan(recipe):
     from stylekit.testing import tiny_registry
 
     return stylekit.load(recipe, registry=tiny_registry())
+
+
+def test_an_output_name_too_long_for_the_files_beside_it_is_refused_before_the_run(stylekit_recipe):
+    # 225 bytes fit in a name, but not its checkpoint's temporary file (.NAME.checkpoint.pt.PID.stylekit-tmp).
+    out = stylekit_recipe.parent / ("x" * 221 + ".png")
+    for command in ("validate", "run"):
+        status, _, err = run_cli(command, str(stylekit_recipe), "-o", str(out))
+        assert status == 2 and "Traceback" not in err
+        assert err.strip().endswith("is 225 bytes long; the file system takes names of up to 255 bytes, and the files "
+                                    "stylekit writes beside it make that at most 223 bytes for this name - choose a "
+                                    "shorter output name"), err
+    assert run_cli("validate", str(stylekit_recipe), "-o", str(out.with_name("x" * 219 + ".png")))[0] == 0

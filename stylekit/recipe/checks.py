@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stylekit.errors import Problem
-from stylekit.files.images import output_size, style_size
+from stylekit.files.images import TEMP_MARK, output_size, style_size
 from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_plot_path, record_path, strip_path, written_for
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
 
@@ -136,8 +136,49 @@ def output_problems(parts, at, beside: bool = False) -> list[Problem]:
     problems = path_problems(out, parts.images, ("output", "path"), at, record=output.record,
                              plot=output.plot, save_every=output.save_every)
     if beside and not problems:
+        endings = [e for _, e in _beside_endings(out, output, _total_steps(parts))]
+        too_long = name_length_problem(out, endings, "choose a shorter output name")
+        if too_long:
+            return [at(("output", "path"), too_long)]
         problems += beside_problems(out, output.save_every, output.plot, _total_steps(parts), ("output", "path"), at)
     return problems
+
+
+def _beside_endings(out: Path, output, total: int | None) -> list[tuple[str, str]]:
+    """(what, how its name ends after the output's stem) of each file a run may write."""
+    endings = [("the image", out.suffix), ("the run record", ".json"), ("the checkpoint", ".checkpoint.pt"),
+               ("the last finite image", ".diverged.png")]
+    if output.save_every and total:
+        endings.append(("the intermediate images", intermediate_path(Path("x"), total).name[1:]))
+    if output.plot:
+        endings.append(("the loss plot", ".losses.png"))
+    return endings
+
+
+#: What the hidden temporary file of a write adds to a name: '.NAME.PID.stylekit-tmp', with
+#: room for a 7-digit process id (Linux's largest, pid_max 4194304).
+TEMP_EXTRA = len(f"..{'9' * 7}{TEMP_MARK}")
+
+
+def name_length_problem(out: Path, endings: list[str], fix: str) -> str | None:
+    """Why `out` is a name the file system refuses (longer than its NAME_MAX, 255 bytes on
+    most), given that a file named stem + each of `endings` is written beside it through a
+    hidden temporary file; None when it is not."""
+    folder = out.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not told (or not a POSIX system): the common limit
+        limit = 255
+    stem = len(os.fsencode(out.stem))
+    longest = max(len(os.fsencode(ending)) for ending in endings) + TEMP_EXTRA
+    if stem + longest <= limit:
+        return None
+    name = out.name if len(out.name) <= 60 else f"{out.name[:40]}...{out.name[-15:]}"
+    return (f"the output's name {name} is {len(os.fsencode(out.name))} bytes long; the file system takes names of up "
+            f"to {limit} bytes, and the files stylekit writes beside it make that at most "
+            f"{limit - longest + len(os.fsencode(out.suffix))} bytes for this name - {fix}")
 
 
 def _total_steps(parts) -> int | None:
@@ -207,6 +248,9 @@ def save_problems(path: Path, plan, record: bool) -> list[Problem]:
     wrong_suffix = None if path.is_dir() else unsupported_suffix(str(path))  # a folder: say so instead
     if wrong_suffix:
         return [at((), wrong_suffix)]
+    too_long = name_length_problem(path, [path.suffix, ".json"] if record else [path.suffix], "choose a shorter name")
+    if too_long:
+        return [at((), too_long)]
     return path_problems(path, plan.recipe.images, (), at, record=record, no_record="pass record=False")
 
 
