@@ -338,3 +338,44 @@ def test_result_save_refuses_a_name_too_long_for_its_record(stylekit_recipe, mon
         result.save("x" * 229 + ".png")  # its record's temporary file, .x...x.json.PID.stylekit-tmp, would not fit
     result.save("x" * 229 + ".png", record=False)  # its own does
 
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda r, reg: stylekit.load(r, content=torch.empty(3, 8, 8, device="meta"), registry=reg),
+     "^content: a meta tensor holds no pixels to read"),
+    (lambda r, reg: stylekit.load(r, style=torch.rand(3, 8, 8).to_sparse(), registry=reg),
+     "^style: a torch.sparse_coo tensor holds no pixels to read - give a dense tensor"),
+    (lambda r, reg: stylekit.load(r, {None: 1}, registry=reg), "^overrides: keys are dotted field names .* not None$"),
+    (lambda r, reg: stylekit.load(r, {42: 1}, registry=reg), "^overrides: keys are dotted field names .* not 42$"),
+    (lambda r, reg: stylekit.load(r, {(): 1}, registry=reg), r"^overrides: keys are dotted field names .* not \(\)$"),
+    (lambda r, reg: stylekit.load(r, base=42, registry=reg), r"^base: must be a path \(a str or a pathlib.Path\), not int$"),
+    (lambda r, reg: stylekit.load(r, label=42, registry=reg), "^label: must be a str"),
+    (lambda r, reg: stylekit.load(r, registry=42), "^registry: must be a stylekit Registry .* not int$"),
+    (lambda r, reg: stylekit.stylize(r, registry=42), "^registry: must be a stylekit Registry .* not int$"),
+    (lambda r, reg: stylekit.load(r, content="a\0b.png", registry=reg), r"^content: a path cannot contain a NUL character"),
+    (lambda r, reg: stylekit.load(r, style=["s.png", "a\0b.png"], registry=reg), r"^style\[1\]: a path cannot contain a NUL"),
+    (lambda r, reg: stylekit.load(str(r) + "\0", registry=reg), "^a recipe path cannot contain a NUL character"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=42, registry=reg), "^checkpoint: must be a path .* not int$"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint="a\0b.pt", registry=reg), "^checkpoint: a path cannot contain a NUL"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=r.parent, registry=reg), "^checkpoint: .* is a folder - give a file name"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=r, registry=reg),  # the recipe itself, say
+     "^checkpoint: .*recipe.toml is a file that stylekit did not write, which the run's checkpoint would replace"),
+], ids=["meta tensor", "sparse tensor", "key None", "key 42", "key ()", "base 42", "label 42", "registry 42",
+        "stylize registry 42", "content NUL", "style NUL", "recipe NUL", "checkpoint 42", "checkpoint NUL",
+        "checkpoint a folder", "checkpoint a file of the user's"])
+def test_each_argument_of_the_wrong_kind_is_a_user_error_naming_it(stylekit_recipe, call, said):
+    with pytest.raises(stylekit.UserError, match=said):
+        call(stylekit_recipe, tiny_registry())
+
+
+@pytest.mark.parametrize("path, record, said", [
+    (42, None, r"^Result.save path: must be a path \(a str or a pathlib.Path\), not int$"),
+    (b"x.png", None, "^Result.save path: must be a path .* not bytes$"),
+    ("a\0b.png", None, r"^Result.save path: a path cannot contain a NUL character \(\\0\)"),
+    ("x.png", "yes", "^Result.save record: must be True, False or None, not str$"),
+])
+def test_result_save_names_an_argument_of_the_wrong_kind(stylekit_recipe, path, record, said):
+    result = stylekit.stylize(stylekit_recipe, overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=said):
+        result.save(path, record=record)
+    assert not (stylekit_recipe.parent / "out").exists()

@@ -254,6 +254,18 @@ def save_problems(path: Path, plan, record: bool) -> list[Problem]:
     return path_problems(path, plan.recipe.images, (), at, record=record, no_record="pass record=False")
 
 
+def path_argument(value, argument: str) -> Path:
+    """`value`, an argument of the Python API that names a file or folder, as a Path; a
+    UserError naming `argument` when it cannot be one (not text or a path, a NUL in it)."""
+    from stylekit.errors import UserError
+
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise UserError(Problem(f"must be a path (a str or a pathlib.Path), not {type(value).__name__}", field=argument))
+    if "\0" in os.fspath(value):
+        raise UserError(Problem(f"a path cannot contain a NUL character (\\0) (got {os.fspath(value)!r})", field=argument))
+    return Path(value)
+
+
 def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: bool = False,
                   save_every: int = 0, what: str = "the output image",
                   no_record: str = "set output.record = false") -> list[Problem]:

@@ -74,8 +74,10 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
         return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
     if isinstance(source, str) and ("\n" in source or "=" in source):
         return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
-    if not isinstance(source, (str, os.PathLike)):
+    if not isinstance(source, (str, os.PathLike)) or isinstance(os.fspath(source), bytes):
         raise UserError(f"a recipe must be a file path, a TOML text or a dict, not {type(source).__name__}")
+    if "\0" in os.fspath(source):
+        raise UserError(f"a recipe path cannot contain a NUL character (\\0) (got {os.fspath(source)!r})")
     path = Path(source)
     data, text = read_toml(path)
     return data, text, str(path), base or path.parent

@@ -79,10 +79,12 @@ class Result:
         output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
         image, a .json that is not a run record or is the record of another image (x.json
         of an x.png, when saving x.jpg), a folder, or a format it does not write."""
-        from stylekit.recipe.checks import save_problems
+        from stylekit.recipe.checks import path_argument, save_problems
         from stylekit.files.outputs import write_result
 
-        path = Path(path) if path is not None else self.plan.output
+        path = path_argument(path, "Result.save path") if path is not None else self.plan.output
+        if record is not None and not isinstance(record, bool):
+            raise UserError(Problem(f"must be True, False or None, not {type(record).__name__}", field="Result.save record"))
         record = self.plan.recipe.output.record if record is None else record
         problems = save_problems(path, self.plan, record)
         if problems:  # as `stylekit run` refuses them: an input, a folder, a .json it did not write
@@ -349,6 +351,9 @@ def as_pil(image, what: str = "image") -> Image.Image:
             raise bad(f"the image is empty ({image.width}x{image.height} pixels)")
         return image
     if isinstance(image, torch.Tensor):
+        if image.device.type == "meta" or image.layout != torch.strided:  # no pixels to read as they are
+            raise bad(f"a {'meta' if image.device.type == 'meta' else image.layout} tensor holds no pixels to read - "
+                      "give a dense tensor with its values (.to_dense(), or one made on the CPU or a GPU)")
         if image.dim() == 3:
             image = image.unsqueeze(0)
         if image.dim() != 4 or image.shape[:2] != (1, 3):
