@@ -122,6 +122,14 @@ PER_OPTIMIZER = {
         ("scheduler count a text", _set(["loop", "scheduler", "last_epoch"], "x"), "'loop.scheduler.last_epoch' is text, not a number"),
         ("scheduler count off", _set(["loop", "scheduler", "last_epoch"], 40),
          "'loop.scheduler.last_epoch' is 40, but the run is at step 3 of its stage"),
+        ("history size edited", _set(["loop", "optimizer", "param_groups", 0, "history_size"], 0),
+         "'loop.optimizer.param_groups[0].history_size' is 0, but the recipe's optimizer has 100"),
+        ("schedule length edited", _set(["loop", "scheduler", "T_max"], 0),
+         "'loop.scheduler.T_max' is 0, but the recipe's scheduler has 5"),
+        ("a scale that is infinite", _set(["loop", "optimizer", "state", 0, "H_diag"], torch.tensor(float("inf"))),
+         "'loop.optimizer.state[0].H_diag' is inf, not a finite number"),
+        ("a learning rate that is NaN", _set(["loop", "optimizer", "param_groups", 0, "lr"], float("nan")),
+         "'loop.optimizer.param_groups[0].lr' is nan, not a finite number"),
     ],
     "adam": [
         ("moment reshaped", _set(["loop", "optimizer", "state", 0, "exp_avg"], lambda t: t.flatten()),
@@ -130,6 +138,8 @@ PER_OPTIMIZER = {
         ("betas a number", _set(["loop", "optimizer", "param_groups", 0, "betas"], 0.9),
          "'loop.optimizer.param_groups[0].betas' is float, not a list"),
         ("average dropped", _set(["loop", "average"], None), "'loop.average' is missing, and run.ema_decay needs it"),
+        ("a moment with NaN", _set(["loop", "optimizer", "state", 0, "exp_avg_sq"], lambda t: t * float("nan")),
+         "'loop.optimizer.state[0].exp_avg_sq' holds NaN or infinite values"),
     ],
 }
 

@@ -11,7 +11,9 @@ image). This needs no knowledge of any one optimizer, so a plugin's is checked a
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from numbers import Real
 
 import torch
@@ -101,6 +103,11 @@ def _component_problem(state: dict, plan: Plan, stage, shape: tuple) -> str | No
             wrong = None if key == "params" else _unlike(group.get(key, _MISSING), value, shape, f"{where}.{key}")
             if wrong:
                 return wrong
+            # The hyperparameters come from the recipe, which is the checkpoint's: only the
+            # learning rate moves (a scheduler's). Another value (an L-BFGS history of 0) is
+            # an edit, and one the optimizer may not survive.
+            if key not in ("params", "lr") and not _equal(group[key], value):
+                return f"'{where}.{key}' is {group[key]!r}, but the recipe's optimizer has {value!r}"
     states = optimizer["state"]
     if per_param and not states:
         return "'loop.optimizer.state' is empty, though the optimizer keeps a state after a step"
@@ -110,7 +117,7 @@ def _component_problem(state: dict, plan: Plan, stage, shape: tuple) -> str | No
         wrong = _state_problem(entry, per_param, shape, f"loop.optimizer.state[{key!r}]")
         if wrong:
             return wrong
-    return _scheduler_problem(loop.get("scheduler"), scheduler, loop["step"], shape)
+    return _scheduler_problem(loop.get("scheduler"), scheduler, loop["step"], shape, plan, stage)
 
 
 def _state_problem(entry, references: list[dict], shape: tuple, where: str) -> str | None:
@@ -139,7 +146,7 @@ def _state_problem(entry, references: list[dict], shape: tuple, where: str) -> s
     return None
 
 
-def _scheduler_problem(value, reference: dict | None, step: int, shape: tuple) -> str | None:
+def _scheduler_problem(value, reference: dict | None, step: int, shape: tuple, plan: Plan, stage) -> str | None:
     if reference is None:
         return None if value is None or isinstance(value, dict) else f"'loop.scheduler' is {_kind(value)}, not a table"
     if not isinstance(value, dict):
@@ -147,10 +154,30 @@ def _scheduler_problem(value, reference: dict | None, step: int, shape: tuple) -
     wrong = _unlike(value, reference, shape, "loop.scheduler")
     if wrong:
         return wrong
-    # torch's schedulers count their steps: the reference took REFERENCE_STEPS of them.
+    # torch's schedulers keep their settings in public attributes and what moves with the
+    # steps in private ones (and last_epoch): the settings come from the recipe.
+    for key, expected in reference.items():
+        if isinstance(key, str) and not key.startswith("_") and key != "last_epoch" and not _equal(value[key], expected):
+            return f"'loop.scheduler.{key}' is {value[key]!r}, but the recipe's scheduler has {expected!r}"
+    # They count their steps: the reference took REFERENCE_STEPS of them.
     if reference.get("last_epoch") == REFERENCE_STEPS and value.get("last_epoch") != step:
         return f"'loop.scheduler.last_epoch' is {value.get('last_epoch')!r}, but the run is at step {step} of its stage"
+    try:  # and it must step from there, as the run will step it (a cosine over 0 steps divides by 0)
+        _, scheduler, _ = _stand_in(plan, stage)
+        scheduler.load_state_dict(copy.deepcopy(value))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler.step()
+    except Exception as exc:
+        return f"'loop.scheduler' cannot be stepped from this state ({type(exc).__name__}: {exc})"
     return None
+
+
+def _equal(a, b) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # what cannot be compared so (tensors) is not equal
+        return False
 
 
 _MISSING = object()
@@ -168,9 +195,11 @@ def _unlike(value, reference, shape: tuple, where: str) -> str | None:
         if not isinstance(value, torch.Tensor) or tuple(value.shape) != expected \
                 or value.is_floating_point() != reference.is_floating_point():
             return f"'{where}' is {_kind(value)}, not a tensor of {reference.dtype} shaped {expected} (the image's size)"
-        return None
+        return None if bool(torch.isfinite(value).all()) else f"'{where}' holds NaN or infinite values"
     if _number(reference):
-        return None if _number(value) else f"'{where}' is {_kind(value)}, not a number"
+        if not _number(value):
+            return f"'{where}' is {_kind(value)}, not a number"
+        return None if math.isfinite(float(value)) else f"'{where}' is {float(value)}, not a finite number"
     if isinstance(reference, (list, tuple)):
         if not isinstance(value, (list, tuple)):
             return f"'{where}' is {_kind(value)}, not a list"
@@ -217,18 +246,24 @@ def _kind(value) -> str:
     return next((name for kind, name in names.items() if isinstance(value, kind)), type(value).__name__)
 
 
+def _stand_in(plan: Plan, stage):
+    """(component, torch optimizer, scheduler) of `plan` over the stand-in image."""
+    from stylekit.run.build import build_optimizer, build_scheduler
+
+    # No random numbers: the run's random state must stay as the checkpoint restores it.
+    image = torch.linspace(0, 1, STAND_IN_SIZE).view(STAND_IN).requires_grad_(True)
+    component = build_optimizer(plan)
+    optimizer = component.build([image])
+    return component, build_scheduler(plan).build(optimizer, stage.steps), optimizer
+
+
 def _reference(plan: Plan, stage) -> tuple[list[dict], list[dict], dict | None] | None:
     """(the optimizer's per-parameter state after 1 and after REFERENCE_STEPS steps, its
     param_groups, the scheduler's state) over the stand-in image; None when the components
     cannot be stepped so (a plugin's that wants a real image)."""
-    from stylekit.run.build import build_optimizer, build_scheduler
-
     try:
-        # No random numbers: the run's random state must stay as the checkpoint restores it.
-        image = torch.linspace(0, 1, STAND_IN_SIZE).view(STAND_IN).requires_grad_(True)
-        component = build_optimizer(plan)
-        optimizer = component.build([image])
-        scheduler = build_scheduler(plan).build(optimizer, stage.steps)
+        component, scheduler, optimizer = _stand_in(plan, stage)
+        image = optimizer.param_groups[0]["params"][0]
         target = torch.full(STAND_IN, 0.25)
         states = []
         for step in range(1, REFERENCE_STEPS + 1):
