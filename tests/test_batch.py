@@ -475,3 +475,26 @@ def test_pairs_need_no_style_of_the_recipe(photos):
                              "--steps", "1")
     assert status == 0, err
     assert (root / "out" / "p0.shapes.png").is_file()
+
+
+def test_a_second_ctrl_c_says_which_items_are_done(photos, monkeypatch):
+    # It used to say "interrupted - nothing was written" with two items in the folder.
+    import stylekit.run.session
+
+    root, recipe = photos
+    real, calls = stylekit.run.session.stylize, []
+
+    def third_interrupted(plan, **kwargs):
+        calls.append(plan)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a second Ctrl-C during the third item's run
+        return real(plan, **kwargs)
+
+    monkeypatch.setattr(stylekit.run.session, "stylize", third_interrupted)
+    out = root / "out"
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style",
+                             str(root / "styles" / "stripes.png"), "-o", str(out), "--steps", "1")
+    assert status == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == (f"interrupted - 2 of 3 items done in {out} (the item in progress is not written); "
+                                    "rerun the same command to go on")
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.stripes.png", "p1.stripes.png"]

@@ -362,7 +362,14 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, "
               f"{len(todo) - failing} to do{f', {failing} will fail' if failing else ''}, "
               f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {out}", file=stream, flush=True)
-    status = worker.run(todo)
+    try:
+        status = worker.run(todo)
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, but the items done are there
+        workers.finish(wait=False)
+        finished = sum(item.done for item in items)
+        print(f"interrupted - {finished} of {counted(len(items), 'item')} done in {out} (the item in progress is not "
+              "written); rerun the same command to go on", file=stream, flush=True)
+        return 130
     workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
         return status
