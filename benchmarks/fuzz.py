@@ -1,11 +1,13 @@
-"""The long fuzz run of the recipe loader and the --set parser (the properties of
-tests/fuzzing.py, which the suite runs for a few seconds).
+"""The long fuzz run of the recipe loader, the --set parser, batch manifests and checkpoints
+(the properties of tests/fuzzing.py, which the suite runs for a few seconds).
 
     .venv/bin/python benchmarks/fuzz.py --examples 4000 --record
 
-runs each of the three properties for that many examples with fresh random seeds, prints
-what it finds, and with --record writes the figures into tests/corpus/fuzz_figures.json,
-from which docs/reliability.md is generated (`python tests/corpus/corpus.py --docs`).
+runs each property for that many examples with fresh random seeds, prints what it finds,
+and with --record writes the figures into tests/corpus/fuzz_figures.json, from which
+docs/reliability.md is generated (`python tests/corpus/corpus.py --docs`). `--only WORDS`
+runs the properties whose name holds WORDS (the others keep their recorded figures).
+The manifest property also runs, for real, the manifests that list two items or fewer.
 """
 
 from __future__ import annotations
@@ -58,18 +60,38 @@ def properties(space):
 
     return [("mutations of the shipped recipes", given(mutated=fuzzing.mutated_recipe())(mutated)),
             ("random TOML documents", given(doc=fuzzing.documents)(documents)),
-            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments))]
+            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments)),
+            *output_properties(space)]
+
+
+def output_properties(space):
+    """Batch manifests (with a real run where one lists two items or fewer) and mutated
+    checkpoints resumed from."""
+    from hypothesis import strategies as st
+
+    def manifests(manifest):
+        fuzzing.batch_manifest(space, manifest, run=True)
+
+    def checkpoints(optimizer, changes):
+        fuzzing.resumed_checkpoint(space, optimizer, changes)
+
+    return [("random batch manifests (CSV, JSONL)", given(manifest=fuzzing.manifests())(manifests)),
+            ("mutated checkpoints resumed from", given(optimizer=st.sampled_from(sorted(fuzzing.CHECKPOINT_OPTIMIZERS)),
+                                                      changes=fuzzing.mutations)(checkpoints))]
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", type=int, default=4000, help="examples per property")
     parser.add_argument("--record", action="store_true", help=f"write the figures to {FIGURES.relative_to(ROOT)}")
+    parser.add_argument("--only", metavar="WORDS", help="run only the properties whose name holds WORDS")
     args = parser.parse_args(argv)
     rows, failed = [], 0
     with tempfile.TemporaryDirectory() as tmp:
         space = fuzzing.workspace(Path(tmp))
         for name, prop in properties(space):
+            if args.only and args.only not in name:
+                continue
             count = {"n": 0}
             inner = prop.hypothesis.inner_test
 
@@ -91,10 +113,17 @@ def main(argv=None) -> int:
             failed += failures
             print(f"{name}: {count['n']} examples in {seconds:.0f} s, {failures} failure(s)", flush=True)
     if args.record:
-        found = json.loads(FIGURES.read_text())["found"] if FIGURES.exists() else ""
-        FIGURES.write_text(json.dumps({
-            "properties": rows, "command": f"python benchmarks/fuzz.py --examples {args.examples} --record",
-            "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d"), "found": found}, indent=1) + "\n")
+        earlier = json.loads(FIGURES.read_text()) if FIGURES.exists() else {}
+        found = earlier.get("found", "")
+        command = f"python benchmarks/fuzz.py --examples {args.examples} --record"
+        whole = {"command": command, "cpu": cpu_name(), "when": time.strftime("%Y-%m-%d")}
+        if args.only:  # the other properties keep the figures of their last run; these say their own
+            for row in rows:
+                row.update(whole, command=command.replace(" --record", f" --only {args.only!r} --record"))
+            ran = {row["name"] for row in rows}
+            rows = [row for row in earlier.get("properties", []) if row["name"] not in ran] + rows
+            whole = {key: earlier.get(key, value) for key, value in whole.items()}
+        FIGURES.write_text(json.dumps({"properties": rows, **whole, "found": found}, indent=1) + "\n")
         print(f"wrote {FIGURES}")
     return 1 if failed else 0
 
