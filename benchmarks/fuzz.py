@@ -1,4 +1,5 @@
-"""The long fuzz run of the recipe loader, the --set parser and the live page's server
+"""The long fuzz run of the recipe loader, the --set parser, the live page's server, batch
+manifests and checkpoints
 (the properties of tests/fuzzing.py, which the suite runs for a few seconds).
 
     .venv/bin/python benchmarks/fuzz.py --examples 4000 --record
@@ -8,6 +9,7 @@ runs each property (or those whose name holds --only's text) for that many examp
 fresh random seeds, prints what it finds, and with --record writes the figures into
 tests/corpus/fuzz_figures.json (replacing the rows of the properties it ran), from which
 docs/reliability.md is generated (`python tests/corpus/corpus.py --docs`).
+The manifest property also runs, for real, the manifests that list two items or fewer.
 """
 
 from __future__ import annotations
@@ -67,7 +69,24 @@ def properties(space):
             ("random TOML documents", given(doc=fuzzing.documents)(documents)),
             ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments)),
             ("live server: the page's requests, any values", given(request=fuzzing.page_requests())(live_request)),
-            ("live server: any request", given(request=fuzzing.live_requests())(live_request))]
+            ("live server: any request", given(request=fuzzing.live_requests())(live_request)),
+            *output_properties(space)]
+
+
+def output_properties(space):
+    """Batch manifests (with a real run where one lists two items or fewer) and mutated
+    checkpoints resumed from."""
+    from hypothesis import strategies as st
+
+    def manifests(manifest):
+        fuzzing.batch_manifest(space, manifest, run=True)
+
+    def checkpoints(optimizer, changes):
+        fuzzing.resumed_checkpoint(space, optimizer, changes)
+
+    return [("random batch manifests (CSV, JSONL)", given(manifest=fuzzing.manifests())(manifests)),
+            ("mutated checkpoints resumed from", given(optimizer=st.sampled_from(sorted(fuzzing.CHECKPOINT_OPTIMIZERS)),
+                                                      changes=fuzzing.mutations)(checkpoints))]
 
 
 def main(argv=None) -> int:

@@ -51,9 +51,18 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
         # Named in messages as given here (overrides['run.steps']), not as a --set flag.
         keyed = Overrides()
         for k, v in (overrides or {}).items():
+            if not _is_key(k):
+                raise UserError(Problem(f"keys are dotted field names such as 'run.steps' or 'loss[1].weight', "
+                                        f"not {k!r}", field="overrides"))
             # "loss[1].weight" as on the command line, or "loss.1.weight"
             key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
             keyed.add(key, v, PYTHON.name(k))
+    from stylekit.recipe.checks import path_argument
+
+    base = path_argument(base, "base") if base is not None else None
+    if label is not None and not isinstance(label, str):
+        raise UserError(Problem(f"must be a str (the recipe's name in messages), not {type(label).__name__}", field="label"))
+    registry = _registry(registry)
     images = {}
     many = isinstance(style, (list, tuple))
     styles = list(style) if many else [style] if style is not None else []
@@ -65,7 +74,7 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     if style is not None and not (styles and all(map(_is_path, styles))):  # [] too: the recipe says it is empty
         images["style"] = [as_pil(s, f"style[{i}]" if many else "style") for i, s in enumerate(styles)]
     registry = registry or load_registry()
-    plan = load_recipe(source, registry, keyed, images=images, base=Path(base) if base is not None else None, label=label)
+    plan = load_recipe(source, registry, keyed, images=images, base=base, label=label)
     warn_broken(registry)  # as `stylekit run` prints them: a plugin the user expects may be missing
     return plan
 
@@ -74,17 +83,37 @@ def _is_path(image: ImageLike) -> bool:
     return isinstance(image, (str, os.PathLike))
 
 
+def _is_key(key) -> bool:
+    """A key of `overrides`: a dotted name, or (as the command line makes them) a non-empty
+    tuple of field names and list indexes."""
+    if isinstance(key, str):
+        return True
+    return isinstance(key, tuple) and bool(key) and all(
+        isinstance(part, str) or isinstance(part, int) and not isinstance(part, bool) for part in key)
+
+
+def _registry(registry) -> Registry | None:
+    if registry is not None and not isinstance(registry, Registry):
+        raise UserError(Problem(f"must be a stylekit Registry (stylekit.plugins.registry.load_registry(), or "
+                                f"stylekit.testing.tiny_registry()), not {type(registry).__name__}", field="registry"))
+    return registry
+
+
 def _with_image_paths(keyed, content, styles: list, many: bool):
     """`keyed` plus images.content / images.style overrides for images given as paths
     (relative to the current folder), each named in messages as the argument it came from."""
     from stylekit.recipe.overrides import Overrides
 
+    from stylekit.recipe.checks import path_argument
+
     paths = {}
     if _is_path(content):
-        paths[("images", "content")] = (str(Path(content).resolve()), f"content={str(content)!r}")
+        path = path_argument(content, "content")
+        paths[("images", "content")] = (str(path.resolve()), f"content={str(content)!r}")
     if styles and all(map(_is_path, styles)):
         shown = [str(s) for s in styles] if many else str(styles[0])
-        paths[("images", "style")] = ([str(Path(s).resolve()) for s in styles], f"style={shown!r}")
+        given = [path_argument(s, f"style[{i}]" if many else "style") for i, s in enumerate(styles)]
+        paths[("images", "style")] = ([str(p.resolve()) for p in given], f"style={shown!r}")
     if not paths:
         return keyed
     combined = Overrides.of(keyed)
@@ -104,8 +133,15 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
     Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
     """
+    from stylekit.recipe.checks import path_argument
     from stylekit.run import checkpoints
 
+    registry = _registry(registry)
+    path = path_argument(checkpoint, "checkpoint") if checkpoint is not None else None
+    if resume and path is None:
+        raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
+    if path is not None:
+        _check_checkpoint_path(path, resume)
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
@@ -123,13 +159,22 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
                         base=Path.cwd(), label=plan.source)
     else:
         plan = load(recipe, overrides, content=content, style=style, registry=registry)
-    path = Path(checkpoint) if checkpoint is not None else None
-    if resume and path is None:
-        from stylekit.errors import UserError
-
-        raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
     state = checkpoints.load(path, plan) if resume else None
     return _stylize(plan, callback=callback, checkpoint=path, resume=state)
+
+
+def _check_checkpoint_path(path: Path, resume: bool) -> None:
+    """The checkpoint's path, checked before the run as `stylekit run` checks its own: a
+    folder, or (when not resuming from it) a file that stylekit did not write, is refused
+    rather than found when the first checkpoint is written, or replaced."""
+    from stylekit.run.checkpoints import output_of
+
+    if path.is_dir():
+        raise UserError(Problem(f"{path} is a folder - give a file name in it, e.g. {path / 'run.checkpoint.pt'}",
+                                field="checkpoint"))
+    if not resume and (path.exists() or path.is_symlink()) and output_of(path) is None:
+        raise UserError(Problem(f"{path} is a file that stylekit did not write, which the run's checkpoint would "
+                                "replace - give another path, or move it away", field="checkpoint"))
 
 
 __all__ = ["Plan", "Result", "RunDiverged", "StepInfo", "load", "stylize"]

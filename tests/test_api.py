@@ -163,21 +163,21 @@ def test_a_nan_weight_never_gives_an_image(stylekit_recipe):
 def test_a_failed_write_keeps_the_image_and_says_where(stylekit_recipe, tmp_path, monkeypatch):
     from stylekit.files import outputs
 
-    real_save = outputs.save_atomic
     spare = tmp_path / "spare"
     spare.mkdir()
 
-    def disk_full(image, path):
-        if "spare" not in str(path):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        real_save(image, path)
+    def disk_full(handle):  # the record fits, the image does not
+        handle.write(b"half an image")
+        raise OSError(errno.ENOSPC, "No space left on device")  # as a full disk says it: no file named
 
-    monkeypatch.setattr(outputs, "save_atomic", disk_full)
+    monkeypatch.setattr(outputs, "image_writer", lambda image, path, mark=None: disk_full)  # the spare: images'
     monkeypatch.setattr(outputs.tempfile, "gettempdir", lambda: str(spare))
     status, _, err = run_cli("run", str(stylekit_recipe))
     assert status == 3 and "Traceback" not in err
-    assert f"could not write {stylekit_recipe.parent / 'out' / 'result.png'} (No space left on device)" in err
+    out = stylekit_recipe.parent / "out"
+    assert f"could not write {out / 'result.png'} (No space left on device: {out / 'result.png'})" in err
     assert f"the image is kept at {spare / 'result.png'}" in err and (spare / "result.png").is_file()
+    assert list(out.iterdir()) == [], "nothing half-written: not the record without its image, no temporary file"
 
 
 @pytest.mark.parametrize("setting, field", [("run.precision=fp16", "run.precision"), ("run.device=cuda:0", "run.device")])
@@ -328,3 +328,54 @@ def test_a_diverged_run_replaces_nothing_stylekit_did_not_write(stylekit_recipe,
     kept = out if not why else elsewhere
     assert sorted(p.name for p in out.iterdir()) == sorted({foreign, *(["result.diverged.png"] if kept == out else [])})
     assert f"is kept at {kept / 'result.diverged.png'}{why.format(out=out)}" in err
+
+
+def test_result_save_refuses_a_name_too_long_for_its_record(stylekit_recipe, monkeypatch):
+    monkeypatch.chdir(stylekit_recipe.parent)
+    result = stylekit.stylize(stylekit_recipe, overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=r"^Result.save path: the output's name x{40}\.\.\.x{11}\.png is 233 bytes "
+                                                 r"long; .* at most 232 bytes for this name - choose a shorter name$"):
+        result.save("x" * 229 + ".png")  # its record's temporary file, .x...x.json.PID.stylekit-tmp, would not fit
+    result.save("x" * 229 + ".png", record=False)  # its own does
+
+
+
+@pytest.mark.parametrize("call, said", [
+    (lambda r, reg: stylekit.load(r, content=torch.empty(3, 8, 8, device="meta"), registry=reg),
+     "^content: a meta tensor holds no pixels to read"),
+    (lambda r, reg: stylekit.load(r, style=torch.rand(3, 8, 8).to_sparse(), registry=reg),
+     "^style: a torch.sparse_coo tensor holds no pixels to read - give a dense tensor"),
+    (lambda r, reg: stylekit.load(r, {None: 1}, registry=reg), "^overrides: keys are dotted field names .* not None$"),
+    (lambda r, reg: stylekit.load(r, {42: 1}, registry=reg), "^overrides: keys are dotted field names .* not 42$"),
+    (lambda r, reg: stylekit.load(r, {(): 1}, registry=reg), r"^overrides: keys are dotted field names .* not \(\)$"),
+    (lambda r, reg: stylekit.load(r, base=42, registry=reg), r"^base: must be a path \(a str or a pathlib.Path\), not int$"),
+    (lambda r, reg: stylekit.load(r, label=42, registry=reg), "^label: must be a str"),
+    (lambda r, reg: stylekit.load(r, registry=42), "^registry: must be a stylekit Registry .* not int$"),
+    (lambda r, reg: stylekit.stylize(r, registry=42), "^registry: must be a stylekit Registry .* not int$"),
+    (lambda r, reg: stylekit.load(r, content="a\0b.png", registry=reg), r"^content: a path cannot contain a NUL character"),
+    (lambda r, reg: stylekit.load(r, style=["s.png", "a\0b.png"], registry=reg), r"^style\[1\]: a path cannot contain a NUL"),
+    (lambda r, reg: stylekit.load(str(r) + "\0", registry=reg), "^a recipe path cannot contain a NUL character"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=42, registry=reg), "^checkpoint: must be a path .* not int$"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint="a\0b.pt", registry=reg), "^checkpoint: a path cannot contain a NUL"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=r.parent, registry=reg), "^checkpoint: .* is a folder - give a file name"),
+    (lambda r, reg: stylekit.stylize(r, checkpoint=r, registry=reg),  # the recipe itself, say
+     "^checkpoint: .*recipe.toml is a file that stylekit did not write, which the run's checkpoint would replace"),
+], ids=["meta tensor", "sparse tensor", "key None", "key 42", "key ()", "base 42", "label 42", "registry 42",
+        "stylize registry 42", "content NUL", "style NUL", "recipe NUL", "checkpoint 42", "checkpoint NUL",
+        "checkpoint a folder", "checkpoint a file of the user's"])
+def test_each_argument_of_the_wrong_kind_is_a_user_error_naming_it(stylekit_recipe, call, said):
+    with pytest.raises(stylekit.UserError, match=said):
+        call(stylekit_recipe, tiny_registry())
+
+
+@pytest.mark.parametrize("path, record, said", [
+    (42, None, r"^Result.save path: must be a path \(a str or a pathlib.Path\), not int$"),
+    (b"x.png", None, "^Result.save path: must be a path .* not bytes$"),
+    ("a\0b.png", None, r"^Result.save path: a path cannot contain a NUL character \(\\0\)"),
+    ("x.png", "yes", "^Result.save record: must be True, False or None, not str$"),
+])
+def test_result_save_names_an_argument_of_the_wrong_kind(stylekit_recipe, path, record, said):
+    result = stylekit.stylize(stylekit_recipe, overrides={"run.steps": 1}, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=said):
+        result.save(path, record=record)
+    assert not (stylekit_recipe.parent / "out").exists()

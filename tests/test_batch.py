@@ -416,3 +416,84 @@ def test_a_group_whose_images_all_diverge_fails_them_and_goes_on(photos):
     assert status == 3 and "Traceback" not in err
     assert [line["status"] for line in summary(root / "out")] == ["failed", "failed"]
     assert "went non-finite" in summary(root / "out")[0]["error"]
+
+
+def test_odd_manifests_get_one_message_each(photos, monkeypatch):
+    root, recipe = photos
+    row = "photos/p0.png,styles/shapes.png\n"
+    manifests = {
+        "nul.csv": ("content,style\nphotos/p0\0.png,styles/shapes.png\n", "nul.csv:2: a path cannot contain a NUL character (\\0)"),
+        "nul.jsonl": ('{"content": "photos/p0\\u0000.png", "style": "styles/shapes.png"}\n',
+                      "nul.jsonl:1: a path cannot contain a NUL character (\\0)"),
+        "wide.csv": ("content,style\n" + "x" * 200_000 + ",styles/shapes.png\n",
+                     "wide.csv:2: not CSV that can be read (field larger than field limit (131072))"),
+        "long.jsonl": (json.dumps({"content": "x" * 5000, "style": "styles/shapes.png"}) + "\n",
+                       "long.jsonl:1: a path of 5,000 bytes, longer than a path can be"),
+        "deep.jsonl": ("[" * 100_000 + "\n", "deep.jsonl:1: not JSON this program can read (nested too deeply)"),
+        "empty.csv": ("content,style\n", "empty.csv: lists no pairs"),
+        "repeated.csv": ("content,style\n" + row * 5000, "repeated.csv: the pair photos/p0.png + styles/shapes.png is "
+                         "listed already (line 2) - remove the repeated lines (the same problem on 4,999 lines: 3-5001)"),
+        # U+2028 is a line break to str.splitlines, not to JSON: the object stays one line
+        "separator.jsonl": ('{"content": "photos/p0.png", "style": "styles/shapes.png", "note": "a\u2028b"}\n'
+                            '{"content": "photos/p0.png"}\n', "separator.jsonl:2: each row needs a content and a style path"),
+    }
+    monkeypatch.chdir(root)
+    for name, (text, said) in manifests.items():
+        (root / name).write_text(text, encoding="utf-8")
+        status, _, err = run_cli("batch", str(recipe), "--pairs", name, "-o", "out", "--dry-run")
+        assert status == 2 and "Traceback" not in err, err
+        [line] = err.splitlines()
+        assert line.startswith(f"error: {said}"), (name, line[:300])
+
+
+def test_an_output_name_too_long_fails_its_item_only(photos):
+    root, recipe = photos
+    long = root / "photos" / ("p" * 240 + ".png")  # fits; its output p...p.stripes.png (252 bytes) with its record does not
+    shutil.copy(root / "photos" / "p0.png", long)
+    out = root / "out"
+    out.mkdir()  # where the name is tried: a folder that exists
+    args = ["batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
+            "-o", str(out), "--steps", "1"]
+    status, listed, err = run_cli(*args, "--dry-run")
+    assert status == 0 and "4 items, 3 to do, 1 will fail" in err, err
+    [fails] = [line for line in listed.splitlines() if line.startswith("fails")]
+    assert fails.endswith("bytes for this name - rename the content or style image") and "is 252 bytes long" in fails
+    status, _, err = run_cli(*args)
+    assert status == 3 and "Traceback" not in err
+    assert "3 to do, 1 will fail" in err and "3 of 4 done" in err
+    [failed] = [line for line in summary(out) if line["status"] == "failed"]
+    assert failed["item"] == "p" * 240 + ".stripes" and "is 252 bytes long" in failed["error"]
+    assert sorted(p.name for p in out.glob("*.png")) == [f"p{i}.stripes.png" for i in range(3)]
+
+
+def test_pairs_need_no_style_of_the_recipe(photos):
+    root, recipe = photos
+    (recipe.parent / "style.png").unlink()  # the recipe's own style: every row names its own
+    (root / "pairs.csv").write_text("content,style\nphotos/p0.png,styles/shapes.png\n")
+    status, _, err = run_cli("batch", str(recipe), "--pairs", str(root / "pairs.csv"), "-o", str(root / "out"),
+                             "--steps", "1")
+    assert status == 0, err
+    assert (root / "out" / "p0.shapes.png").is_file()
+
+
+def test_a_second_ctrl_c_says_which_items_are_done(photos, monkeypatch):
+    # It used to say "interrupted - nothing was written" with two items in the folder.
+    import stylekit.run.session
+
+    root, recipe = photos
+    real, calls = stylekit.run.session.stylize_together, []
+
+    def third_interrupted(plans, *args, **kwargs):  # a batch runs each group, of one here, together
+        calls.append(plans)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # as a second Ctrl-C during the third item's run
+        return real(plans, *args, **kwargs)
+
+    monkeypatch.setattr(stylekit.run.session, "stylize_together", third_interrupted)
+    out = root / "out"
+    status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style",
+                             str(root / "styles" / "stripes.png"), "-o", str(out), "--steps", "1")
+    assert status == 130 and "Traceback" not in err
+    assert err.splitlines()[-1] == (f"interrupted - 2 of 3 items done in {out} (the item in progress is not written); "
+                                    "rerun the same command to go on")
+    assert sorted(p.name for p in out.glob("*.png")) == ["p0.stripes.png", "p1.stripes.png"]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).parent))
 import fuzzing  # noqa: E402
@@ -75,3 +76,19 @@ def test_live_server_answers_the_pages_requests_with_any_values(live, request):
 @given(request=fuzzing.live_requests())
 def test_live_server_answers_any_request_without_a_traceback(live, request):
     fuzzing.live_request(live, request)
+
+
+# Batch manifests and checkpoints (issue 19): a manifest is checked in a --dry-run (about
+# 0.15 s with its large fields and repeated rows); a checkpoint is resumed from (0.1-0.5 s:
+# loading, checking, and when it still adds up, the two steps left). Fewer examples of
+# each keep the suite's part to a few seconds; benchmarks/fuzz.py runs thousands.
+@settings(BOUNDED, max_examples=20)
+@given(manifest=fuzzing.manifests())
+def test_random_batch_manifests_get_a_clear_answer(space, manifest):
+    fuzzing.batch_manifest(space, manifest)
+
+
+@settings(BOUNDED, max_examples=8)
+@given(optimizer=st.sampled_from(sorted(fuzzing.CHECKPOINT_OPTIMIZERS)), changes=fuzzing.mutations)
+def test_mutated_checkpoints_get_a_clear_answer(space, optimizer, changes):
+    fuzzing.resumed_checkpoint(space, optimizer, changes)

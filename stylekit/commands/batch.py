@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import glob
+import io
 import json
 import os
 import shutil
@@ -28,8 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from stylekit.errors import Problem, RunFailed, UserError
-from stylekit.files.images import save_atomic
-from stylekit.files.outputs import describe, record_path, write_record
+from stylekit.files.outputs import describe, write_image_and_record
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 STATE_DIR = ".stylekit-batch"
@@ -40,10 +40,17 @@ class Item:
     content: Path
     style: Path
     output: Path
+    #: Why the item cannot be done (its output's name is too long for the file system): it
+    #: fails with this message, and the other items run.
+    problem: str | None = None
 
     @property
     def key(self) -> str:
         return self.output.stem
+
+    @property
+    def done(self) -> bool:
+        return self.problem is None and self.output.exists()
 
 
 def is_pattern(spec: str) -> bool:
@@ -73,6 +80,9 @@ def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: P
     problems: list[Problem] = []
     if pairs:
         found = read_manifest(Path(pairs), problems)
+        if not found and not problems:
+            problems.append(Problem("lists no pairs - add a line content,style (CSV) or an object {\"content\": ..., "
+                                    "\"style\": ...} (JSONL) for each item", file=pairs))
     else:
         content_files = [f for spec in contents for f in image_files(spec)]
         style_files = [f for spec in styles for f in image_files(spec)]
@@ -83,27 +93,72 @@ def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: P
             if not files and not problems:
                 problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "
                                         "a glob pattern such as 'photos/*.jpg', or image files"))
-        found = [(c, s) for c in content_files for s in style_files]
-    items, seen = [], {}
-    inputs = {os.path.realpath(p) for pair in found for p in pair}
-    for content, style in found:
-        item = Item(content, style, out / f"{content.stem}.{style.stem}.png")
-        if os.path.realpath(item.output) in inputs:  # else it would count as done, or be overwritten
+        found = [(c, s, None) for c in content_files for s in style_files]
+    items, seen, pairs_seen = [], {}, {}
+    inputs = {os.path.realpath(p) for content, style, _ in found for p in (content, style)}
+    for content, style, line in found:
+        where = {"file": pairs, "line": line} if line else {}
+        output = out / f"{content.stem}.{style.stem}.png"
+        item = Item(content, style, output, name_problem(output, (".png", ".json")))
+        if (content, style) in pairs_seen:
+            problems.append(Problem(f"the pair {content} + {style} is listed already (line {pairs_seen[content, style]}) "
+                                    "- remove the repeated lines", **where))
+            continue
+        pairs_seen[content, style] = line
+        if item.problem is None and os.path.realpath(item.output) in inputs:  # else it would count as done, or be overwritten
             problems.append(Problem(f"the output of {content} with style {style} would be {item.output}, one of "
-                                    f"the input images - choose another output folder (-o)"))
+                                    f"the input images - choose another output folder (-o)", **where))
         if item.key in seen:
             problems.append(Problem(f"{content} and {seen[item.key]} with style {style} would both be written to "
-                                    f"{item.output} - rename one of them"))
+                                    f"{item.output} - rename one of them", **where))
         seen[item.key] = content
         items.append(item)
     if problems:
-        raise UserError(problems)
+        raise UserError(grouped(problems))
     return items
 
 
-def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]]:
-    """(content, style) pairs from a CSV with a header naming `content` and `style`, or a
-    JSONL file of {"content": ..., "style": ...}; paths relative to the manifest's folder."""
+def name_problem(output: Path, suffixes: tuple[str, ...]) -> str | None:
+    """Why `output` cannot be written with the files beside it (`suffixes`: its own, its
+    record's), or None: a name the file system refuses as too long (NAME_MAX, 255 bytes on
+    most), counting the hidden temporary file each is written through."""
+    from stylekit.recipe.checks import name_length_problem
+
+    return name_length_problem(output, suffixes, "rename the content or style image")
+
+
+def grouped(problems: list[Problem]) -> list[Problem]:
+    """The problems, with those that differ only in their line (a row repeated 5,000 times)
+    said once, with the lines they are on."""
+    lines: dict[tuple, list[int]] = {}
+    for problem in problems:
+        lines.setdefault((problem.file, problem.field, problem.message), []).append(problem.line)
+    said = []
+    for (file, field, message), numbers in lines.items():
+        if len(numbers) == 1 or None in numbers:
+            said += [Problem(message, file, number, field) for number in numbers]
+        else:
+            said.append(Problem(f"{message} (the same problem on {len(numbers):,} lines: {spans(numbers)})", file,
+                                field=field))
+    return said
+
+
+def spans(numbers: list[int], most: int = 8) -> str:
+    """'2-5000' for 2, 3, ..., 5000; '2, 4, 7-9'; the first `most` runs, then '...'."""
+    runs: list[list[int]] = []
+    for number in sorted(numbers):
+        if runs and number == runs[-1][1] + 1:
+            runs[-1][1] = number
+        else:
+            runs.append([number, number])
+    shown = [f"{a}-{b}" if b > a else str(a) for a, b in runs[:most]]
+    return ", ".join(shown) + (", ..." if len(runs) > most else "")
+
+
+def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path, int]]:
+    """(content, style, line) of each row of a CSV with a header naming `content` and
+    `style`, or a JSONL file of {"content": ..., "style": ...}; paths relative to the
+    manifest's folder. What cannot be read is added to `problems`, by line."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
@@ -114,20 +169,29 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]
         return []
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines end at \n only: JSON text may hold other line breaks (U+2028) inside its strings.
+        for number, line in enumerate(text.split("\n"), 1):
             if line.strip():
                 try:
                     rows.append((number, json.loads(line)))
                 except json.JSONDecodeError as exc:
                     problems.append(Problem(f"not JSON ({exc.msg}) - one object per line", file=str(path), line=number))
+                except RecursionError:
+                    problems.append(Problem("not JSON this program can read (nested too deeply) - one object per line",
+                                            file=str(path), line=number))
     else:
-        reader = csv.DictReader(text.splitlines())
-        missing = [name for name in ("content", "style") if name not in (reader.fieldnames or [])]
-        if missing:  # said once, not once per row
-            problems.append(Problem(f"the first line must name the columns content and style (it names: "
-                                    f"{', '.join(reader.fieldnames or []) or 'nothing'})", file=str(path), line=1))
-            return []
-        rows = [(number, row) for number, row in enumerate(reader, 2)]
+        reader = csv.DictReader(io.StringIO(text, newline=""))  # line breaks inside quoted fields stay theirs
+        try:
+            missing = [name for name in ("content", "style") if name not in (reader.fieldnames or [])]
+            if missing:  # said once, not once per row
+                problems.append(Problem(f"the first line must name the columns content and style (it names: "
+                                        f"{', '.join(map(str, reader.fieldnames or [])) or 'nothing'})", file=str(path), line=1))
+                return []
+            for row in reader:
+                rows.append((reader.line_num, row))
+        except csv.Error as exc:  # a field longer than the csv module takes (128 KB), say
+            problems.append(Problem(f"not CSV that can be read ({exc}) - a manifest holds a content and a style path "
+                                    "on each line", file=str(path), line=reader.line_num + 1))
     pairs = []
     for number, row in rows:
         if not isinstance(row, dict) or not row.get("content") or not row.get("style"):
@@ -136,8 +200,21 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path]
         if not isinstance(row["content"], str) or not isinstance(row["style"], str):
             problems.append(Problem("content and style must be paths in quotes (text)", file=str(path), line=number))
             continue
-        pairs.append(((path.parent / row["content"]), (path.parent / row["style"])))
+        wrong = next((why for why in map(path_problem, (row["content"], row["style"])) if why), None)
+        if wrong:
+            problems.append(Problem(wrong, file=str(path), line=number))
+            continue
+        pairs.append(((path.parent / row["content"]), (path.parent / row["style"]), number))
     return pairs
+
+
+def path_problem(text: str) -> str | None:
+    """Why `text` cannot be a path on this system (a NUL character; longer than PATH_MAX), or None."""
+    if "\0" in text:
+        return "a path cannot contain a NUL character (\\0) - remove it"
+    if len(os.fsencode(text)) >= 4096:  # PATH_MAX on Linux; longer paths are refused by the system
+        return f"a path of {len(os.fsencode(text)):,} bytes, longer than a path can be - give the image's path"
+    return None
 
 
 class Workers:
@@ -251,7 +328,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     with warnings.catch_warnings():  # told below as the other commands tell it, not as a Python warning
         warnings.simplefilter("ignore", BrokenPluginWarning)
         base = load(recipe, with_output_in(overrides, out), registry=registry, content=stand_in,
-                    style=stand_in if styles else None)
+                    style=stand_in if styles or pairs else None)  # a manifest names every item's style
     if int(os.environ.get("RANK", 0)) == 0:
         for line in broken_warnings(registry):
             print(line, file=stream, flush=True)
@@ -264,11 +341,14 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         raise UserError(problems)
     size = images_per_step(base, batch_size, stream)
     if dry_run:  # the list on stdout (one item a line, for grep and wc), the counts with the messages
-        done = [item.output.exists() for item in items]
+        failing = sum(item.problem is not None for item in items)
+        done = [item.done for item in items]
         for item, finished in zip(items, done):
-            print(f"{'done ' if finished else 'to do'}  {item.content} + {item.style} -> {item.output}")
-        print(f"stylekit batch: {counted(len(items), 'item')}, {done.count(False)} to do, {counted(size, 'image')} "
-              "per step", file=stream, flush=True)
+            state = "fails" if item.problem else "done " if finished else "to do"
+            print(f"{state}  {item.content} + {item.style} -> {item.output}" + (f": {item.problem}" if item.problem else ""))
+        print(f"stylekit batch: {counted(len(items), 'item')}, {done.count(False) - failing} to do"
+              + (f", {failing} will fail" if failing else "") + f", {counted(size, 'image')} per step",
+              file=stream, flush=True)
         return 0
     out.mkdir(parents=True, exist_ok=True)
     workers = Workers()
@@ -276,17 +356,26 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     worker = Worker(workers, out, size, stream, lambda item, reuse: load_recipe(
         base.raw, registry, item_overrides(item, workers.device(base.recipe.run.device)),
         base=Path.cwd(), label=base.source, decoded=reuse.style_images), live)
-    todo = [item for item in items if not item.output.exists()]
+    todo = [item for item in items if not item.done]
     if workers.rank == 0:
-        print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, {len(todo)} to do, "
+        failing = sum(item.problem is not None for item in todo)
+        print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, "
+              f"{len(todo) - failing} to do{f', {failing} will fail' if failing else ''}, "
               f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {out}", file=stream, flush=True)
-    status = worker.run(todo)
+    try:
+        status = worker.run(todo)
+    except KeyboardInterrupt:  # a second Ctrl-C: out at once, but the items done are there
+        workers.finish(wait=False)
+        finished = sum(item.done for item in items)
+        print(f"interrupted - {finished} of {counted(len(items), 'item')} done in {out} (the item in progress is not "
+              "written); rerun the same command to go on", file=stream, flush=True)
+        return 130
     workers.finish(wait=status not in (130, 143))  # interrupted: the others may be gone
     if status in (130, 143):
         return status
     if workers.rank == 0:  # past the barrier: every worker has ended, no claim is read again
         release_claims(out, workers.generation)
-        missing = [item.key for item in items if not item.output.exists()]
+        missing = [item.key for item in items if not item.done]
         print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
                  f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
@@ -370,7 +459,11 @@ class Worker:
             if self.live is not None and self.live.stop_requested:  # Stop pressed between two items
                 print("stopped from the live page: rerun the same command to go on", file=self.stream, flush=True)
                 return 130
-            if item.output.exists() or not claim(self.out, self.workers.generation, item):
+            if item.problem is not None:  # known before it runs, to every worker: one of them says so
+                if self.workers.rank == 0:
+                    self.report(item, time.perf_counter(), error=UserError(item.problem))
+                continue
+            if item.done or not claim(self.out, self.workers.generation, item):
                 continue
             started = time.perf_counter()
             try:
@@ -419,9 +512,8 @@ class Worker:
                       file=self.stream, flush=True)
                 return 128 + (outcome.signal or 2)
             else:
-                try:  # the record first: an image in the folder is what marks an item done
-                    write_record(outcome.record, record_path(item.output), image=item.output)
-                    save_atomic(outcome.image, item.output)
+                try:  # both or neither, the record renamed first: an image in the folder marks an item done
+                    write_image_and_record(outcome.image, outcome.record, item.output)
                 except OSError as exc:
                     self.report(item, started, error=RunFailed(f"could not write {item.output} ({describe(exc)})"))
                     continue

@@ -183,7 +183,7 @@ def load(args):
     from stylekit.recipe.load import load_recipe
 
     registry = args.registry or load_registry()
-    loaded = load_recipe(args.recipe, registry, overrides_from(args))
+    loaded = load_recipe(args.recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
     for warning in broken_warnings(registry):
         print(warning, file=sys.stderr)
     return loaded, registry

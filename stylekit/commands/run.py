@@ -3,13 +3,20 @@ image, its run record, intermediate images and plots. Everything else is `styliz
 
 Exit statuses: 0 done (or stopped by a callback), 2 bad input, 3 the run failed (diverged,
 or its output could not be written: the message says where the image was kept), 130 / 143
-interrupted by SIGINT / SIGTERM (image, record and checkpoint written).
+interrupted by SIGINT / SIGTERM (image and record written, and the checkpoint where it
+could be: the message says what exists).
+
+What is written, in order: the image and its record together (`write_together`: both or
+neither), then the checkpoint, the larger file, then the plots. A signal that comes while
+the image and record are written waits for them; a failed checkpoint, intermediate image
+or plot is a warning, never the end of the run.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -21,7 +28,8 @@ from stylekit.recipe.checks import path_problems
 from stylekit.recipe.devices import dtype_name
 from stylekit.errors import Problem, RunFailed, UserError
 from stylekit.files.images import output_size, save_atomic, to_image
-from stylekit.files.outputs import describe, keep_elsewhere, record_path, write_record, write_result
+from stylekit.files import outputs
+from stylekit.files.outputs import describe, free_space, keep_elsewhere, write_image_and_record, write_result, written_for
 from stylekit.recipe.plan import Plan
 from stylekit.commands.progress import ProgressDisplay
 from stylekit.files.report import plot_losses, strip
@@ -31,7 +39,7 @@ from stylekit.run.session import Result, RunDiverged, StepInfo, stylize
 
 
 def intermediate_path(output: Path, step: int) -> Path:
-    return output.with_name(f"{output.stem}.step{step:05d}.png")
+    return outputs.intermediate_path(output, step)
 
 
 def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay | None = None,
@@ -45,56 +53,184 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
         stream = ProgressDisplay(stream, every=plan.recipe.run.progress_every)
     display = stream
     output = plan.output
-    checkpoint = checkpoints.path_for(output)
-    state = checkpoints.load(checkpoint, plan) if resume else None
-    saved: list[Path] = []
+    beside = Beside(output, stream)
+    keeper = checkpoints.Keeper(checkpoints.path_for(output), output=output.name, defer_final=True, warn=beside.warn)
+    state = checkpoints.load(keeper.path, plan) if resume else None
+    saved: list[Path] = []  # the intermediate images written, and their steps
+    steps_saved: list[int] = []
     h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
     print(f"stylekit {__version__}: {plan.source} -> {output} ({w}x{h}, {plan.total_steps} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
     for warning in pre_run_warnings(plan):
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
-        done = len(state["history"])
-        print(f"resuming from {checkpoint} at step {done}/{plan.total_steps}", file=stream, flush=True)
+        keeper.on_disk = len(state["history"])
+        print(f"resuming from {keeper.path} at step {keeper.on_disk}/{plan.total_steps}", file=stream, flush=True)
 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
         if every and info.step % every == 0 and info.step != info.total:
-            saved.append(intermediate_path(output, info.step))
-            save_atomic(to_image(info.image), saved[-1])
+            path = intermediate_path(output, info.step)
+            if beside.write("the intermediate image", path, lambda: save_atomic(to_image(info.image), path, output.name)):
+                saved.append(path)
+                steps_saved.append(info.step)
 
-    try:
+    with LateSignals() as late:
         try:
-            result = stylize(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
-                             checkpoint=checkpoint, resume=state)
+            try:
+                result = stylize(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
+                                 checkpoint=keeper, resume=state)
+            finally:
+                display.close()  # the bar ends here; the lines below follow it
+        except KeyboardInterrupt:  # a second signal: the run ends at once, nothing more is written
+            print(f"interrupted - {_left_behind(plan, keeper, saved, steps_saved, command)}", file=stream, flush=True)
+            return 130
+        except RunDiverged as exc:
+            return _diverged(plan, exc, stream)
+        except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
+            message = failure_message(exc, plan.device, (h, w))
+            if message is None:
+                raise
+            raise UserError(f"{plan.source}: {message}") from None
+        return _finish(plan, result, keeper, late, beside, saved, stream, command)
+
+
+class LateSignals:
+    """SIGINT and SIGTERM from the end of the run on (during it, `stylize`'s own handlers
+    end it after the step): noted, and acted on only once the image and its record are
+    written, so that a signal never leaves one without the other or a file half-renamed.
+    With `hurry` set, a signal raises KeyboardInterrupt: a second one, which should not
+    wait for a large checkpoint. Handlers can only be set from the main thread; elsewhere
+    nothing changes."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: int | None = None
+        self.hurry = False
+        self.previous = {}
+
+    def _noted(self, signum, _frame) -> None:
+        self.signal = self.signal or signum
+        if self.hurry:
+            raise KeyboardInterrupt
+
+    def __enter__(self) -> LateSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in self.SIGNALS:
+                self.previous[signum] = signal.signal(signum, self._noted)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+class Beside:
+    """Writes what a run keeps beside its output but the image and record (intermediate
+    images, plots; and the checkpoint's warnings): a failed write is a warning that names
+    the file and the free space, said once, and the run goes on."""
+
+    def __init__(self, output: Path, stream):
+        self.output, self.stream, self.failed = output, stream, False
+
+    def warn(self, message: str) -> None:
+        print(f"warning: {message}", file=self.stream, flush=True)
+
+    def write(self, what: str, path: Path, write: Callable[[], None]) -> bool:
+        try:
+            write()
+        except OSError as exc:
+            if not self.failed:
+                self.warn(f"could not write {what} {path} ({describe(exc).removesuffix(f': {path}')}"
+                          f"{free_space(path.parent)}) - the run goes on without it")
+            self.failed = True
+            return False
+        return True
+
+
+def _finish(plan: Plan, result: Result, keeper: checkpoints.Keeper, late: LateSignals, beside: Beside,
+            saved: list[Path], stream, command: list[str] | None) -> int:
+    """Write what the run made, in order (see the module's docstring), and say what exists."""
+    output = plan.output
+    try:
+        write_result(result, output, plan.recipe.output.record)
+        failure = None
+    except OSError as exc:
+        failure = exc
+    again = False  # a second signal came before the checkpoint was on disk
+    if result.status == "finished":
+        keeper.discard()
+    elif result.status == "interrupted" and late.signal is not None:
+        keeper.discard()
+        again = True
+    else:
+        late.hurry = result.status == "interrupted" or late.signal is not None
+        try:
+            keeper.flush()
+        except KeyboardInterrupt:  # its temporary file is gone; an older checkpoint stays as it was
+            keeper.discard()
+            again = True
         finally:
-            display.close()  # the bar ends here; the lines below follow it
-    except RunDiverged as exc:
-        return _diverged(plan, exc, stream)
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
-        message = failure_message(exc, plan.device, (h, w))
-        if message is None:
-            raise
-        raise UserError(f"{plan.source}: {message}") from None
-    status = _write(result, output, stream)
-    if status:
-        return status
-    if plan.recipe.output.plot:
-        plot_losses(result.history, output.with_name(f"{output.stem}.losses.png"))
+            late.hurry = False
+    if failure is not None:
+        kept = keep_elsewhere(result.image, output.name)
+        where = f"the image is kept at {kept}" if kept else "no folder could take the image either"
+        resumable = f"; {_checkpoint_state(plan, result, keeper, again, command)}" if result.status != "finished" else ""
+        raise RunFailed(f"could not write {output} ({describe(failure)}) - {where}; free space or choose "
+                        f"another output path (-o){resumable}")
+    if plan.recipe.output.plot and not again:
+        beside.write("the loss plot", outputs.losses_plot_path(output),
+                     lambda: plot_losses(result.history, outputs.losses_plot_path(output), mark=output.name))
         if saved:
-            strip([*saved, output], output.with_name(f"{output.stem}.strip.png"))
+            beside.write("the strip of images", outputs.strip_path(output),
+                         lambda: strip([*saved, output], outputs.strip_path(output), mark=output.name))
     seconds = result.record["loop_seconds"]
+    say = lambda line: print(line, file=stream, flush=True)  # noqa: E731
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
-        print(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output} and "
-              f"{checkpoint} - continue with `{resume_command(plan, command)}`", file=stream, flush=True)
+        say(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output}"
+            f"{_checkpoint_state(plan, result, keeper, again, command)}")
         return 128 + result.signal
     if result.status == "stopped":
-        print(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}", file=stream, flush=True)
-        return 0
-    checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
-    print(f"wrote {output} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)", file=stream, flush=True)
+        say(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}")
+    else:
+        # Finished: nothing is left to resume. Only stylekit's own checkpoint is removed.
+        if written_for(keeper.path) is not None:
+            keeper.path.unlink(missing_ok=True)
+        say(f"wrote {output} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)")
+    if late.signal is not None:  # it came as the run ended: what was written is complete
+        say(f"interrupted ({signal.Signals(late.signal).name}) as the run ended: {output} was written first")
+        return 128 + late.signal
     return 0
+
+
+def _checkpoint_state(plan: Plan, result: Result, keeper: checkpoints.Keeper, again: bool,
+                      command: list[str] | None) -> str:
+    """What can be resumed after a run that did not finish, for the end of its last line."""
+    if keeper.on_disk == result.steps_done:
+        return f" and {keeper.path} - continue with `{resume_command(plan, command)}`"
+    why = "a second signal came first" if again else \
+        f"it could not be written: {keeper.failed.strerror or describe(keeper.failed)}" if keeper.failed else "it was not written"
+    if keeper.on_disk is not None:
+        return (f"; {keeper.path} holds step {keeper.on_disk} (the checkpoint of step {result.steps_done} is not kept: "
+                f"{why}) - continue from step {keeper.on_disk} with `{resume_command(plan, command)}`")
+    return f"; no checkpoint is kept ({why}), so the run cannot be continued - run it again to start over"
+
+
+def _left_behind(plan: Plan, keeper: checkpoints.Keeper, saved: list[Path], steps: list[int],
+                 command: list[str] | None) -> str:
+    """What exists after a run ended at once by a second signal: never the image, perhaps
+    a checkpoint kept every output.checkpoint_every steps and intermediate images."""
+    if keeper.on_disk is None and not saved:
+        return "nothing was written"
+    kept = [f"{plan.output} was not written"]
+    if keeper.on_disk is not None:
+        kept.append(f"{keeper.path} holds step {keeper.on_disk} of {plan.total_steps} - continue from there with "
+                    f"`{resume_command(plan, command)}`")
+    if saved:
+        kept.append(f"the intermediate images up to step {steps[-1]} are kept (the last: {saved[-1]})")
+    return "; ".join(kept)
 
 
 def resume_command(plan: Plan, command: list[str] | None) -> str:
@@ -126,18 +262,6 @@ def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
     return show
 
 
-def _write(result: Result, output: Path, stream: TextIO) -> int:
-    """Write the image and record; when that fails, keep the image elsewhere and say where."""
-    try:
-        write_result(result, output, result.plan.recipe.output.record)
-        return 0
-    except OSError as exc:
-        kept = keep_elsewhere(result.image, output.name)
-        where = f"the image is kept at {kept}" if kept else "no folder could take the image either"
-        raise RunFailed(f"could not write {output} ({describe(exc)}) - {where}; free space or choose "
-                        "another output path (-o)") from None
-
-
 def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
     """Keep the last finite image beside the output (never over it) and say where. Beside
     it, the image and its record are held to the output's own rule (`checks.path_problems`:
@@ -148,12 +272,14 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
     record = plan.recipe.output.record
     refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record,
                             what="the last finite image")
+    if not refused and (beside.exists() or beside.is_symlink()):
+        owner = written_for(beside)  # stylekit's own, of this output or of one no longer there
+        if owner is None or owner not in ("", output.name) and (beside.parent / owner).is_file():
+            refused = [Problem(f"{beside} is a file that stylekit did not write for {output.name}")]
     kept = None
     if not refused:
-        try:  # the record first, as everywhere: an image beside the output is never left without it
-            if record:
-                write_record(exc.record, record_path(beside), image=beside)
-            save_atomic(exc.image, beside)
+        try:  # both or neither: an image beside the output is never left without its record
+            write_image_and_record(exc.image, exc.record if record else None, beside, mark=output.name)
             kept = beside
         except OSError:
             pass

@@ -140,10 +140,41 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(pixels.numpy())
 
 
-def save_atomic(img: Image.Image, path: str | Path) -> None:
-    """Save an image all or nothing; the format follows the suffix (.png, .jpg)."""
-    png = Path(path).suffix.lower() == ".png"
-    _atomic_write(path, "wb", lambda handle: img.save(handle, format="PNG" if png else "JPEG", **({} if png else {"quality": 95})))
+#: The PNG text chunk that names the output image a file beside it was written for (an
+#: intermediate image, a plot): how a later run knows the file is stylekit's to replace.
+MARK = "stylekit-output"
+
+
+def save_atomic(img: Image.Image, path: str | Path, mark: str | None = None) -> None:
+    """Save an image all or nothing; the format follows the suffix (.png, .jpg). `mark`
+    (PNG only) is kept in the file as the `MARK` text chunk."""
+    _atomic_write(path, "wb", image_writer(img, path, mark))
+
+
+def image_writer(img: Image.Image, path: str | Path, mark: str | None = None):
+    """The function that writes `img` to an open binary file in the format of `path`."""
+    if Path(path).suffix.lower() != ".png":
+        return lambda handle: img.save(handle, format="JPEG", quality=95)
+    info = None
+    if mark is not None:
+        from PIL.PngImagePlugin import PngInfo
+
+        info = PngInfo()
+        info.add_text(MARK, mark)
+    return lambda handle: img.save(handle, format="PNG", pnginfo=info)
+
+
+def marked_for(path: Path) -> str | None:
+    """The `MARK` of the PNG at `path` (read from its header, nothing decoded); None when it
+    has none or is not a PNG that can be opened."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as img:
+                value = img.info.get(MARK) if img.format == "PNG" else None
+    except Exception:  # anything that is not a readable PNG is not one of stylekit's
+        return None
+    return value if isinstance(value, str) else None
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
@@ -189,22 +220,57 @@ def _running(pid: int) -> bool:
 def _atomic_write(path: str | Path, mode: str, write) -> None:
     """Write to a temporary file beside `path`, then rename over it, so a crash or Ctrl-C
     never leaves a half-written file and never destroys the previous one."""
-    path = Path(path)
+    write_together([(Path(path), mode, write)])
+
+
+def write_together(files: list[tuple[Path, str, object]]) -> None:
+    """Write several files (path, mode, write(handle)) all or none: each goes to its own
+    temporary file first, and only when every one is complete are they renamed into place,
+    in the order given. A failure while writing (a full disk, an exception in `write`)
+    leaves every path as it was; no temporary file is left behind, and an OSError names
+    the file it concerns."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, mode, write in files:
+            staged.append((_staged(Path(path), mode, write), Path(path)))
+        while staged:
+            tmp, path = staged[0]
+            try:
+                os.replace(tmp, path)
+            except OSError as exc:
+                _name(exc, path, tmp)
+                raise
+            staged.pop(0)
+    finally:
+        for tmp, _ in staged:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+def _staged(path: Path, mode: str, write) -> Path:
+    """`write` into the temporary file of `path`; returns it, complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
     tmp = temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)  # the umask applies, as for any file
     except OSError as exc:
-        exc.filename = str(path)  # the file the user named, not the hidden temporary one
+        _name(exc, path, tmp)
         raise
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as handle:
             write(handle)
-        os.replace(tmp, path)
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.filename == str(tmp):
-            exc.filename, exc.filename2 = str(path), None
+        if isinstance(exc, OSError):
+            _name(exc, path, tmp)
         raise
+    return tmp
+
+
+def _name(exc: OSError, path: Path, tmp: Path) -> None:
+    """Name the file the user knows in `exc`: the target, not the hidden temporary file; and
+    a full disk's error, which names no file at all, names it too."""
+    if exc.filename is None or exc.filename == str(tmp):
+        exc.filename, exc.filename2 = str(path), None

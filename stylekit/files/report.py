@@ -14,7 +14,9 @@ from stylekit.files.images import save_atomic
 COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194)]
 
 
-def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, int] = (640, 400)) -> None:
+def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, int] = (640, 400),
+                mark: str | None = None) -> None:
+    """`mark`: the output image the plot is written for (see `save_atomic`)."""
     width, height = size
     left, right, top, bottom = 60, 130, 20, 40
     img = Image.new("RGB", size, "white")
@@ -22,7 +24,7 @@ def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, in
     labels = list(history[0]) if history else []
     values = [v for row in history for v in row.values() if v > 0]
     if not values:
-        save_atomic(img, path)
+        save_atomic(img, path, mark)
         return
     lo, hi = math.log10(min(values)), math.log10(max(values))
     hi = hi if hi > lo else lo + 1
@@ -48,11 +50,11 @@ def plot_losses(history: list[dict[str, float]], path: Path, size: tuple[int, in
             draw.line(points, fill=colour, width=2)
         draw.line([width - right + 10, top + 16 * i + 6, width - right + 30, top + 16 * i + 6], fill=colour, width=3)
         draw.text((width - right + 36, top + 16 * i), label, fill="black")
-    save_atomic(img, path)
+    save_atomic(img, path, mark)
 
 
-def strip(paths: list[Path], path: Path, height: int = 128) -> None:
-    """The intermediate images side by side, each `height` pixels high."""
+def strip(paths: list[Path], path: Path, height: int = 128, mark: str | None = None) -> None:
+    """The intermediate images side by side, each `height` pixels high; `mark` as for `plot_losses`."""
     frames = []
     for p in paths:
         with Image.open(p) as img:
@@ -64,4 +66,4 @@ def strip(paths: list[Path], path: Path, height: int = 128) -> None:
     for frame in frames:
         out.paste(frame, (x, 0))
         x += frame.width
-    save_atomic(out, path)
+    save_atomic(out, path, mark)

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stylekit.errors import Problem
-from stylekit.files.images import output_size, style_size
+from stylekit.files.images import TEMP_MARK, output_size, style_size
+from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_plot_path, record_path, strip_path, written_for
 from stylekit.recipe.plan import MEMORY
 from stylekit.recipe.stage_fit import least_output_size
-from stylekit.files.outputs import record_path
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
 
 if TYPE_CHECKING:
@@ -158,14 +158,118 @@ def weight_problems(parts, losses, dtype, at) -> list[Problem]:
 # ---------------------------------------------------------------- outputs
 
 
-def output_problems(parts, at) -> list[Problem]:
+def output_problems(parts, at, beside: bool = False) -> list[Problem]:
     """The output path, its run record and plots: writable, and replacing none of the inputs
-    nor any file that stylekit did not write."""
+    nor any file that stylekit did not write. With `beside` (for `stylekit run` and
+    `validate`), also every other file a run writes or removes beside the output."""
     output = parts.output
     if output is None:
         return []
-    return path_problems(Path(output.path), parts.images, ("output", "path"), at, record=output.record,
-                         plot=output.plot, save_every=output.save_every)
+    out = Path(output.path)
+    problems = path_problems(out, parts.images, ("output", "path"), at, record=output.record,
+                             plot=output.plot, save_every=output.save_every)
+    if beside and not problems:
+        endings = [e for _, e in _beside_endings(out, output, _total_steps(parts))]
+        too_long = name_length_problem(out, endings, "choose a shorter output name")
+        if too_long:
+            return [at(("output", "path"), too_long)]
+        problems += beside_problems(out, output.save_every, output.plot, _total_steps(parts), ("output", "path"), at)
+    return problems
+
+
+def _beside_endings(out: Path, output, total: int | None) -> list[tuple[str, str]]:
+    """(what, how its name ends after the output's stem) of each file a run may write."""
+    endings = [("the image", out.suffix), ("the run record", ".json"), ("the checkpoint", ".checkpoint.pt"),
+               ("the last finite image", ".diverged.png")]
+    if output.save_every and total:
+        endings.append(("the intermediate images", intermediate_path(Path("x"), total).name[1:]))
+    if output.plot:
+        endings.append(("the loss plot", ".losses.png"))
+    return endings
+
+
+#: What the hidden temporary file of a write adds to a name: '.NAME.PID.stylekit-tmp', with
+#: room for a 7-digit process id (Linux's largest, pid_max 4194304).
+TEMP_EXTRA = len(f"..{'9' * 7}{TEMP_MARK}")
+
+
+def name_length_problem(out: Path, endings: list[str], fix: str) -> str | None:
+    """Why `out` is a name the file system refuses (longer than its NAME_MAX, 255 bytes on
+    most), given that a file named stem + each of `endings` is written beside it through a
+    hidden temporary file; None when it is not."""
+    folder = out.parent
+    while not folder.exists() and folder.parent != folder:
+        folder = folder.parent
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):  # not told (or not a POSIX system): the common limit
+        limit = 255
+    stem = len(os.fsencode(out.stem))
+    longest = max(len(os.fsencode(ending)) for ending in endings) + TEMP_EXTRA
+    if stem + longest <= limit:
+        return None
+    name = out.name if len(out.name) <= 60 else f"{out.name[:40]}...{out.name[-15:]}"
+    return (f"the output's name {name} is {len(os.fsencode(out.name))} bytes long; the file system takes names of up "
+            f"to {limit} bytes, and the files stylekit writes beside it make that at most "
+            f"{limit - longest + len(os.fsencode(out.suffix))} bytes for this name - {fix}")
+
+
+def _total_steps(parts) -> int | None:
+    if parts.stage:
+        return sum(stage.steps for stage in parts.stage)
+    return parts.run.steps if parts.run is not None else None
+
+
+def run_files(out: Path, save_every: int, plot: bool, total: int | None) -> list[tuple[Path, str, str, str]]:
+    """(path, what it is, what several are, how to do without) of every file `stylekit run`
+    may write or remove beside `out`, the image's record aside: the checkpoint (kept when the
+    run is stopped, removed when it finishes), the intermediate images and the plots."""
+    files = [(checkpoint_path(out), "the checkpoint", "", "")]
+    if save_every and total and out.parent.is_dir():
+        # Listed, not tried step by step: a run of 100,000 steps may save every one.
+        pattern = re.compile(re.escape(out.stem) + r"\.step(\d+)\.png")
+        for path in sorted(out.parent.iterdir()):
+            found = pattern.fullmatch(path.name)
+            step = int(found.group(1)) if found and found.group(1).isascii() else 0
+            if step and step % save_every == 0 and step < total and path.name == intermediate_path(out, step).name:
+                files.append((path, "an intermediate image (output.save_every)", "the intermediate images "
+                              "(output.save_every)", "set output.save_every = 0"))
+    if plot:
+        files.append((losses_plot_path(out), "the loss plot (output.plot)", "", "set output.plot = false"))
+        if save_every and total and save_every < total:
+            files.append((strip_path(out), "the strip of images (output.plot)", "", "set output.plot = false"))
+    return files
+
+
+def beside_problems(out: Path, save_every: int, plot: bool, total: int | None, loc: tuple, at) -> list[Problem]:
+    """A run replaces or removes beside `out` only what stylekit wrote (each file names the
+    image it was written for, `outputs.written_for`), and nothing written for another image
+    that is still there (x.png's, when writing x.jpg: both have x.checkpoint.pt)."""
+    problems, refused = [], {}
+    for path, what, several, without in run_files(out, save_every, plot, total):
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if path.is_dir() and not path.is_symlink():
+            also = f" or {without}" if without else ""
+            problems.append(at(loc, f"{what} would go to {path}, which is a folder - move it away, choose another "
+                                    f"output name{also}"))
+            continue
+        owner = written_for(path)
+        if owner is None:
+            refused.setdefault((what, several, without, None), []).append(path)
+        elif owner and owner != out.name and (path.parent / owner).is_file():
+            refused.setdefault((what, several, without, path.parent / owner), []).append(path)
+    for (what, several, without, owner), paths in refused.items():
+        whose = f"written for {owner}" if owner else "that stylekit did not write"
+        also = f" or {without}" if without else ""
+        if len(paths) == 1:
+            problems.append(at(loc, f"{what} would replace {paths[0]}, a file {whose} - move it away, choose another "
+                                    f"output name{also}"))
+        else:
+            names = ", ".join(p.name for p in paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+            problems.append(at(loc, f"{several} would replace {len(paths)} files {whose} in {paths[0].parent} "
+                                    f"({names}) - move them away, choose another output name{also}"))
+    return problems
 
 
 def save_problems(path: Path, plan, record: bool) -> list[Problem]:
@@ -177,7 +281,22 @@ def save_problems(path: Path, plan, record: bool) -> list[Problem]:
     wrong_suffix = None if path.is_dir() else unsupported_suffix(str(path))  # a folder: say so instead
     if wrong_suffix:
         return [at((), wrong_suffix)]
+    too_long = name_length_problem(path, [path.suffix, ".json"] if record else [path.suffix], "choose a shorter name")
+    if too_long:
+        return [at((), too_long)]
     return path_problems(path, plan.recipe.images, (), at, record=record, no_record="pass record=False")
+
+
+def path_argument(value, argument: str) -> Path:
+    """`value`, an argument of the Python API that names a file or folder, as a Path; a
+    UserError naming `argument` when it cannot be one (not text or a path, a NUL in it)."""
+    from stylekit.errors import UserError
+
+    if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
+        raise UserError(Problem(f"must be a path (a str or a pathlib.Path), not {type(value).__name__}", field=argument))
+    if "\0" in os.fspath(value):
+        raise UserError(Problem(f"a path cannot contain a NUL character (\\0) (got {os.fspath(value)!r})", field=argument))
+    return Path(value)
 
 
 def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: bool = False,

@@ -74,8 +74,10 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
         return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
     if isinstance(source, str) and ("\n" in source or "=" in source):
         return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
-    if not isinstance(source, (str, os.PathLike)):
+    if not isinstance(source, (str, os.PathLike)) or isinstance(os.fspath(source), bytes):
         raise UserError(f"a recipe must be a file path, a TOML text or a dict, not {type(source).__name__}")
+    if "\0" in os.fspath(source):
+        raise UserError(f"a recipe path cannot contain a NUL character (\\0) (got {os.fspath(source)!r})")
     path = Path(source)
     data, text = read_toml(path)
     return data, text, str(path), base or path.parent
@@ -83,14 +85,15 @@ def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[di
 
 def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
                 images: dict[str, Any] | None = None, base: Path | None = None, label: str | None = None,
-                decoded: dict | None = None) -> Plan:
+                decoded: dict | None = None, beside: bool = False) -> Plan:
     """Validate a recipe and resolve it into a checked `Plan`, or raise every problem at once.
 
     `images` may give the content ("content": a PIL image) and styles ("style": a list) as
     objects in memory; they replace the recipe's files, which may then be left out.
     Relative paths are resolved against `base` (default: the recipe file's folder, or the
     current folder for a recipe given as text or a dict). `decoded`: style images decoded
-    by earlier loads (a batch's `Reuse.style_images`), taken from and added to.
+    by earlier loads (a batch's `Reuse.style_images`), taken from and added to. `beside`:
+    also check the files `stylekit run` keeps beside the output (`checks.beside_problems`).
     """
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
@@ -126,7 +129,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         inputs = _open_images(parts.images, memory, at, problems, decoded)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
-        problems += checks.output_problems(parts, at)
+        problems += checks.output_problems(parts, at, beside)
 
     backbone = None
     if parts.backbone is not None:

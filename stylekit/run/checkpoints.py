@@ -1,20 +1,24 @@
 """Checkpoints to resume a run from: the image, the optimizer's state (L-BFGS history
 included), the scheduler, the moving average, the stage and step, the random state and the
 loss history so far. Written atomically; read with `torch.load(weights_only=True)`, so a
-checkpoint file can hold tensors and plain data but never runs code when loaded.
+checkpoint file can hold tensors and plain data but never runs code when loaded, and
+checked against the plan before anything is restored from it (`checkpoint_checks`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from stylekit.run.engine import Loop
 from stylekit.errors import Problem, UserError
 from stylekit.files.images import write_bytes_atomic
+from stylekit.files.outputs import checkpoint_path, describe, free_space
 from stylekit.recipe.plan import Plan
 from stylekit.recipe.tomlpos import dotted
 
@@ -23,7 +27,7 @@ FORMAT = 1
 
 def path_for(output: Path) -> Path:
     """Where a run keeps its checkpoint: beside its output, `<name>.checkpoint.pt`."""
-    return output.with_name(f"{output.stem}.checkpoint.pt")
+    return checkpoint_path(output)
 
 
 def _recipe_key(plan: Plan) -> dict:
@@ -44,16 +48,90 @@ def _recipe_key(plan: Plan) -> dict:
     return raw
 
 
-def save(path: Path, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0) -> None:
-    state = {"format": FORMAT, "recipe": _recipe_key(plan), "stage": stage, "loop": loop.state(),
-             "history": history, "rng": torch.get_rng_state(), "seconds": seconds}
+def state_of(plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0,
+             output: str | None = None) -> dict:
+    """A checkpoint's content. `output` names the image the checkpoint was kept beside (by
+    `stylekit run`), so that a later run knows it is stylekit's to replace."""
+    return {"format": FORMAT, "output": output, "recipe": _recipe_key(plan), "stage": stage, "loop": loop.state(),
+            "history": history, "rng": torch.get_rng_state(), "seconds": seconds}
+
+
+def save(path: Path, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0,
+         output: str | None = None) -> None:
+    write(path, state_of(plan, stage, loop, history, seconds, output))
+
+
+def write(path: Path, state: dict) -> None:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     write_bytes_atomic(buffer.getvalue(), path)
 
 
+def output_of(path: Path) -> str | None:
+    """The output a checkpoint file was kept for ("" if it names none), or None when it is
+    not a stylekit checkpoint. Only the file's index is read (mmap): its tensors are not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a checkpoint torch can read safely: not one of stylekit's
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("format"), int) or not isinstance(state.get("recipe"), dict):
+        return None
+    name = state.get("output")
+    return name if isinstance(name, str) else ""
+
+
+class CheckpointWarning(UserWarning):
+    """A checkpoint could not be written (a full disk, say); the run went on without it."""
+
+
+class Keeper:
+    """Keeps one run's checkpoint at `path`. A checkpoint that cannot be written is a warning
+    (`warn(message)`, default a `CheckpointWarning`), never the end of the run. With
+    `defer_final`, the state taken when the run stops waits for `flush()`: `stylekit run`
+    writes the image and its record first, and the checkpoint, the larger file, after."""
+
+    def __init__(self, path: Path, output: str | None = None, defer_final: bool = False,
+                 warn: Callable[[str], None] | None = None):
+        self.path, self.output, self.defer_final = Path(path), output, defer_final
+        self.warn = warn or (lambda message: warnings.warn(message, CheckpointWarning, stacklevel=3))
+        #: The step (over all stages) of the checkpoint at `path` that this run wrote or resumed from.
+        self.on_disk: int | None = None
+        self.pending: dict | None = None
+        self.failed: OSError | None = None  # why the latest write failed; None after a success
+
+    def keep(self, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float,
+             final: bool = False) -> None:
+        state = state_of(plan, stage, loop, history, seconds, self.output)
+        if final and self.defer_final:
+            self.pending = state
+        else:
+            self._write(state)
+
+    def flush(self) -> bool:
+        """Write the state the run stopped with, if it waits; True when it is on disk."""
+        state, self.pending = self.pending, None
+        return state is not None and self._write(state)
+
+    def discard(self) -> None:
+        self.pending = None
+
+    def _write(self, state: dict) -> bool:
+        try:
+            write(self.path, state)
+        except OSError as exc:
+            if self.failed is None:  # said once, not at every step while the disk stays full
+                self.warn(f"could not write the checkpoint {self.path} ({describe(exc).removesuffix(f': {self.path}')}"
+                          f"{free_space(self.path.parent)}) - the run goes on without it; free some space to keep one")
+            self.failed = exc
+            return False
+        self.failed, self.on_disk = None, len(state["history"])
+        return True
+
+
 def load(path: Path, plan: Plan) -> dict:
     """The checkpoint at `path`, checked against `plan`; a UserError says what is wrong."""
+    from stylekit.run.checkpoint_checks import problem_with
+
     if not path.is_file():
         raise UserError(Problem(f"no checkpoint to resume from at {path} - run without --resume to start "
                                 "(a run keeps one when interrupted, or every output.checkpoint_every steps)", file=plan.source))
@@ -62,14 +140,18 @@ def load(path: Path, plan: Plan) -> dict:
     except Exception as exc:  # unpickling refuses anything but tensors and plain data
         raise UserError(Problem(f"checkpoint {path} cannot be read ({type(exc).__name__}) - delete it and run "
                                 "without --resume", file=plan.source)) from None
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("recipe"), dict):
         raise UserError(Problem(f"checkpoint {path} is not a stylekit checkpoint of this version - delete it and "
                                 "run without --resume", file=plan.source))
-    expected = _recipe_key(plan)
-    if state["recipe"] != expected:
-        changed = sorted("the input images" if d == "input_pixels" else d for d in _differences(state["recipe"], expected))
+    changed = _differences(state["recipe"], _recipe_key(plan))
+    if changed:
+        changed = sorted("the input images" if d == "input_pixels" else d for d in changed)
         raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(changed)}) - "
                                 "resume with the recipe it was made with, or run without --resume", file=plan.source))
+    wrong = problem_with(state, plan)
+    if wrong:
+        raise UserError(Problem(f"checkpoint {path}: {wrong} - it was changed or damaged after stylekit wrote it; "
+                                "delete it and run without --resume", file=plan.source))
     return state
 
 
@@ -79,4 +161,13 @@ def _differences(old, new, loc: tuple = ()) -> set[str]:
         return {d for key in set(old) | set(new) for d in _differences(old.get(key), new.get(key), (*loc, key))}
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
         return {d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, (*loc, i))}
-    return set() if old == new else {dotted(loc)}
+    return set() if _same(old, new) else {dotted(loc)}
+
+
+def _same(old, new) -> bool:
+    """old == new for plain data; False for what cannot be compared so (a tensor that a
+    hand-edited checkpoint holds where a recipe has text)."""
+    try:
+        return type(old) is type(new) and bool(old == new)
+    except Exception:
+        return False

@@ -28,6 +28,7 @@ from stylekit.run.build import build_backbone, build_objective, build_optimizer,
 from stylekit.run.engine import LoopOptions
 from stylekit.run.loop import optimize
 from stylekit.files.images import output_size
+from stylekit.files.sizes import human
 from stylekit.recipe.plan import Plan, Stage
 from stylekit.run.failures import ADVICE
 
@@ -51,13 +52,6 @@ class Estimate:
         parts = [("backbone weights", self.weights), ("loss targets", self.targets),
                  ("step (activations, gradients)", self.activations), ("optimizer state", self.optimizer_state)]
         return [f"  {name:<31}{human(value):>10}" for name, value in parts] + [f"  {'estimated peak':<31}{human(self.total):>10}"]
-
-
-def human(n: int) -> str:
-    for unit, size in (("GB", 1 << 30), ("MB", 1 << 20), ("KB", 1 << 10)):
-        if n >= size:
-            return f"{n / size:.2f} {unit}"
-    return f"{n} B"
 
 
 class TensorBytes(TorchDispatchMode):

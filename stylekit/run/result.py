@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 
 from stylekit import __version__
-from stylekit.errors import RunFailed, UserError
+from stylekit.errors import Problem, RunFailed, UserError
 from stylekit.files.images import to_image
 from stylekit.recipe.devices import dtype_name
 from stylekit.recipe.plan import Plan
@@ -73,10 +73,12 @@ class Result:
         output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
         image, a .json that is not a run record or is the record of another image (x.json
         of an x.png, when saving x.jpg), a folder, or a format it does not write."""
-        from stylekit.recipe.checks import save_problems
+        from stylekit.recipe.checks import path_argument, save_problems
         from stylekit.files.outputs import write_result
 
-        path = Path(path) if path is not None else self.plan.output
+        path = path_argument(path, "Result.save path") if path is not None else self.plan.output
+        if record is not None and not isinstance(record, bool):
+            raise UserError(Problem(f"must be True, False or None, not {type(record).__name__}", field="Result.save record"))
         record = self.plan.recipe.output.record if record is None else record
         problems = save_problems(path, self.plan, record)
         if problems:  # as `stylekit run` refuses them: an input, a folder, a .json it did not write

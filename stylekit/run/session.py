@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from stylekit.errors import Problem, UserError
+from stylekit.run import checkpoints
 from stylekit.files.images import to_image
 from stylekit.recipe.plan import Plan
 from stylekit.run.build import Reuse
@@ -23,7 +24,8 @@ from stylekit.run.result import Result, RunDiverged, StepInfo
 from stylekit.run.stages import run_plans
 
 
-def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, checkpoint: Path | None = None,
+def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
+            checkpoint: Path | checkpoints.Keeper | None = None,
             resume: dict | None = None, reuse: Reuse | None = None) -> Result:
     """Run `plan` and return its result. `callback(info)` runs after every step. With
     `checkpoint`, the state is kept there every `output.checkpoint_every` steps and when the
@@ -32,6 +34,8 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None, chec
     Raises `RunDiverged` when the run goes non-finite."""
     if callback is not None and not callable(callback):  # found now, not after the set-up and one step
         raise UserError(Problem(f"callback must be a function of one argument (a StepInfo), not {type(callback).__name__}"))
+    if checkpoint is not None and not isinstance(checkpoint, checkpoints.Keeper):
+        checkpoint = checkpoints.Keeper(checkpoint)
     [outcome] = run_plans([plan], [callback], reuse, checkpoint, resume)
     if isinstance(outcome, RunDiverged):
         raise outcome
@@ -70,6 +74,9 @@ def as_pil(image, what: str = "image") -> Image.Image:
             raise bad(f"the image is empty ({image.width}x{image.height} pixels)")
         return image
     if isinstance(image, torch.Tensor):
+        if image.device.type == "meta" or image.layout != torch.strided:  # no pixels to read as they are
+            raise bad(f"a {'meta' if image.device.type == 'meta' else image.layout} tensor holds no pixels to read - "
+                      "give a dense tensor with its values (.to_dense(), or one made on the CPU or a GPU)")
         if image.dim() == 3:
             image = image.unsqueeze(0)
         if image.dim() != 4 or image.shape[:2] != (1, 3):

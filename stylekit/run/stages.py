@@ -25,7 +25,7 @@ from stylekit.run.signals import Stop, signals_to
 
 
 def run_plans(plans: list[Plan], callbacks: list[Callable[[StepInfo], None] | None], reuse: Reuse | None = None,
-              checkpoint: Path | None = None, resume: dict | None = None) -> list[Result | RunDiverged]:
+              checkpoint: checkpoints.Keeper | None = None, resume: dict | None = None) -> list[Result | RunDiverged]:
     """Run `plans` in step and return, per plan, its `Result` or the `RunDiverged` that ended
     it. `callbacks[i](info)` runs after every step of plan i; its `info.stop()`, Ctrl-C or
     SIGTERM end all of them after the step in progress. `checkpoint` and `resume` (from
@@ -38,7 +38,7 @@ def run_plans(plans: list[Plan], callbacks: list[Callable[[StepInfo], None] | No
         return _stages(plans, callbacks, checkpoint, resume, stop, reuse)
 
 
-def _stages(plans: list[Plan], callbacks, checkpoint: Path | None, resume: dict | None, stop: Stop,
+def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None, resume: dict | None, stop: Stop,
             reuse: Reuse | None) -> list[Result | RunDiverged]:
     started = time.time()
     plan = plans[0]  # the recipe the group shares: components, stages, device and options
@@ -78,8 +78,8 @@ def _stages(plans: list[Plan], callbacks, checkpoint: Path | None, resume: dict 
             due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
-                checkpoints.save(checkpoint, plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
-                                 seconds + time.perf_counter() - began)
+                checkpoint.keep(plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
+                                seconds + time.perf_counter() - began, final=stop.requested)
             return stop.requested
 
         try:

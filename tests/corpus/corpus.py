@@ -190,6 +190,45 @@ SETUPS = {
 }
 
 
+# ---------------------------------------------------------------- set-ups of files beside the output and manifests
+
+
+def _in_out(name: str, make):
+    def setup(folder, mp):
+        (folder / "out").mkdir(exist_ok=True)
+        make(folder / "out" / name)
+    return setup
+
+
+def _pairs(name: str, text: str):
+    return lambda folder, mp: (folder / name).write_text(text, encoding="utf-8")
+
+
+def _own_styles(folder, mp):
+    (folder / "painting.png").write_bytes((folder / "style.png").read_bytes())
+    (folder / "style.png").unlink()
+    (folder / "pairs.csv").write_text("content,style\ncontent.png,painting.png\n")
+
+
+def _long_name(folder, mp):
+    (folder / ("c" * 245 + ".png")).write_bytes((folder / "content.png").read_bytes())
+    (folder / "pairs.csv").write_text(f"content,style\ncontent.png,style.png\n{'c' * 245}.png,style.png\n")
+
+
+SETUPS.update({
+    "foreign_checkpoint": _in_out("result.checkpoint.pt", lambda path: path.write_text("precious")),
+    "foreign_step": _in_out("result.step00002.png", lambda path: path.write_text("mine")),
+    "foreign_plot": _in_out("result.losses.png", lambda path: path.write_text("mine")),
+    "checkpoint_folder": _in_out("result.checkpoint.pt", lambda path: path.mkdir()),
+    "pairs_nul": _pairs("pairs.csv", "content,style\ncontent.png\0,style.png\n"),
+    "pairs_wide": _pairs("pairs.csv", "content,style\n" + "x" * 200_000 + ",style.png\n"),
+    "pairs_repeated": _pairs("pairs.csv", "content,style\n" + "content.png,style.png\n" * 5000),
+    "pairs_deep": _pairs("pairs.jsonl", "[" * 100_000 + "\n"),
+    "pairs_own_styles": _own_styles,
+    "pairs_long_name": _long_name,
+})
+
+
 # ---------------------------------------------------------------- running a case
 
 
@@ -337,14 +376,18 @@ def live_section() -> list[str]:
 
 def fuzz_section() -> list[str]:
     lines = ["## The fuzzer", "",
-             "`tests/test_fuzz.py` runs a bounded property-based fuzz of the recipe loader, of the",
-             "`--set` parser and of the live page's server in the suite (hypothesis): mutations of the",
-             "shipped recipes, random TOML documents and random `--set` arguments must each give exit",
-             "status 0, or 2 with `error:` lines and no traceback; requests to a running live server (the",
-             "page's own with any key and any value, and any request line: path, query string, method,",
-             "Host and Origin) must each get an answer below 500 (501 for a method it does not serve), print",
-             "nothing on stderr, and leave the server answering the page's next poll. `benchmarks/fuzz.py`",
-             "runs the same properties for longer; the last run of each:", ""]
+             "`tests/test_fuzz.py` runs a bounded property-based fuzz in the suite (hypothesis): mutations",
+             "of the shipped recipes, random TOML documents and random `--set` arguments must each give exit",
+             "status 0, or 2 with `error:` lines and no traceback; so must `stylekit batch --pairs` manifests",
+             "(CSV and JSONL rows of paths that exist, that do not and odd text, rows repeated thousands of",
+             "times, fields past the CSV reader's limit, other encodings and odd bytes) and `stylekit run",
+             "--resume` from checkpoints changed at random (keys dropped, values swapped for others of another",
+             "type, tensors reshaped, cast or filled with NaN, lists repeated), where exit 3 (a failed item, a",
+             "diverged run) may also come and nothing of the user's may change. Requests to a running live",
+             "server (the page's own with any key and any value, and any request line: path, query string,",
+             "method, Host and Origin) must each get an answer below 500 (501 for a method it does not serve),",
+             "print nothing on stderr, and leave the server answering the page's next poll.",
+             "`benchmarks/fuzz.py` runs the same properties for longer; the last run of each:", ""]
     if not FUZZ_FIGURES.exists():
         return lines + ["(not run yet)", ""]
     figures = json.loads(FUZZ_FIGURES.read_text(encoding="utf-8"))
