@@ -167,12 +167,12 @@ def _check_checkpoint_path(path: Path, resume: bool) -> None:
     """The checkpoint's path, checked before the run as `stylekit run` checks its own: a
     folder, or (when not resuming from it) a file that stylekit did not write, is refused
     rather than found when the first checkpoint is written, or replaced."""
-    from stylekit.run.checkpoints import output_of
+    from stylekit.files.outputs import checkpoint_output
 
     if path.is_dir():
         raise UserError(Problem(f"{path} is a folder - give a file name in it, e.g. {path / 'run.checkpoint.pt'}",
                                 field="checkpoint"))
-    if not resume and (path.exists() or path.is_symlink()) and output_of(path) is None:
+    if not resume and (path.exists() or path.is_symlink()) and checkpoint_output(path) is None:
         raise UserError(Problem(f"{path} is a file that stylekit did not write, which the run's checkpoint would "
                                 "replace - give another path, or move it away", field="checkpoint"))
 

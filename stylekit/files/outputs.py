@@ -10,6 +10,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from stylekit.files.images import image_writer, marked_for, save_atomic, write_text_atomic, write_together
@@ -77,10 +78,21 @@ def written_for(path: Path) -> str | None:
     if path.is_symlink() or not path.is_file():
         return None
     if path.suffix == ".pt":
-        from stylekit.run.checkpoints import output_of
-
-        return output_of(path)
+        return checkpoint_output(path)
     return marked_for(path)
+
+
+def checkpoint_output(path: Path) -> str | None:
+    """The output a checkpoint file was kept for ("" if it names none), or None when it is
+    not a stylekit checkpoint. Only the file's index is read (mmap): its tensors are not."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # not a checkpoint torch can read safely: not one of stylekit's
+        return None
+    if not isinstance(state, dict) or not isinstance(state.get("format"), int) or not isinstance(state.get("recipe"), dict):
+        return None
+    name = state.get("output")
+    return name if isinstance(name, str) else ""
 
 
 def keep_elsewhere(image: Image.Image, name: str) -> Path | None:

@@ -67,19 +67,6 @@ def write(path: Path, state: dict) -> None:
     write_bytes_atomic(buffer.getvalue(), path)
 
 
-def output_of(path: Path) -> str | None:
-    """The output a checkpoint file was kept for ("" if it names none), or None when it is
-    not a stylekit checkpoint. Only the file's index is read (mmap): its tensors are not."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # not a checkpoint torch can read safely: not one of stylekit's
-        return None
-    if not isinstance(state, dict) or not isinstance(state.get("format"), int) or not isinstance(state.get("recipe"), dict):
-        return None
-    name = state.get("output")
-    return name if isinstance(name, str) else ""
-
-
 class CheckpointWarning(UserWarning):
     """A checkpoint could not be written (a full disk, say); the run went on without it."""
 
