@@ -34,7 +34,7 @@ from stylekit.plugins.registry import load_registry  # noqa: E402
 from stylekit.recipe.overrides import parse_override  # noqa: E402
 from stylekit.recipe.load import load_recipe  # noqa: E402
 from stylekit.commands.run import dry_run  # noqa: E402
-from stylekit.run.session import stylize  # noqa: E402
+from stylekit.run.session import run_one  # noqa: E402
 
 CHAPTER = "recipes/d2l.toml"
 
@@ -137,7 +137,7 @@ def run_one(spec: dict, args, registry) -> dict:
             clock.mark(info.step)
 
     started = time.perf_counter()
-    result = stylize(loaded, callback=tick)
+    result = run_one(loaded, callback=tick)
     if spec["keep"]:
         result.save(output)
     steps = result.steps_done

@@ -21,7 +21,7 @@ from stylekit.errors import Problem, UserError
 from stylekit.recipe.plan import Plan
 from stylekit.plugins.registry import Registry
 from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil
-from stylekit.run.session import stylize as _stylize
+from stylekit.run.session import run_one
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
@@ -160,7 +160,7 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     else:
         plan = load(recipe, overrides, content=content, style=style, registry=registry)
     state = checkpoints.load(path, plan) if resume else None
-    return _stylize(plan, callback=callback, checkpoint=path, resume=state)
+    return run_one(plan, callback=callback, checkpoint=path, resume=state)
 
 
 def _check_checkpoint_path(path: Path, resume: bool) -> None:

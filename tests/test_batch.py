@@ -481,7 +481,7 @@ def test_a_second_ctrl_c_says_which_items_are_done(photos, monkeypatch):
     import stylekit.run.session
 
     root, recipe = photos
-    real, calls = stylekit.run.session.stylize_together, []
+    real, calls = stylekit.run.session.run_group, []
 
     def third_interrupted(plans, *args, **kwargs):  # a batch runs each group, of one here, together
         calls.append(plans)
@@ -489,7 +489,7 @@ def test_a_second_ctrl_c_says_which_items_are_done(photos, monkeypatch):
             raise KeyboardInterrupt  # as a second Ctrl-C during the third item's run
         return real(plans, *args, **kwargs)
 
-    monkeypatch.setattr(stylekit.run.session, "stylize_together", third_interrupted)
+    monkeypatch.setattr(stylekit.run.session, "run_group", third_interrupted)
     out = root / "out"
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style",
                              str(root / "styles" / "stripes.png"), "-o", str(out), "--steps", "1")

@@ -76,9 +76,9 @@ def test_the_default_recipe_runs_as_shipped_and_keeps_the_photo(tmp_path):
              ("output", "path"): str(out)}
     plan = load_recipe(RECIPES / "gatys.toml", registry, small)
     assert [s.width for s in plan.stages] == [48, 96]
-    from stylekit.run.session import stylize
+    from stylekit.run.session import run_one
 
-    result = stylize(plan)
+    result = run_one(plan)
     from stylekit.run.build import stage_images
     from stylekit.builtins.vgg19 import VGG19
 

@@ -484,7 +484,7 @@ class Worker:
         return 3 if self.failed else 0
 
     def run_group(self, group: list) -> int:
-        from stylekit.run.session import stylize_together
+        from stylekit.run.session import run_group
 
         from stylekit.run.blame import attributed
 
@@ -492,7 +492,7 @@ class Worker:
         callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
                      for item, _, _ in group]
         try:
-            outcomes = stylize_together(plans, self.reuse, callbacks)  # a group of one runs as `stylize` does
+            outcomes = run_group(plans, self.reuse, callbacks)  # a group of one runs as `run_one` does
         except (UserError, RunFailed) as exc:
             outcomes = [exc] * len(group)
         except Exception as exc:  # a plugin's code raised: every item of the group failed with it

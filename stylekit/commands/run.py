@@ -35,7 +35,7 @@ from stylekit.commands.progress import ProgressDisplay
 from stylekit.files.report import plot_losses, strip
 from stylekit.run.estimate import pre_run_warnings
 from stylekit.run.failures import failure_message
-from stylekit.run.session import Result, RunDiverged, StepInfo, stylize
+from stylekit.run.session import Result, RunDiverged, StepInfo, run_one
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -78,7 +78,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     with LateSignals() as late:
         try:
             try:
-                result = stylize(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
+                result = run_one(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
                                  checkpoint=keeper, resume=state)
             finally:
                 display.close()  # the bar ends here; the lines below follow it

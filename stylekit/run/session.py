@@ -1,8 +1,8 @@
-"""A run from Python: `stylize` one plan, or `stylize_together` plans whose stages have the
-same sizes (a batch's items of one aspect). Both are the one stage loop of
+"""Running plans: `run_one` runs one plan, `run_group` several whose stages have the same
+sizes (a batch's items of one aspect). The API's `stylekit.stylize` calls `run_one`. Both are the one stage loop of
 `stylekit.run.stages` over a group, of one image or of several.
 
-`stylize` touches no file unless asked to keep a checkpoint: it returns a `Result` that the
+`run_one` touches no file unless asked to keep a checkpoint: it returns a `Result` that the
 caller saves (the CLI does, in `stylekit.commands.run`).
 """
 
@@ -24,7 +24,7 @@ from stylekit.run.result import Result, RunDiverged, StepInfo
 from stylekit.run.stages import run_plans
 
 
-def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
+def run_one(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
             checkpoint: Path | checkpoints.Keeper | None = None,
             resume: dict | None = None, reuse: Reuse | None = None) -> Result:
     """Run `plan` and return its result. `callback(info)` runs after every step. With
@@ -42,10 +42,10 @@ def stylize(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
     return outcome
 
 
-def stylize_together(plans: list[Plan], reuse: Reuse | None, callbacks: list | None = None) -> list[Result | RunDiverged]:
+def run_group(plans: list[Plan], reuse: Reuse | None, callbacks: list | None = None) -> list[Result | RunDiverged]:
     """Run plans whose stages have the same sizes, stage by stage, all images in step.
     Returns per plan a `Result`, or the `RunDiverged` that stopped it; the others go on.
-    `callbacks[i](info)` follows plan i as `stylize`'s callback does; `info.stop()`, Ctrl-C
+    `callbacks[i](info)` follows plan i as `run_one`'s callback does; `info.stop()`, Ctrl-C
     or SIGTERM end all of them after the step in progress, with status "stopped" or
     "interrupted"."""
     return run_plans(plans, callbacks or [None] * len(plans), reuse)
@@ -108,4 +108,4 @@ def as_pil(image, what: str = "image") -> Image.Image:
     raise bad(f"an image must be a file path, a PIL image or a (3, H, W) tensor in [0, 1], not {kind}{hint}")
 
 
-__all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "stylize", "stylize_together"]
+__all__ = ["Result", "RunDiverged", "StepInfo", "as_pil", "run_group", "run_one"]
