@@ -19,7 +19,7 @@ from stylekit import __version__
 from stylekit.run import checkpoints
 from stylekit.recipe.checks import path_problems
 from stylekit.recipe.devices import dtype_name
-from stylekit.errors import Problem, RunFailed, UserError
+from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size, save_atomic, to_image
 from stylekit.files.outputs import describe, keep_elsewhere, record_path, write_record, write_result
 from stylekit.recipe.plan import Plan
@@ -48,13 +48,14 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     state = checkpoints.load(checkpoint, plan) if resume else None
     saved: list[Path] = []
     h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
-    print(f"stylekit {__version__}: {plan.source} -> {output} ({w}x{h}, {plan.total_steps} steps, "
+    # Paths are shown escaped (one_line): a line break in one would split the line.
+    print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {plan.total_steps} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
     for warning in pre_run_warnings(plan):
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         done = len(state["history"])
-        print(f"resuming from {checkpoint} at step {done}/{plan.total_steps}", file=stream, flush=True)
+        print(f"resuming from {one_line(str(checkpoint))} at step {done}/{plan.total_steps}", file=stream, flush=True)
 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
@@ -71,7 +72,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     except RunDiverged as exc:
         return _diverged(plan, exc, stream)
     except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
-        message = failure_message(exc, plan.device, (h, w))
+        message = failure_message(exc, plan.device, (h, w), plan)
         if message is None:
             raise
         raise UserError(f"{plan.source}: {message}") from None
@@ -85,14 +86,15 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     seconds = result.record["loop_seconds"]
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
-        print(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output} and "
-              f"{checkpoint} - continue with `{resume_command(plan, command)}`", file=stream, flush=True)
+        print(one_line(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output} and "
+                       f"{checkpoint} - continue with `{resume_command(plan, command)}`"), file=stream, flush=True)
         return 128 + result.signal
     if result.status == "stopped":
-        print(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}", file=stream, flush=True)
+        print(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {one_line(str(output))}", file=stream,
+              flush=True)
         return 0
     checkpoint.unlink(missing_ok=True)  # finished: nothing left to resume
-    print(f"wrote {output} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)", file=stream, flush=True)
+    print(f"wrote {one_line(str(output))} in {seconds:.1f} s ({seconds / max(1, result.steps_done):.3f} s/step)", file=stream, flush=True)
     return 0
 
 

@@ -10,7 +10,7 @@ from importlib.resources import files
 from pathlib import Path
 from string import Template
 
-from stylekit.errors import UserError
+from stylekit.errors import UserError, one_line
 
 KINDS = ("loss", "backbone", "optimizer", "scheduler")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -65,5 +65,5 @@ def new_plugin(name: str, kind: str, parent: Path) -> Path:
 
 def cmd_new_plugin(args) -> int:
     folder = new_plugin(args.name, args.kind, Path(args.dir))
-    print(f"wrote {folder}: pip install -e '{folder}[test]', then pytest {folder}")
+    print(one_line(f"wrote {folder}: pip install -e '{folder}[test]', then pytest {folder}"))  # escaped: one line
     return 0
