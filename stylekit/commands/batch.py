@@ -28,9 +28,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from stylekit.errors import Problem, RunFailed, UserError
+from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.outputs import describe, write_image_and_record
+from stylekit.files.reading import MANIFEST_LIMIT, FileTooLarge, NotRegularFile, read_bytes, regular_kind
 
+#: The most images a step may take. A worker holds the items it claims until their group is
+#: full, so a number past the batch's size only keeps them from running; the gain of larger
+#: groups flattens long before (1.53x at 16 per step on a GPU, docs/scale.md), and `auto`
+#: picks 64 at most. 1024 leaves room for a GPU far larger than today's, and none for a typo.
+MAX_BATCH_SIZE = 1024
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 STATE_DIR = ".stylekit-batch"
 
@@ -84,12 +90,17 @@ def plan_items(contents: list[str], styles: list[str], pairs: str | None, out: P
             problems.append(Problem("lists no pairs - add a line content,style (CSV) or an object {\"content\": ..., "
                                     "\"style\": ...} (JSONL) for each item", file=pairs))
     else:
-        content_files = [f for spec in contents for f in image_files(spec)]
-        style_files = [f for spec in styles for f in image_files(spec)]
+        listed = {spec: image_files(spec) for spec in (*contents, *styles)}
+        content_files = [f for spec in contents for f in listed[spec]]
+        style_files = [f for spec in styles for f in listed[spec]]
         for flag, specs, files in (("--content", contents, content_files), ("--style", styles, style_files)):
             for spec in specs:
                 if not is_pattern(spec) and not Path(spec).exists():
                     problems.append(Problem(f"{flag} {spec}: no such file or folder - check the path"))
+                # A FIFO named .jpg would make its item wait for a writer; a device would never end.
+                problems += [Problem(f"{flag} {spec}: {path} is not a regular file ({kind}) - give image files (move "
+                                     f"it away, or give a pattern that leaves it out)")
+                             for path in listed[spec] for kind in [regular_kind(path)] if kind]
             if not files and not problems:
                 problems.append(Problem(f"{flag} {' '.join(specs) or '(none)'}: no images found - give a folder, "
                                         "a glob pattern such as 'photos/*.jpg', or image files"))
@@ -160,12 +171,9 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path,
     `style`, or a JSONL file of {"content": ..., "style": ...}; paths relative to the
     manifest's folder. What cannot be read is added to `problems`, by line."""
     try:
-        text = path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        problems.append(Problem(f"cannot read the manifest ({exc.strerror or exc})", file=str(path)))
-        return []
-    except UnicodeDecodeError as exc:
-        problems.append(Problem(f"not UTF-8 text (byte {exc.start}) - save the manifest as UTF-8", file=str(path)))
+        text = read_bytes(path, MANIFEST_LIMIT, "manifest").decode("utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(_unreadable_manifest(exc), file=str(path)))
         return []
     rows: list[tuple[int, dict]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson"):
@@ -204,7 +212,12 @@ def read_manifest(path: Path, problems: list[Problem]) -> list[tuple[Path, Path,
         if wrong:
             problems.append(Problem(wrong, file=str(path), line=number))
             continue
-        pairs.append(((path.parent / row["content"]), (path.parent / row["style"]), number))
+        pair = (path.parent / row["content"]), (path.parent / row["style"])
+        special = [f"{p} is not a regular file ({kind})" for p in pair for kind in [regular_kind(p)] if kind]
+        if special:  # reading it would wait for a writer (a FIFO) or never end (a device)
+            problems.append(Problem(f"{'; '.join(special)} - give image files", file=str(path), line=number))
+            continue
+        pairs.append((*pair, number))
     return pairs
 
 
@@ -215,6 +228,16 @@ def path_problem(text: str) -> str | None:
     if len(os.fsencode(text)) >= 4096:  # PATH_MAX on Linux; longer paths are refused by the system
         return f"a path of {len(os.fsencode(text)):,} bytes, longer than a path can be - give the image's path"
     return None
+
+
+def _unreadable_manifest(exc: OSError | UnicodeDecodeError) -> str:
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text (byte {exc.start}) - save the manifest as UTF-8"
+    if isinstance(exc, NotRegularFile):  # a FIFO would wait for a writer, a device never end
+        return f"{exc.strerror} - give the manifest, a .csv or .jsonl file"
+    if isinstance(exc, FileTooLarge):
+        return f"{exc.strerror} - split it into several batches"
+    return f"cannot read the manifest ({exc.strerror or exc})"
 
 
 class Workers:
@@ -345,7 +368,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         done = [item.done for item in items]
         for item, finished in zip(items, done):
             state = "fails" if item.problem else "done " if finished else "to do"
-            print(f"{state}  {item.content} + {item.style} -> {item.output}" + (f": {item.problem}" if item.problem else ""))
+            # Escaped (one_line): one item a line, whatever its paths hold.
+            print(one_line(f"{state}  {item.content} + {item.style} -> {item.output}" + (f": {item.problem}" if item.problem else "")))
         print(f"stylekit batch: {counted(len(items), 'item')}, {done.count(False) - failing} to do"
               + (f", {failing} will fail" if failing else "") + f", {counted(size, 'image')} per step",
               file=stream, flush=True)
@@ -361,7 +385,7 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         failing = sum(item.problem is not None for item in todo)
         print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, "
               f"{len(todo) - failing} to do{f', {failing} will fail' if failing else ''}, "
-              f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {out}", file=stream, flush=True)
+              f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {one_line(str(out))}", file=stream, flush=True)
     try:
         status = worker.run(todo)
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, but the items done are there
@@ -376,9 +400,9 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
     if workers.rank == 0:  # past the barrier: every worker has ended, no claim is read again
         release_claims(out, workers.generation)
         missing = [item.key for item in items if not item.done]
-        print(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
+        print(one_line(f"stylekit batch: {len(items) - len(missing)} of {len(items)} done"
               + (f"; not done: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''} "
-                 f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else ""), file=stream, flush=True)
+                 f"(see {out / 'summary.jsonl'}; rerun to retry)" if missing else "")), file=stream, flush=True)
         if missing and status == 0:  # an item nobody did (a worker lost) is not success either
             return 3
     return status
@@ -419,8 +443,9 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
             size = int(requested)
         except ValueError:
             size = 0
-        if size < 1:
-            raise UserError(f"--batch-size {requested}: give a whole number of images per step (1 or more), or auto")
+        if not 1 <= size <= MAX_BATCH_SIZE:
+            raise UserError(f"--batch-size {requested}: give a whole number of images per step, from 1 to "
+                            f"{MAX_BATCH_SIZE}, or auto")
         return size
     from stylekit.run.estimate import estimate, human
     from stylekit.run.estimate import available_memory
@@ -530,5 +555,5 @@ class Worker:
         else:
             entry["losses"] = losses
         append_summary(self.out, entry)
-        print(f"[{self.workers.rank}] {self.places.get(item.key, '?')} {entry['status']:<6} {item.key} ({entry['seconds']:.1f} s)"
-              + (f": {entry['error']}" if error else ""), file=self.stream, flush=True)
+        print(one_line(f"[{self.workers.rank}] {self.places.get(item.key, '?')} {entry['status']:<6} {item.key} "
+                       f"({entry['seconds']:.1f} s)" + (f": {entry['error']}" if error else "")), file=self.stream, flush=True)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from stylekit import __version__
-from stylekit.errors import RunFailed, UserError
+from stylekit.errors import RunFailed, UserError, one_line
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
         details = getattr(getattr(exc, "problem", None), "details", None)
         if details and (getattr(args, "traceback", False) or tracebacks_wanted()):
             print(details, file=sys.stderr)
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
         return exc.exit_status
     except BrokenPipeError:  # `stylekit plugins | head`: the reader left; not an error (an OSError too)
         sys.stdout = open(os.devnull, "w")
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
             import traceback
 
             traceback.print_exc()
-        print(f"error: {describe(exc)} - check the path and its permissions, or choose another", file=sys.stderr)
+        print(f"error: {one_line(describe(exc))} - check the path and its permissions, or choose another", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - nothing was written", file=sys.stderr)
@@ -231,7 +231,7 @@ def cmd_batch(args) -> int:
 
 def cmd_validate(args) -> int:
     loaded, _ = load(args)
-    print(f"{loaded.path}: ok")
+    print(f"{one_line(str(loaded.path))}: ok")
     return 0
 
 
@@ -243,17 +243,20 @@ def cmd_schema(args) -> int:
     text = render(args.registry or load_registry())
     if args.output:
         write_text_atomic(text, Path(args.output))
-        print(f"wrote {args.output}", file=sys.stderr)
+        print(f"wrote {one_line(args.output)}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
 
 
 def cmd_plugins(args) -> int:
-    from stylekit.plugins.registry import load_registry
+    from stylekit.plugins.registry import load_registry, unmatched_lines
     from stylekit.plugins.listing import listing, render_text
 
-    table = listing(args.registry or load_registry())
+    registry = args.registry or load_registry()
+    table = listing(registry)
+    for line in unmatched_lines(registry):  # on stderr, so that --json stays JSON
+        print(f"warning: {line}", file=sys.stderr)
     print(json.dumps(table, indent=1) if args.json else render_text(table))
     return 0
 

@@ -26,7 +26,7 @@ from stylekit import __version__
 from stylekit.run import checkpoints
 from stylekit.recipe.checks import path_problems
 from stylekit.recipe.devices import dtype_name
-from stylekit.errors import Problem, RunFailed, UserError
+from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size, save_atomic, to_image
 from stylekit.files import outputs
 from stylekit.files.outputs import describe, free_space, keep_elsewhere, write_image_and_record, write_result, written_for
@@ -59,13 +59,14 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     saved: list[Path] = []  # the intermediate images written, and their steps
     steps_saved: list[int] = []
     h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
-    print(f"stylekit {__version__}: {plan.source} -> {output} ({w}x{h}, {plan.total_steps} steps, "
+    # Paths are shown escaped (one_line): a line break in one would split the line.
+    print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {plan.total_steps} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
     for warning in pre_run_warnings(plan):
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         keeper.on_disk = len(state["history"])
-        print(f"resuming from {keeper.path} at step {keeper.on_disk}/{plan.total_steps}", file=stream, flush=True)
+        print(f"resuming from {one_line(str(keeper.path))} at step {keeper.on_disk}/{plan.total_steps}", file=stream, flush=True)
 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
@@ -88,7 +89,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
         except RunDiverged as exc:
             return _diverged(plan, exc, stream)
         except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:  # out of memory, or an image too small
-            message = failure_message(exc, plan.device, (h, w))
+            message = failure_message(exc, plan.device, (h, w), plan)
             if message is None:
                 raise
             raise UserError(f"{plan.source}: {message}") from None
@@ -186,7 +187,7 @@ def _finish(plan: Plan, result: Result, keeper: checkpoints.Keeper, late: LateSi
             beside.write("the strip of images", outputs.strip_path(output),
                          lambda: strip([*saved, output], outputs.strip_path(output), mark=output.name))
     seconds = result.record["loop_seconds"]
-    say = lambda line: print(line, file=stream, flush=True)  # noqa: E731
+    say = lambda line: print(one_line(line), file=stream, flush=True)  # noqa: E731  (paths escaped: one line each)
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
         say(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output}"

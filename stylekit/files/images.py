@@ -12,8 +12,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
 
-from stylekit.errors import UserError
+from stylekit.errors import UserError, one_line
 from stylekit.files.limits import DEFAULT_MAX_PIXELS
+from stylekit.files.reading import open_regular
+from stylekit.files.sizes import available_memory, human
 
 
 #: What Pillow raises for a file that is not an image it can decode.
@@ -32,7 +34,10 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     applied, 16-bit and float pixels scaled (not clipped), transparency composited on
     `spec.background`, an animation's first frame (with a warning on stderr when `warn`).
     `spec` is the recipe's images section (background, max_pixels); None: the defaults.
-    Decoded in full, so that a truncated file fails here, not mid-run."""
+    Decoded in full, so that a truncated file fails here, not mid-run. Only a regular file
+    is opened (`stylekit.files.reading`): a FIFO or a device is refused, never waited on."""
+    from stylekit.files.reading import NotRegularFile
+
     if not os.path.exists(path):
         raise UserError(f"image file not found: {path}")
     if os.path.isdir(path):
@@ -40,15 +45,22 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     try:
         with _opened(path, spec) as img:
             if warn and getattr(img, "n_frames", 1) > 1:
-                print(f"warning: {path}: an animated image with {img.n_frames} frames - using the first frame",
+                print(f"warning: {one_line(path)}: an animated image with {img.n_frames} frames - using the first frame",
                       file=sys.stderr)
             img.load()
             return rgb_of(img, spec)
     except UserError:
         raise
+    except NotRegularFile as exc:
+        raise UserError(f"{exc.strerror}: {path} - give an image file") from None
+    except MemoryError:  # the estimate in _opened let it through, but the memory went meanwhile
+        raise UserError(f"not enough memory to decode {path} - make it smaller, or free memory") from None
     except UNREADABLE as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the file, not its contents (permissions)
             raise UserError(f"cannot read {path} ({exc.strerror}) - check that you may read it") from None
+        if "MAX_TEXT" in str(exc):  # Pillow's limits on PNG text chunks, raised in _opened as far as is sane
+            raise UserError(f"{path} holds more than {TEXT_LIMIT >> 20} MB of text metadata (PNG text chunks), more "
+                            f"than stylekit reads - save it again without the metadata") from None
         raise UserError(unreadable(exc, path)) from None
 
 
@@ -58,23 +70,62 @@ def rgb_of(img: Image.Image, spec=None) -> Image.Image:
     return _as_rgb(ImageOps.exif_transpose(img), getattr(spec, "background", "white"))
 
 
+#: The text metadata (PNG text chunks) read from an image: Pillow's own limit on all of an
+#: image's text together (PngImagePlugin.MAX_TEXT_MEMORY). Pillow's default for one
+#: compressed chunk is 1 MB, which refuses real files (a large XMP packet, an editor's
+#: history); allowing one chunk what Pillow allows them all costs no more memory.
+TEXT_LIMIT = 64 << 20
+
+
 @contextlib.contextmanager
 def _opened(path: str, spec):
-    """Image.open with stylekit's pixel limit instead of Pillow's DecompressionBombError."""
+    """Image.open of the regular file `path` with stylekit's pixel limit instead of Pillow's
+    DecompressionBombError, refused before decoding where it would not fit in the memory
+    free, and with Pillow's limit on one PNG text chunk raised to TEXT_LIMIT."""
+    from PIL import PngImagePlugin  # Pillow's PNG plugin, loaded on first use: only to raise its text limit
+
     limit = getattr(spec, "max_pixels", DEFAULT_MAX_PIXELS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, before decoding
-        try:
-            img = Image.open(path)
-        finally:
-            Image.MAX_IMAGE_PIXELS = saved
-    with img:
-        if img.width * img.height > limit:
-            raise UserError(f"{path} is {img.width}x{img.height}, {img.width * img.height:,} pixels, more than "
-                            f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
-                            f"if you trust the file")
-        yield img
+    saved_text = PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY
+    PngImagePlugin.MAX_TEXT_CHUNK = PngImagePlugin.MAX_TEXT_MEMORY = TEXT_LIMIT  # text chunks are read as late as load()
+    try:
+        with open_regular(path) as handle:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None  # checked below, before decoding
+                try:
+                    img = Image.open(handle)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+            with img:
+                if img.width * img.height > limit:
+                    raise UserError(f"{path} is {img.width}x{img.height}, {img.width * img.height:,} pixels, more than "
+                                    f"images.max_pixels ({limit:,}) - make it smaller, or raise images.max_pixels "
+                                    f"if you trust the file")
+                _check_memory(path, img)
+                yield img
+    finally:
+        PngImagePlugin.MAX_TEXT_CHUNK, PngImagePlugin.MAX_TEXT_MEMORY = saved_text
+
+
+def decoding_bytes(img: Image.Image) -> int:
+    """About the memory that decoding `img` and converting it to RGB take at their peak:
+    Pillow keeps 1 byte a pixel for 1-bit, greyscale and palette images, 2 for 16-bit, 4 for
+    the rest (RGB is padded to 4), and the conversion adds up to three 4-byte copies
+    (composited on the background, then RGB); 16-bit and float greyscale are scaled in
+    float64 (`_high_depth_to_l`), two 8-byte arrays more."""
+    decoded = 1 if img.mode in ("1", "L", "P") else 2 if img.mode.startswith("I;16") else 4
+    scaled = 16 if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F") else 0
+    return img.width * img.height * (decoded + 12 + scaled)
+
+
+def _check_memory(path: str, img: Image.Image) -> None:
+    """Refuse to decode what cannot be held: past the memory free, decoding ends in a
+    MemoryError or, on Linux, with the process killed by the kernel, which says nothing."""
+    needed = decoding_bytes(img)
+    free = available_memory(torch.device("cpu"))
+    if free is not None and needed > free:
+        raise UserError(f"{path} is {img.width}x{img.height}: decoding it takes about {human(needed)}, more than the "
+                        f"{human(free)} of memory free - make it smaller, or free memory")
 
 
 def _as_rgb(img: Image.Image, background: str) -> Image.Image:

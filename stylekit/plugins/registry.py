@@ -66,6 +66,10 @@ class Registry:
     skipped_packages: set[str] = field(default_factory=set)
     #: Plugins that failed to import or whose hooks pluggy rejected; their components are missing.
     broken: list[BrokenPlugin] = field(default_factory=list)
+    #: Names in STYLEKIT_PLUGINS that no installed distribution with `stylekit` entry points
+    #: has (as written), and the names of those distributions, to suggest from.
+    unmatched: list[str] = field(default_factory=list)
+    plugin_packages: set[str] = field(default_factory=set)
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.components[kind])
@@ -79,6 +83,7 @@ class Registry:
                 if (kind, name) in broken.provides:
                     raise UserError(f"{kind} '{name}' cannot be used: {broken.describe()}") from None
             suspects = "".join(f"; {b.describe()} - it may be the one that provides it" for b in self.broken)
+            suspects += "".join(f"; a plugin may be left out: {line}" for line in unmatched_lines(self))
             raise UserError(f"unknown {kind} '{name}'{did_you_mean(name, self.components[kind])}{suspects}") from None
 
     def packages(self) -> set[str]:
@@ -87,12 +92,18 @@ class Registry:
 
 def selected_packages(env: dict[str, str] | None = None) -> set[str] | None:
     """The external packages STYLEKIT_PLUGINS allows, or None for all of them."""
+    names = selected_names(env)
+    return None if names is None else {normalize_package(name) for name in names}
+
+
+def selected_names(env: dict[str, str] | None = None) -> list[str] | None:
+    """The package names in STYLEKIT_PLUGINS as written, or None when it allows all."""
     value = (env if env is not None else os.environ).get(ENV_VAR)
     if value is None or value.strip() == "":
         return None
     if value.strip().lower() == "none":
-        return set()
-    return {normalize_package(part) for part in value.split(",") if part.strip()}
+        return []
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 def normalize_package(package: str) -> str:
@@ -105,8 +116,17 @@ def installed_distributions() -> set[str]:
 
 
 def broken_warnings(registry: Registry) -> list[str]:
-    """One line per broken plugin, for commands that went on without it."""
-    return [f"warning: {_left_out(broken)}" for broken in registry.broken]
+    """One line per broken plugin, for commands that went on without it, and per name in
+    STYLEKIT_PLUGINS that matched no plugin distribution."""
+    return [f"warning: {_left_out(broken)}" for broken in registry.broken] + \
+        [f"warning: {line}" for line in unmatched_lines(registry)]
+
+
+def unmatched_lines(registry: Registry) -> list[str]:
+    """What to say of each name in STYLEKIT_PLUGINS that no installed plugin distribution has:
+    a misspelt name would otherwise leave the plugin out without a word."""
+    return [f"{ENV_VAR} names '{name}', but no installed distribution provides stylekit plugins under that name"
+            f"{did_you_mean(name, registry.plugin_packages)}" for name in registry.unmatched]
 
 
 class BrokenPluginWarning(UserWarning):
@@ -125,6 +145,10 @@ def warn_broken(registry: Registry, stacklevel: int = 2) -> None:
         if key not in _warned:
             _warned.add(key)
             warnings.warn(_left_out(broken), BrokenPluginWarning, stacklevel=stacklevel + 1)
+    for line in unmatched_lines(registry):
+        if ("", "", line) not in _warned:
+            _warned.add(("", "", line))
+            warnings.warn(line, UserWarning, stacklevel=stacklevel + 1)
 
 
 def _left_out(broken: BrokenPlugin) -> str:
@@ -137,7 +161,9 @@ def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, 
     plugins: list[tuple[Any, PluginInfo]] = []
     broken: list[BrokenPlugin] = []
     skipped: set[str] = set()
-    for ep in sorted(entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name != BUILTIN_PACKAGE, ep.dist.name, ep.name)):
+    found = sorted(entry_points(group=hookspecs.PROJECT), key=lambda ep: (ep.dist.name != BUILTIN_PACKAGE, ep.dist.name, ep.name))
+    providers = {ep.dist.name for ep in found if ep.dist}
+    for ep in found:
         package = ep.dist.name if ep.dist else "?"
         if package != BUILTIN_PACKAGE and allowed is not None and normalize_package(package) not in allowed:
             skipped.add(package)
@@ -151,6 +177,9 @@ def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, 
     registry = build_registry([*plugins, *extra])
     registry.skipped_packages = skipped
     registry.broken = broken + registry.broken
+    registry.plugin_packages = providers
+    provided = {normalize_package(name) for name in providers}
+    registry.unmatched = [name for name in selected_names(env) or [] if normalize_package(name) not in provided]
     return registry
 
 

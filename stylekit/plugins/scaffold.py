@@ -19,7 +19,7 @@ from pathlib import Path
 from string import Template
 
 from stylekit.contract.hookspecs import HOOK_KINDS
-from stylekit.errors import UserError, did_you_mean
+from stylekit.errors import UserError, did_you_mean, one_line
 
 KINDS = ("loss", "backbone", "optimizer", "scheduler")
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -114,5 +114,5 @@ def new_plugin(name: str, kinds: list[str] | str, parent: Path) -> Path:
 
 def cmd_new_plugin(args) -> int:
     folder = new_plugin(args.name, args.kind, Path(args.dir))
-    print(f"wrote {folder}: pip install -e '{folder}[test]', then pytest {folder}")
+    print(one_line(f"wrote {folder}: pip install -e '{folder}[test]', then pytest {folder}"))  # escaped: one line
     return 0

@@ -18,9 +18,10 @@ from typing import TYPE_CHECKING
 from stylekit.errors import Problem
 from stylekit.files.images import TEMP_MARK, output_size, style_size
 from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_plot_path, record_path, strip_path, written_for
+from stylekit.files.reading import RECORD_LIMIT, read_bytes, regular_kind
 from stylekit.recipe.plan import MEMORY
 from stylekit.recipe.stage_fit import least_output_size
-from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
+from stylekit.recipe.schema import INIT_CHOICES, MAX_SIDE, unsupported_suffix
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -64,6 +65,13 @@ def size_problems(parts, inputs, backbone_cls, backbone_params, losses, at, fit=
                                       images.style_fit)) >= need_style
 
             sh, sw = style_size(style, (h, w), images.style_scale, images.style_fit)
+            if max(sh, sw) > MAX_SIDE:
+                if not any(p.field == "images.style_scale" for p in problems):  # once, not once per stage and style
+                    problems.append(at(("images", "style_scale"), f"the style image would be resized to {sw}x{sh} "
+                                                                  f"pixels{stage}, larger than {MAX_SIDE} on a side, the "
+                                                                  f"most stylekit makes of any image - lower "
+                                                                  f"images.style_scale"))
+                continue
             if min(sh, sw) < need_style:
                 what = (f"the style image would be resized to {sw}x{sh} pixels{stage}, too small for backbone "
                         f"'{backbone_cls.name}' (it needs at least {need_style} pixels on each side)")
@@ -365,6 +373,10 @@ def _record_problems(record: Path, out: Path, loc: tuple, at, no_record: str) ->
     if record.is_dir():
         return [at(loc, f"the run record would go to {record}, which is a folder - choose another output name "
                         f"or {no_record}")]
+    special = regular_kind(record)
+    if special:  # never opened: reading a FIFO waits for a writer, a device may never end
+        return [at(loc, f"the run record would replace {record}, which is not a regular file ({special}) - choose "
+                        f"another output name or {no_record}")]
     if not is_run_record(record):
         return [at(loc, f"the run record would replace {record}, which is not a stylekit run record - choose "
                         f"another output name or {no_record}")]
@@ -392,11 +404,10 @@ def is_run_record(path: Path) -> bool:
 
 
 def _read_record(path: Path) -> dict:
-    """The JSON object in `path`; empty if it is none (unreadable, too large, not JSON)."""
+    """The JSON object in `path`; empty if it is none (unreadable, not a regular file, too
+    large, not JSON)."""
     try:
-        if path.stat().st_size > 64 << 20:
-            return {}
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_bytes(path, RECORD_LIMIT, "run record").decode("utf-8"))
+    except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested past Python's stack
         return {}
     return data if isinstance(data, dict) else {}

@@ -21,6 +21,10 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("'cuda' was asked for but no CUDA GPU is available - use device = \"auto\" or \"cpu\"")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise UserError(f"'{name}' was asked for but this machine has {count} CUDA GPU{'s' if count > 1 else ''} "
+                        f"(cuda:0{f' to cuda:{count - 1}' if count > 1 else ''}) - use one of them, or \"cuda\"")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise UserError("'mps' was asked for but Apple MPS is not available - use device = \"auto\" or \"cpu\"")
     return device

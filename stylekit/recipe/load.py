@@ -9,6 +9,7 @@ relative to the recipe file. Every problem is collected and raised at once as a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import difflib
 import json
 import os
@@ -21,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from stylekit.contract.components import Backbone
-from stylekit.recipe import checks
+from stylekit.recipe import checks, nesting
 from stylekit.errors import Problem, UserError, did_you_mean
 from stylekit.recipe.overrides import apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
@@ -44,33 +45,64 @@ else:  # pragma: no cover
 
 
 def read_toml(path: Path) -> tuple[dict, str]:
+    from stylekit.files.reading import RECIPE_LIMIT, FileTooLarge, NotRegularFile, read_bytes
+
     try:
-        text = path.read_text(encoding="utf-8-sig")  # -sig: editors that save a byte-order mark
+        text = read_bytes(path, RECIPE_LIMIT, "recipe").decode("utf-8-sig")  # -sig: editors that save a byte-order mark
     except FileNotFoundError:
         raise UserError(Problem("recipe file not found - check the path", file=str(path))) from None
     except IsADirectoryError:
         raise UserError(Problem("this is a folder, not a recipe file - give the .toml file", file=str(path))) from None
+    except NotRegularFile as exc:
+        raise UserError(Problem(f"{exc.strerror} - give the recipe's .toml file", file=str(path))) from None
+    except FileTooLarge as exc:
+        raise UserError(Problem(f"{exc.strerror} - recipes are a few KB; give the .toml file", file=str(path))) from None
     except UnicodeDecodeError as exc:
         raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, ValueError) as exc:
         raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
     return parse_toml(text, str(path)), text
 
 
 def parse_toml(text: str, label: str) -> dict:
     try:
-        return tomllib.loads(text)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
         line = int(found.group(1)) if found else None
         message = str(exc).replace(found.group(0), "") if found else str(exc)
         raise UserError(Problem(f"TOML syntax error: {message} - fix the syntax at this line", file=label, line=line)) from None
+    except RecursionError:  # arrays or inline tables nested some hundreds deep
+        raise UserError(Problem(nesting.TOO_DEEP, file=label, line=nesting.first_line(text, _recurses))) from None
+    deep = nesting.deepest_path(data)
+    if deep is not None:  # dotted keys and headers: tomllib makes them without recursion, others would not read them
+        raise UserError(Problem(nesting.TOO_DEEP, file=label, line=line_of(key_lines(text), deep),
+                                field=_shortened(deep)))
+    return data
+
+
+def _recurses(text: str) -> bool:
+    try:
+        tomllib.loads(text)
+    except RecursionError:
+        return True
+    except tomllib.TOMLDecodeError:
+        pass
+    return False
+
+
+def _shortened(loc: tuple, parts: int = 4) -> str:
+    """A deep field's path for messages: its first few parts."""
+    return dotted(loc[:parts]) + ("..." if len(loc) > parts else "")
 
 
 def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[dict, str, str, Path]:
     """(data, text, label, base folder) of a recipe given as a file path, a TOML text or a
     dict. A str is TOML text when it has a line break or an `=`, else a path."""
     if isinstance(source, dict):
+        deep = nesting.deepest_path(source)
+        if deep is not None:  # before deepcopy, which recurses
+            raise UserError(Problem(nesting.TOO_DEEP, file="<dict>", field=_shortened(deep)))
         return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
     if isinstance(source, str) and ("\n" in source or "=" in source):
         return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
@@ -100,6 +132,10 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     flags = getattr(overrides, "flags", {})
     for key, value in (overrides or {}).items():
         apply_override(data, key, value, flags.get(key))
+    deep = nesting.deepest_path(data)
+    if deep is not None:  # given by overrides (the text's own depth is checked as it is parsed)
+        problem = _locator(label, {}, getattr(overrides, "flag_for", None))(deep, nesting.TOO_DEEP)
+        raise UserError(dataclasses.replace(problem, field=_shortened(deep)))
     fit = fit_stages_to_overrides(data, set(overrides or {}))
     memory = dict(images or {})
     if memory:
@@ -270,6 +306,9 @@ def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, a
         known = _fields_at(model, tuple(err["loc"][:-1])) if model is not None else []
         return at(loc, f"unknown key '{err['loc'][-1]}'{did_you_mean(str(err['loc'][-1]), known)}")
     message = err["msg"].removeprefix("Value error, ")
+    bound = (err.get("ctx") or {}).get(_BOUNDS.get(err["type"], ""))
+    if isinstance(bound, float) and abs(bound) >= 1e16:  # pydantic writes 3.4e38 out in 39 digits
+        message = f"Input should be {err['type'].replace('_', ' ').replace('equal', 'or equal to')} {bound:g}"
     if err["type"] == "missing":
         return at(loc, "required field is missing - add it")
     if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
@@ -277,6 +316,10 @@ def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, a
     if isinstance(err["input"], str) and json.dumps(err["input"]) in message:  # the message quotes it already
         return at(loc, message)
     return at(loc, f"{message} (got {err['input']!r})")
+
+
+#: pydantic's errors for a number out of bounds -> the bound in their ctx.
+_BOUNDS = {"less_than": "lt", "less_than_equal": "le", "greater_than": "gt", "greater_than_equal": "ge"}
 
 
 def _without_tried_branches(errors: list[dict]) -> list[dict]:
@@ -289,17 +332,17 @@ def _without_tried_branches(errors: list[dict]) -> list[dict]:
 
 def _quoted_values(source, overrides, at):
     """check(model, data, prefix) -> the problems of values of a TOML recipe written as text
-    where `model` wants a number or a boolean (`steps = "10"`; see `stylekit.recipe.toml_types`).
-    Values given as overrides, or in a recipe given as a dict, are Python's and not checked."""
+    where `model` wants a number or a boolean (`steps = "10"`; see `stylekit.recipe.toml_types`),
+    and of booleans where it wants a number (`steps = true`) or the other way round. Text
+    given as overrides, or in a recipe given as a dict, is Python's and not checked; the
+    booleans are checked wherever they come from."""
     overridden = [tuple(key) for key in overrides or {}]
 
     def check(model: type[BaseModel], data, prefix: tuple = ()) -> list[Problem]:
-        if isinstance(source, dict):
-            return []
         found = []
-        for raw, message in text_for_typed_values(model, data):
+        for raw, message, is_text in text_for_typed_values(model, data):
             loc = prefix + tuple(part for part in raw if not _is_union_tag(part))
-            if not any(loc[:len(key)] == key for key in overridden):
+            if not is_text or not isinstance(source, dict) and not any(loc[:len(key)] == key for key in overridden):
                 found.append(at(loc, message))
         return found
 

@@ -124,12 +124,18 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     and a value that is not TOML (a bare word) is taken as a string."""
     if "=" not in text:
         raise UserError(Problem(f"{COMMAND_LINE.name(text)}: {COMMAND_LINE.how}"))
+    from stylekit.recipe.nesting import TOO_DEEP, deepest_path
+
     key, value = text.split("=", 1)
     path = parse_key(key, text)
     try:
         parsed = tomllib.loads(f"v = {value.strip()}")["v"]
     except (tomllib.TOMLDecodeError, ValueError):
         parsed = value.strip()
+    except RecursionError:  # arrays or inline tables nested some hundreds deep
+        raise UserError(Problem(f"{COMMAND_LINE.name(text)}: {TOO_DEEP}")) from None
+    if deepest_path(parsed, path) is not None:  # the key's parts count too
+        raise UserError(Problem(f"{COMMAND_LINE.name(text)}: {TOO_DEEP}"))
     return path, parsed
 
 

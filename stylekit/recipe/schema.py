@@ -8,13 +8,14 @@ from these models and their `Field(description=...)`.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from stylekit.errors import did_you_mean
-from stylekit.files.limits import DEFAULT_MAX_PIXELS
+from stylekit.files.limits import DEFAULT_MAX_PIXELS, MAX_STEPS
 
 
 class Strict(BaseModel):
@@ -32,6 +33,13 @@ def _no_nul(value: str) -> str:
 PathStr = Annotated[str, AfterValidator(_no_nul)]
 #: A weight: finite and not negative (a negative weight would maximize its term).
 Weight = Annotated[float, Field(ge=0)]
+#: The longest side of any image stylekit makes (the output, a stage, a resized style image).
+MAX_SIDE = 16384
+#: torch keeps a device's index in 8 signed bits (c10::DeviceIndex): "cuda:128" wraps to
+#: cuda:-128, and a longer number is not parsed at all.
+MAX_DEVICE_INDEX = 127
+#: What torch.manual_seed takes: 64 bits, signed or not (a negative seed stands for 2**64 + seed).
+SEED_RANGE = (-(2**63), 2**64 - 1)
 
 
 INIT_CHOICES = ("content", "style", "noise")
@@ -46,8 +54,11 @@ class ImagesSpec(Strict):
     style_masks: list[PathStr] | None = Field(
         None, description="Spatial control: one mask image per style (white: this style applies, black: not); "
                           "where no mask is white, no style applies. Read by the `gram` loss.")
+    # Bounded so that no output (1 pixel a side at the least) gets a style image past MAX_SIDE
+    # a side; where the output is larger, the load checks the style image's actual size.
     style_scale: float = Field(
-        1.0, gt=0, description="The style image's size relative to the output (by pixel count), independent of it.")
+        1.0, gt=0, le=MAX_SIDE,
+        description="The style image's size relative to the output (by pixel count), independent of it.")
     style_fit: Literal["area", "stretch"] = Field(
         "area", description='"area": keep the style image\'s aspect, match the output\'s pixel count x style_scale^2; '
                             '"stretch": resize to the output\'s exact height and width (as the chapter does).')
@@ -109,9 +120,9 @@ class OutputSpec(Strict):
     path: PathStr = Field(
         "stylized.png", description="The stylized image (.png or .jpg); its run record is written beside it as .json.")
     width: int | None = Field(
-        None, gt=0, le=16384, description="Output size in pixels; give one to keep the content image's aspect ratio.")
+        None, gt=0, le=MAX_SIDE, description="Output size in pixels; give one to keep the content image's aspect ratio.")
     height: int | None = Field(
-        None, gt=0, le=16384, description="Output height in pixels (the default width is 512 when neither is given).")
+        None, gt=0, le=MAX_SIDE, description="Output height in pixels (the default width is 512 when neither is given).")
     save_every: int = Field(
         0, ge=0, description="Save the current image every N steps (0: never) next to the output.")
     record: bool = Field(True, description="Write a JSON run record next to the output.")
@@ -179,11 +190,13 @@ class ComponentSpec(Strict):
 
 
 class RunSpec(Strict):
-    steps: int = Field(500, ge=1, description="Optimizer steps (one backbone forward and backward pass each).")
+    steps: int = Field(500, ge=1, le=MAX_STEPS,
+                       description="Optimizer steps (one backbone forward and backward pass each).")
     device: str = Field("auto", description="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto picks bf16 where the hardware runs it fast (AMX/AVX-512-BF16 CPUs, Ampere+ GPUs).")
-    seed: int | None = Field(0, description="Seeds torch before anything random; None: a fresh run each time.")
+    seed: int | None = Field(0, ge=SEED_RANGE[0], le=SEED_RANGE[1],
+                             description="Seeds torch before anything random; None: a fresh run each time.")
     clamp: bool = Field(True, description="Keep the image in [0, 1] after every step.")
     progress_every: int = Field(10, ge=0, description="Print the loss terms every N steps (0: never).")
     ema_decay: float = Field(
@@ -201,18 +214,26 @@ class RunSpec(Strict):
     @field_validator("device")
     @classmethod
     def known_device(cls, value: str):
-        base = value.split(":")[0]
+        base, colon, index = value.partition(":")
         if base not in ("auto", "cpu", "cuda", "mps"):
             raise ValueError(f"unknown device '{value}'{did_you_mean(base, ['auto', 'cpu', 'cuda', 'mps'])}")
+        if not colon:
+            return value
+        # torch.device takes what it cannot use: "cuda:-1" and "cpu:abc" fail only when the
+        # run starts, "cuda:128" wraps around. A GPU's number, or 0 for the one CPU or MPS device.
+        if base == "auto" or not re.fullmatch(r"0|[1-9][0-9]*", index) or \
+                int(index) > (MAX_DEVICE_INDEX if base == "cuda" else 0):
+            raise ValueError(f"{json.dumps(value)} is no device - write auto, cpu, mps, cuda, or cuda:N with N the "
+                             f"number of a GPU (0 for the first, at most {MAX_DEVICE_INDEX})")
         return value
 
 
 class StageSpec(Strict):
     width: int = Field(
-        gt=0, le=16384, description="This stage's output width (the height keeps the content's aspect unless given).")
+        gt=0, le=MAX_SIDE, description="This stage's output width (the height keeps the content's aspect unless given).")
     height: int | None = Field(
-        None, gt=0, le=16384, description="This stage's output height; by default, from its width and the content's aspect.")
-    steps: int = Field(ge=1, description="Steps at this size.")
+        None, gt=0, le=MAX_SIDE, description="This stage's output height; by default, from its width and the content's aspect.")
+    steps: int = Field(ge=1, le=MAX_STEPS, description="Steps at this size.")
 
 
 class Recipe(Strict):

@@ -6,6 +6,10 @@ with what to write instead. Only the recipe file's own values are held to this: 
 is typed by whoever gave it (`--set` reads its value as TOML, so `--set run.steps=10` is
 already a number; Python callers give Python values), and keeps the lax reading. An
 integer where a float belongs (`lr = 1`) is a number like any other, in strict mode too.
+
+A boolean where a number belongs (`steps = true`, which pydantic reads as 1 step) and a
+number where a boolean belongs (`clamp = 0`) are refused wherever they come from, overrides
+and Python callers included: neither is a way to write the other.
 """
 
 from __future__ import annotations
@@ -27,18 +31,35 @@ _WANTED = {"int_type": "an integer", "float_type": "a number", "bool_type": "tru
 _WRITE = {"int_type": "a whole number", "float_type": "a number", "bool_type": "true or false"}
 
 
-def text_for_typed_values(model: type[BaseModel], data: Any) -> list[tuple[tuple, str]]:
-    """(pydantic's loc, message) of every text value in `data` where `model` wants a number
-    or a boolean. Other strict-mode differences (a list for a tuple, 10.0 for an integer)
-    are not reported: the lax reading of those loses nothing the user wrote."""
+def text_for_typed_values(model: type[BaseModel], data: Any) -> list[tuple[tuple, str, bool]]:
+    """(pydantic's loc, message, whether the value is text) of every text value in `data`
+    where `model` wants a number or a boolean, and of every boolean where it wants a number
+    or number where it wants a boolean. Other strict-mode differences (a list for a tuple,
+    10.0 for an integer) are not reported: the lax reading of those loses nothing the user
+    wrote."""
     try:
         # As JSON: a Python list given for a tuple would fail whole in strict mode, hiding a
         # quoted number inside it (`betas = ["0.5", 0.999]`); JSON arrays are read element by element.
         model.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
-        return [(tuple(err["loc"]), _message(err["type"], err["input"])) for err in exc.errors()
-                if err["type"] in _WANTED and isinstance(err["input"], str)]
+        found = []
+        for err in exc.errors():
+            kind, value = err["type"], err["input"]
+            if kind not in _WANTED:
+                continue
+            if isinstance(value, str):
+                found.append((tuple(err["loc"]), _message(kind, value), True))
+            elif isinstance(value, bool) != (kind == "bool_type") and isinstance(value, (bool, int, float)):
+                found.append((tuple(err["loc"]), _other_type(kind, value), False))
+        return found
     return []
+
+
+def _other_type(kind: str, value: bool | int | float) -> str:
+    if isinstance(value, bool):
+        what = "a count" if kind == "int_type" else "a number"
+        return f"expected {_WANTED[kind]}, not the boolean {json.dumps(value)} - a boolean is not {what}; write {_WRITE[kind]}"
+    return f"expected true or false, not the number {value!r} - write true or false"
 
 
 def _message(kind: str, text: str) -> str:
@@ -52,7 +73,7 @@ def _fits_unquoted(kind: str, text: str) -> bool:
         return False
     try:
         value = tomllib.loads(f"v = {text}")
-    except (tomllib.TOMLDecodeError, ValueError):
+    except (tomllib.TOMLDecodeError, ValueError, RecursionError):  # RecursionError: "[[[[..." some hundreds deep
         return False
     if list(value) != ["v"]:
         return False
@@ -61,4 +82,9 @@ def _fits_unquoted(kind: str, text: str) -> bool:
         return isinstance(value, bool)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return isinstance(value, int) if kind == "int_type" else math.isfinite(value)
+    if kind == "int_type":
+        return isinstance(value, int)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an integer past any float (1 followed by 400 zeros)
+        return False

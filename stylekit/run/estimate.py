@@ -15,7 +15,6 @@ warns only where a run surely cannot fit, or cannot finish in a day.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,7 @@ from stylekit.run.build import build_backbone, build_objective, build_optimizer,
 from stylekit.run.engine import LoopOptions
 from stylekit.run.loop import optimize
 from stylekit.files.images import output_size
-from stylekit.files.sizes import human
+from stylekit.files.sizes import available_memory, human
 from stylekit.recipe.plan import Plan, Stage
 from stylekit.run.failures import ADVICE
 
@@ -131,23 +130,6 @@ def estimate(plan: Plan, stage: Stage) -> Estimate:
     copies = build_optimizer(plan).state_copies() + (1 if plan.recipe.run.ema_decay else 0)
     state = round(3 * h * w * 4 * copies)
     return Estimate(weights=weights, targets=targets, activations=max(0, peak - targets), optimizer_state=state)
-
-
-def available_memory(device: torch.device) -> int | None:
-    """Bytes free for a run on `device`: free GPU memory, or the RAM Linux says is available."""
-    if device.type == "cuda":
-        return torch.cuda.mem_get_info(device)[0]
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return None
 
 
 def pre_run_warnings(plan) -> list[str]:

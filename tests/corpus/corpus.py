@@ -17,8 +17,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import sys
 import tempfile
+import threading
+import time
 import tomllib
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -155,9 +158,12 @@ def _copy(source: str, target: str):
 
 
 def _low_memory(folder, mp):
+    import stylekit.files.images
     import stylekit.run.estimate
 
-    mp.setattr(stylekit.run.estimate, "available_memory", lambda device: 64 << 10)
+    # Where memory is read: before decoding an image, and in the pre-run estimate.
+    for module in (stylekit.files.images, stylekit.run.estimate):
+        mp.setattr(module, "available_memory", lambda device: 64 << 10)
 
 
 def _subfolder_recipe(folder, mp):
@@ -165,6 +171,54 @@ def _subfolder_recipe(folder, mp):
     write_recipe(folder / "recipes")
     (folder / "start.png").write_bytes((folder / "content.png").read_bytes())
     (folder / "content.png").unlink()
+
+
+def _fifo(relative: str):
+    """A FIFO (named pipe) at `relative`, which nothing ever writes to. Opening it to read
+    blocks until a writer comes; so that a regression fails its case rather than hanging
+    the suite, a watchdog thread, after a grace time no correct run needs, opens it for
+    writing whenever a reader waits and closes it at once: the reader sees an empty file."""
+    def setup(folder, mp):
+        path = folder / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        os.mkfifo(path)
+        threading.Thread(target=_unblock_readers, args=(path,), daemon=True).start()
+    return setup
+
+
+def _unblock_readers(path: Path, grace: float = 2.0) -> None:
+    time.sleep(grace)
+    while path.exists():  # until the case's folder is removed
+        try:  # O_NONBLOCK: fails at once (ENXIO) unless a reader is waiting in open()
+            os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        time.sleep(0.1)
+
+
+def _append_to_recipe(text: str):
+    def setup(folder, mp):
+        recipe = folder / "recipe.toml"
+        recipe.write_text(recipe.read_text(encoding="utf-8") + text, encoding="utf-8")
+    return setup
+
+
+def _replace_in_recipe(old: str, new: str):
+    def setup(folder, mp):
+        recipe = folder / "recipe.toml"
+        recipe.write_text(recipe.read_text(encoding="utf-8").replace(old, new), encoding="utf-8")
+    return setup
+
+
+#: Deeper than the 64 levels a recipe may nest, and than tomllib's and json's recursion
+#: reach (about 300 levels), which used to end in a RecursionError traceback.
+DEEP = 5000
+
+
+def _batch_folder_with_fifo(folder, mp):
+    (folder / "photos").mkdir()
+    (folder / "photos" / "a.png").write_bytes((folder / "content.png").read_bytes())
+    _fifo("photos/pipe.jpg")(folder, mp)
 
 
 SETUPS = {
@@ -187,6 +241,21 @@ SETUPS = {
     "recipe_folder": lambda folder, mp: (folder / "folder.toml").mkdir(),
     "low_memory": _low_memory,
     "subfolder_recipe": _subfolder_recipe,
+    # hostile inputs (issue 19): special files, huge and deep recipes
+    "fifo_png": _fifo("pipe.png"),
+    "fifo_recipe": _fifo("pipe.toml"),
+    "fifo_record": _fifo("out/result.json"),
+    "fifo_manifest": _fifo("pairs.csv"),
+    "batch_folder_with_fifo": _batch_folder_with_fifo,
+    "recipe_2mb": _append_to_recipe(("#" + "x" * 1023 + "\n") * 2048),  # 2 MB of comments
+    "deep_inline_table": _append_to_recipe("[backbone.params]\nx = " + "{a = " * DEEP + "1" + "}" * DEEP + "\n"),
+    "deep_array": _append_to_recipe("[backbone.params]\nx = " + "[" * DEEP + "1" + "]" * DEEP + "\n"),
+    "deep_dotted_key": _append_to_recipe("[backbone.params]\n" + ".".join(["a"] * DEEP) + " = 1\n"),
+    "deep_header": _append_to_recipe("[" + ".".join(["a"] * DEEP) + "]\nb = 1\n"),
+    "deep_array_of_tables": _append_to_recipe("[[" + ".".join(["a"] * DEEP) + "]]\nb = 1\n"),
+    "recipe_steps_true": _replace_in_recipe("steps = 5", "steps = true"),
+    "pairs_csv": lambda folder, mp: (folder / "pairs.csv").write_text("content,style\ncontent.png,style.png\n"),
+    "plugins_env_misspelt": lambda folder, mp: mp.setenv("STYLEKIT_PLUGINS", "stylekit-mfr"),
 }
 
 
@@ -265,7 +334,13 @@ def snapshot(folder: Path) -> dict[str, str]:
     found = {}
     for path in sorted(folder.rglob("*")):
         key = str(path.relative_to(folder))
-        found[key] = "folder" if path.is_dir() else hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        mode = path.lstat().st_mode
+        if stat.S_ISDIR(mode):
+            found[key] = "folder"
+        elif stat.S_ISREG(mode):
+            found[key] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        else:  # a FIFO or a link to a device: never opened (reading one may block or never end)
+            found[key] = f"special {stat.S_IFMT(mode):o}"
     return found
 
 
@@ -332,7 +407,8 @@ def docs_markdown() -> str:
     for area in dict.fromkeys(case.area for case in all_cases):
         lines += [f"## {area}", "", "| case | command line | exit | what stylekit says | what is kept |", "|---|---|---|---|---|"]
         for case in (c for c in all_cases if c.area == area):
-            command = "stylekit " + " ".join(arg if arg and " " not in arg else repr(arg) for arg in case.args)
+            command = "stylekit " + " ".join(arg if arg and " " not in arg and arg.isprintable() else repr(arg)
+                                             for arg in case.args)
             says = "<br>".join(f"`{_cell(line)}`" for line in said_by.get(case.id, [])) or "(nothing)"
             lines.append(f"| **{case.id}**: {_cell(case.what)} | `{_cell(command)}` | {case.status} | {says} | {_cell(case.kept)} |")
         lines.append("")
@@ -378,15 +454,18 @@ def fuzz_section() -> list[str]:
     lines = ["## The fuzzer", "",
              "`tests/test_fuzz.py` runs a bounded property-based fuzz in the suite (hypothesis): mutations",
              "of the shipped recipes, random TOML documents and random `--set` arguments must each give exit",
-             "status 0, or 2 with `error:` lines and no traceback; so must `stylekit batch --pairs` manifests",
-             "(CSV and JSONL rows of paths that exist, that do not and odd text, rows repeated thousands of",
-             "times, fields past the CSV reader's limit, other encodings and odd bytes) and `stylekit run",
-             "--resume` from checkpoints changed at random (keys dropped, values swapped for others of another",
-             "type, tensors reshaped, cast or filled with NaN, lists repeated), where exit 3 (a failed item, a",
-             "diverged run) may also come and nothing of the user's may change. Requests to a running live",
-             "server (the page's own with any key and any value, and any request line: path, query string,",
-             "method, Host and Origin) must each get an answer below 500 (501 for a method it does not serve),",
-             "print nothing on stderr, and leave the server answering the page's next poll.",
+             "status 0, or 2 with `error:` lines and no traceback. So must recipes nested up to 1,200 levels",
+             "deep (arrays, inline tables, dotted keys, headers) and numbers at the edges of what TOML, torch",
+             "and float32 hold (run for a step where validate lets one through: exit 0, 2 or 3, never a",
+             "traceback); booleans where numbers belong are always refused. So must `stylekit batch --pairs`",
+             "manifests (CSV and JSONL rows of paths that exist, that do not and odd text, rows repeated",
+             "thousands of times, fields past the CSV reader's limit, other encodings and odd bytes) and",
+             "`stylekit run --resume` from checkpoints changed at random (keys dropped, values swapped for",
+             "others of another type, tensors reshaped, cast or filled with NaN, lists repeated), where exit 3",
+             "(a failed item, a diverged run) may also come and nothing of the user's may change. Requests to",
+             "a running live server (the page's own with any key and any value, and any request line: path,",
+             "query string, method, Host and Origin) must each get an answer below 500 (501 for a method it",
+             "does not serve), print nothing on stderr, and leave the server answering the page's next poll.",
              "`benchmarks/fuzz.py` runs the same properties for longer; the last run of each:", ""]
     if not FUZZ_FIGURES.exists():
         return lines + ["(not run yet)", ""]

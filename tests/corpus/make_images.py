@@ -110,6 +110,16 @@ def bomb(path: Path) -> None:
                      + chunk(b"IEND", b""))
 
 
+def big_text_chunk(path: Path) -> None:
+    """A valid PNG carrying 20 MB of compressed text metadata (an editor's history, a
+    large XMP packet): Pillow refuses text chunks over 1 MB unless told otherwise."""
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", "x" * (20 << 20), zip=True)
+    _photo().save(path, pnginfo=info)
+
+
 def one_pixel_high(path: Path) -> None:
     """A 64x1 image: any output keeping its aspect is 1 pixel high."""
     _photo(1, 64).save(path)
@@ -140,6 +150,7 @@ MAKERS = {
     "empty.png": empty_file,
     "text.jpg": text_file,
     "bomb.png": bomb,
+    "big_text.png": big_text_chunk,
     "one_pixel_high.png": one_pixel_high,
     "very_wide.png": very_wide,
     "tiny_style.png": tiny_style,
