@@ -156,7 +156,7 @@ def test_the_fp16_limit_is_fp16_s_largest_number(stylekit_recipe):
     import torch
 
     import stylekit
-    from stylekit.recipe.checks import weight_problems
+    from stylekit.recipe.input_checks import weight_problems
     from stylekit.testing import tiny_registry
 
     for weight, refused in ((65504, False), (65505, True), (1e6, True)):

@@ -8,111 +8,32 @@ relative to the recipe file. Every problem is collected and raised at once as a
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import difflib
-import json
 import os
-import re
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from stylekit.contract.components import Backbone
-from stylekit.recipe import checks, nesting
+from stylekit.recipe import checks, input_checks, nesting
 from stylekit.errors import Problem, UserError, did_you_mean
 from stylekit.recipe.overrides import apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
 from stylekit.plugins.registry import Registry
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
-from stylekit.recipe.stage_fit import StageFit, fit_stages_to_overrides
+from stylekit.recipe.stage_fit import fit_stages_to_overrides
 from stylekit.recipe.construct import construction_problems
-from stylekit.recipe.tomlpos import dotted, key_lines, line_of
-from stylekit.recipe.toml_types import text_for_typed_values
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
+from stylekit.recipe.tomlpos import key_lines
+from stylekit.recipe.source import read_source, shortened_loc
+from stylekit.recipe.messages import (instead, locator, pydantic_problem, quoted_values, without_echoes,
+                                      without_tried_branches)
 
 
 
 # ---------------------------------------------------------------- loading
-
-
-def read_toml(path: Path) -> tuple[dict, str]:
-    from stylekit.files.reading import RECIPE_LIMIT, FileTooLarge, NotRegularFile, read_bytes
-
-    try:
-        text = read_bytes(path, RECIPE_LIMIT, "recipe").decode("utf-8-sig")  # -sig: editors that save a byte-order mark
-    except FileNotFoundError:
-        raise UserError(Problem("recipe file not found - check the path", file=str(path))) from None
-    except IsADirectoryError:
-        raise UserError(Problem("this is a folder, not a recipe file - give the .toml file", file=str(path))) from None
-    except NotRegularFile as exc:
-        raise UserError(Problem(f"{exc.strerror} - give the recipe's .toml file", file=str(path))) from None
-    except FileTooLarge as exc:
-        raise UserError(Problem(f"{exc.strerror} - recipes are a few KB; give the .toml file", file=str(path))) from None
-    except UnicodeDecodeError as exc:
-        raise UserError(Problem(f"not UTF-8 text (byte {exc.start}) - save the recipe as UTF-8", file=str(path))) from None
-    except (OSError, ValueError) as exc:
-        raise UserError(Problem(f"cannot read the recipe ({exc})", file=str(path))) from None
-    return parse_toml(text, str(path)), text
-
-
-def parse_toml(text: str, label: str) -> dict:
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        found = re.search(r"\s*\(at line (\d+), column \d+\)", str(exc))
-        line = int(found.group(1)) if found else None
-        message = str(exc).replace(found.group(0), "") if found else str(exc)
-        raise UserError(Problem(f"TOML syntax error: {message} - fix the syntax at this line", file=label, line=line)) from None
-    except RecursionError:  # arrays or inline tables nested some hundreds deep
-        raise UserError(Problem(nesting.TOO_DEEP, file=label, line=nesting.first_line(text, _recurses))) from None
-    deep = nesting.deepest_path(data)
-    if deep is not None:  # dotted keys and headers: tomllib makes them without recursion, others would not read them
-        raise UserError(Problem(nesting.TOO_DEEP, file=label, line=line_of(key_lines(text), deep),
-                                field=_shortened(deep)))
-    return data
-
-
-def _recurses(text: str) -> bool:
-    try:
-        tomllib.loads(text)
-    except RecursionError:
-        return True
-    except tomllib.TOMLDecodeError:
-        pass
-    return False
-
-
-def _shortened(loc: tuple, parts: int = 4) -> str:
-    """A deep field's path for messages: its first few parts."""
-    return dotted(loc[:parts]) + ("..." if len(loc) > parts else "")
-
-
-def read_source(source: str | Path | dict, base: Path | None = None) -> tuple[dict, str, str, Path]:
-    """(data, text, label, base folder) of a recipe given as a file path, a TOML text or a
-    dict. A str is TOML text when it has a line break or an `=`, else a path."""
-    if isinstance(source, dict):
-        deep = nesting.deepest_path(source)
-        if deep is not None:  # before deepcopy, which recurses
-            raise UserError(Problem(nesting.TOO_DEEP, file="<dict>", field=_shortened(deep)))
-        return copy.deepcopy(source), "", "<dict>", base or Path.cwd()
-    if isinstance(source, str) and ("\n" in source or "=" in source):
-        return parse_toml(source, "<string>"), source, "<string>", base or Path.cwd()
-    if not isinstance(source, (str, os.PathLike)) or isinstance(os.fspath(source), bytes):
-        raise UserError(f"a recipe must be a file path, a TOML text or a dict, not {type(source).__name__}")
-    if "\0" in os.fspath(source):
-        raise UserError(f"a recipe path cannot contain a NUL character (\\0) (got {os.fspath(source)!r})")
-    path = Path(source)
-    data, text = read_toml(path)
-    return data, text, str(path), base or path.parent
 
 
 def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[tuple, Any] | None = None,
@@ -134,8 +55,8 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         apply_override(data, key, value, flags.get(key))
     deep = nesting.deepest_path(data)
     if deep is not None:  # given by overrides (the text's own depth is checked as it is parsed)
-        problem = _locator(label, {}, getattr(overrides, "flag_for", None))(deep, nesting.TOO_DEEP)
-        raise UserError(dataclasses.replace(problem, field=_shortened(deep)))
+        problem = locator(label, {}, getattr(overrides, "flag_for", None))(deep, nesting.TOO_DEEP)
+        raise UserError(dataclasses.replace(problem, field=shortened_loc(deep)))
     fit = fit_stages_to_overrides(data, set(overrides or {}))
     memory = dict(images or {})
     if memory:
@@ -145,15 +66,15 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
                 section["content"] = MEMORY
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
-    at = _locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
+    at = locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
     problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
-    quoted = _quoted_values(source, overrides, at)
+    quoted = quoted_values(source, overrides, at)
     try:
         recipe = Recipe.model_validate(data)
     except ValidationError as exc:
-        problems += _without_echoes([_pydantic_problem(err, (), Recipe, at) for err in _without_tried_branches(exc.errors())], fit)
+        problems += without_echoes([pydantic_problem(err, (), Recipe, at) for err in without_tried_branches(exc.errors())], fit)
         recipe = None
-    problems = _instead(problems, quoted(Recipe, data))
+    problems = instead(problems, quoted(Recipe, data))
     # Check components even where another part of the recipe failed the schema, so that
     # every problem is reported at once: take each section that is valid on its own.
     parts = recipe if recipe is not None else _valid_parts(data)
@@ -199,11 +120,11 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if parts.run is not None:
         device, dtype = _device_and_precision(parts.run, at, problems)
         if dtype is not None:
-            problems += checks.weight_problems(parts, losses, dtype, at)
+            problems += input_checks.weight_problems(parts, losses, dtype, at)
         if parts.run.checkpoint and backbone is not None and not backbone.cls.supports_checkpointing:
             problems.append(at(("run", "checkpoint"), f"backbone '{backbone.name}' does not support checkpointing - set it to false"))
     if inputs is not None and backbone is not None:
-        problems += checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
+        problems += input_checks.size_problems(parts, inputs, backbone.cls, backbone.params, losses, at, fit)
     problems += construction_problems(losses, chosen, problems, at)  # what a component's __init__ refuses
     if problems or recipe is None:
         raise UserError(problems)
@@ -273,25 +194,6 @@ def _resolve_weights(spec: BackboneSpec, cls: type[Backbone], base: Path, at) ->
     return []
 
 
-def _locator(label: str, lines: dict, flag_for=None, fit: StageFit | None = None):
-    def at(loc: tuple, message: str) -> Problem:
-        # A stage scaled from an override holds the override's value, not the recipe's line.
-        source = fit.source(loc) if fit is not None else None
-        flag = flag_for(source or loc) if flag_for else None
-        if flag:  # the value came from the command line: name the flag, not the recipe's line
-            return Problem(message, file=flag, field=dotted(loc) or None)
-        return Problem(message, file=label, line=line_of(lines, loc), field=dotted(loc) or None)
-    return at
-
-
-def _without_echoes(problems: list[Problem], fit: StageFit) -> list[Problem]:
-    """Without the problems of stage fields scaled from an override that has its own problem
-    (`--set output.width=20000`: the width is too large once, not once more per stage)."""
-    sources = fit.sources()
-    fields = {p.field for p in problems if p.field}
-    return [p for p in problems if sources.get(p.field or "") not in fields]
-
-
 def _resolve(base: Path, value: str) -> str:
     try:
         value = str(Path(value).expanduser())
@@ -300,98 +202,10 @@ def _resolve(base: Path, value: str) -> str:
     return os.path.normpath(base / value)
 
 
-def _pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at) -> Problem:
-    loc = prefix + tuple(part for part in err["loc"] if not _is_union_tag(part))
-    if err["type"] == "extra_forbidden":
-        known = _fields_at(model, tuple(err["loc"][:-1])) if model is not None else []
-        return at(loc, f"unknown key '{err['loc'][-1]}'{did_you_mean(str(err['loc'][-1]), known)}")
-    message = err["msg"].removeprefix("Value error, ")
-    bound = (err.get("ctx") or {}).get(_BOUNDS.get(err["type"], ""))
-    if isinstance(bound, float) and abs(bound) >= 1e16:  # pydantic writes 3.4e38 out in 39 digits
-        message = f"Input should be {err['type'].replace('_', ' ').replace('equal', 'or equal to')} {bound:g}"
-    if err["type"] == "missing":
-        return at(loc, "required field is missing - add it")
-    if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
-        return at(loc, message)
-    if isinstance(err["input"], str) and json.dumps(err["input"]) in message:  # the message quotes it already
-        return at(loc, message)
-    return at(loc, f"{message} (got {err['input']!r})")
-
-
-#: pydantic's errors for a number out of bounds -> the bound in their ctx.
-_BOUNDS = {"less_than": "lt", "less_than_equal": "le", "greater_than": "gt", "greater_than_equal": "ge"}
-
-
-def _without_tried_branches(errors: list[dict]) -> list[dict]:
-    """Drop 'should be a list' where a value of a union (a list or a table of layers) failed
-    inside the other branch: the deeper error is the one that says what is wrong."""
-    locs = [tuple(p for p in err["loc"] if not _is_union_tag(p)) for err in errors]
-    return [err for err, loc in zip(errors, locs)
-            if not (err["type"] in ("list_type", "dict_type") and any(len(o) > len(loc) and o[:len(loc)] == loc for o in locs))]
-
-
-def _quoted_values(source, overrides, at):
-    """check(model, data, prefix) -> the problems of values of a TOML recipe written as text
-    where `model` wants a number or a boolean (`steps = "10"`; see `stylekit.recipe.toml_types`),
-    and of booleans where it wants a number (`steps = true`) or the other way round. Text
-    given as overrides, or in a recipe given as a dict, is Python's and not checked; the
-    booleans are checked wherever they come from."""
-    overridden = [tuple(key) for key in overrides or {}]
-
-    def check(model: type[BaseModel], data, prefix: tuple = ()) -> list[Problem]:
-        found = []
-        for raw, message, is_text in text_for_typed_values(model, data):
-            loc = prefix + tuple(part for part in raw if not _is_union_tag(part))
-            if not is_text or not isinstance(source, dict) and not any(loc[:len(key)] == key for key in overridden):
-                found.append(at(loc, message))
-        return found
-
-    return check
-
-
-def _instead(problems: list[Problem], better: list[Problem]) -> list[Problem]:
-    """`problems` with those of a field that `better` names replaced by its problem (one
-    message for one mistake), then the rest of `better`."""
-    by_field = {problem.field: problem for problem in better}
-    merged, used = [], set()
-    for problem in problems:
-        if problem.field not in by_field:
-            merged.append(problem)
-        elif problem.field not in used:
-            merged.append(by_field[problem.field])
-            used.add(problem.field)
-    return merged + [problem for problem in better if problem.field not in used]
-
-
-def _is_union_tag(part) -> bool:
-    # pydantic names the branch of a union it tried ('list[str]', 'dict[str,float]'); readers don't care.
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
-
-
-def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """Field names of the (nested) model at `loc`, for did-you-mean suggestions."""
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        annotation = field.annotation
-        args = getattr(annotation, "__args__", ())
-        inner = args[0] if args else annotation
-        if isinstance(inner, type) and issubclass(inner, BaseModel):
-            model = inner
-        elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return []
-    return list(model.model_fields)
-
-
 def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem],
             quoted=None) -> Choice | None:
     """The registered class of `name` with its params validated, or None (problems added).
-    `quoted`: see `_quoted_values`."""
+    `quoted`: see `quoted_values`."""
     try:
         cls = registry.get(kind, name)
     except UserError as exc:
@@ -402,7 +216,7 @@ def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tup
     try:
         params = cls.Params.model_validate(raw_params)
     except ValidationError as exc:
-        found = _instead([_pydantic_problem(err, (*loc, "params"), cls.Params, at) for err in exc.errors()], found)
+        found = instead([pydantic_problem(err, (*loc, "params"), cls.Params, at) for err in exc.errors()], found)
         params = None
     problems.extend(Problem(f"{problem.message} ({kind} '{name}' of package '{package}')", problem.file, problem.line,
                          problem.field) for problem in found)
