@@ -1,5 +1,7 @@
 """The long fuzz run of the recipe loader and the --set parser (the properties of
-tests/fuzzing.py, which the suite runs for a few seconds).
+tests/fuzzing.py, which the suite runs for a few seconds): recipes and --set arguments at
+random, and values that used to end in a traceback (deep nesting, huge numbers, booleans
+for counts).
 
     .venv/bin/python benchmarks/fuzz.py --examples 4000 --record
 
@@ -58,7 +60,29 @@ def properties(space):
 
     return [("mutations of the shipped recipes", given(mutated=fuzzing.mutated_recipe())(mutated)),
             ("random TOML documents", given(doc=fuzzing.documents)(documents)),
-            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments))]
+            ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments)),
+            *hostile_value_properties(space)]
+
+
+def hostile_value_properties(space):
+    """Deep nesting, huge numbers and booleans for counts (tests/fuzzing.py)."""
+    def deep(text):
+        path = space["tiny"].parent / "deep.toml"
+        path.write_text(text, encoding="utf-8")
+        fuzzing.validate(space, path)
+
+    def huge(args):
+        status, _ = fuzzing.validate(space, space["tiny"], *args)
+        if status == 0:
+            fuzzing.run_briefly(space, *args)
+
+    def booleans(args):
+        status, err = fuzzing.validate(space, space["tiny"], *args)
+        assert status == 2, err
+
+    return [("deeply nested recipes", given(text=fuzzing.deep_recipe())(deep)),
+            ("huge numbers, validated and run", given(args=fuzzing.huge_number_sets)(huge)),
+            ("booleans where numbers belong", given(args=fuzzing.boolean_number_sets)(booleans))]
 
 
 def main(argv=None) -> int:
