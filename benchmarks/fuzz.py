@@ -1,5 +1,6 @@
 """The long fuzz run of the recipe loader, the --set parser, the live page's server, batch
-manifests and checkpoints
+manifests and checkpoints, and of values that used to end in a traceback (deep nesting, huge
+numbers, booleans for counts)
 (the properties of tests/fuzzing.py, which the suite runs for a few seconds).
 
     .venv/bin/python benchmarks/fuzz.py --examples 4000 --record
@@ -70,7 +71,7 @@ def properties(space):
             ("random --set arguments", given(argument=fuzzing.set_arguments)(set_arguments)),
             ("live server: the page's requests, any values", given(request=fuzzing.page_requests())(live_request)),
             ("live server: any request", given(request=fuzzing.live_requests())(live_request)),
-            *output_properties(space)]
+            *output_properties(space), *hostile_value_properties(space)]
 
 
 def output_properties(space):
@@ -87,6 +88,27 @@ def output_properties(space):
     return [("random batch manifests (CSV, JSONL)", given(manifest=fuzzing.manifests())(manifests)),
             ("mutated checkpoints resumed from", given(optimizer=st.sampled_from(sorted(fuzzing.CHECKPOINT_OPTIMIZERS)),
                                                       changes=fuzzing.mutations)(checkpoints))]
+
+
+def hostile_value_properties(space):
+    """Deep nesting, huge numbers and booleans for counts (tests/fuzzing.py)."""
+    def deep(text):
+        path = space["tiny"].parent / "deep.toml"
+        path.write_text(text, encoding="utf-8")
+        fuzzing.validate(space, path)
+
+    def huge(args):
+        status, _ = fuzzing.validate(space, space["tiny"], *args)
+        if status == 0:
+            fuzzing.run_briefly(space, *args)
+
+    def booleans(args):
+        status, err = fuzzing.validate(space, space["tiny"], *args)
+        assert status == 2, err
+
+    return [("deeply nested recipes", given(text=fuzzing.deep_recipe())(deep)),
+            ("huge numbers, validated and run", given(args=fuzzing.huge_number_sets)(huge)),
+            ("booleans where numbers belong", given(args=fuzzing.boolean_number_sets)(booleans))]
 
 
 def main(argv=None) -> int:

@@ -542,3 +542,115 @@ def resumed_checkpoint(space: dict, optimizer: str, changes: list[tuple[int, str
         assert after == before
     else:
         assert not kept(before, after, lambda name: name.startswith("out/result."))
+
+
+# ---------------------------------------------------------------- deep nesting, huge numbers, booleans for counts
+# Each its own strategy and property, to compose with the others (tests/test_fuzz.py,
+# benchmarks/fuzz.py): the values the schema used to let through to a traceback.
+
+#: Deeper than tomllib's and json's recursion reaches (about 300 levels), and shallower.
+DEPTHS = st.one_of(st.integers(1, 80), st.integers(250, 1200))
+
+
+@st.composite
+def deep_recipe(draw) -> str:
+    """The tiny recipe with one deeply nested thing added: arrays, inline tables, a dotted
+    key or a table header, 1 to 1200 levels deep, under a section or at the top."""
+    from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD
+
+    depth, kind = draw(DEPTHS), draw(st.sampled_from(["array", "inline", "dotted", "header", "array_of_tables", "mixed"]))
+    key = draw(st.sampled_from(FIELDS))
+    leaf = toml_value(draw(scalars))
+    if kind == "array":
+        added = f"[run]\n{key} = " + "[" * depth + leaf + "]" * depth
+    elif kind == "inline":
+        added = f"[backbone.params]\n{key} = " + f"{{{key} = " * depth + leaf + "}" * depth
+    elif kind == "dotted":
+        added = "[backbone.params]\n" + ".".join([key] * depth) + f" = {leaf}"
+    elif kind in ("header", "array_of_tables"):
+        brackets = ("[", "]") if kind == "header" else ("[[", "]]")
+        added = brackets[0] + ".".join([draw(st.sampled_from(SECTIONS))] + [key] * depth) + brackets[1] + f"\n{key} = {leaf}"
+    else:  # a header, a dotted key and arrays, each shallow, deep together
+        third = max(1, depth // 3)
+        added = "[" + ".".join(["loss_x"] * third) + "]\n" + ".".join([key] * third) + " = " + "[" * third + leaf + "]" * third
+    # Before the [[loss]] tables: a key added after them would belong to the last loss.
+    return TINY_RECIPE_HEAD + "\n" + added + "\n\n" + TINY_LOSSES
+
+
+#: Numbers at the edges of what TOML, Python, torch and float32 hold.
+EDGES = [2**31 - 1, 2**31, 2**53 + 1, 2**63 - 1, 2**63, -(2**63) - 1, 2**64 - 1, 2**64, 10**20, 10**400,
+         1e38, 3.5e38, 1e300, 1e308, -1e308, 5e-324, 1e-300, 2.2250738585072014e-308, -0.0]
+huge_numbers = st.one_of(st.sampled_from(EDGES), st.integers(min_value=2**62, max_value=2**200).map(lambda n: n * (-1) ** (n % 2)),
+                         st.floats(min_value=1e30, max_value=1e308), st.floats(min_value=-1e308, max_value=-1e30))
+
+
+def number_keys() -> list[str]:
+    """The --set keys of the schema's fields that hold numbers (integers or floats, alone, in
+    lists or in tables), and the built-in components' numeric params."""
+    import typing
+
+    from pydantic import BaseModel
+
+    from stylekit.recipe.schema import Recipe
+
+    def holds_numbers(annotation) -> bool:
+        args = typing.get_args(annotation)
+        if annotation in (int, float):
+            return True
+        return any(holds_numbers(arg) for arg in args if arg is not bool)
+
+    def walk(model, prefix):
+        for name, info in model.model_fields.items():
+            annotation = info.annotation
+            inner = (typing.get_args(annotation) or (annotation,))[0]
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                yield from walk(inner, f"{prefix}{name}{'' if annotation is inner else '[0]'}.")
+            elif holds_numbers(annotation):
+                yield f"{prefix}{name}"
+
+    params = ["optimizer.params.lr", "optimizer.params.history", "optimizer.params.eps", "optimizer.params.momentum",
+              "scheduler.params.gamma", "scheduler.params.step_size", "scheduler.params.min_lr", "loss[1].layers.r1"]
+    # loss[N].layers holds numbers only as a table's values: loss[1].layers.r1 stands for it.
+    return sorted(set(walk(Recipe, "")) - {"loss[0].layers"}) + params
+
+
+NUMBER_KEYS = number_keys()
+#: Components that take the numeric params above, so that a value reaches its field's check.
+COMPONENT_SETS = {"optimizer.params.lr": ["optimizer.name=adam"], "optimizer.params.eps": ["optimizer.name=adam"],
+                  "optimizer.params.history": ["optimizer.name=lbfgs"], "optimizer.params.momentum": ["optimizer.name=sgd"],
+                  "scheduler.params.gamma": ["scheduler.name=step"], "scheduler.params.step_size": ["scheduler.name=step"],
+                  "scheduler.params.min_lr": ["scheduler.name=cosine"],
+                  "loss[1].layers.r1": ["loss[1].layers={r1 = 1}"],
+                  **{f"stage[0].{name}": ["stage=[{width = 16, steps = 1}]"] for name in ("width", "height", "steps")}}
+#: Fields that hold a list of numbers (one per style image, one per layer): given a list of one.
+LIST_KEYS = {"images.style_weights", "loss[0].layer_weights"}
+
+
+def set_args(key: str, value) -> list[str]:
+    """`--set` arguments giving `value` to `key`, with the component that reads it chosen."""
+    value = [value] if key in LIST_KEYS else value
+    return [arg for text in (*COMPONENT_SETS.get(key, ()), f"{key}={toml_value(value)}") for arg in ("--set", text)]
+
+
+huge_number_sets = st.tuples(st.sampled_from(NUMBER_KEYS), huge_numbers).map(lambda kv: set_args(*kv))
+boolean_number_sets = st.tuples(st.sampled_from(NUMBER_KEYS), st.booleans()).map(lambda kv: set_args(*kv))
+
+
+#: Fields whose valid values make a run long (up to 100,000 steps): validated, not run.
+LONG_RUN_KEYS = {"run.steps", "stage[0].steps"}
+
+
+def run_briefly(space: dict, *args: str) -> tuple[int, str] | None:
+    """Run the tiny recipe for one step at 16 pixels wide with `args`: exit 0, 2 or 3 (a run
+    that diverged), never a traceback. For values that validate lets through, where the
+    run itself used to fail (run.seed = 2**64, images.style_scale = 1e30). None, and not
+    run, where `args` set the number of steps."""
+    if any(arg.split("=", 1)[0] in LONG_RUN_KEYS for arg in args):
+        return None
+    status, _, err = run_cli("run", str(space["tiny"]), "--steps", "1", "--set", "output.width=16", *args,
+                             registry=space["registry"])
+    assert status in (0, 2, 3), (status, err)
+    assert "Traceback" not in err
+    if status:
+        assert err.strip(), f"exit {status} without a message"
+    return status, err

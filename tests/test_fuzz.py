@@ -92,3 +92,29 @@ def test_random_batch_manifests_get_a_clear_answer(space, manifest):
 @given(optimizer=st.sampled_from(sorted(fuzzing.CHECKPOINT_OPTIMIZERS)), changes=fuzzing.mutations)
 def test_mutated_checkpoints_get_a_clear_answer(space, optimizer, changes):
     fuzzing.resumed_checkpoint(space, optimizer, changes)
+
+
+# ---------------------------------------------------------------- deep nesting, huge numbers, booleans for counts
+
+
+@BOUNDED
+@given(text=fuzzing.deep_recipe())
+def test_deeply_nested_recipes_get_a_clear_answer(space, text):
+    path = space["tiny"].parent / "deep.toml"
+    path.write_text(text, encoding="utf-8")
+    fuzzing.validate(space, path)
+
+
+@BOUNDED
+@given(args=fuzzing.huge_number_sets)
+def test_huge_numbers_get_a_clear_answer_from_validate_and_run(space, args):
+    status, _ = fuzzing.validate(space, space["tiny"], *args)
+    if status == 0:  # what validate lets through must run (or diverge), not crash
+        fuzzing.run_briefly(space, *args)
+
+
+@BOUNDED
+@given(args=fuzzing.boolean_number_sets)
+def test_booleans_for_numbers_are_refused(space, args):
+    status, err = fuzzing.validate(space, space["tiny"], *args)
+    assert status == 2, err
