@@ -203,12 +203,12 @@ def test_batch_size_bounds(tmp_path, monkeypatch):
 
 
 def test_text_files_are_read_up_to_their_limit(tmp_path, monkeypatch):
-    from stylekit.commands import batch
+    from stylekit.commands import batch_items
 
     (tmp_path / "pairs.csv").write_text("content,style\n" + "a.png,b.png\n" * 100)
-    monkeypatch.setattr(batch, "MANIFEST_LIMIT", 1000)
+    monkeypatch.setattr(batch_items, "MANIFEST_LIMIT", 1000)
     problems = []
-    assert batch.read_manifest(tmp_path / "pairs.csv", problems) == []
+    assert batch_items.read_manifest(tmp_path / "pairs.csv", problems) == []
     assert [str(p) for p in problems] == [f"{tmp_path / 'pairs.csv'}: larger than 1,000 bytes, the most stylekit reads "
                                           f"of a manifest - split it into several batches"]
 
