@@ -22,6 +22,13 @@ from stylekit.recipe.plan import Plan
 from stylekit.plugins.registry import Registry
 from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil
 from stylekit.run.session import run_one
+from stylekit.plugins.registry import load_registry, warn_broken
+from stylekit.recipe.load import load_recipe
+from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
+from stylekit.recipe.checks import path_argument
+from stylekit.run import checkpoints
+from stylekit.recipe.plan import MEMORY
+from stylekit.files.outputs import checkpoint_output
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
@@ -37,11 +44,6 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
     every problem. A plugin package that failed to load, which this recipe does not need,
     gives a `stylekit.plugins.registry.BrokenPluginWarning`, once per process."""
-    from stylekit.plugins.registry import load_registry, warn_broken
-    from stylekit.recipe.load import load_recipe
-
-    from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
-
     if isinstance(overrides, Overrides):  # from the command line: keeps the flags for messages
         keyed = overrides
     elif overrides is not None and not isinstance(overrides, Mapping):
@@ -57,8 +59,6 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
             # "loss[1].weight" as on the command line, or "loss.1.weight"
             key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
             keyed.add(key, v, PYTHON.name(k))
-    from stylekit.recipe.checks import path_argument
-
     base = path_argument(base, "base") if base is not None else None
     if label is not None and not isinstance(label, str):
         raise UserError(Problem(f"must be a str (the recipe's name in messages), not {type(label).__name__}", field="label"))
@@ -102,10 +102,6 @@ def _registry(registry) -> Registry | None:
 def _with_image_paths(keyed, content, styles: list, many: bool):
     """`keyed` plus images.content / images.style overrides for images given as paths
     (relative to the current folder), each named in messages as the argument it came from."""
-    from stylekit.recipe.overrides import Overrides
-
-    from stylekit.recipe.checks import path_argument
-
     paths = {}
     if _is_path(content):
         path = path_argument(content, "content")
@@ -133,9 +129,6 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
     Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
     """
-    from stylekit.recipe.checks import path_argument
-    from stylekit.run import checkpoints
-
     registry = _registry(registry)
     path = path_argument(checkpoint, "checkpoint") if checkpoint is not None else None
     if resume and path is None:
@@ -145,8 +138,6 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     if isinstance(recipe, Plan):
         plan = recipe
         if content is not None or style is not None or overrides:
-            from stylekit.recipe.plan import MEMORY
-
             # A plan's paths are resolved already: against the current folder they stay as they
             # are, and files stay files (so that Result.save knows them as inputs); only
             # images that were given in memory are handed over again.
@@ -167,8 +158,6 @@ def _check_checkpoint_path(path: Path, resume: bool) -> None:
     """The checkpoint's path, checked before the run as `stylekit run` checks its own: a
     folder, or (when not resuming from it) a file that stylekit did not write, is refused
     rather than found when the first checkpoint is written, or replaced."""
-    from stylekit.files.outputs import checkpoint_output
-
     if path.is_dir():
         raise UserError(Problem(f"{path} is a folder - give a file name in it, e.g. {path / 'run.checkpoint.pt'}",
                                 field="checkpoint"))

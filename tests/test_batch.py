@@ -72,17 +72,17 @@ def test_a_batch_item_is_the_image_stylekit_run_gives(photos):
 
 
 def test_each_style_file_is_decoded_once_per_process(photos, monkeypatch):
-    import stylekit.files.images
+    import stylekit.recipe.load
 
     root, recipe = photos
     opened = []
-    real = stylekit.files.images.open_rgb
+    real = stylekit.recipe.load.open_rgb  # where a recipe's images are decoded
 
     def counting(path, *args, **kwargs):
         opened.append(Path(path).name)
         return real(path, *args, **kwargs)
 
-    monkeypatch.setattr(stylekit.files.images, "open_rgb", counting)
+    monkeypatch.setattr(stylekit.recipe.load, "open_rgb", counting)
     status, _, err = run_cli("batch", str(recipe), "--content", str(root / "photos"), "--style", str(root / "styles" / "stripes.png"),
                              "-o", str(root / "out"), "--set", "run.steps=1")
     assert status == 0, err

@@ -140,3 +140,27 @@ def test_the_layers_are_those_docs_architecture_md_shows():
             shown = f"`{part}/`" if (PACKAGE / part).is_dir() else f"`{part.split('.')[-1]}.py`"
             if part not in ("components", "sequential", "hookspecs"):  # the old paths, named in the text
                 assert shown in row[1] or shown.replace("`", "`stylekit/", 1) in row[1], (name, shown)
+
+
+def test_every_module_is_small():
+    """A module over ~350 lines does more than one job; split it by job."""
+    large = {name: n for name, path in modules().items()
+             if (n := len(path.read_text(encoding="utf-8").splitlines())) > 350}
+    assert large == {}
+
+
+def test_imports_inside_functions_say_why():
+    """Imports belong at the top of a module; one inside a function avoids a cost on purpose
+    (torch for a hookimpl-only plugin, the commands' heavy imports for `stylekit --help`),
+    and a comment on its line or the line above says which."""
+    silent = []
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for function in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for node in ast.walk(function):
+                    if isinstance(node, (ast.Import, ast.ImportFrom)):
+                        here, above = lines[node.lineno - 1], lines[node.lineno - 2].strip()
+                        if "#" not in here and not above.startswith("#"):
+                            silent.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}: {here.strip()}")
+    assert silent == []

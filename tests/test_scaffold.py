@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from stylekit.plugins.registry import load_registry
-from stylekit.plugins.scaffold import KINDS
+from stylekit.plugins.scaffold import SCAFFOLD_KINDS as KINDS
 from stylekit.testing import run_cli
 
 #: One package with three kinds, asked for both ways: a comma list and a repeated --kind.

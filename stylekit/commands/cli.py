@@ -1,4 +1,6 @@
-"""The `stylekit` command: run, validate, plugins, new-plugin."""
+"""The `stylekit` command: its six subcommands (run, batch, validate, plugins, schema,
+new-plugin) parsed here, each done by its own module. A command's heavy imports (torch, the
+plugins) happen when it runs, so that `stylekit --help` and a mistyped flag answer at once."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ import functools
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 
 from stylekit import __version__
-from stylekit.errors import RunFailed, UserError, one_line
+from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
+from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
+from stylekit.recipe.overrides import Overrides, parse_override, shell_word, with_cwd_paths
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -22,16 +27,12 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
-        from stylekit.errors import tracebacks_wanted
-
         for problem in exc.problems:
             if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
                 print(problem.details, file=sys.stderr)
             print(f"error: {problem}", file=sys.stderr)
         return 2
     except RunFailed as exc:  # a PluginError among them: its traceback as a UserError's is shown
-        from stylekit.errors import tracebacks_wanted
-
         details = getattr(getattr(exc, "problem", None), "details", None)
         if details and (getattr(args, "traceback", False) or tracebacks_wanted()):
             print(details, file=sys.stderr)
@@ -43,12 +44,9 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except OSError as exc:  # a file or folder named on the command line that cannot be written or read
         if exc.filename is None:  # no path to name (a full disk mid-run, a socket): not the user's input
             raise
-        from stylekit.errors import tracebacks_wanted
-        from stylekit.files.outputs import describe
+        from stylekit.files.outputs import describe  # deferred: see the docstring
 
         if getattr(args, "traceback", False) or tracebacks_wanted():
-            import traceback
-
             traceback.print_exc()
         print(f"error: {one_line(describe(exc))} - check the path and its permissions, or choose another", file=sys.stderr)
         return 2
@@ -101,11 +99,9 @@ def make_parser() -> argparse.ArgumentParser:
     plugins.add_argument("--json", action="store_true", help="print JSON instead of text")
     plugins.set_defaults(handler=cmd_plugins)
 
-    from stylekit.plugins.scaffold import KINDS, cmd_new_plugin
-
     new_plugin = sub.add_parser("new-plugin", help="write a plugin package (module, tests, pyproject) to start from")
     new_plugin.add_argument("name", help="the component's name, e.g. laplacian (package stylekit-laplacian)")
-    new_plugin.add_argument("--kind", required=True, action="append", metavar="|".join(KINDS), help="what the plugin adds; several: repeat it or list them (loss,scheduler)")
+    new_plugin.add_argument("--kind", required=True, action="append", metavar="|".join(SCAFFOLD_KINDS), help="what the plugin adds; several: repeat it or list them (loss,scheduler)")
     new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
     return parser
@@ -152,8 +148,6 @@ def flag_overrides(overrides, args):
 
 
 def overrides_from(args) -> dict:
-    from stylekit.recipe.overrides import Overrides, shell_word
-
     overrides = Overrides()
     q = shell_word  # flags are quoted in messages as they would be typed
     # Paths given on the command line are relative to the current directory, not the recipe.
@@ -170,8 +164,6 @@ def overrides_from(args) -> dict:
 def add_sets(overrides, texts: list[str]):
     """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
     relative to the current folder."""
-    from stylekit.recipe.overrides import parse_override, shell_word, with_cwd_paths
-
     for text in texts:
         key, value = parse_override(text)
         overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
@@ -179,8 +171,8 @@ def add_sets(overrides, texts: list[str]):
 
 
 def load(args):
-    from stylekit.plugins.registry import broken_warnings, load_registry
-    from stylekit.recipe.load import load_recipe
+    from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
+    from stylekit.recipe.load import load_recipe  # deferred: see the docstring
 
     registry = args.registry or load_registry()
     loaded = load_recipe(args.recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
@@ -190,27 +182,26 @@ def load(args):
 
 
 def cmd_run(args) -> int:
-    from stylekit.commands.run import dry_run, run_plan
+    from stylekit.commands.run import dry_run, run_plan  # deferred: see the docstring
 
     plan, _ = load(args)
     if args.dry_run:
         dry_run(plan)
         return 0
-    from stylekit.commands.progress import ProgressDisplay
+    from stylekit.commands.progress import ProgressDisplay  # deferred: see the docstring
 
     display = ProgressDisplay(sys.stderr, every=plan.recipe.run.progress_every, quiet=args.quiet)
     if not args.live:
         return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
-    from stylekit.commands.live import watch
+    from stylekit.commands.live import watch  # deferred: see the docstring
 
     with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
         return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
 
 
 def cmd_batch(args) -> int:
-    from stylekit.commands.batch import run_batch
-    from stylekit.recipe.overrides import Overrides
-    from stylekit.plugins.registry import load_registry
+    from stylekit.commands.batch import run_batch  # deferred: see the docstring
+    from stylekit.plugins.registry import load_registry  # deferred: see the docstring
 
     if not args.content and not args.pairs:
         raise UserError("stylekit batch: give --content (a folder, glob or file) or --pairs MANIFEST")
@@ -222,7 +213,7 @@ def cmd_batch(args) -> int:
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:
         return run()
-    from stylekit.commands.live import serve
+    from stylekit.commands.live import serve  # deferred: see the docstring
 
     port = args.live_port + int(os.environ.get("LOCAL_RANK", 0)) if args.live_port else 0  # one page per worker
     with serve(args.live_host, port) as live:
@@ -236,9 +227,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from stylekit.files.images import write_text_atomic
-    from stylekit.tools.json_schema import render
-    from stylekit.plugins.registry import load_registry
+    from stylekit.files.images import write_text_atomic  # deferred: see the docstring
+    from stylekit.tools.json_schema import render  # deferred: see the docstring
+    from stylekit.plugins.registry import load_registry  # deferred: see the docstring
 
     text = render(args.registry or load_registry())
     if args.output:
@@ -250,8 +241,8 @@ def cmd_schema(args) -> int:
 
 
 def cmd_plugins(args) -> int:
-    from stylekit.plugins.registry import load_registry, unmatched_lines
-    from stylekit.plugins.listing import listing, render_text
+    from stylekit.plugins.registry import load_registry, unmatched_lines  # deferred: see the docstring
+    from stylekit.plugins.listing import listing, render_text  # deferred: see the docstring
 
     registry = args.registry or load_registry()
     table = listing(registry)

@@ -39,6 +39,7 @@ import torch
 
 from stylekit.commands.live_http import IPv6Server, QuietServer, handler_for, is_ipv6, is_loopback
 from stylekit.errors import UserError
+from PIL import Image
 
 if TYPE_CHECKING:
     from stylekit.run.session import StepInfo
@@ -290,8 +291,6 @@ class RunCallback:
 
 
 def _jpeg(tensor: torch.Tensor) -> bytes:
-    from PIL import Image
-
     array = tensor.detach().to("cpu", torch.float32).squeeze(0).clamp(0, 1).mul(255).round().byte()
     buffer = io.BytesIO()
     Image.fromarray(array.permute(1, 2, 0).numpy()).save(buffer, "JPEG", quality=90)

@@ -36,6 +36,8 @@ from stylekit.files.report import plot_losses, strip
 from stylekit.run.estimate import pre_run_warnings
 from stylekit.run.failures import failure_message
 from stylekit.run.session import Result, RunDiverged, StepInfo, run_one
+import shlex
+from stylekit.run.estimate import estimate, human
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -237,8 +239,6 @@ def _left_behind(plan: Plan, keeper: checkpoints.Keeper, saved: list[Path], step
 def resume_command(plan: Plan, command: list[str] | None) -> str:
     """The same command line with --resume: the checkpoint is only for the same recipe,
     overrides and output."""
-    import shlex
-
     words = list(command) if command else ["run", plan.source]
     return "stylekit " + shlex.join(words + ([] if "--resume" in words else ["--resume"]))
 
@@ -294,8 +294,6 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
 
 def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
     """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
-    from stylekit.run.estimate import estimate, human
-
     stream = stream or sys.stdout
     estimates = []
     for index, stage in enumerate(plan.stages):

@@ -16,6 +16,8 @@ from stylekit.errors import UserError, one_line
 from stylekit.files.limits import DEFAULT_MAX_PIXELS
 from stylekit.files.reading import open_regular
 from stylekit.files.sizes import available_memory, human
+from stylekit.files.reading import NotRegularFile
+from PIL.PngImagePlugin import PngInfo
 
 
 #: What Pillow raises for a file that is not an image it can decode.
@@ -36,8 +38,6 @@ def open_rgb(path: str, spec=None, warn: bool = False) -> Image.Image:
     `spec` is the recipe's images section (background, max_pixels); None: the defaults.
     Decoded in full, so that a truncated file fails here, not mid-run. Only a regular file
     is opened (`stylekit.files.reading`): a FIFO or a device is refused, never waited on."""
-    from stylekit.files.reading import NotRegularFile
-
     if not os.path.exists(path):
         raise UserError(f"image file not found: {path}")
     if os.path.isdir(path):
@@ -208,8 +208,6 @@ def image_writer(img: Image.Image, path: str | Path, mark: str | None = None):
         return lambda handle: img.save(handle, format="JPEG", quality=95)
     info = None
     if mark is not None:
-        from PIL.PngImagePlugin import PngInfo
-
         info = PngInfo()
         info.add_text(MARK, mark)
     return lambda handle: img.save(handle, format="PNG", pnginfo=info)

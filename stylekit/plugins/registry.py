@@ -20,7 +20,7 @@ from stylekit.contract.components import KINDS, Component
 from stylekit.plugins import conformance
 from stylekit.errors import Problem, UserError, did_you_mean
 
-ENV_VAR = "STYLEKIT_PLUGINS"
+PLUGINS_ENV = "STYLEKIT_PLUGINS"
 BUILTIN_PACKAGE = "stylekit"
 
 
@@ -98,7 +98,7 @@ def selected_packages(env: dict[str, str] | None = None) -> set[str] | None:
 
 def selected_names(env: dict[str, str] | None = None) -> list[str] | None:
     """The package names in STYLEKIT_PLUGINS as written, or None when it allows all."""
-    value = (env if env is not None else os.environ).get(ENV_VAR)
+    value = (env if env is not None else os.environ).get(PLUGINS_ENV)
     if value is None or value.strip() == "":
         return None
     if value.strip().lower() == "none":
@@ -125,7 +125,7 @@ def broken_warnings(registry: Registry) -> list[str]:
 def unmatched_lines(registry: Registry) -> list[str]:
     """What to say of each name in STYLEKIT_PLUGINS that no installed plugin distribution has:
     a misspelt name would otherwise leave the plugin out without a word."""
-    return [f"{ENV_VAR} names '{name}', but no installed distribution provides stylekit plugins under that name"
+    return [f"{PLUGINS_ENV} names '{name}', but no installed distribution provides stylekit plugins under that name"
             f"{did_you_mean(name, registry.plugin_packages)}" for name in registry.unmatched]
 
 
@@ -173,7 +173,7 @@ def load_registry(env: dict[str, str] | None = None, extra: Iterable[tuple[Any, 
             plugins.append((ep.load(), info))
         except Exception as exc:  # a broken plugin must not take stylekit (or `stylekit plugins`) down
             broken.append(BrokenPlugin(info, f"failed to import ({type(exc).__name__}: {exc}) - reinstall or fix "
-                                             f"{package}, or leave it out with {ENV_VAR}=<the packages you want>"))
+                                             f"{package}, or leave it out with {PLUGINS_ENV}=<the packages you want>"))
     registry = build_registry([*plugins, *extra])
     registry.skipped_packages = skipped
     registry.broken = broken + registry.broken
@@ -228,7 +228,7 @@ def build_registry(plugins: Iterable[tuple[Any, PluginInfo]]) -> Registry:
             problems.append(Problem(
                 f"{kind} '{cls.name}' is registered twice: by plugin '{info.name}' of package '{info.package}' and by "
                 f"plugin '{existing.plugin.name}' of package '{existing.plugin.package}' - uninstall one of them or "
-                f"leave one out with {ENV_VAR}"))
+                f"leave one out with {PLUGINS_ENV}"))
             continue
         registry.components[kind][cls.name] = Registered(cls, info)
     if problems:

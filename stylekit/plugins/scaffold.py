@@ -21,7 +21,7 @@ from string import Template
 from stylekit.contract.hookspecs import HOOK_KINDS
 from stylekit.errors import UserError, did_you_mean, one_line
 
-KINDS = ("loss", "backbone", "optimizer", "scheduler")
+SCAFFOLD_KINDS = ("loss", "backbone", "optimizer", "scheduler")  # what `--kind` takes
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # How a recipe chooses a component of each kind, for the README.
@@ -55,9 +55,9 @@ def kinds_from(given: list[str] | str) -> list[str]:
     kinds = []
     for value in [given] if isinstance(given, str) else given:
         for kind in (part.strip() for part in value.split(",")):
-            if kind not in KINDS:
-                raise UserError(f"--kind: unknown kind '{kind}'{did_you_mean(kind, KINDS)} - choose from "
-                                f"{', '.join(KINDS)} (several: --kind loss,scheduler)")
+            if kind not in SCAFFOLD_KINDS:
+                raise UserError(f"--kind: unknown kind '{kind}'{did_you_mean(kind, SCAFFOLD_KINDS)} - choose from "
+                                f"{', '.join(SCAFFOLD_KINDS)} (several: --kind loss,scheduler)")
             if kind not in kinds:
                 kinds.append(kind)
     return kinds

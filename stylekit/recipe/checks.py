@@ -19,6 +19,7 @@ from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_pl
 from stylekit.files.reading import RECORD_LIMIT, read_bytes, regular_kind
 from stylekit.recipe.plan import MEMORY
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
+from stylekit.errors import UserError
 
 
 
@@ -154,8 +155,6 @@ def save_problems(path: Path, plan, record: bool) -> list[Problem]:
 def path_argument(value, argument: str) -> Path:
     """`value`, an argument of the Python API that names a file or folder, as a Path; a
     UserError naming `argument` when it cannot be one (not text or a path, a NUL in it)."""
-    from stylekit.errors import UserError
-
     if not isinstance(value, (str, os.PathLike)) or isinstance(os.fspath(value), bytes):
         raise UserError(Problem(f"must be a path (a str or a pathlib.Path), not {type(value).__name__}", field=argument))
     if "\0" in os.fspath(value):

@@ -12,6 +12,8 @@ from stylekit.errors import Problem
 from stylekit.files.images import output_size, style_size
 from stylekit.recipe.stage_fit import least_output_size
 from stylekit.recipe.schema import MAX_SIDE
+import torch
+from stylekit.recipe.devices import dtype_name
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -128,10 +130,6 @@ def weight_problems(parts, losses, dtype, at) -> list[Problem]:
     the slope reaches 1, and no run can use it. Below it, whether weight x value or weight
     x slope overflows depends on the term, the layers and the image, which nothing known
     before the run bounds; the loop's check finds that at the step it happens."""
-    import torch
-
-    from stylekit.recipe.devices import dtype_name
-
     largest = torch.finfo(dtype).max
     problems = []
     for loss in losses:

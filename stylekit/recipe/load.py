@@ -30,6 +30,9 @@ from stylekit.recipe.tomlpos import key_lines
 from stylekit.recipe.source import read_source, shortened_loc
 from stylekit.recipe.messages import (instead, locator, pydantic_problem, quoted_values, without_echoes,
                                       without_tried_branches)
+from stylekit.recipe.devices import resolve_device, resolve_precision
+from stylekit.files.images import open_rgb, rgb_of
+from stylekit.plugins.registry import PLUGINS_ENV, installed_distributions, normalize_package
 
 
 
@@ -141,8 +144,6 @@ def _stages(recipe: Recipe) -> tuple[Stage, ...]:
 
 
 def _device_and_precision(run, at, problems: list[Problem]):
-    from stylekit.recipe.devices import resolve_device, resolve_precision
-
     try:
         device = resolve_device(run.device)
     except UserError as exc:
@@ -259,8 +260,6 @@ def _open_images(images: ImagesSpec, memory: dict[str, Any], at, problems: list[
     """Decode every input image now, so that a file that cannot be read is reported before
     the run (a truncated JPEG passes a header check and fails only when decoded). Style
     images found in `decoded` are not decoded again."""
-    from stylekit.files.images import open_rgb, rgb_of
-
     before = len(problems)
 
     def read(loc: tuple, path: str, given=None):
@@ -307,8 +306,6 @@ def _decoded_key(path: str, images: ImagesSpec) -> tuple | None:
 
 
 def _missing_packages(requires: list[str], registry: Registry, at) -> list[Problem]:
-    from stylekit.plugins.registry import ENV_VAR, installed_distributions, normalize_package
-
     loaded = {normalize_package(p) for p in registry.packages()}
     skipped = {normalize_package(p) for p in registry.skipped_packages}
     broken = {normalize_package(b.plugin.package): b for b in registry.broken}
@@ -320,7 +317,7 @@ def _missing_packages(requires: list[str], registry: Registry, at) -> list[Probl
         if wanted in broken:
             problems.append(at(("requires", i), f"plugin package '{package}' is installed but broken: {broken[wanted].describe()}"))
         elif wanted in skipped:
-            problems.append(at(("requires", i), f"plugin package '{package}' is installed but {ENV_VAR} leaves it out - add it to {ENV_VAR}"))
+            problems.append(at(("requires", i), f"plugin package '{package}' is installed but {PLUGINS_ENV} leaves it out - add it to {PLUGINS_ENV}"))
         else:
             # A near-miss of an installed name is a typo: suggesting `pip install` of it would
             # invite installing whatever squats on the misspelt name.

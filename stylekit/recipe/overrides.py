@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from stylekit.errors import Problem, UserError
 from stylekit.recipe.tomlpos import dotted
+from stylekit.recipe.nesting import TOO_DEEP, deepest_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -49,7 +50,7 @@ def shell_word(text: str) -> str:
 
 
 @dataclass(frozen=True)
-class Origin:
+class OverrideSource:
     """Where overrides are given, for messages: how one is named from the text the user wrote
     (`--set run.steps=0`, `overrides['run.steps']`), and how a malformed key is written right."""
 
@@ -57,8 +58,8 @@ class Origin:
     how: str
 
 
-COMMAND_LINE = Origin(lambda text: f"--set {shell_word(text)}", f"write KEY=VALUE, {EXAMPLE}")
-PYTHON = Origin(lambda key: f"overrides[{key!r}]",
+COMMAND_LINE = OverrideSource(lambda text: f"--set {shell_word(text)}", f"write KEY=VALUE, {EXAMPLE}")
+PYTHON = OverrideSource(lambda key: f"overrides[{key!r}]",
                 "write a dotted key, e.g. {'optimizer.params.lr': 0.5} or {'loss[0].weight': 2}")
 
 
@@ -91,7 +92,7 @@ class Overrides(dict):
         return None
 
 
-def parse_key(key: str, text: str, origin: Origin = COMMAND_LINE) -> tuple:
+def parse_key(key: str, text: str, origin: OverrideSource = COMMAND_LINE) -> tuple:
     """'loss[0].params.lr' -> ('loss', 0, 'params', 'lr'); a UserError naming `text` (what
     the user wrote, where `origin` says) if malformed."""
     def bad(why: str) -> UserError:
@@ -124,8 +125,6 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     and a value that is not TOML (a bare word) is taken as a string."""
     if "=" not in text:
         raise UserError(Problem(f"{COMMAND_LINE.name(text)}: {COMMAND_LINE.how}"))
-    from stylekit.recipe.nesting import TOO_DEEP, deepest_path
-
     key, value = text.split("=", 1)
     path = parse_key(key, text)
     try:

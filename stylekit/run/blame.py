@@ -26,7 +26,7 @@ from stylekit.run.engine import Loop
 from stylekit.run.failures import is_resource_failure
 
 @dataclass(frozen=True)
-class Origin:
+class Culprit:
     """A component of a run, as the user knows it: what it is and where the recipe says so."""
 
     kind: str  # backbone, loss, optimizer, scheduler
@@ -38,7 +38,7 @@ class Origin:
         return f"{self.kind} '{self.name}' of package '{self.package}'"
 
 
-def _origin_of(owner, plan, terms) -> Origin | None:
+def _culprit_of(owner, plan, terms) -> Culprit | None:
     """The component of `plan` that `owner` (a frame's `self`) is, or belongs to."""
     if isinstance(owner, LossTerm):
         # The same class may serve two entries: the built term says which; before the
@@ -46,10 +46,10 @@ def _origin_of(owner, plan, terms) -> Origin | None:
         for index, term in enumerate(terms):
             if term is owner:
                 loss = plan.losses[index]
-                return Origin("loss", loss.choice.name, loss.choice.package, loss.entry)
+                return Culprit("loss", loss.choice.name, loss.choice.package, loss.entry)
         for loss in plan.losses:
             if isinstance(owner, loss.choice.cls):
-                return Origin("loss", loss.choice.name, loss.choice.package, loss.entry)
+                return Culprit("loss", loss.choice.name, loss.choice.package, loss.entry)
         return None
     for kind, base, built in (("backbone", Backbone, ()), ("optimizer", Optimizer, (torch.optim.Optimizer,)),
                               ("scheduler", Scheduler, (torch.optim.lr_scheduler.LRScheduler,))):
@@ -57,11 +57,11 @@ def _origin_of(owner, plan, terms) -> Origin | None:
         # part of the plugin's code as much as `build` is.
         if isinstance(owner, (base, *built)):
             choice = getattr(plan, kind)
-            return Origin(kind, choice.name, choice.package, kind)
+            return Culprit(kind, choice.name, choice.package, kind)
     return None
 
 
-def blame(exc: BaseException, plan, terms=()) -> tuple[Origin, str, object | None] | None:
+def blame(exc: BaseException, plan, terms=()) -> tuple[Culprit, str, object | None] | None:
     """(component, method it was running, the engine's loop state when the loop was running)
     for an exception raised in a component's code; None when no frame of the traceback
     belongs to a component of `plan` (then it is stylekit's bug). `terms`: the built loss
@@ -70,7 +70,7 @@ def blame(exc: BaseException, plan, terms=()) -> tuple[Origin, str, object | Non
     loop = next((value for frame in frames for value in frame.f_locals.values() if isinstance(value, Loop)), None)
     for frame in reversed(frames):
         owner = frame.f_locals.get("self")
-        found = _origin_of(owner, plan, terms) if owner is not None else None
+        found = _culprit_of(owner, plan, terms) if owner is not None else None
         if found is not None:
             return found, frame.f_code.co_name, loop
     return None

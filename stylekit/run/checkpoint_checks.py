@@ -20,6 +20,7 @@ import torch
 
 from stylekit.files.images import output_size
 from stylekit.recipe.plan import Plan
+from stylekit.run.build import build_optimizer, build_scheduler
 
 #: The stand-in image the reference states are made over: its number of elements (105)
 #: is what marks a tensor "the size of the image" in them.
@@ -248,8 +249,6 @@ def _kind(value) -> str:
 
 def _stand_in(plan: Plan, stage):
     """(component, torch optimizer, scheduler) of `plan` over the stand-in image."""
-    from stylekit.run.build import build_optimizer, build_scheduler
-
     # No random numbers: the run's random state must stay as the checkpoint restores it.
     image = torch.linspace(0, 1, STAND_IN_SIZE).view(STAND_IN).requires_grad_(True)
     component = build_optimizer(plan)

@@ -21,6 +21,7 @@ from stylekit.files.images import write_bytes_atomic
 from stylekit.files.outputs import checkpoint_path, describe, free_space
 from stylekit.recipe.plan import Plan
 from stylekit.recipe.tomlpos import dotted
+from stylekit.run.checkpoint_checks import problem_with
 
 FORMAT = 1
 
@@ -117,8 +118,6 @@ class Keeper:
 
 def load(path: Path, plan: Plan) -> dict:
     """The checkpoint at `path`, checked against `plan`; a UserError says what is wrong."""
-    from stylekit.run.checkpoint_checks import problem_with
-
     if not path.is_file():
         raise UserError(Problem(f"no checkpoint to resume from at {path} - run without --resume to start "
                                 "(a run keeps one when interrupted, or every output.checkpoint_every steps)", file=plan.source))

@@ -23,6 +23,8 @@ from stylekit.recipe.devices import dtype_name
 from stylekit.recipe.plan import Plan
 from stylekit.run.build import StageImages
 from stylekit.run.engine import Diverged
+from stylekit.recipe.checks import path_argument, save_problems
+from stylekit.files.outputs import write_result
 
 
 @dataclass
@@ -73,9 +75,6 @@ class Result:
         output.record). Refuses, as `stylekit run` does, a path that would overwrite an input
         image, a .json that is not a run record or is the record of another image (x.json
         of an x.png, when saving x.jpg), a folder, or a format it does not write."""
-        from stylekit.recipe.checks import path_argument, save_problems
-        from stylekit.files.outputs import write_result
-
         path = path_argument(path, "Result.save path") if path is not None else self.plan.output
         if record is not None and not isinstance(record, bool):
             raise UserError(Problem(f"must be True, False or None, not {type(record).__name__}", field="Result.save record"))

@@ -22,6 +22,7 @@ from stylekit.recipe.plan import Plan
 from stylekit.run.build import Reuse
 from stylekit.run.result import Result, RunDiverged, StepInfo
 from stylekit.run.stages import run_plans
+from stylekit.files.images import UNREADABLE, open_rgb, unreadable
 
 
 def run_one(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
@@ -60,8 +61,6 @@ def as_pil(image, what: str = "image") -> Image.Image:
     [0, 1], as a PIL image: RGB, but for a PIL image, which the recipe converts as it does a
     file's pixels (16-bit scaled, transparency on images.background). Tensors go through the
     same 8 bits as a saved file would. `what` names the argument in messages ("content")."""
-    from stylekit.files.images import UNREADABLE, open_rgb, unreadable
-
     def bad(message: str) -> UserError:
         return UserError(Problem(message, field=what))
 
