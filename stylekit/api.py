@@ -25,7 +25,7 @@ from stylekit.run.session import run_one
 from stylekit.plugins.registry import load_registry, warn_broken
 from stylekit.recipe.load import load_recipe
 from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
-from stylekit.recipe.checks import path_argument
+from stylekit.recipe.output_checks import path_argument
 from stylekit.run import checkpoints
 from stylekit.recipe.plan import MEMORY
 from stylekit.files.outputs import checkpoint_output

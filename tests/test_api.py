@@ -202,7 +202,7 @@ def test_validate_and_run_agree_on_a_truncated_image(stylekit_recipe):
 
 def test_validate_and_run_agree_on_an_output_folder_that_cannot_be_written(stylekit_recipe, monkeypatch):
     """Root writes anywhere, so the read-only folder is simulated where the check asks."""
-    from stylekit.recipe import checks
+    from stylekit.recipe import output_checks as checks
 
     real = checks.tempfile.TemporaryFile
     locked = stylekit_recipe.parent / "locked"

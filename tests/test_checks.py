@@ -1,4 +1,4 @@
-"""Load-time checks (stylekit/recipe/checks.py), the --set parser (stylekit/recipe/overrides.py) and the
+"""Load-time checks (stylekit/recipe/input_checks.py, output_checks.py), the --set parser (stylekit/recipe/overrides.py) and the
 resource messages (stylekit/run/failures.py and stylekit/run/estimate.py), beyond what the corpus shows case by case."""
 
 import json
@@ -9,7 +9,7 @@ import torch
 
 from stylekit.run import estimate, failures
 from stylekit.builtins.vgg19 import VGG19
-from stylekit.recipe.checks import is_run_record
+from stylekit.recipe.output_checks import is_run_record
 from stylekit.errors import Problem, UserError
 from stylekit.recipe.overrides import apply_override, parse_key, parse_override, with_cwd_paths
 from stylekit.testing import run_cli

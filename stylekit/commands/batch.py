@@ -26,7 +26,7 @@ from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size
 from stylekit.files.outputs import describe, write_image_and_record
 from stylekit.plugins.registry import BrokenPluginWarning, broken_warnings
-from stylekit.recipe.checks import writable_folder
+from stylekit.recipe.output_checks import writable_folder
 from stylekit.recipe.load import load_recipe
 from stylekit.recipe.overrides import Overrides
 from stylekit.run import session

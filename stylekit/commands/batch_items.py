@@ -21,7 +21,7 @@ from pathlib import Path
 
 from stylekit.errors import Problem, UserError
 from stylekit.files.reading import MANIFEST_LIMIT, FileTooLarge, NotRegularFile, read_bytes, regular_kind
-from stylekit.recipe.checks import is_stylekit_output, name_length_problem
+from stylekit.recipe.output_checks import is_stylekit_output, name_length_problem
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 

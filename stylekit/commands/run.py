@@ -24,7 +24,7 @@ import torch
 
 from stylekit import __version__
 from stylekit.run import checkpoints
-from stylekit.recipe.checks import path_problems
+from stylekit.recipe.output_checks import path_problems
 from stylekit.recipe.devices import dtype_name
 from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size, save_atomic, to_image

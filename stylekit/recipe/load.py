@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from stylekit.contract.components import Backbone
-from stylekit.recipe import checks, input_checks, nesting
+from stylekit.recipe import input_checks, nesting, output_checks
 from stylekit.errors import Problem, UserError, did_you_mean
 from stylekit.recipe.overrides import apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
@@ -49,7 +49,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     Relative paths are resolved against `base` (default: the recipe file's folder, or the
     current folder for a recipe given as text or a dict). `decoded`: style images decoded
     by earlier loads (a batch's `Reuse.style_images`), taken from and added to. `beside`:
-    also check the files `stylekit run` keeps beside the output (`checks.beside_problems`).
+    also check the files `stylekit run` keeps beside the output (`output_checks.beside_problems`).
     """
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
@@ -89,7 +89,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         inputs = _open_images(parts.images, memory, at, problems, decoded)
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
-        problems += checks.output_problems(parts, at, beside)
+        problems += output_checks.output_problems(parts, at, beside)
 
     backbone = None
     if parts.backbone is not None:

@@ -23,7 +23,7 @@ from stylekit.recipe.devices import dtype_name
 from stylekit.recipe.plan import Plan
 from stylekit.run.build import StageImages
 from stylekit.run.engine import Diverged
-from stylekit.recipe.checks import path_argument, save_problems
+from stylekit.recipe.output_checks import path_argument, save_problems
 from stylekit.files.outputs import write_result
 
 
