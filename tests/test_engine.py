@@ -272,10 +272,21 @@ def test_an_infinite_step_is_not_hidden_by_the_clamp(stylekit_recipe):
     registry = tiny_registry(STEEP_REGISTRY)
     status, _, err = run_cli("run", str(steep_recipe(stylekit_recipe)), registry=registry)
     assert status == 3 and "Traceback" not in err
-    assert "the run diverged: the image went non-finite (NaN or infinity) at step 1 of 5" in err
+    assert "the run diverged: the image went non-finite or was stepped far past [0, 1] at step 1 of 5" in err
     out = stylekit_recipe.parent / "out"
     assert not (out / "result.png").exists()
     assert json.loads((out / "result.diverged.json").read_text())["non_finite"] == ["image"]
+
+
+def test_a_finite_step_far_past_the_image_is_a_divergence_too(stylekit_recipe):
+    """With a weight of 1e30 the steep term's gradient stays finite and so does SGD's step,
+    about 1e30: clamping made it a 0/255 image written with exit 0 (found trying issue 19's
+    weight of 1e38 with SGD). A step a million times the image's range is a blow-up."""
+    registry = tiny_registry(STEEP_REGISTRY)
+    status, _, err = run_cli("run", str(steep_recipe(stylekit_recipe, "1e30")), registry=registry)
+    assert status == 3 and "Traceback" not in err
+    assert "the image went non-finite or was stepped far past [0, 1] at step 1 of 5" in err
+    assert not (stylekit_recipe.parent / "out" / "result.png").exists()
 
 
 def test_an_infinite_step_between_two_checks_is_found_at_its_step_and_stops_its_image_alone(tmp_path):

@@ -20,6 +20,11 @@ from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, Objecti
 from stylekit.run.passes import Passes
 
 
+#: How far outside [0, 1] a pixel may be stepped before the clamp without the run counting
+#: as diverged: a million times the image's range is an optimizer that blew up, not a step.
+BLOWN_UP = 1e6
+
+
 def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
                    scheduler: Scheduler, options: LoopOptions, device: torch.device,
                    on_step: Callable[[int, Loop], bool] | None = None, resume: list[dict | None] | None = None,
@@ -82,8 +87,11 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
                 loop.scheduler.step()
             if options.clamp:
                 # Clamping would map an infinite step to 0 or 1, a finite image of noise whose
-                # losses are finite: note whether the step was, before the clamp hides it.
-                stepped[i].append(torch.isfinite(loop.image).all())
+                # losses are finite: note whether the step was, before the clamp hides it. A
+                # finite step far past the image's range hides the same blow-up (a weight of
+                # 1e38 under SGD steps by ~1e31): no optimizer that works moves a pixel of a
+                # [0, 1] image by BLOWN_UP, so that counts as not finite too (NaN fails < too).
+                stepped[i].append((loop.image.detach().abs() < BLOWN_UP).all())
                 with torch.no_grad():
                     loop.image.clamp_(0, 1)
             if loop.average is not None:

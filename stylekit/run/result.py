@@ -130,7 +130,8 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
     image = exc.last_finite
     if images.postprocess is not None:
         image = images.postprocess(image)
-    message = (f"the run diverged: {terms} went non-finite (NaN or infinity) at step {step} of {plan.total_steps} - "
+    what = "went non-finite (NaN or infinity)" if exc.labels else "went non-finite or was stepped far past [0, 1]"
+    message = (f"the run diverged: {terms} {what} at step {step} of {plan.total_steps} - "
                "lower the learning rate (optimizer.params.lr) or the loss weights")
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history + [r.tolist() for r in exc.rows]]
     record = run_record(plan, rows, "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
