@@ -6,6 +6,7 @@ of every step.
 
 from __future__ import annotations
 
+import io
 import math
 import platform
 import time
@@ -68,6 +69,21 @@ class Result:
     @property
     def image(self) -> Image.Image:
         return to_image(self.tensor)
+
+    def __repr__(self) -> str:
+        # The dataclass repr would print the whole tensor and history (kilobytes in a
+        # notebook cell); a line that says how the run ended is what the cell needs.
+        height, width = self.tensor.shape[-2:]
+        seconds = self.record.get("loop_seconds")
+        spent = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+        return (f"<Result {self.status}: {self.steps_done}/{self.record.get('steps', '?')} steps, "
+                f"{width}x{height}{spent}>")
+
+    def _repr_png_(self) -> bytes:
+        """The image as PNG bytes: a notebook shows a Result as its image."""
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG")
+        return buffer.getvalue()
 
     def save(self, path: str | Path | None = None, record: bool | None = None) -> Path:
         """Write the image (atomically) to `path`, default the recipe's output, and the run
