@@ -33,12 +33,22 @@ from stylekit.files.outputs import checkpoint_output
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
 
+#: The common settings that `load` and `stylize` take as keyword arguments, each the same
+#: as its override.
+SETTINGS = {"steps": ("run", "steps"), "width": ("output", "width"), "strength": ("strength",),
+            "seed": ("run", "seed"), "device": ("run", "device")}
+
+
 def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, content: ImageLike = None,
          style: ImageLike | Iterable[ImageLike] = None, registry: Registry | None = None,
-         base: str | Path | None = None, label: str | None = None) -> Plan:
+         base: str | Path | None = None, label: str | None = None, steps: int | None = None,
+         width: int | None = None, strength: float | None = None, seed: int | None = None,
+         device: str | None = None) -> Plan:
     """Load and check a recipe: a file path, a TOML text (a str with a line break or an
     `=`), or a dict of the same shape. `overrides` maps dotted keys to values
-    (`{"run.steps": 50, "optimizer.params.lr": 0.5}`). `content` and `style` give images
+    (`{"run.steps": 50, "optimizer.params.lr": 0.5}`). `steps`, `width`, `strength`, `seed`
+    and `device`, where given (not None), are the overrides run.steps, output.width,
+    strength, run.seed and run.device; giving one and its override too is an error. `content` and `style` give images
     in memory (or paths) in place of the recipe's; then the recipe may leave them out.
     Relative paths in the recipe are resolved against `base` (default: the recipe's
     folder; the current folder for a text or a dict). Raises `stylekit.UserError` listing
@@ -59,6 +69,7 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
             # "loss[1].weight" as on the command line, or "loss.1.weight"
             key = parse_key(re.sub(r"\.(\d+)(?=\.|\[|$)", r"[\1]", k), k, PYTHON) if isinstance(k, str) else tuple(k)
             keyed.add(key, v, PYTHON.name(k))
+    keyed = _with_settings(keyed, {"steps": steps, "width": width, "strength": strength, "seed": seed, "device": device})
     base = path_argument(base, "base") if base is not None else None
     if label is not None and not isinstance(label, str):
         raise UserError(Problem(f"must be a str (the recipe's name in messages), not {type(label).__name__}", field="label"))
@@ -77,6 +88,25 @@ def load(source: str | Path | dict, overrides: dict[str, Any] | None = None, *, 
     plan = load_recipe(source, registry, keyed, images=images, base=base, label=label)
     warn_broken(registry)  # as `stylekit run` prints them: a plugin the user expects may be missing
     return plan
+
+
+def _with_settings(keyed, given: dict[str, Any]):
+    """`keyed` plus the settings given as keyword arguments, each named in messages as the
+    argument (`steps=0`). One that an override sets too, or a table that holds it, is refused:
+    which of the two was meant cannot be told."""
+    given = {name: value for name, value in given.items() if value is not None}
+    if not given:
+        return keyed
+    combined = Overrides.of(keyed)
+    for name, value in given.items():
+        key = SETTINGS[name]
+        clash = next((k for k in keyed if k[:len(key)] == key or key[:len(k)] == k), None)
+        if clash is not None:
+            shown = keyed.flags.get(clash) or ".".join(map(str, clash))
+            raise UserError(Problem(f"{name}={value!r} and {shown} both set {'.'.join(key)} - give one of them",
+                                    field=name))
+        combined.add(key, value, f"{name}={value!r}")
+    return combined
 
 
 def _is_path(image: ImageLike) -> bool:
@@ -120,11 +150,14 @@ def _with_image_paths(keyed, content, styles: list, many: bool):
 
 def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: ImageLike | Iterable[ImageLike] = None,
             callback: Callable[[StepInfo], None] | None = None, *, overrides: dict[str, Any] | None = None,
-            checkpoint: str | Path | None = None, resume: bool = False, registry: Registry | None = None) -> Result:
+            checkpoint: str | Path | None = None, resume: bool = False, registry: Registry | None = None,
+            steps: int | None = None, width: int | None = None, strength: float | None = None,
+            seed: int | None = None, device: str | None = None) -> Result:
     """Stylize and return the `Result`; writes nothing unless `checkpoint` is given.
 
     `recipe` is a plan from `load`, or anything `load` takes. `content` / `style` replace
-    its images. `callback(info)` runs after every step; `info.stop()` ends the run there.
+    its images. `steps`, `width`, `strength`, `seed` and `device` are as `load`'s, applied
+    to the plan as its overrides would be. `callback(info)` runs after every step; `info.stop()` ends the run there.
     With `checkpoint` (a file path), the run's state is kept there every
     `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
     Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
@@ -135,9 +168,10 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
         raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
     if path is not None:
         _check_checkpoint_path(path, resume)
+    settings = {"steps": steps, "width": width, "strength": strength, "seed": seed, "device": device}
     if isinstance(recipe, Plan):
         plan = recipe
-        if content is not None or style is not None or overrides:
+        if content is not None or style is not None or overrides or any(v is not None for v in settings.values()):
             # A plan's paths are resolved already: against the current folder they stay as they
             # are, and files stay files (so that Result.save knows them as inputs); only
             # images that were given in memory are handed over again.
@@ -147,9 +181,9 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
             if style is None and MEMORY in spec.style:
                 style = list(plan.images.styles)
             plan = load(plan.raw, overrides, content=content, style=style, registry=registry or plan.registry,
-                        base=Path.cwd(), label=plan.source)
+                        base=Path.cwd(), label=plan.source, **settings)
     else:
-        plan = load(recipe, overrides, content=content, style=style, registry=registry)
+        plan = load(recipe, overrides, content=content, style=style, registry=registry, **settings)
     state = checkpoints.load(path, plan) if resume else None
     return run_one(plan, callback=callback, checkpoint=path, resume=state)
 

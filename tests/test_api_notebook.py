@@ -3,6 +3,9 @@ arguments, a callback that raises KeyboardInterrupt, and a run stopped in an ear
 
 import io
 
+import pytest
+import torch
+
 from PIL import Image
 
 import stylekit
@@ -18,3 +21,35 @@ def test_a_result_shows_as_one_line_and_as_its_image(stylekit_recipe):
     png = result._repr_png_()
     assert png.startswith(b"\x89PNG")
     assert Image.open(io.BytesIO(png)).tobytes() == result.image.tobytes()
+
+
+SETTINGS = [("steps", "run.steps", 2), ("width", "output.width", 40), ("strength", "strength", 0.5),
+            ("seed", "run.seed", 7), ("device", "run.device", "cpu")]
+
+
+@pytest.mark.parametrize("name, key, value", SETTINGS)
+def test_each_keyword_setting_is_its_override(stylekit_recipe, name, key, value):
+    by_keyword = stylekit.load(stylekit_recipe, registry=tiny_registry(), **{name: value})
+    by_override = stylekit.load(stylekit_recipe, {key: value}, registry=tiny_registry())
+    assert by_keyword.recipe == by_override.recipe and by_keyword.raw == by_override.raw
+    assert by_keyword.recipe != stylekit.load(stylekit_recipe, registry=tiny_registry()).recipe or name == "device"
+
+
+def test_stylize_takes_the_settings_for_a_plan_as_its_overrides(stylekit_recipe):
+    plan = stylekit.load(stylekit_recipe, registry=tiny_registry())
+    by_keyword = stylekit.stylize(plan, steps=2, width=40, seed=3, strength=2.0)
+    by_override = stylekit.stylize(plan, overrides={"run.steps": 2, "output.width": 40, "run.seed": 3, "strength": 2.0})
+    assert by_keyword.steps_done == 2 and by_keyword.image.width == 40
+    assert torch.equal(by_keyword.tensor, by_override.tensor)
+    assert by_keyword.record["recipe"] == by_override.record["recipe"]
+
+
+def test_a_setting_given_twice_is_refused_and_an_unknown_one_is_a_type_error(stylekit_recipe):
+    with pytest.raises(stylekit.UserError, match=r"^steps: steps=2 and overrides\['run.steps'\] both set run.steps"):
+        stylekit.load(stylekit_recipe, {"run.steps": 3}, steps=2, registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=r"both set run.seed - give one of them"):  # a table that holds it
+        stylekit.stylize(stylekit_recipe, overrides={"run": {"seed": 1}}, seed=2, registry=tiny_registry())
+    with pytest.raises(TypeError, match="stepz"):
+        stylekit.load(stylekit_recipe, stepz=2, registry=tiny_registry())
+    with pytest.raises(TypeError, match="stepz"):
+        stylekit.stylize(stylekit_recipe, stepz=2, registry=tiny_registry())
