@@ -2,6 +2,7 @@
 arguments, a callback that raises KeyboardInterrupt, and a run stopped in an early stage."""
 
 import io
+import signal
 
 import pytest
 import torch
@@ -53,3 +54,20 @@ def test_a_setting_given_twice_is_refused_and_an_unknown_one_is_a_type_error(sty
         stylekit.load(stylekit_recipe, stepz=2, registry=tiny_registry())
     with pytest.raises(TypeError, match="stepz"):
         stylekit.stylize(stylekit_recipe, stepz=2, registry=tiny_registry())
+
+
+def test_a_callback_that_raises_keyboard_interrupt_ends_the_run_as_ctrl_c_does(stylekit_recipe, tmp_path):
+    plan = stylekit.load(stylekit_recipe, {"run.steps": 5, "run.seed": 1}, registry=tiny_registry())
+    checkpoint = tmp_path / "run.checkpoint.pt"
+
+    def interrupt(info):
+        if info.step == 3:
+            raise KeyboardInterrupt
+
+    result = stylekit.stylize(plan, callback=interrupt, checkpoint=checkpoint)
+    stopped = stylekit.stylize(plan, callback=lambda info: info.step == 3 and info.stop())
+    assert result.status == "interrupted" and result.record["status"] == "interrupted" and result.steps_done == 3
+    assert result.signal == signal.SIGINT
+    assert torch.equal(result.tensor, stopped.tensor)  # the image of the step that finished
+    assert checkpoint.is_file()
+    assert stylekit.stylize(plan, checkpoint=checkpoint, resume=True).steps_done == 5

@@ -7,6 +7,7 @@ image's run alone.
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Callable
@@ -74,7 +75,16 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
             plan, images, history = plans[i], inputs[i], histories[i]
             step = stage_offset + loop.step
             if callbacks[i] is not None:
-                callbacks[i](step_info(plan, stage_index, step, seconds + time.perf_counter() - began, loop, images, stop))
+                try:
+                    callbacks[i](step_info(plan, stage_index, step, seconds + time.perf_counter() - began, loop, images, stop))
+                except KeyboardInterrupt:
+                    # A notebook's callback that raises it (or Ctrl-C off the main thread, which
+                    # arrives as it) means what a first Ctrl-C means: end the run with the image
+                    # of this finished step and keep the checkpoint. A second Ctrl-C, raised by
+                    # the handler after the first, still ends the run at once.
+                    if stop.requested and stop.signal is not None:
+                        raise
+                    stop.request(signal.SIGINT)
             due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
