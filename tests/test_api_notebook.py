@@ -2,6 +2,7 @@
 arguments, a callback that raises KeyboardInterrupt, and a run stopped in an early stage."""
 
 import io
+import json
 import signal
 
 import pytest
@@ -10,7 +11,7 @@ import torch
 from PIL import Image
 
 import stylekit
-from stylekit.testing import tiny_registry
+from stylekit.testing import TINY_LOSSES, tiny_registry, write_recipe
 
 
 def test_a_result_shows_as_one_line_and_as_its_image(stylekit_recipe):
@@ -71,3 +72,17 @@ def test_a_callback_that_raises_keyboard_interrupt_ends_the_run_as_ctrl_c_does(s
     assert torch.equal(result.tensor, stopped.tensor)  # the image of the step that finished
     assert checkpoint.is_file()
     assert stylekit.stylize(plan, checkpoint=checkpoint, resume=True).steps_done == 5
+
+
+def test_a_run_stopped_in_an_early_stage_says_which_stage_its_image_is_from(tmp_path):
+    recipe = write_recipe(tmp_path, TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 2\n")
+    plan = stylekit.load(recipe, registry=tiny_registry())
+    early = stylekit.stylize(plan, callback=lambda info: info.step == 2 and info.stop())
+    assert (early.stage, early.stages, early.image.size) == (1, 2, (32, 24))
+    assert early.record["stage"] == 1 and early.record["stages"] == 2 and early.record["size"] == [24, 32]
+    assert "32x24 (stage 1 of 2)" in repr(early)
+    saved = json.loads(early.save(tmp_path / "early.png").with_suffix(".json").read_text())
+    assert saved["stage"] == 1 and saved["stages"] == 2
+    done = stylekit.stylize(plan)
+    assert (done.stage, done.record["stage"], done.record["stages"], done.image.size) == (2, 2, 2, (64, 48))
+    assert "stage" not in repr(done)

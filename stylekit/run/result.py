@@ -65,6 +65,10 @@ class Result:
     steps_done: int
     signal: int | None = None  # the signal that interrupted the run
     plan: Plan | None = field(default=None, repr=False)
+    # 1-based: the stage the image is from. A run stopped before its last stage returns that
+    # stage's image, at that stage's (smaller) size, not the recipe's output size.
+    stage: int = 1
+    stages: int = 1
 
     @property
     def image(self) -> Image.Image:
@@ -76,8 +80,9 @@ class Result:
         height, width = self.tensor.shape[-2:]
         seconds = self.record.get("loop_seconds")
         spent = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
+        at = f" (stage {self.stage} of {self.stages})" if self.stage < self.stages else ""
         return (f"<Result {self.status}: {self.steps_done}/{self.record.get('steps', '?')} steps, "
-                f"{width}x{height}{spent}>")
+                f"{width}x{height}{at}{spent}>")
 
     def _repr_png_(self) -> bytes:
         """The image as PNG bytes: a notebook shows a Result as its image."""
@@ -115,12 +120,14 @@ def labels_of(plan: Plan) -> list[str]:
 
 
 def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: list[list[float]], status: str,
-                steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None) -> Result:
-    """The result of a run that ended with `image` in the stage `images` belong to."""
+                steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None,
+                stage: int = 1) -> Result:
+    """The result of a run that ended with `image` in the stage `images` belong to, the
+    `stage`-th (1-based) of the plan's."""
     tensor = quantized(images.postprocess(image) if images.postprocess else image)
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
-    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor)
-    return Result(tensor, rows, record, status, steps_done, signum, plan)
+    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor, stage)
+    return Result(tensor, rows, record, status, steps_done, signum, plan, stage, len(plan.stages))
 
 
 def quantized(image: torch.Tensor) -> torch.Tensor:
@@ -156,7 +163,7 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
 
 
 def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, seconds: float, setup: float,
-               started: float, image: torch.Tensor) -> dict:
+               started: float, image: torch.Tensor, stage: int | None = None) -> dict:
     device = plan.device
     return _strict({
         "status": status,
@@ -171,6 +178,8 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or platform.machine(),
         "precision": dtype_name(plan.dtype),
         "size": list(image.shape[-2:]),
+        # The stage the image is from (1-based) and of how many: "size" is that stage's.
+        **({"stage": stage, "stages": len(plan.stages)} if stage is not None else {}),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "setup_seconds": setup,
         "loop_seconds": seconds,

@@ -51,12 +51,14 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     seconds, setup = (resume.get("seconds", 0.0) if resume else 0.0), 0.0
     outcomes: list[LoopResult | RunDiverged | None] = [None] * len(plans)  # per plan: its latest stage's
     inputs: list[StageImages | None] = [None] * len(plans)
+    stage_of: list[int] = [first_stage] * len(plans)  # per plan: the index of the stage its inputs are
     for index in range(first_stage, len(plan.stages)):
         going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, RunDiverged)]
         if not going:  # every image of the group diverged
             break
         for i in going:
             inputs[i] = stage_images(plans[i], plans[i].stages[index], outcomes[i].image if outcomes[i] is not None else None)
+            stage_of[i] = index
         try:
             objectives = [build_objective(plans[i], backbone, inputs[i], reuse) for i in going]
         except UserError as exc:
@@ -117,7 +119,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
         status = "interrupted" if stop.signal is not None else "stopped"
     return [outcome if isinstance(outcome, RunDiverged) else
             make_result(plans[i], inputs[i], outcome.image, histories[i], status, offset, seconds, setup, started,
-                        stop.signal)
+                        stop.signal, stage_of[i] + 1)
             for i, outcome in enumerate(outcomes)]
 
 
