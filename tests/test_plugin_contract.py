@@ -804,3 +804,52 @@ def test_plugins_written_against_the_old_import_paths_keep_working_with_a_warnin
     assert "stylekit.components moved to stylekit.contract" in str(caught[0].message)
     with pytest.raises(ImportError):
         from stylekit.sequential import LossTerm  # noqa: F401  (never lived there)
+
+
+class Unreduced:
+    """A plugin whose loss term forgets to reduce: `forward` returns a shape (1,) tensor."""
+
+    @hookimpl
+    def register_losses(self, register):
+        class UnreducedTerm(LossTerm):
+            name = "unreduced"
+            reads_features = False
+
+            def forward(self, features, image):
+                return image.mean().view(1)
+
+        register(UnreducedTerm)
+
+
+UNREDUCED = [(Unreduced(), PluginInfo("unreduced", "stylekit-unreduced", "1.0"))]
+
+
+def test_a_term_value_that_is_not_a_scalar_is_named_at_its_entry(tmp_path, monkeypatch):
+    """A (1,)-shaped value failed in torch.stack: 'stack expects each tensor to be equal
+    size', a traceback naming no plugin, exit 1 (issue 22). The first evaluation checks each
+    term's value against the contract and names the term's package, entry and step."""
+    monkeypatch.delenv("STYLEKIT_TRACEBACK", raising=False)
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "unreduced"\n')
+    status, _, err = run_cli("run", str(recipe), "--steps", "2", registry=tiny_registry(UNREDUCED))
+    assert status == 3 and "Traceback" not in err, err
+    line = recipe.read_text().splitlines().index('name = "unreduced"')
+    assert err.strip().splitlines()[-1] == (
+        f"error: {recipe}:{line}: loss[3]: loss 'unreduced' of package 'stylekit-unreduced' broke the contract at "
+        "step 1: forward() returned a torch.float32 tensor of shape (1,), where the contract wants the term's "
+        "unweighted value as a 0-dim float tensor (reduce it, e.g. with .sum() or .mean()) - a bug in "
+        "stylekit-unreduced")
+    assert not (tmp_path / "out" / "result.png").exists()
+
+
+def test_a_term_value_that_is_not_a_scalar_is_named_in_a_stacked_group_too():
+    """Stacked images call a term without `together` slice by slice: the same check there."""
+    from stylekit.run.engine import BadTermValue
+    from stylekit.run.together import _slice_by_slice
+
+    classes = []  # the class is made by the hook: register it to get it
+    Unreduced().register_losses(classes.append)
+    term = classes[0](classes[0].Params(), {})
+    values = _slice_by_slice([term, term])
+    with pytest.raises(BadTermValue, match=r"returned a torch.float32 tensor of shape \(1,\)") as caught:
+        values({}, torch.rand(2, 3, 4, 4))
+    assert caught.value.term is term
