@@ -806,22 +806,27 @@ def test_plugins_written_against_the_old_import_paths_keep_working_with_a_warnin
         from stylekit.sequential import LossTerm  # noqa: F401  (never lived there)
 
 
-class Unreduced:
-    """A plugin whose loss term forgets to reduce: `forward` returns a shape (1,) tensor."""
+def pixel_term_plugin(name: str, forward) -> list:
+    """An `extra` for tiny_registry: package stylekit-NAME with one pixel-space loss term
+    NAME whose forward is `forward(image)`."""
+    class Term(LossTerm):
+        reads_features = False
 
-    @hookimpl
-    def register_losses(self, register):
-        class UnreducedTerm(LossTerm):
-            name = "unreduced"
-            reads_features = False
+        def forward(self, features, image):
+            return forward(image)
 
-            def forward(self, features, image):
-                return image.mean().view(1)
+    Term.name = name
 
-        register(UnreducedTerm)
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register):
+            register(Term)
+
+    return [(Plugin(), PluginInfo(name, f"stylekit-{name}", "1.0"))]
 
 
-UNREDUCED = [(Unreduced(), PluginInfo("unreduced", "stylekit-unreduced", "1.0"))]
+#: A term that forgets to reduce: its forward returns a shape (1,) tensor.
+UNREDUCED = pixel_term_plugin("unreduced", lambda image: image.mean().view(1))
 
 
 def test_a_term_value_that_is_not_a_scalar_is_named_at_its_entry(tmp_path, monkeypatch):
@@ -847,9 +852,24 @@ def test_a_term_value_that_is_not_a_scalar_is_named_in_a_stacked_group_too():
     from stylekit.run.together import _slice_by_slice
 
     classes = []  # the class is made by the hook: register it to get it
-    Unreduced().register_losses(classes.append)
+    UNREDUCED[0][0].register_losses(classes.append)
     term = classes[0](classes[0].Params(), {})
     values = _slice_by_slice([term, term])
     with pytest.raises(BadTermValue, match=r"returned a torch.float32 tensor of shape \(1,\)") as caught:
         values({}, torch.rand(2, 3, 4, 4))
     assert caught.value.term is term
+
+
+def test_a_plugin_term_that_goes_non_finite_first_is_named_before_the_learning_rate(tmp_path):
+    """The advice was only 'lower the learning rate', sending a plugin's user to tune a run
+    that the plugin's own bug broke (issue 22): the term and its package come first."""
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "poisoned"\n')
+    # NaN from the first step, whatever the learning rate: the term's bug (a log of 0, say).
+    registry = tiny_registry(pixel_term_plugin("poisoned", lambda image: image.mean() * float("nan")))
+    status, _, err = run_cli("run", str(recipe), "--steps", "2", registry=registry)
+    assert status == 3 and "Traceback" not in err, err
+    assert ("the run diverged: poisoned (package stylekit-poisoned) went non-finite (NaN or infinity) at step 1 of 2 - "
+            "the term 'poisoned' of package 'stylekit-poisoned' produced it first: a bug there is likely (its author "
+            "may need to look at its forward()); if not, lower the learning rate (optimizer.params.lr) or the loss "
+            "weights") in err
+    assert not (tmp_path / "out" / "result.png").exists()
