@@ -73,3 +73,63 @@ def test_wrong_types_fail(validator):
     recipe = gatys()
     recipe["loss"][1]["params"]["normalization"] = "whc"
     assert [e.split(":")[0] for e in errors(validator, recipe)] == ["loss/1/params/normalization"]
+
+
+def test_layers_are_those_of_the_recipes_backbone(validator):
+    """`relu9_1` passed the schema: a loss's layers are now among the backbone's own
+    (issue 22), whether the recipe lists them or weights them in a table, and whether it
+    names vgg19 or leaves the default backbone implied."""
+    recipe = gatys()
+    recipe["loss"][0]["layers"] = ["relu9_1"]
+    assert [e.split(":")[0] for e in errors(validator, recipe)] == ["loss/0/layers"]
+    recipe = gatys()
+    recipe["loss"][1]["layers"]["relu9_1"] = 1
+    assert [e.split(":")[0] for e in errors(validator, recipe)] == ["loss/1/layers"]
+    recipe = gatys()
+    del recipe["backbone"]  # the default backbone, vgg19
+    recipe["loss"][0]["layers"] = ["relu9_1"]
+    assert [e.split(":")[0] for e in errors(validator, recipe)] == ["loss/0/layers"]
+    recipe["loss"][0]["layers"] = ["relu4_2"]
+    assert errors(validator, recipe) == []
+
+
+def test_layers_of_a_backbone_whose_params_may_name_them_are_left_to_the_loader():
+    """A backbone with an int param (a depth, say) may offer other layers than its defaults'
+    once a recipe sets it: the schema checks its layers only where its params are left out."""
+    from pydantic import Field
+
+    from stylekit.contract import Backbone, hookimpl
+    from stylekit.contract import Params as BaseParams
+    from stylekit.plugins.registry import PluginInfo
+    from stylekit.testing import tiny_registry
+    from stylekit.tools.json_schema import recipe_schema
+
+    class Deep(Backbone):
+        """Its layers are block1..blockN."""
+        name = "deep"
+
+        class Params(BaseParams):
+            depth: int = Field(2, description="blocks")
+
+        @classmethod
+        def layer_names_for(cls, params):
+            return tuple(f"block{i + 1}" for i in range(params.depth))
+
+        def __init__(self, params, weights):
+            super().__init__(params, weights)
+
+        def features(self, image, layers):
+            return {}
+
+    class Plugin:
+        @hookimpl
+        def register_backbones(self, register):
+            register(Deep)
+
+    schema = recipe_schema(tiny_registry([(Plugin(), PluginInfo("deep", "stylekit-deep", "1.0"))]))
+    check = jsonschema.Draft7Validator(schema)
+    recipe = {**gatys(), "backbone": {"name": "deep"}, "loss": [{"name": "gram", "layers": ["block3"]}]}
+    assert [e.split(":")[0] for e in errors(check, recipe)] == ["loss/0/layers"]
+    recipe["backbone"]["params"] = {"depth": 3}
+    assert errors(check, recipe) == []
+    assert schema["definitions"]["LayersOf_deep"]["enum"] == ["block1", "block2"]

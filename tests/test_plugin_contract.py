@@ -804,3 +804,72 @@ def test_plugins_written_against_the_old_import_paths_keep_working_with_a_warnin
     assert "stylekit.components moved to stylekit.contract" in str(caught[0].message)
     with pytest.raises(ImportError):
         from stylekit.sequential import LossTerm  # noqa: F401  (never lived there)
+
+
+def pixel_term_plugin(name: str, forward) -> list:
+    """An `extra` for tiny_registry: package stylekit-NAME with one pixel-space loss term
+    NAME whose forward is `forward(image)`."""
+    class Term(LossTerm):
+        reads_features = False
+
+        def forward(self, features, image):
+            return forward(image)
+
+    Term.name = name
+
+    class Plugin:
+        @hookimpl
+        def register_losses(self, register):
+            register(Term)
+
+    return [(Plugin(), PluginInfo(name, f"stylekit-{name}", "1.0"))]
+
+
+#: A term that forgets to reduce: its forward returns a shape (1,) tensor.
+UNREDUCED = pixel_term_plugin("unreduced", lambda image: image.mean().view(1))
+
+
+def test_a_term_value_that_is_not_a_scalar_is_named_at_its_entry(tmp_path, monkeypatch):
+    """A (1,)-shaped value failed in torch.stack: 'stack expects each tensor to be equal
+    size', a traceback naming no plugin, exit 1 (issue 22). The first evaluation checks each
+    term's value against the contract and names the term's package, entry and step."""
+    monkeypatch.delenv("STYLEKIT_TRACEBACK", raising=False)
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "unreduced"\n')
+    status, _, err = run_cli("run", str(recipe), "--steps", "2", registry=tiny_registry(UNREDUCED))
+    assert status == 3 and "Traceback" not in err, err
+    line = recipe.read_text().splitlines().index('name = "unreduced"')
+    assert err.strip().splitlines()[-1] == (
+        f"error: {recipe}:{line}: loss[3]: loss 'unreduced' of package 'stylekit-unreduced' broke the contract at "
+        "step 1: forward() returned a torch.float32 tensor of shape (1,), where the contract wants the term's "
+        "unweighted value as a 0-dim float tensor (reduce it, e.g. with .sum() or .mean()) - a bug in "
+        "stylekit-unreduced")
+    assert not (tmp_path / "out" / "result.png").exists()
+
+
+def test_a_term_value_that_is_not_a_scalar_is_named_in_a_stacked_group_too():
+    """Stacked images call a term without `together` slice by slice: the same check there."""
+    from stylekit.run.engine import BadTermValue
+    from stylekit.run.together import _slice_by_slice
+
+    classes = []  # the class is made by the hook: register it to get it
+    UNREDUCED[0][0].register_losses(classes.append)
+    term = classes[0](classes[0].Params(), {})
+    values = _slice_by_slice([term, term])
+    with pytest.raises(BadTermValue, match=r"returned a torch.float32 tensor of shape \(1,\)") as caught:
+        values({}, torch.rand(2, 3, 4, 4))
+    assert caught.value.term is term
+
+
+def test_a_plugin_term_that_goes_non_finite_first_is_named_before_the_learning_rate(tmp_path):
+    """The advice was only 'lower the learning rate', sending a plugin's user to tune a run
+    that the plugin's own bug broke (issue 22): the term and its package come first."""
+    recipe = write_recipe(tmp_path, TINY_LOSSES + '\n[[loss]]\nname = "poisoned"\n')
+    # NaN from the first step, whatever the learning rate: the term's bug (a log of 0, say).
+    registry = tiny_registry(pixel_term_plugin("poisoned", lambda image: image.mean() * float("nan")))
+    status, _, err = run_cli("run", str(recipe), "--steps", "2", registry=registry)
+    assert status == 3 and "Traceback" not in err, err
+    assert ("the run diverged: poisoned (package stylekit-poisoned) went non-finite (NaN or infinity) at step 1 of 2 - "
+            "the term 'poisoned' of package 'stylekit-poisoned' produced it first: a bug there is likely (its author "
+            "may need to look at its forward()); if not, lower the learning rate (optimizer.params.lr) or the loss "
+            "weights") in err
+    assert not (tmp_path / "out" / "result.png").exists()

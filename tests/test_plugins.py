@@ -183,3 +183,20 @@ def test_params_rejected_by_a_plugin_component_name_package_and_component(instal
     status, _, err = run_cli("validate", str(recipe))
     assert status == 2
     assert "loss[0].params.target: Input should be less than or equal to 1 (got 2) (loss 'brightness' of package 'stylekit-brightness')" in err
+
+
+def test_plugins_command_lists_each_backbones_layers():
+    """The layer names a recipe may give (`relu4_2`, ...) were listed nowhere but the code
+    (issue 22): `stylekit plugins` lists them per backbone, from `layer_names_for` with the
+    default params (no weights loaded)."""
+    from stylekit.testing import tiny_registry
+
+    status, out, _ = run_cli("plugins", "--json", registry=tiny_registry())
+    assert status == 0
+    backbones = {c["name"]: c for p in json.loads(out) for c in p["components"] if c["kind"] == "backbone"}
+    assert backbones["vgg19"]["layers"][:3] == ["conv1_1", "relu1_1", "conv1_2"] and "relu4_2" in backbones["vgg19"]["layers"]
+    assert len(backbones["vgg19"]["layers"]) == 37  # 16 convolutions, each with its ReLU, and 5 poolings
+    status, text, _ = run_cli("plugins", registry=tiny_registry())
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if "layers (default params): conv1_1, relu1_1," in line)
+    assert "relu4_2," in " ".join(lines[start:start + 6]) and all(len(line) <= 100 for line in lines[start:start + 6])

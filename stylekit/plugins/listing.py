@@ -4,12 +4,25 @@ plugins that failed to load, with what went wrong."""
 
 from __future__ import annotations
 
+import textwrap
+
 from stylekit.plugins.fielddoc import field_rows, row_text
 from stylekit.plugins.registry import Registry
 
 
 def params_table(model) -> list[dict]:
     return field_rows(model)
+
+
+def offered_layers(cls) -> tuple[str, ...] | None:
+    """The layers a backbone class offers with its default params (`layer_names_for`, no
+    weights loaded): what a recipe that leaves the backbone's params alone may name. None
+    where that cannot be known so: a Params with a required field, or a class that fails
+    to answer (a plugin's bug, which a run reports; listing it must not fail)."""
+    try:
+        return tuple(cls.layer_names_for(cls.Params()))
+    except Exception:  # noqa: BLE001 - see above: whatever the plugin raised, the listing goes on
+        return None
 
 
 def listing(registry: Registry) -> list[dict]:
@@ -19,8 +32,12 @@ def listing(registry: Registry) -> list[dict]:
         for kind, named in registry.components.items():
             for name, entry in sorted(named.items()):
                 if entry.plugin == plugin:
-                    components.append({"kind": kind, "name": name, "summary": entry.cls.describe(),
-                                       "params": params_table(entry.cls.Params)})
+                    component = {"kind": kind, "name": name, "summary": entry.cls.describe(),
+                                 "params": params_table(entry.cls.Params)}
+                    if kind == "backbone":
+                        layers = offered_layers(entry.cls)
+                        component["layers"] = None if layers is None else list(layers)
+                    components.append(component)
         out.append({"plugin": plugin.name, "package": plugin.package, "version": plugin.version, "components": components})
     for broken in registry.broken:
         out.append({"plugin": broken.plugin.name, "package": broken.plugin.package, "version": broken.plugin.version,
@@ -49,4 +66,10 @@ def render_text(table: list[dict]) -> str:
                 lines.append(f"  {c['kind']:<9} {c['name']:<{width}} {c['summary']}")
             for p in c["params"]:
                 lines.append(f"  {'':<9} {'':<{width}}   {row_text(p)}")
+            if c.get("layers"):
+                indent = f"  {'':<9} {'':<{width}}   "
+                # A backbone offers dozens of layers: wrapped for a 100-column terminal.
+                lines += textwrap.wrap(f"layers (default params): {', '.join(c['layers'])}", 100,
+                                       initial_indent=indent, subsequent_indent=indent + "  ")
     return "\n".join(lines)
+

@@ -154,7 +154,8 @@ class LossSpec(Strict):
     name: str = Field(description="A registered loss term (`stylekit plugins` lists them).")
     weight: Weight = Field(1.0, description="The term's weight in the total loss (finite, not negative).")
     layers: list[str] | dict[str, Weight] | None = Field(
-        None, description="Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative).")
+        None, description="Layers the term reads: a list, or a table of layer -> per-layer weight (finite, not negative); "
+                          "`stylekit plugins` lists each backbone's layers.")
     layer_weights: list[Weight] | None = Field(
         None, description="Per-layer weights for a list of `layers`, in the same order (finite, not negative).")
     params: dict[str, Any] = Field({}, description="The loss term's own params, checked against its Params model.")

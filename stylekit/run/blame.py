@@ -22,7 +22,7 @@ import torch
 
 from stylekit.contract.components import Backbone, LossTerm, Optimizer, Scheduler
 from stylekit.errors import TRACEBACK_ENV, PluginError, Problem
-from stylekit.run.engine import Loop
+from stylekit.run.engine import BadTermValue, Loop
 from stylekit.run.failures import is_resource_failure
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ def blame(exc: BaseException, plan, terms=()) -> tuple[Culprit, str, object | No
     terms, in the recipe's order, when there are some."""
     frames = [frame for frame, _ in traceback.walk_tb(exc.__traceback__)]
     loop = next((value for frame in frames for value in frame.f_locals.values() if isinstance(value, Loop)), None)
+    if isinstance(exc, BadTermValue):  # found by stylekit's check, in its own frames: the term is named in it
+        found = _culprit_of(exc.term, plan, terms)
+        return (found, "forward", loop) if found is not None else None
     for frame in reversed(frames):
         owner = frame.f_locals.get("self")
         found = _culprit_of(owner, plan, terms) if owner is not None else None
@@ -89,13 +92,17 @@ def attributed(exc: BaseException, plan, steps_before: int, terms=()) -> PluginE
     where, method, loop = found
     when = f"at step {steps_before + loop.step + 1}" if loop is not None else f"before step {steps_before + 1}"
     first_line = (str(exc).strip().splitlines() or [""])[0]
-    message = (f"{where.describe()} raised {type(exc).__name__}{': ' + first_line if first_line else ''} "
-               f"in {method}() {when} - a bug in {where.package}, or params it does not handle; "
-               f"{TRACEBACK_ENV}=1 or --traceback shows the traceback")
+    if isinstance(exc, BadTermValue):  # nothing raised in the plugin: it broke the contract
+        message = f"{where.describe()} broke the contract {when}: {first_line} - a bug in {where.package}"
+    else:
+        message = (f"{where.describe()} raised {type(exc).__name__}{': ' + first_line if first_line else ''} "
+                   f"in {method}() {when} - a bug in {where.package}, or params it does not handle; "
+                   f"{TRACEBACK_ENV}=1 or --traceback shows the traceback")
     details = "".join(traceback.format_exception(exc))
     if plan.at is None:
         problem = Problem(message, file=plan.source, field=where.entry, details=details)
     else:  # at the recipe's line for the entry: `loss[1]` is the loc ("loss", 1)
         name, _, index = where.entry.partition("[")
         problem = dataclasses.replace(plan.at((name, int(index[:-1])) if index else (name,), message), details=details)
-    return PluginError(problem, exc, where.package, where.kind, where.name)
+    # `original`: None where stylekit's check found the fault (errors.PluginError).
+    return PluginError(problem, None if isinstance(exc, BadTermValue) else exc, where.package, where.kind, where.name)

@@ -45,11 +45,40 @@ class Objective:
     def labels(self) -> list[str]:
         return [wt.label for wt in self.terms]
 
-    def values(self, pixels: torch.Tensor) -> torch.Tensor:
+    def values(self, pixels: torch.Tensor, check: bool = False) -> torch.Tensor:
         """The weighted loss terms, stacked. Its own function so that the features dict is
-        released before the backward pass, and so that torch.compile sees the whole step."""
+        released before the backward pass, and so that torch.compile sees the whole step.
+        `check`: each term's value checked against the contract first, so that a term that
+        returns, say, a shape (1,) tensor is named rather than failing in `torch.stack`
+        unattributed; the first evaluation of a run does that, once (a compiled or recorded
+        step need not carry it)."""
         features = self.backbone.features(network_input(pixels, self.dtype), self.layers)
-        return torch.stack([wt.term(features, pixels) * wt.weight for wt in self.terms])
+        checked = check_term_value if check else _unchecked
+        return torch.stack([checked(wt.term, wt.term(features, pixels)) * wt.weight for wt in self.terms])
+
+
+class BadTermValue(Exception):
+    """A loss term's `forward` returned what the contract does not allow (anything but a
+    0-dim float tensor). `term` is the term, for `stylekit.run.blame` to name its plugin:
+    the fault is found in stylekit's frames, not the plugin's."""
+
+    def __init__(self, term: LossTerm, found: str):
+        self.term = term
+        super().__init__(f"forward() returned {found}, where the contract wants the term's unweighted value "
+                         "as a 0-dim float tensor (reduce it, e.g. with .sum() or .mean())")
+
+
+def check_term_value(term: LossTerm, value) -> torch.Tensor:
+    """`value`, when it is what a term's `forward` must return; else raises `BadTermValue`."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and value.is_floating_point():
+        return value
+    found = (f"a {value.dtype} tensor of shape {tuple(value.shape)}" if isinstance(value, torch.Tensor)
+             else f"a {type(value).__name__}")
+    raise BadTermValue(term, found)
+
+
+def _unchecked(term: LossTerm, value: torch.Tensor) -> torch.Tensor:
+    return value
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,19 @@ def _contiguous_grad(image: torch.Tensor) -> None:
         image.grad = image.grad.contiguous()
 
 
+def _checked_first(objective: Objective, evaluate: Callable[[torch.Tensor], torch.Tensor]):
+    """`evaluate`, but its first call (eager, before any recording) checks each term's value
+    against the contract: a plugin's wrong shape is named there, once, not checked every step."""
+    first = [True]
+
+    def values(pixels: torch.Tensor) -> torch.Tensor:
+        if first[0]:
+            first[0] = False
+            return objective.values(pixels, check=True)
+        return evaluate(pixels)
+    return values
+
+
 class Passes:
     """The passes of one stage's group: `images[i]` is minimized under `objectives[i]` and
     stepped by `loops[i].optimizer`. Per step: `evaluate(alive)` (the stacked pass, when
@@ -51,7 +64,8 @@ class Passes:
         # Compiled only for one image (each image's objective would be compiled anew), and
         # only for the loop: the targets were computed once, eagerly.
         compiled = options.compile and len(images) == 1
-        self.own = [self._own(i, torch.compile(objective.values, dynamic=False) if compiled else objective.values)
+        self.own = [self._own(i, _checked_first(objective, torch.compile(objective.values, dynamic=False)
+                                                if compiled else objective.values))
                     for i, objective in enumerate(objectives)]
         self.groups: dict[tuple[int, ...], Callable[[], torch.Tensor]] = {}  # the alive images -> their pass
         self.totals: dict[int, torch.Tensor] = {}

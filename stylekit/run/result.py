@@ -20,6 +20,7 @@ from PIL import Image
 from stylekit import __version__
 from stylekit.errors import Problem, RunFailed, UserError
 from stylekit.files.images import to_image
+from stylekit.plugins.registry import BUILTIN_PACKAGE
 from stylekit.recipe.devices import dtype_name
 from stylekit.recipe.plan import Plan
 from stylekit.run.build import StageImages
@@ -154,8 +155,15 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
     if images.postprocess is not None:
         image = images.postprocess(image)
     what = "went non-finite (NaN or infinity)" if exc.labels else "went non-finite or was stepped far past [0, 1]"
-    message = (f"the run diverged: {terms} {what} at step {step} of {plan.total_steps} - "
-               "lower the learning rate (optimizer.params.lr) or the loss weights")
+    causes = "lower the learning rate (optimizer.params.lr) or the loss weights"
+    first = exc.labels[0] if exc.labels else None
+    if first is not None and packages[first] != BUILTIN_PACKAGE:
+        # A plugin's term that goes non-finite first may be the plugin's bug (a log of 0, a
+        # division by a norm that reached 0) rather than a step too long: say so before the
+        # usual causes, so that its author is not sent to tune the learning rate.
+        causes = (f"the term '{first}' of package '{packages[first]}' produced it first: a bug there is likely "
+                  f"(its author may need to look at its forward()); if not, {causes}")
+    message = f"the run diverged: {terms} {what} at step {step} of {plan.total_steps} - {causes}"
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history + [r.tolist() for r in exc.rows]]
     record = run_record(plan, rows, "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
     record["diverged_at_step"], record["non_finite"] = step, exc.labels or ["image"]

@@ -32,14 +32,21 @@ from __future__ import annotations
 
 import torch
 
-from stylekit.run.engine import Objective
+from stylekit.run.engine import Objective, check_term_value
 
 
 def _slice_by_slice(terms: list):
     """The fallback for a term that offers no `together`: each image's term on its own slice."""
+    checked = [False]  # each term's value checked against the contract at the first call, once
+
     def values(features: dict[str, torch.Tensor], images: torch.Tensor) -> torch.Tensor:
-        return torch.stack([term({name: value[k:k + 1] for name, value in features.items()}, images[k:k + 1])
-                            for k, term in enumerate(terms)])
+        results = [term({name: value[k:k + 1] for name, value in features.items()}, images[k:k + 1])
+                   for k, term in enumerate(terms)]
+        if not checked[0]:
+            checked[0] = True
+            for term, result in zip(terms, results):
+                check_term_value(term, result)
+        return torch.stack(results)
     return values
 
 
