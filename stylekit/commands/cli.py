@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import glob
 import json
 import os
 import sys
@@ -27,10 +28,7 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     try:
         return args.handler(args)
     except UserError as exc:
-        for problem in exc.problems:
-            if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
-                print(problem.details, file=sys.stderr)
-            print(f"error: {problem}", file=sys.stderr)
+        print_problems(exc, args)
         return 2
     except RunFailed as exc:  # a PluginError among them: its traceback as a UserError's is shown
         details = getattr(getattr(exc, "problem", None), "details", None)
@@ -53,6 +51,13 @@ def main(argv: list[str] | None = None, registry=None) -> int:
     except KeyboardInterrupt:  # a second Ctrl-C, or one before the run began
         print("interrupted - nothing was written", file=sys.stderr)
         return 130
+
+
+def print_problems(exc: UserError, args) -> None:
+    for problem in exc.problems:
+        if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+            print(problem.details, file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -87,8 +92,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_live_args(batch)
     batch.set_defaults(handler=cmd_batch)
 
-    validate = sub.add_parser("validate", help="check a recipe without running it")
-    add_recipe_args(validate)
+    validate = sub.add_parser("validate", help="check recipes without running them (several, or glob patterns, at once)")
+    add_recipe_args(validate, several=True)
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
@@ -116,8 +121,12 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
                         help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
 
 
-def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
+def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False) -> None:
+    if several:
+        parser.add_argument("recipe", nargs="+", metavar="RECIPE",
+                            help="TOML recipes or glob patterns, e.g. recipes/*.toml; each is reported")
+    else:
+        parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
     parser.add_argument("--content", help="content image (overrides images.content)")
     parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
     parser.add_argument("--output", "-o", help="output image (overrides output.path)")
@@ -170,14 +179,17 @@ def add_sets(overrides, texts: list[str]):
     return overrides
 
 
-def load(args):
+def load(args, recipe=None, registry=None):
     from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
     from stylekit.recipe.load import load_recipe  # deferred: see the docstring
 
-    registry = args.registry or load_registry()
-    loaded = load_recipe(args.recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
-    for warning in broken_warnings(registry):
-        print(warning, file=sys.stderr)
+    quiet_registry = registry is not None  # given: its warnings were printed when it was loaded
+    registry = registry or args.registry or load_registry()
+    recipe = args.recipe if recipe is None else recipe
+    loaded = load_recipe(recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
+    if not quiet_registry:
+        for warning in broken_warnings(registry):
+            print(warning, file=sys.stderr)
     return loaded, registry
 
 
@@ -220,10 +232,43 @@ def cmd_batch(args) -> int:
         return run(live=live)
 
 
+def recipe_paths(patterns: list[str]) -> list[str]:
+    """The recipes named: each pattern with glob characters expanded (sorted, so that the
+    report's order does not depend on the file system); a plain name kept as given, so that
+    a missing one is reported by the load as any missing recipe is. A pattern that matches
+    nothing is a UserError naming it."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if not glob.has_magic(pattern):
+            paths.append(pattern)
+            continue
+        found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not found:
+            raise UserError(f"{one_line(pattern)}: no file matches this pattern - check it, or quote it so that "
+                            "the shell does not expand it first")
+        paths.extend(found)
+    return list(dict.fromkeys(paths))  # a recipe matched by two patterns is checked once
+
+
 def cmd_validate(args) -> int:
-    loaded, _ = load(args)
-    print(f"{one_line(str(loaded.path))}: ok")
-    return 0
+    """Each recipe checked and reported (ok, or all its errors) - one bad recipe does not stop
+    the others being checked; exit 2 if any failed."""
+    from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
+
+    recipes = recipe_paths(args.recipe)
+    registry = args.registry or load_registry()
+    for warning in broken_warnings(registry):  # once, not once per recipe
+        print(warning, file=sys.stderr)
+    failed = False
+    for recipe in recipes:
+        try:
+            loaded, _ = load(args, recipe, registry)
+        except UserError as exc:
+            failed = True
+            print_problems(exc, args)
+            continue
+        print(f"{one_line(str(loaded.path))}: ok")
+    return 2 if failed else 0
 
 
 def cmd_schema(args) -> int:
