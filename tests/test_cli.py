@@ -21,3 +21,20 @@ def test_validate_expands_glob_patterns_and_names_one_that_matches_nothing(style
     assert out.count(": ok") == 2
     status, _, err = run_cli("validate", str(tmp_path / "none*.toml"))
     assert status == 2 and "none*.toml: no file matches" in err
+
+
+def test_width_and_height_are_short_for_setting_the_output_size(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--width", "0")
+    assert status == 2 and "--width 0: output.width" in err
+    status, _, err = run_cli("run", str(stylekit_recipe), "--height", "0", "--dry-run")
+    assert status == 2 and "--height 0: output.height" in err
+    assert run_cli("validate", str(stylekit_recipe), "--width", "24", "--height", "16")[0] == 0
+
+
+def test_an_unknown_option_is_answered_with_the_close_one_or_with_set(stylekit_recipe):
+    status, _, err = run_cli("run", str(stylekit_recipe), "--widht", "256")
+    assert status == 2 and "stylekit run: error: unknown option --widht - did you mean --width?" in err
+    status, _, err = run_cli("batch", str(stylekit_recipe), "--out", "x", "--lr=2")
+    assert status == 2 and "unknown option --lr - to change a recipe field, use --set KEY=VALUE" in err
+    status, _, err = run_cli("run", str(stylekit_recipe), "other.toml")
+    assert status == 2 and "unexpected argument other.toml" in err

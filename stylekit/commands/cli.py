@@ -5,6 +5,7 @@ plugins) happen when it runs, so that `stylekit --help` and a mistyped flag answ
 from __future__ import annotations
 
 import argparse
+import difflib
 import functools
 import glob
 import json
@@ -16,13 +17,15 @@ from pathlib import Path
 from stylekit import __version__
 from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
 from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
-from stylekit.recipe.overrides import Overrides, parse_override, shell_word, with_cwd_paths
+from stylekit.recipe.overrides import EXAMPLE, Overrides, parse_override, shell_word, with_cwd_paths
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
     """Entry point; `registry` replaces the installed plugins (tests pass a tiny backbone)."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # an unknown option: said by the subcommand, with the option meant or --set
+        parser.subcommands[args.command].error(unknown_arguments(parser.subcommands[args.command], extras))
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     args.registry = registry
     try:
@@ -85,6 +88,7 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
     batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
     add_steps_arg(batch)
+    add_size_args(batch)
     add_strength_arg(batch)
     batch.add_argument("--batch-size", default="1", metavar="N|auto",
                        help="images of one size optimized together in each step (auto: from the memory estimate)")
@@ -109,7 +113,27 @@ def make_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument("--kind", required=True, action="append", metavar="|".join(SCAFFOLD_KINDS), help="what the plugin adds; several: repeat it or list them (loss,scheduler)")
     new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
+    parser.subcommands = sub.choices
     return parser
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """What to say of arguments `parser` does not know: an option close to one it takes is
+    named; any other option is pointed to --set, which reaches every recipe field."""
+    options = {option[2:]: option for action in parser._actions for option in action.option_strings
+               if option.startswith("--")}
+    unknown = [extra for extra in extras if extra.startswith("-") and extra != "-"]
+    if not unknown:
+        return f"unexpected argument {shell_word(extras[0])} - remove it, or see {parser.prog} --help"
+    given = unknown[0].split("=", 1)[0]
+    # Compared without the leading dashes, which every option shares and would make '--lr'
+    # look like '--live'; 0.7 still takes one swapped or missing letter in a word of four or more.
+    close = difflib.get_close_matches(given.lstrip("-"), list(options), n=1, cutoff=0.7)
+    if close:
+        return f"unknown option {shell_word(given)} - did you mean {options[close[0]]}?"
+    if "set" in options:
+        return f"unknown option {shell_word(given)} - to change a recipe field, use --set KEY=VALUE, {EXAMPLE}"
+    return f"unknown option {shell_word(given)} - see {parser.prog} --help"
 
 
 def add_live_args(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +155,7 @@ def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False) -> N
     parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
     parser.add_argument("--output", "-o", help="output image (overrides output.path)")
     add_steps_arg(parser)
+    add_size_args(parser)
     add_strength_arg(parser)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
@@ -147,12 +172,20 @@ def add_steps_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
 
 
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, metavar="PX", help="overrides output.width (as --set output.width=PX)")
+    parser.add_argument("--height", type=int, metavar="PX", help="overrides output.height (as --set output.height=PX)")
+
+
 def flag_overrides(overrides, args):
-    """--strength and --steps, which run, validate and batch all take."""
+    """--strength, --steps, --width and --height, which run, validate and batch all take."""
     if args.strength is not None:
         overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
     if args.steps is not None:
         overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
+    for side in ("width", "height"):
+        if getattr(args, side) is not None:
+            overrides.add(("output", side), getattr(args, side), f"--{side} {getattr(args, side)}")
     return overrides
 
 
