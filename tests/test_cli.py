@@ -38,3 +38,27 @@ def test_an_unknown_option_is_answered_with_the_close_one_or_with_set(stylekit_r
     assert status == 2 and "unknown option --lr - to change a recipe field, use --set KEY=VALUE" in err
     status, _, err = run_cli("run", str(stylekit_recipe), "other.toml")
     assert status == 2 and "unexpected argument other.toml" in err
+
+
+def test_set_takes_a_list_index_as_a_key_part_and_a_loss_by_its_name(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "loss.1.weight=-1")
+    assert status == 2 and "--set loss.1.weight=-1: loss[1].weight" in err
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "loss.gram.weight=-1")
+    assert status == 2 and "--set loss.gram.weight=-1: loss[1].weight" in err  # gram is the second loss
+    assert run_cli("validate", str(stylekit_recipe), "--set", "loss.gram.weight=2", "--set", "loss.0.weight=3")[0] == 0
+
+
+def test_a_loss_name_that_two_losses_share_or_none_has_is_refused(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "loss=[{name='content'}, {name='gram'}, {name='gram'}]",
+                             "--set", "loss.gram.weight=2")
+    assert status == 2 and "2 entries of loss are named 'gram' (loss[1] and loss[2]) - give the index instead" in err
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "loss.grm.weight=2")
+    assert status == 2 and "no entry of loss is named 'grm' - did you mean 'gram'?" in err
+
+
+def test_every_set_problem_is_reported_at_once(stylekit_recipe):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run..steps=1", "--set", "=1",
+                             "--set", "run.steps=0", "--set", "loss[7].weight=1")
+    assert status == 2
+    for flag in ("--set run..steps=1", "--set =1", "--set run.steps=0", "--set loss[7].weight=1"):
+        assert f"error: {flag}:" in err, flag

@@ -189,7 +189,7 @@ def flag_overrides(overrides, args):
     return overrides
 
 
-def overrides_from(args) -> dict:
+def overrides_from(args) -> tuple[Overrides, list]:
     overrides = Overrides()
     q = shell_word  # flags are quoted in messages as they would be typed
     # Paths given on the command line are relative to the current directory, not the recipe.
@@ -200,26 +200,40 @@ def overrides_from(args) -> dict:
                       " ".join(f"--style {q(p)}" for p in args.style))
     if args.output is not None:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
-    return add_sets(flag_overrides(overrides, args), args.set)
+    return overrides, add_sets(flag_overrides(overrides, args), args.set)
 
 
-def add_sets(overrides, texts: list[str]):
+def add_sets(overrides, texts: list[str]) -> list:
     """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
-    relative to the current folder."""
+    relative to the current folder. Returns the problems of the malformed ones, all of them,
+    for the caller to report with the recipe's (one bad --set does not hide the rest)."""
+    problems = []
     for text in texts:
-        key, value = parse_override(text)
+        try:
+            key, value = parse_override(text)
+        except UserError as exc:
+            problems += exc.problems
+            continue
         overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
-    return overrides
+    return problems
 
 
 def load(args, recipe=None, registry=None):
+    """The recipe (`args.recipe` unless given) loaded with the command line's overrides; a
+    UserError with the malformed --set flags' problems and the recipe's together."""
     from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
     from stylekit.recipe.load import load_recipe  # deferred: see the docstring
 
     quiet_registry = registry is not None  # given: its warnings were printed when it was loaded
     registry = registry or args.registry or load_registry()
     recipe = args.recipe if recipe is None else recipe
-    loaded = load_recipe(recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
+    overrides, malformed = overrides_from(args)
+    try:
+        loaded = load_recipe(recipe, registry, overrides, beside=True)  # what run writes, validate checks
+    except UserError as exc:
+        raise UserError(malformed + exc.problems) from None
+    if malformed:
+        raise UserError(malformed)
     if not quiet_registry:
         for warning in broken_warnings(registry):
             print(warning, file=sys.stderr)
@@ -253,7 +267,10 @@ def cmd_batch(args) -> int:
     if args.pairs and (args.content or args.style):
         raise UserError(f"stylekit batch: --pairs {args.pairs} gives the content and style of every item - "
                         "leave out --content and --style, or leave out --pairs")
-    overrides = add_sets(flag_overrides(Overrides(), args), args.set)
+    overrides = flag_overrides(Overrides(), args)
+    malformed = add_sets(overrides, args.set)
+    if malformed:  # all at once; the recipe's own problems are the batch's to report
+        raise UserError(malformed)
     run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:
