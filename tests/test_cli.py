@@ -1,6 +1,7 @@
 """The command line's own handling: several recipes to validate, short flags, --set keys."""
 
 import shutil
+from pathlib import Path
 
 from stylekit.testing import run_cli
 
@@ -62,3 +63,23 @@ def test_every_set_problem_is_reported_at_once(stylekit_recipe):
     assert status == 2
     for flag in ("--set run..steps=1", "--set =1", "--set run.steps=0", "--set loss[7].weight=1"):
         assert f"error: {flag}:" in err, flag
+
+
+def test_run_without_a_recipe_uses_the_default_one(stylekit_recipe):
+    images = stylekit_recipe.parent
+    status, _, err = run_cli("run", "--content", str(images / "content.png"), "--style", str(images / "style.png"),
+                             "--dry-run", "--set", "backbone.name=tiny")
+    default = Path(__file__).resolve().parents[1] / "recipes" / "gatys.toml"
+    assert f"using the default recipe {default}" in err
+    # the tiny test backbone (fast, where vgg19 takes seconds to build) refuses the default's
+    # backbone params, naming the line of the recipe that was read
+    assert status == 2 and f"error: {default}:" in err
+
+
+def test_run_without_a_recipe_where_the_default_is_missing_says_to_name_one(monkeypatch):
+    from stylekit.commands import cli
+
+    monkeypatch.setattr(cli, "DEFAULT_RECIPE", "recipes/no-such-recipe.toml")
+    status, _, err = run_cli("run", "--content", "a.png")
+    assert status == 2 and "no recipe given, and the default one (recipes/no-such-recipe.toml)" in err
+    assert "name a recipe" in err

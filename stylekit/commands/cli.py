@@ -69,7 +69,7 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a recipe and write the stylized image")
-    add_recipe_args(run)
+    add_recipe_args(run, optional=True)
     run.add_argument("--dry-run", action="store_true",
                      help="check the recipe and print the estimated peak memory of each stage, without running")
     run.add_argument("--resume", action="store_true",
@@ -145,10 +145,12 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
                         help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
 
 
-def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False) -> None:
+def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False, optional: bool = False) -> None:
     if several:
         parser.add_argument("recipe", nargs="+", metavar="RECIPE",
                             help="TOML recipes or glob patterns, e.g. recipes/*.toml; each is reported")
+    elif optional:
+        parser.add_argument("recipe", nargs="?", help=f"a TOML recipe (default: {DEFAULT_RECIPE}, as ./stylize uses)")
     else:
         parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
     parser.add_argument("--content", help="content image (overrides images.content)")
@@ -240,9 +242,27 @@ def load(args, recipe=None, registry=None):
     return loaded, registry
 
 
+#: The recipe `stylekit run` uses when none is named, as ./stylize does: the checkout's own,
+#: found from this package's folder (an editable install or a run from the checkout); a
+#: wheel does not carry it, and is then told to name a recipe.
+DEFAULT_RECIPE = "recipes/gatys.toml"
+
+
+def default_recipe() -> Path:
+    found = Path(__file__).resolve().parents[2] / DEFAULT_RECIPE
+    if not found.is_file():
+        raise UserError(f"stylekit run: no recipe given, and the default one ({DEFAULT_RECIPE}) is not beside this "
+                        f"installation of stylekit ({found.parent.parent}) - name a recipe, e.g. stylekit run my.toml")
+    return found
+
+
 def cmd_run(args) -> int:
     from stylekit.commands.run import dry_run, run_plan  # deferred: see the docstring
 
+    if args.recipe is None:
+        args.recipe = str(default_recipe())
+        if not args.quiet:
+            print(f"using the default recipe {args.recipe} (name a recipe to use another)", file=sys.stderr)
     plan, _ = load(args)
     if args.dry_run:
         dry_run(plan)
