@@ -77,9 +77,17 @@ def test_run_without_a_recipe_uses_the_default_one(stylekit_recipe):
 
 
 def test_run_without_a_recipe_where_the_default_is_missing_says_to_name_one(monkeypatch):
-    from stylekit.commands import cli
+    from stylekit.commands import arguments
 
-    monkeypatch.setattr(cli, "DEFAULT_RECIPE", "recipes/no-such-recipe.toml")
+    monkeypatch.setattr(arguments, "DEFAULT_RECIPE", "recipes/no-such-recipe.toml")
     status, _, err = run_cli("run", "--content", "a.png")
     assert status == 2 and "no recipe given, and the default one (recipes/no-such-recipe.toml)" in err
     assert "name a recipe" in err
+
+
+def test_validate_of_several_recipes_says_a_malformed_set_once(stylekit_recipe, tmp_path):
+    shutil.copy(stylekit_recipe, tmp_path / "second.toml")
+    status, out, err = run_cli("validate", str(stylekit_recipe), str(tmp_path / "second.toml"), "--set", "run..steps=1",
+                               "--set", "run.steps=3")
+    assert status == 2 and err.count("--set run..steps=1") == 1
+    assert out.count(": ok") == 2  # each recipe is fine with the well-formed --set

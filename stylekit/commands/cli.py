@@ -5,9 +5,7 @@ plugins) happen when it runs, so that `stylekit --help` and a mistyped flag answ
 from __future__ import annotations
 
 import argparse
-import difflib
 import functools
-import glob
 import json
 import os
 import sys
@@ -16,8 +14,9 @@ from pathlib import Path
 
 from stylekit import __version__
 from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
+from stylekit.commands.arguments import DEFAULT_RECIPE, add_size_args, default_recipe, recipe_paths, unknown_arguments
 from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
-from stylekit.recipe.overrides import EXAMPLE, Overrides, parse_override, shell_word, with_cwd_paths
+from stylekit.recipe.overrides import Overrides, parse_override, shell_word, with_cwd_paths
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -117,25 +116,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
-    """What to say of arguments `parser` does not know: an option close to one it takes is
-    named; any other option is pointed to --set, which reaches every recipe field."""
-    options = {option[2:]: option for action in parser._actions for option in action.option_strings
-               if option.startswith("--")}
-    unknown = [extra for extra in extras if extra.startswith("-") and extra != "-"]
-    if not unknown:
-        return f"unexpected argument {shell_word(extras[0])} - remove it, or see {parser.prog} --help"
-    given = unknown[0].split("=", 1)[0]
-    # Compared without the leading dashes, which every option shares and would make '--lr'
-    # look like '--live'; 0.7 still takes one swapped or missing letter in a word of four or more.
-    close = difflib.get_close_matches(given.lstrip("-"), list(options), n=1, cutoff=0.7)
-    if close:
-        return f"unknown option {shell_word(given)} - did you mean {options[close[0]]}?"
-    if "set" in options:
-        return f"unknown option {shell_word(given)} - to change a recipe field, use --set KEY=VALUE, {EXAMPLE}"
-    return f"unknown option {shell_word(given)} - see {parser.prog} --help"
-
-
 def add_live_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--live", action="store_true",
                         help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
@@ -172,11 +152,6 @@ def add_strength_arg(parser: argparse.ArgumentParser) -> None:
 
 def add_steps_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
-
-
-def add_size_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--width", type=int, metavar="PX", help="overrides output.width (as --set output.width=PX)")
-    parser.add_argument("--height", type=int, metavar="PX", help="overrides output.height (as --set output.height=PX)")
 
 
 def flag_overrides(overrides, args):
@@ -220,16 +195,17 @@ def add_sets(overrides, texts: list[str]) -> list:
     return problems
 
 
-def load(args, recipe=None, registry=None):
+def load(args, recipe=None, registry=None, overrides=None):
     """The recipe (`args.recipe` unless given) loaded with the command line's overrides; a
-    UserError with the malformed --set flags' problems and the recipe's together."""
+    UserError with the malformed --set flags' problems and the recipe's together. Given
+    `overrides` (validate's, for many recipes), their malformed flags are the caller's to say."""
     from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
     from stylekit.recipe.load import load_recipe  # deferred: see the docstring
 
     quiet_registry = registry is not None  # given: its warnings were printed when it was loaded
     registry = registry or args.registry or load_registry()
     recipe = args.recipe if recipe is None else recipe
-    overrides, malformed = overrides_from(args)
+    overrides, malformed = overrides_from(args) if overrides is None else (overrides, [])
     try:
         loaded = load_recipe(recipe, registry, overrides, beside=True)  # what run writes, validate checks
     except UserError as exc:
@@ -240,20 +216,6 @@ def load(args, recipe=None, registry=None):
         for warning in broken_warnings(registry):
             print(warning, file=sys.stderr)
     return loaded, registry
-
-
-#: The recipe `stylekit run` uses when none is named, as ./stylize does: the checkout's own,
-#: found from this package's folder (an editable install or a run from the checkout); a
-#: wheel does not carry it, and is then told to name a recipe.
-DEFAULT_RECIPE = "recipes/gatys.toml"
-
-
-def default_recipe() -> Path:
-    found = Path(__file__).resolve().parents[2] / DEFAULT_RECIPE
-    if not found.is_file():
-        raise UserError(f"stylekit run: no recipe given, and the default one ({DEFAULT_RECIPE}) is not beside this "
-                        f"installation of stylekit ({found.parent.parent}) - name a recipe, e.g. stylekit run my.toml")
-    return found
 
 
 def cmd_run(args) -> int:
@@ -302,24 +264,6 @@ def cmd_batch(args) -> int:
         return run(live=live)
 
 
-def recipe_paths(patterns: list[str]) -> list[str]:
-    """The recipes named: each pattern with glob characters expanded (sorted, so that the
-    report's order does not depend on the file system); a plain name kept as given, so that
-    a missing one is reported by the load as any missing recipe is. A pattern that matches
-    nothing is a UserError naming it."""
-    paths: list[str] = []
-    for pattern in patterns:
-        if not glob.has_magic(pattern):
-            paths.append(pattern)
-            continue
-        found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
-        if not found:
-            raise UserError(f"{one_line(pattern)}: no file matches this pattern - check it, or quote it so that "
-                            "the shell does not expand it first")
-        paths.extend(found)
-    return list(dict.fromkeys(paths))  # a recipe matched by two patterns is checked once
-
-
 def cmd_validate(args) -> int:
     """Each recipe checked and reported (ok, or all its errors) - one bad recipe does not stop
     the others being checked; exit 2 if any failed."""
@@ -329,10 +273,13 @@ def cmd_validate(args) -> int:
     registry = args.registry or load_registry()
     for warning in broken_warnings(registry):  # once, not once per recipe
         print(warning, file=sys.stderr)
-    failed = False
+    overrides, malformed = overrides_from(args)
+    if malformed:  # said once, not once per recipe; the recipes are still checked with the rest
+        print_problems(UserError(malformed), args)
+    failed = bool(malformed)
     for recipe in recipes:
         try:
-            loaded, _ = load(args, recipe, registry)
+            loaded, _ = load(args, recipe, registry, overrides)
         except UserError as exc:
             failed = True
             print_problems(exc, args)
