@@ -96,12 +96,14 @@ def test_values_are_toml_and_bare_words_are_strings():
 
 @pytest.mark.parametrize("path, message", [
     (("run", "steps", "x"), "run.steps is a value (5), not a table - it has no field 'x'"),
-    (("loss", "weight"), "loss is a list - index it, e.g. loss[0].weight"),
+    (("loss", "weight"), "no entry of loss is named 'weight' - name one (tv) or give its index, "
+                         "e.g. loss.tv.weight or loss[0].weight"),
+    (("images", "style", "x"), "images.style is a list - index it, e.g. images.style[0].x"),
     (("loss", 3, "weight"), "there is no loss[3] in the recipe (loss has 1 entries)"),
     (("run", 0), "run is not a list - remove the [0]"),
 ])
 def test_overrides_through_values_are_user_errors(path, message):
-    data = {"run": {"steps": 5}, "loss": [{"name": "tv"}]}
+    data = {"run": {"steps": 5}, "loss": [{"name": "tv"}], "images": {"style": ["a.png"]}}
     with pytest.raises(UserError) as caught:
         apply_override(data, path, 1, "--set X")
     assert caught.value.problems == [Problem(message, file="--set X")]

@@ -309,3 +309,15 @@ precision = "fp32"
     assert distance[0][0] < distance[0][1]  # left half: closer to the stripes
     assert distance[1][1] < distance[1][0]  # right half: closer to the red field
     assert (result[0, 0, :, 40:] > result[0, 2, :, 40:]).float().mean() > 0.8  # the right half turned red
+
+
+def test_piped_progress_says_when_each_stage_starts_the_first_too(stylekit_recipe):
+    with open(stylekit_recipe, "a") as f:
+        f.write("\n[[stage]]\nwidth = 32\nsteps = 2\n\n[[stage]]\nwidth = 64\nsteps = 2\n")
+    status, _, err = run_cli("run", str(stylekit_recipe), "--set", "run.progress_every=1")
+    assert status == 0, err
+    lines = [line.strip() for line in err.splitlines()]
+    first, second = lines.index("stage 1/2: 32 px wide, 2 steps"), lines.index("stage 2/2: 64 px wide, 2 steps")
+    # each heads its own steps: the first before any step, the second after stage 1's two
+    assert first < second and not any(line.startswith("step") for line in lines[:first])
+    assert sum(line.startswith("step") for line in lines[first:second]) == 2

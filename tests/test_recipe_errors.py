@@ -46,7 +46,7 @@ def test_override_value_is_validated_like_the_file(stylekit_recipe):
 def test_unknown_command_line_option_exits_2(stylekit_recipe):
     status, _, err = run_cli("run", str(stylekit_recipe), "--stpes", "3")
     assert status == 2
-    assert "unrecognized arguments: --stpes" in err
+    assert "unknown option --stpes - did you mean --steps?" in err
 
 
 def test_existing_output_survives_a_failed_run(stylekit_recipe):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from stylekit import __version__
 from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
+from stylekit.commands.arguments import DEFAULT_RECIPE, add_size_args, default_recipe, recipe_paths, unknown_arguments
 from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
 from stylekit.recipe.overrides import Overrides, parse_override, shell_word, with_cwd_paths
 
@@ -21,16 +22,15 @@ from stylekit.recipe.overrides import Overrides, parse_override, shell_word, wit
 def main(argv: list[str] | None = None, registry=None) -> int:
     """Entry point; `registry` replaces the installed plugins (tests pass a tiny backbone)."""
     parser = make_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # an unknown option: said by the subcommand, with the option meant or --set
+        parser.subcommands[args.command].error(unknown_arguments(parser.subcommands[args.command], extras))
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     args.registry = registry
     try:
         return args.handler(args)
     except UserError as exc:
-        for problem in exc.problems:
-            if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
-                print(problem.details, file=sys.stderr)
-            print(f"error: {problem}", file=sys.stderr)
+        print_problems(exc, args)
         return 2
     except RunFailed as exc:  # a PluginError among them: its traceback as a UserError's is shown
         details = getattr(getattr(exc, "problem", None), "details", None)
@@ -55,13 +55,20 @@ def main(argv: list[str] | None = None, registry=None) -> int:
         return 130
 
 
+def print_problems(exc: UserError, args) -> None:
+    for problem in exc.problems:
+        if problem.details and (getattr(args, "traceback", False) or tracebacks_wanted()):
+            print(problem.details, file=sys.stderr)
+        print(f"error: {problem}", file=sys.stderr)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="stylekit", description="Neural style transfer from TOML recipes.")
     parser.add_argument("--version", action="version", version=f"stylekit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a recipe and write the stylized image")
-    add_recipe_args(run)
+    add_recipe_args(run, optional=True)
     run.add_argument("--dry-run", action="store_true",
                      help="check the recipe and print the estimated peak memory of each stage, without running")
     run.add_argument("--resume", action="store_true",
@@ -80,6 +87,7 @@ def make_parser() -> argparse.ArgumentParser:
     batch.add_argument("--out", "-o", required=True, help="output folder: <content>.<style>.png, records, summary.jsonl")
     batch.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override any recipe field")
     add_steps_arg(batch)
+    add_size_args(batch)
     add_strength_arg(batch)
     batch.add_argument("--batch-size", default="1", metavar="N|auto",
                        help="images of one size optimized together in each step (auto: from the memory estimate)")
@@ -87,8 +95,8 @@ def make_parser() -> argparse.ArgumentParser:
     add_live_args(batch)
     batch.set_defaults(handler=cmd_batch)
 
-    validate = sub.add_parser("validate", help="check a recipe without running it")
-    add_recipe_args(validate)
+    validate = sub.add_parser("validate", help="check recipes without running them (several, or glob patterns, at once)")
+    add_recipe_args(validate, several=True)
     validate.set_defaults(handler=cmd_validate)
 
     schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
@@ -104,6 +112,7 @@ def make_parser() -> argparse.ArgumentParser:
     new_plugin.add_argument("--kind", required=True, action="append", metavar="|".join(SCAFFOLD_KINDS), help="what the plugin adds; several: repeat it or list them (loss,scheduler)")
     new_plugin.add_argument("--dir", default=".", help="where to create the package's folder (default: here)")
     new_plugin.set_defaults(handler=cmd_new_plugin)
+    parser.subcommands = sub.choices
     return parser
 
 
@@ -116,12 +125,19 @@ def add_live_args(parser: argparse.ArgumentParser) -> None:
                         help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
 
 
-def add_recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
+def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False, optional: bool = False) -> None:
+    if several:
+        parser.add_argument("recipe", nargs="+", metavar="RECIPE",
+                            help="TOML recipes or glob patterns, e.g. recipes/*.toml; each is reported")
+    elif optional:
+        parser.add_argument("recipe", nargs="?", help=f"a TOML recipe (default: {DEFAULT_RECIPE}, as ./stylize uses)")
+    else:
+        parser.add_argument("recipe", help="a TOML recipe, e.g. recipes/gatys.toml")
     parser.add_argument("--content", help="content image (overrides images.content)")
     parser.add_argument("--style", action="append", help="style image (overrides images.style; repeat for several)")
     parser.add_argument("--output", "-o", help="output image (overrides output.path)")
     add_steps_arg(parser)
+    add_size_args(parser)
     add_strength_arg(parser)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
@@ -139,15 +155,18 @@ def add_steps_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def flag_overrides(overrides, args):
-    """--strength and --steps, which run, validate and batch all take."""
+    """--strength, --steps, --width and --height, which run, validate and batch all take."""
     if args.strength is not None:
         overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
     if args.steps is not None:
         overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
+    for side in ("width", "height"):
+        if getattr(args, side) is not None:
+            overrides.add(("output", side), getattr(args, side), f"--{side} {getattr(args, side)}")
     return overrides
 
 
-def overrides_from(args) -> dict:
+def overrides_from(args) -> tuple[Overrides, list]:
     overrides = Overrides()
     q = shell_word  # flags are quoted in messages as they would be typed
     # Paths given on the command line are relative to the current directory, not the recipe.
@@ -158,32 +177,54 @@ def overrides_from(args) -> dict:
                       " ".join(f"--style {q(p)}" for p in args.style))
     if args.output is not None:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
-    return add_sets(flag_overrides(overrides, args), args.set)
+    return overrides, add_sets(flag_overrides(overrides, args), args.set)
 
 
-def add_sets(overrides, texts: list[str]):
+def add_sets(overrides, texts: list[str]) -> list:
     """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
-    relative to the current folder."""
+    relative to the current folder. Returns the problems of the malformed ones, all of them,
+    for the caller to report with the recipe's (one bad --set does not hide the rest)."""
+    problems = []
     for text in texts:
-        key, value = parse_override(text)
+        try:
+            key, value = parse_override(text)
+        except UserError as exc:
+            problems += exc.problems
+            continue
         overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
-    return overrides
+    return problems
 
 
-def load(args):
+def load(args, recipe=None, registry=None, overrides=None):
+    """The recipe (`args.recipe` unless given) loaded with the command line's overrides; a
+    UserError with the malformed --set flags' problems and the recipe's together. Given
+    `overrides` (validate's, for many recipes), their malformed flags are the caller's to say."""
     from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
     from stylekit.recipe.load import load_recipe  # deferred: see the docstring
 
-    registry = args.registry or load_registry()
-    loaded = load_recipe(args.recipe, registry, overrides_from(args), beside=True)  # what run writes, validate checks
-    for warning in broken_warnings(registry):
-        print(warning, file=sys.stderr)
+    quiet_registry = registry is not None  # given: its warnings were printed when it was loaded
+    registry = registry or args.registry or load_registry()
+    recipe = args.recipe if recipe is None else recipe
+    overrides, malformed = overrides_from(args) if overrides is None else (overrides, [])
+    try:
+        loaded = load_recipe(recipe, registry, overrides, beside=True)  # what run writes, validate checks
+    except UserError as exc:
+        raise UserError(malformed + exc.problems) from None
+    if malformed:
+        raise UserError(malformed)
+    if not quiet_registry:
+        for warning in broken_warnings(registry):
+            print(warning, file=sys.stderr)
     return loaded, registry
 
 
 def cmd_run(args) -> int:
     from stylekit.commands.run import dry_run, run_plan  # deferred: see the docstring
 
+    if args.recipe is None:
+        args.recipe = str(default_recipe())
+        if not args.quiet:
+            print(f"using the default recipe {args.recipe} (name a recipe to use another)", file=sys.stderr)
     plan, _ = load(args)
     if args.dry_run:
         dry_run(plan)
@@ -208,7 +249,10 @@ def cmd_batch(args) -> int:
     if args.pairs and (args.content or args.style):
         raise UserError(f"stylekit batch: --pairs {args.pairs} gives the content and style of every item - "
                         "leave out --content and --style, or leave out --pairs")
-    overrides = add_sets(flag_overrides(Overrides(), args), args.set)
+    overrides = flag_overrides(Overrides(), args)
+    malformed = add_sets(overrides, args.set)
+    if malformed:  # all at once; the recipe's own problems are the batch's to report
+        raise UserError(malformed)
     run = functools.partial(run_batch, args.recipe, args.content, args.style, args.pairs, Path(args.out), overrides,
                             args.registry or load_registry(), args.batch_size, args.dry_run)
     if not args.live or args.dry_run:
@@ -221,9 +265,27 @@ def cmd_batch(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    loaded, _ = load(args)
-    print(f"{one_line(str(loaded.path))}: ok")
-    return 0
+    """Each recipe checked and reported (ok, or all its errors) - one bad recipe does not stop
+    the others being checked; exit 2 if any failed."""
+    from stylekit.plugins.registry import broken_warnings, load_registry  # deferred: see the docstring
+
+    recipes = recipe_paths(args.recipe)
+    registry = args.registry or load_registry()
+    for warning in broken_warnings(registry):  # once, not once per recipe
+        print(warning, file=sys.stderr)
+    overrides, malformed = overrides_from(args)
+    if malformed:  # said once, not once per recipe; the recipes are still checked with the rest
+        print_problems(UserError(malformed), args)
+    failed = bool(malformed)
+    for recipe in recipes:
+        try:
+            loaded, _ = load(args, recipe, registry, overrides)
+        except UserError as exc:
+            failed = True
+            print_problems(exc, args)
+            continue
+        print(f"{one_line(str(loaded.path))}: ok")
+    return 2 if failed else 0
 
 
 def cmd_schema(args) -> int:

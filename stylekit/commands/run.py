@@ -81,7 +81,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     with LateSignals() as late:
         try:
             try:
-                result = run_one(plan, callback=_all(display, stage_lines(plan, stream), save_intermediate, *callbacks),
+                result = run_one(plan, callback=_all(stage_lines(plan, stream), display, save_intermediate, *callbacks),
                                  checkpoint=keeper, resume=state)
             finally:
                 display.close()  # the bar ends here; the lines below follow it
@@ -251,11 +251,13 @@ def _all(*callbacks):
 
 
 def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
-    """A line as each stage after the first starts (the steps are the display's)."""
-    last = {"stage": 1}
+    """A line as each stage starts, the first too (the steps are the display's); a run of one
+    stage has none, as it has no stages to tell apart. A resumed run's first line is the
+    stage it resumes in."""
+    last = {"stage": None}
 
     def show(info: StepInfo) -> None:
-        if info.stage != last["stage"]:
+        if info.stage != last["stage"] and info.stages > 1:
             last["stage"] = info.stage
             stage = plan.stages[info.stage - 1]
             print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from stylekit.contract.components import Backbone
 from stylekit.recipe import input_checks, nesting, output_checks
 from stylekit.errors import Problem, UserError, did_you_mean
-from stylekit.recipe.overrides import apply_override
+from stylekit.recipe.overrides import Overrides, apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
 from stylekit.plugins.registry import Registry
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
@@ -54,8 +54,13 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     data, text, found_label, base = read_source(source, base)
     label = label or found_label  # a plan loaded again from its own recipe keeps its source
     flags = getattr(overrides, "flags", {})
+    applied, unapplied = Overrides(), []  # keyed where each landed (a loss named, at its index)
     for key, value in (overrides or {}).items():
-        apply_override(data, key, value, flags.get(key))
+        try:
+            applied.add(apply_override(data, key, value, flags.get(key)), value, flags.get(key))
+        except UserError as exc:  # reported with the recipe's own problems, not instead of them
+            unapplied += exc.problems
+    overrides = applied
     deep = nesting.deepest_path(data)
     if deep is not None:  # given by overrides (the text's own depth is checked as it is parsed)
         problem = locator(label, {}, getattr(overrides, "flag_for", None))(deep, nesting.TOO_DEEP)
@@ -70,7 +75,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
             if "style" in memory:
                 section["style"] = [MEMORY] * len(memory["style"])
     at = locator(label, key_lines(text), getattr(overrides, "flag_for", None), fit)
-    problems: list[Problem] = [at(loc, message) for loc, message in fit.problems]
+    problems: list[Problem] = unapplied + [at(loc, message) for loc, message in fit.problems]
     quoted = quoted_values(source, overrides, at)
     try:
         recipe = Recipe.model_validate(data)

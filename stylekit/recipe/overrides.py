@@ -10,6 +10,7 @@ which values are paths given relative to the current directory.
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 import sys
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from stylekit.errors import Problem, UserError
+from stylekit.errors import Problem, UserError, did_you_mean
 from stylekit.recipe.tomlpos import dotted
 from stylekit.recipe.nesting import TOO_DEEP, deepest_path
 
@@ -34,7 +35,7 @@ PATH_FIELDS = {("images", "content"), ("images", "style"), ("images", "style_mas
 NOT_PATHS = {("images", "init"): {"content", "style", "noise"}}
 
 _PART = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
-EXAMPLE = "e.g. --set optimizer.params.lr=0.5 or --set loss[0].weight=2"
+EXAMPLE = "e.g. --set optimizer.params.lr=0.5, --set loss.0.weight=2 or --set loss.gram.weight=2"
 
 
 def shell_word(text: str) -> str:
@@ -93,8 +94,9 @@ class Overrides(dict):
 
 
 def parse_key(key: str, text: str, origin: OverrideSource = COMMAND_LINE) -> tuple:
-    """'loss[0].params.lr' -> ('loss', 0, 'params', 'lr'); a UserError naming `text` (what
-    the user wrote, where `origin` says) if malformed."""
+    """'loss[0].params.lr' or 'loss.0.params.lr' -> ('loss', 0, 'params', 'lr'); a UserError
+    naming `text` (what the user wrote, where `origin` says) if malformed. A name where a
+    list is ('loss.gram.weight') is kept, for `apply_override` to find the entry so named."""
     def bad(why: str) -> UserError:
         return UserError(Problem(f"{origin.name(text)}: {why} - {origin.how}"))
 
@@ -107,7 +109,9 @@ def parse_key(key: str, text: str, origin: OverrideSource = COMMAND_LINE) -> tup
         if not found or (not found.group(1) and not path):
             raise bad(f"'{piece}' is not a key" if piece else "empty part between dots")
         name, indexes = found.group(1), found.group(2)
-        if name:
+        if name.isdigit() and path:  # loss.0.weight, as the Python API takes it
+            path.append(int(name))
+        elif name:
             if not _PART.match(name):
                 raise bad(f"'{name}' is not a field name")
             path.append(name)
@@ -138,9 +142,11 @@ def parse_override(text: str) -> tuple[tuple, Any]:
     return path, parsed
 
 
-def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None) -> None:
-    """Set `path` in the recipe's data to `value`, creating tables on the way; a UserError
-    (naming `flag`) where the path runs through something that is not a table or list."""
+def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None) -> tuple:
+    """Set `path` in the recipe's data to `value`, creating tables on the way, and return the
+    path it was set at: a name where a list is (('loss', 'gram', 'weight')) picks the one
+    entry of that name (('loss', 1, 'weight')). A UserError (naming `flag`) where the path
+    runs through something that is not a table or list, or names no entry or several."""
     flag = flag or f"override {dotted(path)}"  # given to load_recipe without saying where from
 
     def fail(why: str) -> UserError:
@@ -149,22 +155,44 @@ def apply_override(data: dict, path: tuple, value: Any, flag: str | None = None)
     node: Any = data
     for i, part in enumerate(path):
         here, last = dotted(path[: i + 1]), i == len(path) - 1
+        if isinstance(part, str) and isinstance(node, list):
+            part = named_entry(node, path, i, fail)
+            path = (*path[:i], part, *path[i + 1:])
+            here = dotted(path[: i + 1])
         if isinstance(part, int):
             if not isinstance(node, list):
                 raise fail(f"{dotted(path[:i]) or 'the recipe'} is not a list - remove the [{part}]")
             if part >= len(node):
                 raise fail(f"there is no {here} in the recipe ({dotted(path[:i])} has {len(node)} entries)")
         elif not isinstance(node, dict):
-            if isinstance(node, list):
-                raise fail(f"{dotted(path[:i])} is a list - index it, e.g. {dotted(path[:i])}[0].{part}")
             raise fail(f"{dotted(path[:i])} is a value ({node!r}), not a table - it has no field '{part}'")
         if last:
             node[part] = value
-            return
+            return path
         nxt = path[i + 1]
         if isinstance(part, str) and part not in node:
             node[part] = [] if isinstance(nxt, int) else {}
         node = node[part]
+
+
+def named_entry(entries: list, path: tuple, i: int, fail: Callable[[str], UserError]) -> int:
+    """The index of the one table in `entries` (the list at path[:i]) whose name is path[i];
+    a UserError where none or several are so named."""
+    where, name = dotted(path[:i]), path[i]
+    found = [j for j, entry in enumerate(entries) if isinstance(entry, dict) and entry.get("name") == name]
+    if len(found) == 1:
+        return found[0]
+    if found:  # an index is the one way to tell them apart
+        which = " and ".join(dotted((*path[:i], j)) for j in found)
+        raise fail(f"{len(found)} entries of {where} are named '{name}' ({which}) - "
+                   f"give the index instead, e.g. {dotted((*path[:i], found[0], *path[i + 1:]))}")
+    names = [entry["name"] for entry in entries if isinstance(entry, dict) and isinstance(entry.get("name"), str)]
+    if names:
+        if difflib.get_close_matches(name, names, n=1, cutoff=0.6):  # a misspelt name
+            raise fail(f"no entry of {where} is named '{name}'{did_you_mean(name, set(names))}")
+        raise fail(f"no entry of {where} is named '{name}' - name one ({', '.join(names)}) or give its index, "
+                   f"e.g. {dotted((*path[:i], names[0], *path[i:]))} or {dotted((*path[:i], 0, *path[i:]))}")
+    raise fail(f"{where} is a list - index it, e.g. {dotted((*path[:i], 0, *path[i:]))}")
 
 
 def with_cwd_paths(path: tuple, value: Any, cwd: Path | None = None) -> Any:

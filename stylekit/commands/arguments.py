@@ -1,0 +1,70 @@
+"""What the command line's arguments mean beyond argparse's own parsing: the short forms of
+recipe fields (--width, --height), the recipes a validate names (glob patterns expanded),
+the recipe `stylekit run` uses when none is named, and what to say of an unknown option."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import glob
+import os
+from pathlib import Path
+
+from stylekit.errors import UserError, one_line
+from stylekit.recipe.overrides import EXAMPLE, shell_word
+
+
+def add_size_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--width", type=int, metavar="PX", help="overrides output.width (as --set output.width=PX)")
+    parser.add_argument("--height", type=int, metavar="PX", help="overrides output.height (as --set output.height=PX)")
+
+
+#: The recipe `stylekit run` uses when none is named, as ./stylize does: the checkout's own,
+#: found from this package's folder (an editable install or a run from the checkout); a
+#: wheel does not carry it, and is then told to name a recipe.
+DEFAULT_RECIPE = "recipes/gatys.toml"
+
+
+def default_recipe() -> Path:
+    found = Path(__file__).resolve().parents[2] / DEFAULT_RECIPE
+    if not found.is_file():
+        raise UserError(f"stylekit run: no recipe given, and the default one ({DEFAULT_RECIPE}) is not beside this "
+                        f"installation of stylekit ({found.parent.parent}) - name a recipe, e.g. stylekit run my.toml")
+    return found
+
+
+def recipe_paths(patterns: list[str]) -> list[str]:
+    """The recipes named: each pattern with glob characters expanded (sorted, so that the
+    report's order does not depend on the file system); a plain name kept as given, so that
+    a missing one is reported by the load as any missing recipe is. A pattern that matches
+    nothing is a UserError naming it."""
+    paths: list[str] = []
+    for pattern in patterns:
+        if not glob.has_magic(pattern):
+            paths.append(pattern)
+            continue
+        found = sorted(glob.glob(os.path.expanduser(pattern), recursive=True))
+        if not found:
+            raise UserError(f"{one_line(pattern)}: no file matches this pattern - check it, or quote it so that "
+                            "the shell does not expand it first")
+        paths.extend(found)
+    return list(dict.fromkeys(paths))  # a recipe matched by two patterns is checked once
+
+
+def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """What to say of arguments `parser` does not know: an option close to one it takes is
+    named; any other option is pointed to --set, which reaches every recipe field."""
+    options = {option[2:]: option for action in parser._actions for option in action.option_strings
+               if option.startswith("--")}
+    unknown = [extra for extra in extras if extra.startswith("-") and extra != "-"]
+    if not unknown:
+        return f"unexpected argument {shell_word(extras[0])} - remove it, or see {parser.prog} --help"
+    given = unknown[0].split("=", 1)[0]
+    # Compared without the leading dashes, which every option shares and would make '--lr'
+    # look like '--live'; 0.7 still takes one swapped or missing letter in a word of four or more.
+    close = difflib.get_close_matches(given.lstrip("-"), list(options), n=1, cutoff=0.7)
+    if close:
+        return f"unknown option {shell_word(given)} - did you mean {options[close[0]]}?"
+    if "set" in options:
+        return f"unknown option {shell_word(given)} - to change a recipe field, use --set KEY=VALUE, {EXAMPLE}"
+    return f"unknown option {shell_word(given)} - see {parser.prog} --help"
