@@ -14,9 +14,9 @@ or plot is a warning, never the end of the run.
 
 from __future__ import annotations
 
+import shlex
 import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Callable, TextIO
 
@@ -29,15 +29,14 @@ from stylekit.recipe.devices import dtype_name
 from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size, save_atomic, to_image
 from stylekit.files import outputs
-from stylekit.files.outputs import describe, free_space, keep_elsewhere, write_image_and_record, write_result, written_for
+from stylekit.files.outputs import describe, keep_elsewhere, not_written, write_image_and_record, write_result, written_for
 from stylekit.recipe.plan import Plan
 from stylekit.commands.progress import ProgressDisplay
 from stylekit.files.report import plot_losses, strip
-from stylekit.run.estimate import pre_run_warnings
+from stylekit.run.estimate import estimate, human, pre_run_warnings
 from stylekit.run.failures import failure_message
 from stylekit.run.session import Result, RunDiverged, StepInfo, run_one
-import shlex
-from stylekit.run.estimate import estimate, human
+from stylekit.run.signals import signals_to
 
 
 def intermediate_path(output: Path, step: int) -> Path:
@@ -98,35 +97,22 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
         return _finish(plan, result, keeper, late, beside, saved, stream, command)
 
 
-class LateSignals:
+class LateSignals(signals_to):
     """SIGINT and SIGTERM from the end of the run on (during it, `stylize`'s own handlers
     end it after the step): noted, and acted on only once the image and its record are
     written, so that a signal never leaves one without the other or a file half-renamed.
     With `hurry` set, a signal raises KeyboardInterrupt: a second one, which should not
-    wait for a large checkpoint. Handlers can only be set from the main thread; elsewhere
-    nothing changes."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    wait for a large checkpoint."""
 
     def __init__(self):
+        super().__init__(self._noted)
         self.signal: int | None = None
         self.hurry = False
-        self.previous = {}
 
-    def _noted(self, signum, _frame) -> None:
+    def _noted(self, signum: int) -> None:
         self.signal = self.signal or signum
         if self.hurry:
             raise KeyboardInterrupt
-
-    def __enter__(self) -> LateSignals:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, self._noted)
-        return self
-
-    def __exit__(self, *exc_info) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
 
 
 class Beside:
@@ -145,8 +131,7 @@ class Beside:
             write()
         except OSError as exc:
             if not self.failed:
-                self.warn(f"could not write {what} {path} ({describe(exc).removesuffix(f': {path}')}"
-                          f"{free_space(path.parent)}) - the run goes on without it")
+                self.warn(not_written(what, path, exc))
             self.failed = True
             return False
         return True

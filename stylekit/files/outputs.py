@@ -126,3 +126,10 @@ def free_space(folder: Path) -> str:
         return f", {human(shutil.disk_usage(folder).free)} free there"
     except OSError:
         return ""
+
+
+def not_written(what: str, path: Path, exc: OSError) -> str:
+    """The warning for a file beside an output that could not be written (a checkpoint, an
+    intermediate image, a plot): which, why, the free space, and that the run goes on."""
+    return (f"could not write {what} {path} ({describe(exc).removesuffix(f': {path}')}{free_space(path.parent)}) "
+            "- the run goes on without it")

@@ -18,7 +18,7 @@ import torch
 from stylekit.run.engine import Loop
 from stylekit.errors import Problem, UserError
 from stylekit.files.images import write_bytes_atomic
-from stylekit.files.outputs import checkpoint_path, describe, free_space
+from stylekit.files.outputs import checkpoint_path, not_written
 from stylekit.recipe.plan import Plan
 from stylekit.recipe.tomlpos import dotted
 from stylekit.run.checkpoint_checks import problem_with
@@ -108,8 +108,7 @@ class Keeper:
             write(self.path, state)
         except OSError as exc:
             if self.failed is None:  # said once, not at every step while the disk stays full
-                self.warn(f"could not write the checkpoint {self.path} ({describe(exc).removesuffix(f': {self.path}')}"
-                          f"{free_space(self.path.parent)}) - the run goes on without it; free some space to keep one")
+                self.warn(not_written("the checkpoint", self.path, exc) + "; free some space to keep one")
             self.failed = exc
             return False
         self.failed, self.on_disk = None, len(state["history"])

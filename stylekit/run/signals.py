@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from typing import Callable
 
 
 class Stop:
@@ -21,19 +22,21 @@ class Stop:
 
 
 class signals_to:
-    """While active, SIGINT and SIGTERM ask `stop` to end the run after the step in
-    progress (a second Ctrl-C ends it at once). Signal handlers can only be set from the
-    main thread; elsewhere (a notebook's worker thread, a server) nothing changes."""
+    """While active, SIGINT and SIGTERM go to `handler(signum)`: during a run
+    `Stop.request`, which ends it after the step in progress (a second Ctrl-C at once); as
+    the CLI writes what a run made, its note of a late signal. Signal handlers can only be
+    set from the main thread; elsewhere (a notebook's worker thread, a server) nothing
+    changes."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
-    def __init__(self, stop: Stop):
-        self.stop, self.previous = stop, {}
+    def __init__(self, handler: Callable[[int], None]):
+        self.handler, self.previous = handler, {}
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
             for signum in self.SIGNALS:
-                self.previous[signum] = signal.signal(signum, lambda s, _frame: self.stop.request(s))
+                self.previous[signum] = signal.signal(signum, lambda s, _frame: self.handler(s))
         return self
 
     def __exit__(self, *exc_info):

@@ -35,7 +35,7 @@ def run_plans(plans: list[Plan], callbacks: list[Callable[[StepInfo], None] | No
     if plans[0].recipe.run.seed is not None:
         torch.manual_seed(plans[0].recipe.run.seed)
     stop = Stop()
-    with signals_to(stop):
+    with signals_to(stop.request):
         return _stages(plans, callbacks, checkpoint, resume, stop, reuse)
 
 
