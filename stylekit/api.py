@@ -18,17 +18,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from stylekit.errors import Problem, UserError
-from stylekit.recipe.plan import Plan
-from stylekit.plugins.registry import Registry
-from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil
-from stylekit.run.session import run_one
-from stylekit.plugins.registry import load_registry, warn_broken
-from stylekit.recipe.load import load_recipe
-from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
-from stylekit.recipe.output_checks import path_argument
-from stylekit.run import checkpoints
-from stylekit.recipe.plan import MEMORY
 from stylekit.files.outputs import checkpoint_output
+from stylekit.plugins.registry import Registry, load_registry, warn_broken
+from stylekit.recipe.load import load_recipe
+from stylekit.recipe.output_checks import path_argument
+from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
+from stylekit.recipe.plan import MEMORY, Plan
+from stylekit.run import checkpoints
+from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil, run_one
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 

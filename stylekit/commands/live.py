@@ -36,10 +36,10 @@ from http.server import ThreadingHTTPServer
 from typing import TYPE_CHECKING
 
 import torch
+from PIL import Image
 
 from stylekit.commands.live_http import IPv6Server, QuietServer, handler_for, is_ipv6, is_loopback
 from stylekit.errors import UserError
-from PIL import Image
 
 if TYPE_CHECKING:
     from stylekit.run.session import StepInfo

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageColor, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
 
 from stylekit.errors import UserError, one_line
 from stylekit.files.limits import DEFAULT_MAX_PIXELS
-from stylekit.files.reading import open_regular
+from stylekit.files.reading import NotRegularFile, open_regular
 from stylekit.files.sizes import available_memory, human
-from stylekit.files.reading import NotRegularFile
-from PIL.PngImagePlugin import PngInfo
 
 
 #: What Pillow raises for a file that is not an image it can decode.

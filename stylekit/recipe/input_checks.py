@@ -8,12 +8,13 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
+import torch
+
 from stylekit.errors import Problem
 from stylekit.files.images import output_size, style_size
-from stylekit.recipe.stage_fit import least_output_size
-from stylekit.recipe.schema import MAX_SIDE
-import torch
 from stylekit.recipe.devices import dtype_name
+from stylekit.recipe.schema import MAX_SIDE
+from stylekit.recipe.stage_fit import least_output_size
 
 if TYPE_CHECKING:
     from PIL import Image

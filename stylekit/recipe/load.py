@@ -18,22 +18,20 @@ from typing import Any
 from pydantic import ValidationError
 
 from stylekit.contract.components import Backbone
-from stylekit.recipe import input_checks, nesting, output_checks
 from stylekit.errors import Problem, UserError, did_you_mean
-from stylekit.recipe.overrides import Overrides, apply_override
-from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
-from stylekit.plugins.registry import Registry
-from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
-from stylekit.recipe.stage_fit import fit_stages_to_overrides
+from stylekit.files.images import open_rgb, rgb_of
+from stylekit.plugins.registry import PLUGINS_ENV, Registry, installed_distributions, normalize_package
+from stylekit.recipe import input_checks, nesting, output_checks
 from stylekit.recipe.construct import construction_problems
-from stylekit.recipe.tomlpos import key_lines
-from stylekit.recipe.source import read_source, shortened_loc
+from stylekit.recipe.devices import resolve_device, resolve_precision
 from stylekit.recipe.messages import (instead, locator, pydantic_problem, quoted_values, without_echoes,
                                       without_tried_branches)
-from stylekit.recipe.devices import resolve_device, resolve_precision
-from stylekit.files.images import open_rgb, rgb_of
-from stylekit.plugins.registry import PLUGINS_ENV, installed_distributions, normalize_package
-
+from stylekit.recipe.overrides import Overrides, apply_override
+from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
+from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
+from stylekit.recipe.source import read_source, shortened_loc
+from stylekit.recipe.stage_fit import fit_stages_to_overrides
+from stylekit.recipe.tomlpos import key_lines
 
 
 # ---------------------------------------------------------------- loading

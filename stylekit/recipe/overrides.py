@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from stylekit.errors import Problem, UserError, did_you_mean
-from stylekit.recipe.tomlpos import dotted
 from stylekit.recipe.nesting import TOO_DEEP, deepest_path
+from stylekit.recipe.tomlpos import dotted
 
 if sys.version_info >= (3, 11):
     import tomllib

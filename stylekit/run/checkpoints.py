@@ -15,13 +15,13 @@ from typing import Callable
 
 import torch
 
-from stylekit.run.engine import Loop
 from stylekit.errors import Problem, UserError
 from stylekit.files.images import write_bytes_atomic
 from stylekit.files.outputs import checkpoint_path, not_written
 from stylekit.recipe.plan import Plan
 from stylekit.recipe.tomlpos import dotted
 from stylekit.run.checkpoint_checks import problem_with
+from stylekit.run.engine import Loop
 
 FORMAT = 1
 

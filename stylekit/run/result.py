@@ -20,13 +20,13 @@ from PIL import Image
 from stylekit import __version__
 from stylekit.errors import Problem, RunFailed, UserError
 from stylekit.files.images import to_image
+from stylekit.files.outputs import write_result
 from stylekit.plugins.registry import BUILTIN_PACKAGE
 from stylekit.recipe.devices import dtype_name
+from stylekit.recipe.output_checks import path_argument, save_problems
 from stylekit.recipe.plan import Plan
 from stylekit.run.build import StageImages
 from stylekit.run.engine import Diverged
-from stylekit.recipe.output_checks import path_argument, save_problems
-from stylekit.files.outputs import write_result
 
 
 @dataclass

@@ -16,13 +16,12 @@ import torch
 from PIL import Image
 
 from stylekit.errors import Problem, UserError
-from stylekit.run import checkpoints
-from stylekit.files.images import to_image
+from stylekit.files.images import UNREADABLE, open_rgb, to_image, unreadable
 from stylekit.recipe.plan import Plan
+from stylekit.run import checkpoints
 from stylekit.run.build import Reuse
 from stylekit.run.result import Result, RunDiverged, StepInfo
 from stylekit.run.stages import run_plans
-from stylekit.files.images import UNREADABLE, open_rgb, unreadable
 
 
 def run_one(plan: Plan, callback: Callable[[StepInfo], None] | None = None,
