@@ -39,10 +39,6 @@ from stylekit.run.session import Result, RunDiverged, StepInfo, run_one
 from stylekit.run.signals import signals_to
 
 
-def intermediate_path(output: Path, step: int) -> Path:
-    return outputs.intermediate_path(output, step)
-
-
 def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay | None = None,
              callbacks: list[Callable[[StepInfo], None]] = (), command: list[str] | None = None) -> int:
     """Run `plan` as the CLI does and return the exit status. `command` is the command line
@@ -72,7 +68,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
         if every and info.step % every == 0 and info.step != info.total:
-            path = intermediate_path(output, info.step)
+            path = outputs.intermediate_path(output, info.step)
             if beside.write("the intermediate image", path, lambda: save_atomic(to_image(info.image), path, output.name)):
                 saved.append(path)
                 steps_saved.append(info.step)
@@ -256,7 +252,7 @@ def _diverged(plan: Plan, exc: RunDiverged, stream: TextIO) -> int:
     no input overwritten, no file that stylekit did not write replaced); where that refuses,
     or the write fails, the image is kept elsewhere."""
     output = plan.output
-    beside = output.with_name(f"{output.stem}.diverged.png")
+    beside = outputs.diverged_path(output)
     record = plan.recipe.output.record
     refused = path_problems(beside, plan.recipe.images, (), lambda loc, message: Problem(message), record=record,
                             what="the last finite image")

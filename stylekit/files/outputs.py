@@ -38,6 +38,11 @@ def strip_path(output: Path) -> Path:
     return output.with_name(f"{output.stem}.strip.png")
 
 
+def diverged_path(output: Path) -> Path:
+    """Where a run that diverged keeps its last finite image: `<name>.diverged.png`."""
+    return output.with_name(f"{output.stem}.diverged.png")
+
+
 def write_result(result, path: Path, record: bool = True) -> Path:
     """Write `result.image` to `path` and, with `record`, its run record beside it."""
     write_image_and_record(result.image, result.record if record else None, path)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from stylekit.errors import Problem
 from stylekit.files.images import TEMP_MARK
-from stylekit.files.outputs import checkpoint_path, intermediate_path, losses_plot_path, record_path, strip_path, written_for
+from stylekit.files.outputs import (checkpoint_path, diverged_path, intermediate_path, losses_plot_path, record_path,
+                                    strip_path, written_for)
 from stylekit.files.reading import RECORD_LIMIT, read_bytes, regular_kind
 from stylekit.recipe.plan import MEMORY
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
@@ -44,12 +45,15 @@ def output_problems(parts, at, beside: bool = False) -> list[Problem]:
 
 def _beside_endings(out: Path, output, total: int | None) -> list[tuple[str, str]]:
     """(what, how its name ends after the output's stem) of each file a run may write."""
-    endings = [("the image", out.suffix), ("the run record", ".json"), ("the checkpoint", ".checkpoint.pt"),
-               ("the last finite image", ".diverged.png")]
+    def ending(path: Path) -> str:
+        return path.name[len(out.stem):]
+
+    endings = [("the image", out.suffix), ("the run record", ending(record_path(out))),
+               ("the checkpoint", ending(checkpoint_path(out))), ("the last finite image", ending(diverged_path(out)))]
     if output.save_every and total:
-        endings.append(("the intermediate images", intermediate_path(Path("x"), total).name[1:]))
+        endings.append(("the intermediate images", ending(intermediate_path(out, total))))
     if output.plot:
-        endings.append(("the loss plot", ".losses.png"))
+        endings.append(("the loss plot", ending(losses_plot_path(out))))
     return endings
 
 
@@ -178,8 +182,8 @@ def path_problems(out: Path, images, loc: tuple, at, record: bool = True, plot: 
     if record:
         written[record_path(out)] = "the run record"
     if plot:
-        written[out.with_name(f"{out.stem}.losses.png")] = "the loss plot"
-        written[out.with_name(f"{out.stem}.strip.png")] = "the strip of images"
+        written[losses_plot_path(out)] = "the loss plot"
+        written[strip_path(out)] = "the strip of images"
     for path, label in _inputs(images):
         real = os.path.realpath(path)
         for target, what in written.items():
