@@ -25,6 +25,7 @@ from stylekit.commands.batch_workers import STATE_DIR, Workers, append_summary, 
 from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size
 from stylekit.files.outputs import describe, write_image_and_record
+from stylekit.files import sizes
 from stylekit.plugins.registry import BrokenPluginWarning, broken_warnings
 from stylekit.recipe.output_checks import writable_folder
 from stylekit.recipe.load import load_recipe
@@ -32,7 +33,7 @@ from stylekit.recipe.overrides import Overrides
 from stylekit.run import session
 from stylekit.run.blame import attributed
 from stylekit.run.build import Reuse
-from stylekit.run.estimate import available_memory, estimate, human
+from stylekit.run.estimate import estimate, human
 
 #: The most images a step may take. A worker holds the items it claims until their group is
 #: full, so a number past the batch's size only keeps them from running; the gain of larger
@@ -150,7 +151,7 @@ def images_per_step(plan, requested: str, stream: TextIO) -> int:
               file=stream, flush=True)
         return 1
     found = estimate(plan, plan.stages[-1])
-    free = available_memory(plan.device) or 4 << 30  # 4 GB where the free memory cannot be read
+    free = sizes.available_memory(plan.device) or 4 << 30  # 4 GB where the free memory cannot be read
     per_image = found.total - found.weights
     size = max(1, min(64, int((0.8 * free - found.weights) // max(1, per_image))))
     print(f"batch size {size}: about {human(per_image)} per image at the last stage's size, {human(free)} free",

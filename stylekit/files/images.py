@@ -16,7 +16,8 @@ from PIL.PngImagePlugin import PngInfo
 from stylekit.errors import UserError, one_line
 from stylekit.files.limits import DEFAULT_MAX_PIXELS
 from stylekit.files.reading import NotRegularFile, open_regular
-from stylekit.files.sizes import available_memory, human
+from stylekit.files import sizes
+from stylekit.files.sizes import human
 
 
 #: What Pillow raises for a file that is not an image it can decode.
@@ -121,7 +122,7 @@ def _check_memory(path: str, img: Image.Image) -> None:
     """Refuse to decode what cannot be held: past the memory free, decoding ends in a
     MemoryError or, on Linux, with the process killed by the kernel, which says nothing."""
     needed = decoding_bytes(img)
-    free = available_memory(torch.device("cpu"))
+    free = sizes.available_memory(torch.device("cpu"))
     if free is not None and needed > free:
         raise UserError(f"{path} is {img.width}x{img.height}: decoding it takes about {human(needed)}, more than the "
                         f"{human(free)} of memory free - make it smaller, or free memory")

@@ -27,7 +27,8 @@ from stylekit.run.build import build_backbone, build_objective, build_optimizer,
 from stylekit.run.engine import LoopOptions
 from stylekit.run.loop import optimize
 from stylekit.files.images import output_size
-from stylekit.files.sizes import available_memory, human
+from stylekit.files import sizes
+from stylekit.files.sizes import human
 from stylekit.recipe.plan import Plan, Stage
 from stylekit.run.failures import ADVICE
 
@@ -114,9 +115,9 @@ def estimate(plan: Plan, stage: Stage) -> Estimate:
     h, w = output_size(plan.images.content, stage.width, stage.height)
     small = plan.replace(device=torch.device("cpu"))
     backbone = build_backbone(small)
-    sizes = [(max(16, round(h * s / max(h, w))), max(16, round(w * s / max(h, w)))) for s in PROBE_LONG_SIDES]
-    probes = [_probe(small, backbone, Stage(b, a, 1)) for a, b in sizes]
-    areas = [a * b for a, b in sizes]
+    probe_sizes = [(max(16, round(h * s / max(h, w))), max(16, round(w * s / max(h, w)))) for s in PROBE_LONG_SIDES]
+    probes = [_probe(small, backbone, Stage(b, a, 1)) for a, b in probe_sizes]
+    areas = [a * b for a, b in probe_sizes]
 
     def extrapolate(i: int) -> int:
         (a1, q1), (a2, q2) = (areas[0], probes[0][i]), (areas[1], probes[1][i])
@@ -141,24 +142,24 @@ def pre_run_warnings(plan) -> list[str]:
     passes (the backbone is frozen: its backward pass computes no weight gradients), so both
     are lower bounds that warn only where a run is surely too large. (`stylekit run
     --dry-run` runs real steps and is far closer, but takes seconds to minutes.)"""
-    sizes = [output_size(plan.images.content, stage.width, stage.height) for stage in plan.stages]
+    stage_sizes = [output_size(plan.images.content, stage.width, stage.height) for stage in plan.stages]
     probe = _meta_probe(plan.backbone.cls, plan.backbone.params, plan.layers)
     if probe is None:
         return []
     bytes_per_pixel, flops_per_pixel, weight_count = probe
     warnings = []
-    h, w = max(sizes, key=lambda hw: hw[0] * hw[1])
+    h, w = max(stage_sizes, key=lambda hw: hw[0] * hw[1])
     element = torch.tensor([], dtype=plan.dtype).element_size()
     state_copies = plan.optimizer.cls(plan.optimizer.params).state_copies()
     images = 3 * 4 * h * w * (3 + state_copies)  # the image, its gradient, the optimizer's state
     # With activation checkpointing the activations are recomputed, not kept: count none.
     activations = 0 if plan.recipe.run.checkpoint else bytes_per_pixel * h * w * element / 4
     needed = weight_count * element + images + activations
-    free = available_memory(plan.device)
+    free = sizes.available_memory(plan.device)
     if free is not None and needed > free:
         warnings.append(f"{w}x{h} needs at least {human(int(needed))} on {plan.device} but {human(free)} is free "
                         f"- it will probably run out of memory; {ADVICE}")
-    flops = 2 * flops_per_pixel * sum(sh * sw * stage.steps for (sh, sw), stage in zip(sizes, plan.stages))
+    flops = 2 * flops_per_pixel * sum(sh * sw * stage.steps for (sh, sw), stage in zip(stage_sizes, plan.stages))
     seconds = flops / (CPU_FLOPS_PER_THREAD * torch.get_num_threads())
     if plan.device.type == "cpu" and seconds > LONG_RUN_SECONDS:
         warnings.append(f"this run needs about {flops / 1e15:.1f} PFLOP, {seconds / 3600:.0f} hours or more on "

@@ -158,12 +158,10 @@ def _copy(source: str, target: str):
 
 
 def _low_memory(folder, mp):
-    import stylekit.files.images
-    import stylekit.run.estimate
+    import stylekit.files.sizes
 
-    # Where memory is read: before decoding an image, and in the pre-run estimate.
-    for module in (stylekit.files.images, stylekit.run.estimate):
-        mp.setattr(module, "available_memory", lambda device: 64 << 10)
+    # Read through the module everywhere (decoding an image, the pre-run estimate, batch).
+    mp.setattr(stylekit.files.sizes, "available_memory", lambda device: 64 << 10)
 
 
 def _subfolder_recipe(folder, mp):
