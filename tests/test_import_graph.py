@@ -17,6 +17,7 @@ LAYERS = [
     ("plugins", ["stylekit.plugins"]),
     ("recipe", ["stylekit.recipe"]),
     ("run", ["stylekit.run"]),
+    ("video", ["stylekit.video"]),
     ("public face, tools", ["stylekit.api", "stylekit.tools"]),
     # Test support drives the command line in process, as pytest's pytester does.
     ("commands, test support", ["stylekit.commands", "stylekit.__main__", "stylekit.testing", "stylekit.component_checks",

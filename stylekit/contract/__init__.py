@@ -13,7 +13,9 @@ from stylekit.contract.hookspecs import hookimpl
 # live in another module) should not pay for that at load.
 _HOMES = {
     "stylekit.contract.components": {"Params", "Component", "Backbone", "Targets", "LossTerm", "Optimizer",
-                                     "BatchedStepper", "Scheduler", "KINDS"},
+                                     "BatchedStepper", "Scheduler", "PreviousOutput"},
+    "stylekit.contract.flow": {"FlowProvider", "FramePair"},
+    "stylekit.contract.kinds": {"KINDS"},
     "stylekit.contract.sequential": {"SequentialBackbone", "run_in_sequence"},
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOMES, ["hookimpl", "hookspecs"])

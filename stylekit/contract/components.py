@@ -1,5 +1,5 @@
-"""The contract: base classes of the four kinds of component (backbones, loss terms,
-optimizers, schedulers) and what the engine hands them (`Targets`).
+"""The contract: base classes of four kinds of component (backbones, loss terms,
+optimizers, schedulers; the fifth, flow providers, is in `stylekit.contract.flow`) and what the engine hands them (`Targets`).
 
 A component is a class with a `name` (what a recipe writes) and a nested pydantic `Params`
 model that validates the recipe's `params` table. Built-ins and third-party plugins
@@ -143,6 +143,22 @@ class Targets:
     styles: list[dict[str, torch.Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
     style_masks: list[torch.Tensor] | None = None
+    #: Video only (`stylekit video`): earlier frames' outputs warped into this frame, the
+    #: nearest first; empty for a still image. Read by pixel-space terms such as `temporal`.
+    previous: list[PreviousOutput] = field(default_factory=list)
+
+
+@dataclass
+class PreviousOutput:
+    """An earlier frame's output brought into the frame being stylized by optical flow."""
+
+    #: (1, 3, H, W) RGB in [0, 1] at the output's size: the earlier output, warped.
+    image: torch.Tensor
+    #: (1, 1, H, W) in [0, 1]: where the warp can be trusted (0: disoccluded, a motion
+    #: boundary, or outside the earlier frame); see `stylekit.video.warp.certainty`.
+    certainty: torch.Tensor
+    #: How many frames back it is (1: the frame just before).
+    offset: int
 
 
 class LossTerm(Component, nn.Module):
@@ -295,10 +311,4 @@ class Scheduler(Component):
         once after each optimizer step, never before the first."""
 
 
-KINDS: dict[str, type[Component]] = {
-    "backbone": Backbone,
-    "loss": LossTerm,
-    "optimizer": Optimizer,
-    "scheduler": Scheduler,
-}
 

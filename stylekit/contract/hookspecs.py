@@ -66,10 +66,21 @@ def register_schedulers(register: Callable[[type], None]) -> None:
     """
 
 
+@hookspec
+def register_flow_providers(register: Callable[[type], None]) -> None:
+    """Register optical-flow providers (for `stylekit video`).
+
+    Called once at plugin load. Call `register(cls)` for each subclass of
+    `stylekit.contract.flow.FlowProvider`; `cls.name` is what a recipe's `flow.name` says.
+    Returns nothing.
+    """
+
+
 #: Hook name -> component kind it registers.
 HOOK_KINDS = {
     "register_backbones": "backbone",
     "register_losses": "loss",
     "register_optimizers": "optimizer",
     "register_schedulers": "scheduler",
+    "register_flow_providers": "flow",
 }

@@ -18,7 +18,8 @@ import re
 
 from pydantic import BaseModel
 
-from stylekit.contract.components import KINDS, Component, LossTerm
+from stylekit.contract.components import Component, LossTerm
+from stylekit.contract.kinds import KINDS
 
 #: How stylekit builds each kind: `cls(params, weights)` for a backbone, and so on.
 CONSTRUCTED_WITH = {"backbone": ("params", "weights"), "loss": ("params", "layers"),

@@ -16,7 +16,8 @@ from typing import Any, Iterable
 import pluggy
 
 from stylekit.contract import hookspecs
-from stylekit.contract.components import KINDS, Component
+from stylekit.contract.components import Component
+from stylekit.contract.kinds import KINDS
 from stylekit.plugins import conformance
 from stylekit.errors import Problem, UserError, did_you_mean
 
