@@ -15,6 +15,7 @@ checked by `stylekit.video.flows.checked_flow`.
 from __future__ import annotations
 
 import json
+import re
 import string
 from pathlib import Path
 from typing import Literal
@@ -67,26 +68,33 @@ class DIS(FlowProvider):
         return torch.from_numpy(computed).permute(2, 0, 1).unsqueeze(0).float().contiguous()
 
 
+#: What may follow a frame number's name in a pattern: padding to a width, as file names
+#: numbered by other tools are (`{source:05d}`), and nothing else (a width of 10**9 would
+#: build a gigabyte of name).
+NUMBER_SPEC = re.compile(r"0?[0-9]{0,2}d?")
+
+
 def _pattern(value: str) -> str:
-    """A file-name pattern whose only fields are {source} and {target} (a format spec such
-    as {source:05d} allowed), both present: each pair of frames then has a file of its own.
-    The messages quote it as a recipe writes it (the loader then adds no "got ...")."""
+    """A file-name pattern whose only fields are {source} and {target}, both present, each
+    perhaps padded ({source:05d}): each pair of frames then has a file of its own. The
+    messages quote it as a recipe writes it (the loader then adds no "got ...")."""
     quoted = json.dumps(value)
     try:
-        fields = {name for _, name, _, _ in string.Formatter().parse(value) if name is not None}
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(value)
+                  if name is not None]
     except ValueError as exc:
         raise ValueError(f"{quoted} is not a pattern with {{source}} and {{target}} ({exc})") from None
-    unknown = sorted(fields - {"source", "target"})
+    names = {name for name, _, _ in fields}
+    unknown = sorted(names - {"source", "target"})
     if unknown:
         raise ValueError(f"{quoted} names {', '.join('{' + u + '}' for u in unknown)} - a pattern may name only "
                          "{source} and {target}, the frames' numbers")
-    if fields != {"source", "target"}:
-        raise ValueError(f"{quoted} lacks {' and '.join('{' + f + '}' for f in sorted({'source', 'target'} - fields))}"
+    if names != {"source", "target"}:
+        raise ValueError(f"{quoted} lacks {' and '.join('{' + f + '}' for f in sorted({'source', 'target'} - names))}"
                          " - every pair of frames needs a file of its own, e.g. flow/forward_{source}_{target}.flo")
-    try:  # a format spec that takes no number: {source:s}, {target:%}
-        value.format(source=0, target=1)
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{quoted} is not a pattern with {{source}} and {{target}} ({exc})") from None
+    for name, spec, conversion in fields:
+        if conversion or not NUMBER_SPEC.fullmatch(spec or ""):
+            raise ValueError(f"{quoted}: {{{name}}} may only be padded to a width, as in {{{name}:05d}}")
     return value
 
 
