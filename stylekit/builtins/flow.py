@@ -107,8 +107,9 @@ class FlowFiles(FlowProvider):
     class Params(Params):
         forward: str = Field(
             "flow/forward_{source}_{target}.flo",
-            description="file of the flow from frame {source} to the next one, {target}; relative to the folder of "
-                        "frames (the current folder for a video file) or absolute")
+            description="file of the flow from frame {source} to the next one, {target} (each may be padded: "
+                        "{source:05d}); relative to the folder of frames (the current folder for a video file) or "
+                        "absolute")
         backward: str = Field(
             "flow/backward_{source}_{target}.flo",
             description="file of the flow from frame {source} back to the one before, {target}; as forward")
