@@ -8,7 +8,7 @@ alike. Plain functions, usable without pytest; the pytest fixtures built on them
 - `write_recipe(folder, body)`: a recipe file whose images are those small images.
 - `run_cli(*args)`: run the `stylekit` command in-process; returns (status, stdout, stderr).
 - `run_for_losses(recipe, *args)`: `stylekit run` a recipe; returns its per-step loss rows.
-- `check_loss`, `check_backbone`, `check_optimizer`, `check_scheduler`: run a component class
+- `check_loss`, `check_backbone`, `check_optimizer`, `check_scheduler`, `check_flow`: run a component class
   on the CPU as the engine does and fail, with a message that says what the contract wants,
   where it does not keep it (`stylekit.component_checks`).
 Fixtures (in `stylekit.pytest_plugin`): `stylekit_registry`, `stylekit_images`, `stylekit_recipe`.
@@ -29,7 +29,7 @@ from PIL import Image
 from torch import nn
 
 from stylekit import component_checks
-from stylekit.component_checks import check_backbone, check_optimizer, check_scheduler
+from stylekit.component_checks import check_backbone, check_flow, check_optimizer, check_scheduler
 from stylekit.contract.components import Backbone, LossTerm, Params
 from stylekit.contract.sequential import SequentialBackbone
 from stylekit.contract.hookspecs import hookimpl

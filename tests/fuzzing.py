@@ -35,15 +35,16 @@ from stylekit.testing import pattern, run_cli, tiny_registry, write_recipe
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "recipes").glob("*.toml"))
 
-SECTIONS = ["images", "output", "backbone", "loss", "optimizer", "scheduler", "run", "stage", "requires"]
+SECTIONS = ["images", "output", "backbone", "loss", "optimizer", "scheduler", "flow", "run", "stage", "requires"]
 FIELDS = ["content", "style", "style_weights", "style_masks", "style_scale", "style_fit", "init", "preserve_colors",
           "background", "max_pixels", "path", "width", "height", "save_every", "record", "plot", "name", "weights",
           "params", "weight", "layers", "layer_weights", "steps", "device", "precision", "seed", "clamp",
           "progress_every", "ema_decay", "checkpoint", "compile", "cuda_graph", "lr", "history", "pooling",
-          "normalization", "relu4_2", "c1", "r1", "c3"]
+          "normalization", "relu4_2", "c1", "r1", "c3", "preset", "forward", "backward", "first", "model", "iterations"]
 WORDS = ["content", "style", "noise", "gram", "tv", "adam", "lbfgs", "vgg19", "tiny", "caffe", "random", "cpu",
          "auto", "fp32", "bf16", "fp16", "luminance", "histogram", "area", "stretch", "white", "#ff0000",
-         "content.png", "style.png", "out/x.png", "out/x.jpg", "x.gif", "", "../etc", "relu1_1", "c3"]
+         "content.png", "style.png", "out/x.png", "out/x.jpg", "x.gif", "", "../etc", "relu1_1", "c3", "dis", "raft",
+         "file", "f_{source}_{target}.flo", "{source:{0}}{target}"]
 
 
 class Workspace(dict):

@@ -1,5 +1,5 @@
 """The contract checks of `stylekit.testing` (check_loss, check_backbone, check_optimizer,
-check_scheduler): every built-in component and the plugin packages of plugins/ pass them,
+check_scheduler, check_flow): every built-in component and the plugin packages of plugins/ pass them,
 and a class that breaks the contract fails with a message that says what the contract wants
 and what the class did."""
 
@@ -10,14 +10,19 @@ import torch
 from torch import nn
 
 from stylekit.contract import Backbone, LossTerm, Optimizer, Params, Scheduler, SequentialBackbone
-from stylekit.testing import TinyBackbone, check_backbone, check_loss, check_optimizer, check_scheduler, tiny_registry
+from stylekit.builtins.flow import DIS
+from stylekit.testing import (TinyBackbone, check_backbone, check_flow, check_loss, check_optimizer, check_scheduler,
+                              tiny_registry)
 
-CHECKS = {"loss": check_loss, "backbone": check_backbone, "optimizer": check_optimizer, "scheduler": check_scheduler}
+CHECKS = {"loss": check_loss, "backbone": check_backbone, "optimizer": check_optimizer, "scheduler": check_scheduler,
+          "flow": check_flow}
 REGISTRY = tiny_registry()
 #: Every registered component but VGG-19, whose check (a network of 20M weights, forward and
-#: backward in two precisions) takes seconds: it runs with the slow tests.
+#: backward in two precisions) takes seconds: it runs with the slow tests; and the flow
+#: providers that need a file to run (raft's weights, file's flows), which tests/test_flow.py
+#: checks with the files they read.
 COMPONENTS = [(kind, name) for kind, named in REGISTRY.components.items() for name in named
-              if (kind, name) != ("backbone", "vgg19")]
+              if (kind, name) not in (("backbone", "vgg19"), ("flow", "raft"), ("flow", "file"))]
 
 
 def test_the_plugin_packages_are_among_those_checked():
@@ -370,14 +375,65 @@ SCHEDULER_FAILURES = [
 ]
 
 
+# ---------------------------------------------------------------- flow providers that break the contract
+# Each changes one thing of DIS, which keeps the contract.
+
+
+class Motionless(DIS):
+    def flow(self, source, target, pair):
+        return torch.zeros(1, 2, *source.shape[-2:])
+
+
+class Swapped(DIS):
+    def flow(self, source, target, pair):
+        return super().flow(source, target, pair).flip(1)
+
+
+class Holed(DIS):
+    def flow(self, source, target, pair):
+        flow = super().flow(source, target, pair)
+        flow[0, 0, 3, 3] = float("nan")
+        return flow
+
+
+class Flat(DIS):
+    def flow(self, source, target, pair):
+        return super().flow(source, target, pair)[0]
+
+
+class Greys(DIS):
+    def flow(self, source, target, pair):
+        source[:, 1:] = source[:, :1]  # grey in place, the frames stylekit keeps with it
+        return super().flow(source, target, pair)
+
+
+class Crashing(DIS):
+    def flow(self, source, target, pair):
+        return super().flow(source, target[..., ::2, ::2], pair)  # frames of two sizes: OpenCV refuses
+
+
+FLOW_FAILURES = [
+    (Motionless, "finds where a texture moved: (2, 1) pixels (right, down) everywhere, within a median error of 0.5 - "
+                 "its median error is 2.24 (its median flow (0, 0))"),
+    (Swapped, "its median flow (1, 2)) - channel 0 is the motion to the right, channel 1 down, from source to target"),
+    (Holed, "returns a (1, 2, H, W) float tensor of finite values, H and W the frames' - it returned 1 non-finite "
+            "values (NaN or infinity) among its 6144"),
+    (Flat, "it returned a tensor of shape (2, 48, 64), not (1, 2, 48, 64) as the frames are"),
+    (Greys, "leaves the frames as they are (stylekit uses them again) - it changed them - work on a copy"),
+    (Crashing, "flow(source, target, FramePair(source=0, target=1, frames_dir=None)) raised error: OpenCV"),
+]
+
+
 # ---------------------------------------------------------------- each failure, with what it says
 
 FAILURES = [*(("loss", cls, said) for cls, said in LOSS_FAILURES),
             *(("backbone", cls, said) for cls, said in BACKBONE_FAILURES),
             *(("optimizer", cls, said) for cls, said in OPTIMIZER_FAILURES),
-            *(("scheduler", cls, said) for cls, said in SCHEDULER_FAILURES)]
+            *(("scheduler", cls, said) for cls, said in SCHEDULER_FAILURES),
+            *(("flow", cls, said) for cls, said in FLOW_FAILURES)]
 #: What each broken class changes one thing of: it keeps the contract.
-KEEPS = {"loss": [Mean], "backbone": [StridedAndSaysSo], "optimizer": [Descent, Together], "scheduler": [Halving]}
+KEEPS = {"loss": [Mean], "backbone": [StridedAndSaysSo], "optimizer": [Descent, Together], "scheduler": [Halving],
+         "flow": [DIS]}
 
 
 @pytest.mark.parametrize("kind", KEEPS)

@@ -18,7 +18,8 @@ GUIDE = ROOT / "docs" / "plugins.md"
 BLOCK = re.compile(r"```(\w+) file=(\S+)\n(.*?)```", re.DOTALL)
 
 
-PACKAGES = ("stylekit-edges", "stylekit-vgg16", "stylekit-resnet", "stylekit-signum", "stylekit-warmup")
+PACKAGES = ("stylekit-edges", "stylekit-vgg16", "stylekit-resnet", "stylekit-signum", "stylekit-warmup",
+            "stylekit-farneback")
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,8 @@ def test_guide_has_a_package_of_each_kind():
         assert f"{package}/pyproject.toml" in names and f"{package}/{module}.py" in names
         assert any(name.startswith(f"{package}/tests/") for name in names)
     guide = GUIDE.read_text()
-    for kind in ("register_losses", "register_backbones", "register_optimizers", "register_schedulers"):
+    for kind in ("register_losses", "register_backbones", "register_optimizers", "register_schedulers",
+                 "register_flow_providers"):
         assert f"def {kind}(register)" in guide
 
 
@@ -53,7 +55,7 @@ def test_guide_plugins_pass_their_own_tests(guide_packages):
                              *(str(root / package / "tests") for package in PACKAGES)],
                             capture_output=True, text=True, env={**__import__("os").environ, "PYTHONPATH": str(site)}, cwd=root)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "16 passed" in result.stdout
+    assert "19 passed" in result.stdout
 
 
 def test_guide_recipe_runs_with_real_weights(guide_packages, monkeypatch):

@@ -187,7 +187,7 @@ def test_the_python_api_warns_about_a_plugin_that_breaks_the_contract(install_di
 
 INCOMPLETE = """
 from stylekit import hookimpl
-from stylekit.contract import Backbone, Optimizer, Scheduler
+from stylekit.contract import Backbone, FlowProvider, Optimizer, Scheduler
 
 class Hollow(Backbone):
     '''Neither built, nor layered, nor run.'''
@@ -212,6 +212,14 @@ def register_optimizers(register):
 @hookimpl
 def register_schedulers(register):
     register(Flat)
+
+class Frozen(FlowProvider):
+    '''Sees no motion, nor computes any.'''
+    name = "frozen"
+
+@hookimpl
+def register_flow_providers(register):
+    register(Frozen)
 """
 
 
@@ -223,7 +231,8 @@ def test_every_kind_names_each_method_it_lacks(install_dist):
         "backbone class Hollow lacks __init__(params, weights), the classmethod layer_names_for(params) and "
         "features(image, layers) - define them; "
         "optimizer class Idle lacks build(variables) - define it; "
-        "scheduler class Flat lacks build(optimizer, total_steps) - define it")
+        "scheduler class Flat lacks build(optimizer, total_steps) - define it; "
+        "flow class Frozen lacks flow(source, target, pair) - define it")
 
 
 class Registers:

@@ -70,7 +70,7 @@ def test_installed_packages_are_listed(scaffolded, monkeypatch):
     assert not registry.broken
 
 
-@pytest.mark.slow  # ~25 s: a second pytest with torch, for 30 tests; `./test -m slow` runs it
+@pytest.mark.slow  # ~25 s: a second pytest with torch, for 34 tests; `./test -m slow` runs it
 def test_scaffolded_packages_pass_their_own_tests(scaffolded):
     root, site, _, folders = scaffolded
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
@@ -78,14 +78,14 @@ def test_scaffolded_packages_pass_their_own_tests(scaffolded):
                             capture_output=True, text=True, cwd=root,
                             env={**os.environ, "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])})
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "30 passed" in result.stdout
+    assert "34 passed" in result.stdout
 
 
 def test_an_unknown_kind_is_named_with_the_way_out(tmp_path):
     status, _, err = run_cli("new-plugin", "edges", "--kind", "loss,lost", "--dir", str(tmp_path))
     assert status == 2
     assert ("error: --kind: unknown kind 'lost' - did you mean 'loss'? - choose from loss, backbone, optimizer, "
-            "scheduler (several: --kind loss,scheduler)") in err
+            "scheduler, flow (several: --kind loss,scheduler)") in err
     assert not any(tmp_path.iterdir())
 
 

@@ -17,7 +17,8 @@ coupling between images) is off by a large fraction of it.
 """
 
 from stylekit.component_checks.backbone import check_backbone
+from stylekit.component_checks.flow import check_flow
 from stylekit.component_checks.loss import check_loss
 from stylekit.component_checks.steppers import check_optimizer, check_scheduler
 
-__all__ = ["check_backbone", "check_loss", "check_optimizer", "check_scheduler"]
+__all__ = ["check_backbone", "check_flow", "check_loss", "check_optimizer", "check_scheduler"]

@@ -23,7 +23,7 @@ from stylekit.contract.kinds import KINDS
 
 #: How stylekit builds each kind: `cls(params, weights)` for a backbone, and so on.
 CONSTRUCTED_WITH = {"backbone": ("params", "weights"), "loss": ("params", "layers"),
-                    "optimizer": ("params",), "scheduler": ("params",)}
+                    "optimizer": ("params",), "scheduler": ("params",), "flow": ("params",)}
 
 #: Helpers the contract offers a plugin's own code; stylekit never calls them, so an
 #: override may take whatever its plugin passes.

@@ -21,7 +21,7 @@ from string import Template
 from stylekit.contract.hookspecs import HOOK_KINDS
 from stylekit.errors import UserError, did_you_mean, one_line
 
-SCAFFOLD_KINDS = ("loss", "backbone", "optimizer", "scheduler")  # what `--kind` takes
+SCAFFOLD_KINDS = ("loss", "backbone", "optimizer", "scheduler", "flow")  # what `--kind` takes
 NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # How a recipe chooses a component of each kind, for the README.
@@ -30,6 +30,7 @@ RECIPE_EXAMPLES = {
     "backbone": '[backbone]\nname = "$name"',
     "optimizer": '[optimizer]\nname = "$name"',
     "scheduler": '[scheduler]\nname = "$name"',
+    "flow": '[flow]\nname = "$name"',
 }
 
 

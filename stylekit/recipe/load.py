@@ -122,6 +122,13 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
         spec = getattr(parts, kind)
         if spec is not None:
             chosen[kind] = _choice(registry, kind, spec.name, spec.params, (kind,), at, problems, quoted)
+    # Checked in every recipe, a still image's too, so that a recipe is right or wrong whatever
+    # it is used for; built only for a video (a provider may load a model). A path in its
+    # params (RAFT's weights) is read from the recipe's folder, as the backbone's weights are.
+    flow = None
+    if parts.flow is not None:
+        flow = _choice(registry, "flow", parts.flow.name, parts.flow.params, ("flow",), at, problems, quoted,
+                       context={"base": base})
     device = dtype = None
     if parts.run is not None:
         device, dtype = _device_and_precision(parts.run, at, problems)
@@ -135,7 +142,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if problems or recipe is None:
         raise UserError(problems)
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
-                optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], device=device, dtype=dtype,
+                optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], flow=flow, device=device, dtype=dtype,
                 stages=_stages(recipe), images=inputs, output=Path(recipe.output.path),
                 plugin_versions={p.package: p.version for p in registry.plugins}, at=at, registry=registry)
 
@@ -207,9 +214,9 @@ def _resolve(base: Path, value: str) -> str:
 
 
 def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tuple, at, problems: list[Problem],
-            quoted=None) -> Choice | None:
+            quoted=None, context: dict | None = None) -> Choice | None:
     """The registered class of `name` with its params validated, or None (problems added).
-    `quoted`: see `quoted_values`."""
+    `quoted`: see `quoted_values`; `context`: pydantic's validation context for its Params."""
     try:
         cls = registry.get(kind, name)
     except UserError as exc:
@@ -218,7 +225,7 @@ def _choice(registry: Registry, kind: str, name: str, raw_params: dict, loc: tup
     package = registry.components[kind][name].plugin.package
     found = quoted(cls.Params, raw_params, (*loc, "params")) if quoted is not None else []
     try:
-        params = cls.Params.model_validate(raw_params)
+        params = cls.Params.model_validate(raw_params, context=context)
     except ValidationError as exc:
         found = instead([pydantic_problem(err, (*loc, "params"), cls.Params, at) for err in exc.errors()], found)
         params = None

@@ -81,6 +81,9 @@ class Plan:
     losses: tuple[LossChoice, ...]
     optimizer: Choice
     scheduler: Choice
+    #: The optical-flow provider of the recipe's `[flow]` table: validated with every recipe,
+    #: built only for a video (`stylekit.run.build.build_flow`).
+    flow: Choice
     device: torch.device
     dtype: torch.dtype
     stages: tuple[Stage, ...]

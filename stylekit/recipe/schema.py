@@ -190,6 +190,15 @@ class ComponentSpec(Strict):
     params: dict[str, Any] = Field({}, description="The component's own params, checked against its Params model.")
 
 
+class FlowSpec(Strict):
+    name: str = Field(
+        "dis", description="The optical-flow provider `stylekit video` asks for the motion between neighbouring frames "
+                           "(`stylekit plugins` lists them): dis (OpenCV's, on the CPU), file (precomputed .flo "
+                           "files), raft (a RAFT model from a weights file you give). Checked in every recipe; "
+                           "only a video uses it.")
+    params: dict[str, Any] = Field({}, description="The provider's own params, checked against its Params model.")
+
+
 class RunSpec(Strict):
     steps: int = Field(500, ge=1, le=MAX_STEPS,
                        description="Optimizer steps (one backbone forward and backward pass each).")
@@ -250,6 +259,7 @@ class Recipe(Strict):
     loss: list[LossSpec] = Field(min_length=1)
     optimizer: ComponentSpec = ComponentSpec(name="adam")
     scheduler: ComponentSpec = ComponentSpec(name="none")
+    flow: FlowSpec = FlowSpec()
     run: RunSpec = RunSpec()
     stage: list[StageSpec] = Field(
         [], description="Coarse-to-fine: each stage starts from the upsampled result of the one before and "

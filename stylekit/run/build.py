@@ -8,7 +8,9 @@ carries the classes and their validated params.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import traceback
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Callable
@@ -20,8 +22,9 @@ from PIL import Image
 from stylekit.run import colour
 from stylekit.plugins import probe
 from stylekit.contract.components import Backbone, Optimizer, Scheduler, Targets
+from stylekit.contract.flow import FlowProvider
 from stylekit.run.engine import Objective, WeightedTerm, network_input
-from stylekit.errors import PluginError, UserError
+from stylekit.errors import TRACEBACK_ENV, PluginError, Problem, UserError
 from stylekit.files.images import output_size, style_size, to_tensor
 from stylekit.recipe.construct import build_component, build_term
 from stylekit.recipe.plan import Plan, Stage
@@ -188,3 +191,23 @@ def build_optimizer(plan: Plan) -> Optimizer:
 
 def build_scheduler(plan: Plan) -> Scheduler:
     return build_component("scheduler", plan.scheduler, plan.at)
+
+
+def build_flow(plan: Plan) -> FlowProvider:
+    """The plan's flow provider, set to the run's device; a video builds it once, a still
+    image never. A UserError it raises (OpenCV missing, a weights file it cannot read) is at
+    the recipe's `[flow]`; any other exception is its plugin's bug, named."""
+    try:
+        provider = build_component("flow", plan.flow, plan.at)
+    except UserError:
+        raise
+    except Exception as exc:
+        first = (str(exc).strip().splitlines() or [""])[0]
+        message = (f"flow '{plan.flow.name}' of package '{plan.flow.package}' failed to build ({type(exc).__name__}"
+                   f"{': ' + first if first else ''}) - a bug in {plan.flow.package}, or params it does not handle; "
+                   f"{TRACEBACK_ENV}=1 or --traceback shows the traceback")
+        problem = Problem(message, file=plan.source, field="flow") if plan.at is None else plan.at(("flow",), message)
+        raise PluginError(dataclasses.replace(problem, details="".join(traceback.format_exception(exc))), exc,
+                          plan.flow.package, "flow", plan.flow.name) from exc
+    provider.device = plan.device
+    return provider

@@ -19,6 +19,7 @@ from stylekit.errors import Problem, UserError
 from stylekit.files.images import write_bytes_atomic
 from stylekit.files.outputs import checkpoint_path, not_written
 from stylekit.recipe.plan import Plan
+from stylekit.recipe.schema import FlowSpec
 from stylekit.recipe.tomlpos import dotted
 from stylekit.run.checkpoint_checks import problem_with
 from stylekit.run.engine import Loop
@@ -39,6 +40,8 @@ def _recipe_key(plan: Plan) -> dict:
     for name in ("path", "save_every", "record", "plot", "checkpoint_every"):
         raw.get("output", {}).pop(name, None)
     raw.get("run", {}).pop("progress_every", None)
+    if raw.get("flow") == FlowSpec().model_dump(mode="json"):  # as a checkpoint from before recipes had a [flow]
+        raw.pop("flow")
     inputs = plan.images
     pictures = [inputs.content, *inputs.styles, *(inputs.masks or ()), *([inputs.init] if not isinstance(inputs.init, str) else [])]
     digest = hashlib.sha1()

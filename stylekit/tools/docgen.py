@@ -74,7 +74,8 @@ def recipe_markdown() -> str:
 
 
 #: The classes a plugin subclasses, calls or receives, in the order the reference shows them.
-CONTRACT_CLASSES = ("Component", "Params", "Backbone", "SequentialBackbone", "LossTerm", "Targets", "Optimizer", "BatchedStepper", "Scheduler")
+CONTRACT_CLASSES = ("Component", "Params", "Backbone", "SequentialBackbone", "LossTerm", "Targets", "Optimizer", "BatchedStepper",
+                    "Scheduler", "FlowProvider", "FramePair")
 
 
 def contract_members(cls: type) -> list[tuple[str, str]]:
@@ -132,7 +133,8 @@ def _attribute_comment(cls: type, name: str) -> str:
 
 def components_markdown() -> str:
     lines = ["# Component reference", "",
-             "Generated from `stylekit/contract/components.py` and `stylekit/contract/sequential.py` by `python -m stylekit.tools.docgen`;",
+             "Generated from `stylekit/contract/components.py`, `stylekit/contract/sequential.py` and "
+             "`stylekit/contract/flow.py` by `python -m stylekit.tools.docgen`;",
              "do not edit by hand. The guide with worked examples is [plugins.md](plugins.md).", "",
              inspect.getdoc(components).strip(), ""]
     for class_name in CONTRACT_CLASSES:

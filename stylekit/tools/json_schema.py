@@ -5,7 +5,7 @@ Built from the same pydantic models that validate recipes (stylekit/recipe/schem
 `Field(description=...)` texts for editors to show, plus what only the registry knows: the
 names of the installed components and each one's `params`. A `[[loss]]` table is checked
 against the params of the loss it names with one `if name == X then params: ...` branch
-per loss (likewise the backbone, optimizer and scheduler).
+per loss (likewise the backbone, optimizer, scheduler and flow provider).
 
 Draft 7, not pydantic's default 2020-12: taplo's validator and most editor plugins read
 draft 7 (`if`/`then`, `const`, `definitions`) and not always the newer drafts.
@@ -25,7 +25,8 @@ from stylekit.plugins.registry import Registry
 DRAFT = "http://json-schema.org/draft-07/schema#"
 REF = "#/definitions/{model}"
 #: The section of a recipe that names each kind of component, and its definition's name.
-SECTIONS = {"backbone": "BackboneSpec", "loss": "LossSpec", "optimizer": "OptimizerSpec", "scheduler": "SchedulerSpec"}
+SECTIONS = {"backbone": "BackboneSpec", "loss": "LossSpec", "optimizer": "OptimizerSpec", "scheduler": "SchedulerSpec",
+            "flow": "FlowSpec"}
 
 
 def recipe_schema(registry: Registry) -> dict:
