@@ -238,7 +238,7 @@ def cmd_run(args) -> int:
         return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
     from stylekit.commands.live import watch  # deferred: see the docstring
 
-    with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
+    with watch(Path(str(plan.source)).name, args.live_host, args.live_port, plan) as live:
         return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
 
 
