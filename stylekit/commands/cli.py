@@ -224,9 +224,9 @@ def cmd_run(args) -> int:
     from stylekit.commands.run import dry_run, run_plan  # deferred: see the docstring
 
     if args.recipe is None:
-        args.recipe = str(default_recipe())
+        args.recipe, which = default_recipe(args)
         if not args.quiet:
-            print(f"using the default recipe {args.recipe} (name a recipe to use another)", file=sys.stderr)
+            print(which, file=sys.stderr)
     plan, _ = load(args)
     if args.dry_run:
         dry_run(plan)
