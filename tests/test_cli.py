@@ -27,6 +27,14 @@ def test_validate_expands_glob_patterns_and_names_one_that_matches_nothing(style
     assert status == 2 and "none*.toml: no file matches" in err
 
 
+def test_validate_checks_a_recipe_named_twice_once_where_it_first_comes(stylekit_recipe, tmp_path, monkeypatch):
+    shutil.copy(stylekit_recipe, tmp_path / "second.toml")
+    monkeypatch.chdir(tmp_path)
+    status, out, err = run_cli("validate", "second.toml", "*.toml", "./recipe.toml", str(tmp_path / "second.toml"))
+    assert status == 0, err
+    assert out.splitlines() == ["second.toml: ok", "recipe.toml: ok"]
+
+
 def test_width_and_height_are_short_for_setting_the_output_size(stylekit_recipe):
     status, _, err = run_cli("validate", str(stylekit_recipe), "--width", "0")
     assert status == 2 and "--width 0: output.width" in err

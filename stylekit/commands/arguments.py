@@ -66,8 +66,9 @@ def _sets_output_path(text: str) -> bool:
 def recipe_paths(patterns: list[str]) -> list[str]:
     """The recipes named: each pattern with glob characters expanded (sorted, so that the
     report's order does not depend on the file system); a plain name kept as given, so that
-    a missing one is reported by the load as any missing recipe is. A pattern that matches
-    nothing is a UserError naming it."""
+    a missing one is reported by the load as any missing recipe is. A recipe named twice (by
+    name and by a pattern, or as ./a.toml and a.toml) is checked once, where it first comes.
+    A pattern that matches nothing is a UserError naming it."""
     paths: list[str] = []
     for pattern in patterns:
         if not glob.has_magic(pattern):
@@ -78,7 +79,10 @@ def recipe_paths(patterns: list[str]) -> list[str]:
             raise UserError(f"{one_line(pattern)}: no file matches this pattern - check it, or quote it so that "
                             "the shell does not expand it first")
         paths.extend(found)
-    return list(dict.fromkeys(paths))  # a recipe matched by two patterns is checked once
+    once = {}
+    for path in paths:  # the same file, however it was written: its resolved path (symbolic links followed)
+        once.setdefault(Path(path).expanduser().resolve(), path)
+    return list(once.values())
 
 
 def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:
