@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -26,6 +27,7 @@ from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
 from stylekit.recipe.plan import MEMORY, Plan
 from stylekit.run import checkpoints
 from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil, run_one
+from stylekit.tools.progress import auto_bar, in_notebook, is_terminal
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
@@ -149,7 +151,7 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
             callback: Callable[[StepInfo], None] | None = None, *, overrides: dict[str, Any] | None = None,
             checkpoint: str | Path | None = None, resume: bool = False, registry: Registry | None = None,
             steps: int | None = None, width: int | None = None, strength: float | None = None,
-            seed: int | None = None, device: str | None = None) -> Result:
+            seed: int | None = None, device: str | None = None, progress: bool | None = None) -> Result:
     """Stylize and return the `Result`; writes nothing unless `checkpoint` is given.
 
     `recipe` is a plan from `load`, or anything `load` takes. `content` / `style` replace
@@ -158,8 +160,14 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     With `checkpoint` (a file path), the run's state is kept there every
     `output.checkpoint_every` steps and when it stops; `resume=True` continues from it.
     Raises `RunDiverged` (with the last finite image) if a loss goes NaN or infinite.
+    `progress`: a bar redrawn in place (tqdm.auto: a widget in Jupyter with ipywidgets) with
+    steps, stage, time left and the loss terms; None (default) shows it in a notebook or
+    when stderr is a terminal, not when it is piped (so that logs stay clean).
     """
     registry = _registry(registry)
+    if progress is not None and not isinstance(progress, bool):
+        raise UserError(Problem(f"must be True, False or None (on in a notebook or a terminal), "
+                                f"not {type(progress).__name__}", field="progress"))
     path = path_argument(checkpoint, "checkpoint") if checkpoint is not None else None
     if resume and path is None:
         raise UserError("resume=True needs checkpoint= the file the stopped run kept its state in")
@@ -182,7 +190,21 @@ def stylize(recipe: Plan | str | Path | dict, content: ImageLike = None, style: 
     else:
         plan = load(recipe, overrides, content=content, style=style, registry=registry, **settings)
     state = checkpoints.load(path, plan) if resume else None
-    return run_one(plan, callback=callback, checkpoint=path, resume=state)
+    if progress is None:
+        progress = in_notebook() or is_terminal(sys.stderr)
+    if not progress or callback is not None and not callable(callback):  # run_one refuses the latter
+        return run_one(plan, callback=callback, checkpoint=path, resume=state)
+    bar = auto_bar()
+
+    def shown(info: StepInfo) -> None:
+        bar(info)  # first: a callback that stops the run or raises leaves the bar at its step
+        if callback is not None:
+            callback(info)
+
+    try:
+        return run_one(plan, callback=shown, checkpoint=path, resume=state)
+    finally:
+        bar.close()
 
 
 def _check_checkpoint_path(path: Path, resume: bool) -> None:

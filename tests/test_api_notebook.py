@@ -4,6 +4,8 @@ arguments, a callback that raises KeyboardInterrupt, and a run stopped in an ear
 import io
 import json
 import signal
+import sys
+import types
 
 import pytest
 import torch
@@ -86,3 +88,59 @@ def test_a_run_stopped_in_an_early_stage_says_which_stage_its_image_is_from(tmp_
     done = stylekit.stylize(plan)
     assert (done.stage, done.record["stage"], done.record["stages"], done.image.size) == (2, 2, 2, (64, 48))
     assert "stage" not in repr(done)
+
+
+TWO_STAGES = TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 2\n"
+
+
+def test_progress_shows_one_bar_redrawn_in_place_with_stage_steps_and_losses(tmp_path, capsys):
+    plan = stylekit.load(write_recipe(tmp_path, TWO_STAGES), registry=tiny_registry())
+    seen = []
+    result = stylekit.stylize(plan, progress=True, callback=lambda info: seen.append(info.step))
+    err = capsys.readouterr().err
+    assert result.status == "finished" and seen == [1, 2, 3, 4, 5]  # the callback still runs
+    assert "\r" in err and "5/5" in err and "stage 1/2" in err and "stage 2/2" in err
+    last = err.replace("\r", "\n").strip().splitlines()[-1]  # as the bar was left
+    assert last.startswith("stage 2/2 100%") and "total " in last and "content " in last and "gram " in last
+
+
+def test_progress_by_default_in_a_notebook_or_on_a_terminal_not_when_piped(stylekit_recipe, monkeypatch, capsys):
+    plan = stylekit.load(stylekit_recipe, {"run.steps": 2}, registry=tiny_registry())
+    stylekit.stylize(plan)
+    assert capsys.readouterr().err == ""  # pytest's capture is no terminal: a pipe or a log
+
+    class Kernel:  # what IPython.get_ipython() returns in a Jupyter kernel: a shell with a kernel
+        kernel = object()
+
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=Kernel))
+    stylekit.stylize(plan)
+    assert "2/2" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))  # plain Python
+    stylekit.stylize(plan)
+    assert capsys.readouterr().err == ""
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    stylekit.stylize(plan)
+    shown = terminal.getvalue()
+    assert "2/2" in shown
+    stylekit.stylize(plan, progress=False)
+    assert terminal.getvalue() == shown
+
+
+def test_progress_is_closed_when_the_callback_interrupts_and_a_wrong_value_is_refused(stylekit_recipe, capsys):
+    plan = stylekit.load(stylekit_recipe, {"run.steps": 5}, registry=tiny_registry())
+
+    def interrupt(info):
+        if info.step == 2:
+            raise KeyboardInterrupt
+
+    assert stylekit.stylize(plan, callback=interrupt, progress=True).status == "interrupted"
+    err = capsys.readouterr().err
+    assert "2/5" in err and err.endswith("\n")  # closed: the next output starts on a line of its own
+    with pytest.raises(stylekit.UserError, match=r"^progress: must be True, False or None .*not str"):
+        stylekit.stylize(plan, progress="yes")

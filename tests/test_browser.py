@@ -47,6 +47,16 @@ def browser():
         browser.close()
 
 
+BROKEN_IMAGE_WATCH = """
+window.brokenImages = [];
+setInterval(() => {
+  for (const img of document.images) {
+    if (img.checkVisibility() && img.complete && !img.naturalWidth) window.brokenImages.push(img.className || img.alt);
+  }
+}, 20);
+"""
+
+
 def test_live_page_shows_the_run_and_stops_it(tmp_path, browser):
     # Many steps: the run goes on until the page stops it (the join below bounds the test).
     recipe = write_recipe(tmp_path, TINY_LOSSES, TINY_RECIPE_HEAD.replace("steps = 5", "steps = 100000"))
@@ -57,6 +67,9 @@ def test_live_page_shows_the_run_and_stops_it(tmp_path, browser):
     thread.start()
     try:
         page = browser.new_page()
+        # Every 20 ms from the page's first script on: a shown image that is complete but has
+        # no pixels is a broken-image icon (the first frame used to be one, before any image).
+        page.add_init_script(BROKEN_IMAGE_WATCH)
         deadline = time.monotonic() + 30
         while True:  # the server starts once the recipe is loaded
             try:
@@ -79,10 +92,14 @@ def test_live_page_shows_the_run_and_stops_it(tmp_path, browser):
         assert page.locator("svg.curves polyline").count() == 4  # total, content, gram, tv
         assert "step" in page.locator(".stats").inner_text()
 
+        assert page.evaluate("window.brokenImages") == [], "a broken-image icon was shown"
+        assert page.locator(".waiting").count() == 0  # the placeholder went with the first image
+
         page.locator("button.stop").click()
         thread.join(timeout=60)
         assert not thread.is_alive(), "the run did not end after Stop"
         page.wait_for_function("document.querySelector('.status').textContent === 'stopped'", timeout=5000)
+        assert page.locator(".eta").inner_text() == "stopped"  # not the time left it had before Stop
     finally:
         if thread.is_alive():  # a failed check above: end the run the same way before leaving
             import urllib.request

@@ -48,6 +48,19 @@ def test_checks_accept_params_and_layers():
     check_backbone(TinyBackbone, TinyBackbone.Params(width=3))
 
 
+def test_a_term_that_reads_the_step_is_checked_at_a_step():
+    class RampIn(REGISTRY.components["loss"]["tv"].cls):
+        """TV weighed in over the first 10 steps: 0 before the first step, as the engine's
+        LossTerm.step is."""
+
+        name = "ramp_in"
+
+        def forward(self, features, image):
+            return super().forward(features, image) * min(1.0, self.step / 10)
+
+    check_loss(RampIn)  # its gradient is zero at step 0: a check that left the step unset would fail it
+
+
 def test_the_callers_random_state_is_left_alone():
     torch.manual_seed(5)
     expected = torch.rand(3)

@@ -10,8 +10,9 @@ from planning import plan_for, run_stage
 from stylekit.run import colour
 from stylekit.run.build import stage_images
 from stylekit.files.images import open_rgb, to_tensor
+from stylekit.files.report import COLOURS, STAGE_LINE
 from stylekit.recipe.plan import Stage
-from stylekit.testing import pattern, run_cli
+from stylekit.testing import TINY_LOSSES, pattern, run_cli, write_recipe
 
 
 def images_for(recipe, **overrides):
@@ -249,6 +250,21 @@ def test_plot_and_strip(stylekit_recipe):
     plot = open_rgb(str(out / "result.losses.png"))
     assert plot.size == (640, 400) and len(plot.getcolors(maxcolors=100000)) > 3  # curves drawn, not blank
     assert open_rgb(str(out / "result.strip.png")).size == (2 * 171, 128)  # step 2 and the final image
+    assert STAGE_LINE not in dict((c, n) for n, c in plot.getcolors(maxcolors=100000))  # one stage: no line
+
+
+def test_the_loss_plot_marks_where_each_stage_begins(tmp_path):
+    recipe = write_recipe(tmp_path, TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 2\n")
+    status, _, err = run_cli("run", str(recipe), "--set", "output.plot=true")
+    assert status == 0, err
+    plot = open_rgb(str(tmp_path / "out" / "result.losses.png"))
+    # Steps 1..5 span x = 60..510 (the plot's margins); stage 2 begins between steps 3 and 4.
+    boundary = round(60 + 450 * 2.5 / 4)
+    columns = {x for x in range(plot.width) for y in range(30, 350, 2) if plot.getpixel((x, y)) == STAGE_LINE}
+    assert boundary in columns  # the dashed line, with "stage 1" and "stage 2" written beside it
+    assert {x for x in columns if plot.getpixel((x, 300)) == STAGE_LINE or plot.getpixel((x, 302)) == STAGE_LINE} == {boundary}
+    # The curves break there: no line climbs from the last step of stage 1 to the first of stage 2.
+    assert not {plot.getpixel((x, y)) for x in (boundary - 1, boundary, boundary + 1) for y in range(20, 360)} & set(COLOURS)
 
 
 def test_masked_gram_is_the_gram_of_the_region():

@@ -311,3 +311,57 @@ def test_an_infinite_step_between_two_checks_is_found_at_its_step_and_stops_its_
     assert steep.step == 1 and steep.last_finite_step == 0 and torch.equal(steep.last_finite, inputs[1].start)
     alone = optimize(objectives[0], inputs[0].start, *args)
     assert plain.steps_done == 6 and torch.equal(plain.image, alone.image)
+
+
+class StepWatch:
+    """A plugin of one loss term, `stepwatch`, that records the `step` it sees at every
+    evaluation; and the `step` at `prepare`."""
+
+    def __init__(self):
+        from stylekit.builtins.losses import TotalVariation
+
+        seen, prepared = self.seen, self.prepared = [], []
+
+        class Watch(TotalVariation):
+            name = "stepwatch"
+
+            def prepare(self, targets):
+                prepared.append(self.step)
+
+            def forward(self, features, image):
+                seen.append(self.step)
+                return super().forward(features, image)
+
+        self.term = Watch
+
+    @hookimpl
+    def register_losses(self, register):
+        register(self.term)
+
+
+def watched(tmp_path, body: str):
+    import stylekit
+
+    plugin = StepWatch()
+    registry = tiny_registry([(plugin, PluginInfo("stepwatch", "stylekit-stepwatch", "1.0"))])
+    recipe = write_recipe(tmp_path, TINY_LOSSES.replace('name = "tv"', 'name = "stepwatch"') + body)
+    callbacks = []
+    result = stylekit.stylize(recipe, registry=registry, callback=lambda info: callbacks.append(info.step))
+    return plugin, result, callbacks
+
+
+TWO_STAGES = "\n[[stage]]\nwidth = 32\nsteps = 3\n\n[[stage]]\nwidth = 64\nsteps = 2\n"
+
+
+def test_loss_terms_see_the_step_counted_over_all_stages(tmp_path):
+    plugin, result, callbacks = watched(tmp_path, '\n[optimizer]\nname = "adam"\n' + TWO_STAGES)
+    assert result.steps_done == 5 and callbacks == [1, 2, 3, 4, 5]
+    assert plugin.seen == [1, 2, 3, 4, 5]  # Adam: one evaluation a step, each the callback's step
+    assert plugin.prepared == [0, 0]  # once per stage, before the first step
+
+
+def test_every_evaluation_within_an_lbfgs_step_sees_that_step(tmp_path):
+    body = '\n[optimizer]\nname = "lbfgs"\n[optimizer.params]\nline_search = "strong_wolfe"\n' + TWO_STAGES
+    plugin, result, _ = watched(tmp_path, body)
+    assert len(plugin.seen) > result.steps_done == 5  # the line search evaluates several times a step
+    assert sorted(plugin.seen) == plugin.seen and sorted(set(plugin.seen)) == [1, 2, 3, 4, 5]

@@ -133,3 +133,89 @@ def test_layers_of_a_backbone_whose_params_may_name_them_are_left_to_the_loader(
     recipe["backbone"]["params"] = {"depth": 3}
     assert errors(check, recipe) == []
     assert schema["definitions"]["LayersOf_deep"]["enum"] == ["block1", "block2"]
+
+
+# ---------------------------------------------------------------- the schema beside recipes elsewhere
+
+
+def schema_cli(*args):
+    return run_cli("schema", *map(str, args), registry=load_registry(env={}))
+
+
+def test_taplo_writes_the_schema_and_a_taplo_toml_beside_a_users_recipes(tmp_path):
+    """A recipe copied out of recipes/ keeps `#:schema ./recipe.schema.json`, which found
+    nothing there: `--taplo DIR` writes the schema under that name, and a .taplo.toml for
+    recipes without the line."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    copied = mine / "gatys.toml"
+    copied.write_text((RECIPES / "gatys.toml").read_text(encoding="utf-8"), encoding="utf-8")
+    status, out, err = schema_cli("--taplo", mine)
+    assert status == 0 and out == ""
+    assert err.splitlines() == [f"wrote {mine / 'recipe.schema.json'}", f"wrote {mine / '.taplo.toml'}"]
+    directive = copied.read_text(encoding="utf-8").splitlines()[0].removeprefix("#:schema ")
+    assert (mine / directive).read_text(encoding="utf-8") == COMMITTED.read_text(encoding="utf-8")
+    config = tomllib.loads((mine / ".taplo.toml").read_text(encoding="utf-8"))
+    [rule] = config["rule"]
+    assert "include" not in config  # the folder's other TOML files keep taplo's defaults
+    # taplo reads both paths relative to the .taplo.toml: every recipe there, not the file itself.
+    assert rule["include"] == ["*.toml"] and ".taplo.toml" in rule["exclude"]
+    assert (mine / rule["schema"]["path"]).samefile(mine / directive)
+    assert schema_cli("--taplo", mine)[0] == 0  # its own files it writes again
+
+
+def test_taplo_replaces_nothing_stylekit_did_not_write(tmp_path):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / ".taplo.toml").write_text("[formatting]\nalign_entries = true\n")
+    status, _, err = schema_cli("--taplo", mine)
+    assert status == 2 and "Traceback" not in err
+    assert err == (f"error: --taplo {mine}: {mine / '.taplo.toml'} is a file that stylekit did not write, which this "
+                   "would replace - move it away, or give another folder\n")
+    assert sorted(p.name for p in mine.iterdir()) == [".taplo.toml"]  # not the schema either: both or neither
+    assert (mine / ".taplo.toml").read_text() == "[formatting]\nalign_entries = true\n"
+    (mine / ".taplo.toml").unlink()
+    (mine / "recipe.schema.json").write_text('{"title": "my own schema"}')
+    status, _, err = schema_cli("--taplo", mine)
+    assert status == 2 and f"{mine / 'recipe.schema.json'} is a file that stylekit did not write" in err
+    assert schema_cli("--taplo", tmp_path / "nowhere") == (
+        2, "", f"error: --taplo {tmp_path / 'nowhere'}: {tmp_path / 'nowhere'} does not exist - give the folder "
+               "your recipes are in\n")
+    status, _, err = schema_cli("-o", mine / "recipe.schema.json")  # -o spares the user's files too
+    assert status == 2 and "is a file that stylekit did not write" in err
+    assert (mine / "recipe.schema.json").read_text() == '{"title": "my own schema"}'
+
+
+def test_the_repository_associates_its_recipes_with_the_schema():
+    """The .taplo.toml at the root: editors opened on the repository check every recipe in
+    recipes/, also one without the `#:schema` line, and no other TOML file."""
+    root = RECIPES.parent
+    config = tomllib.loads((root / ".taplo.toml").read_text(encoding="utf-8"))
+    assert "include" not in config
+    [rule] = config["rule"]
+    assert (root / rule["schema"]["path"]).samefile(COMMITTED)
+    matched = {path for pattern in rule["include"] for path in root.glob(pattern)}
+    assert matched == set(RECIPES.glob("*.toml")) and matched
+
+
+def test_taplo_checks_a_copied_recipe_when_installed(tmp_path):
+    """With taplo's own command line where it is installed (`pip install taplo`)."""
+    import shutil
+    import subprocess
+
+    taplo = shutil.which("taplo")
+    if taplo is None:
+        pytest.skip("taplo is not installed")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    text = (RECIPES / "gatys.toml").read_text(encoding="utf-8").replace('name = "lbfgs"', 'name = "lbgfs"')
+    (mine / "copied.toml").write_text(text, encoding="utf-8")
+    (mine / "bare.toml").write_text(text.split("\n", 1)[1], encoding="utf-8")  # no #:schema line
+    assert schema_cli("--taplo", mine)[0] == 0
+    found = subprocess.run([taplo, "check"], cwd=mine, capture_output=True, text=True)
+    assert found.returncode != 0
+    for name in ("copied.toml", "bare.toml"):
+        assert f'invalid file error=schema validation failed path="{mine / name}"' in found.stderr
+    (mine / "copied.toml").write_text(text.replace("lbgfs", "lbfgs"), encoding="utf-8")
+    (mine / "bare.toml").unlink()
+    assert subprocess.run([taplo, "check"], cwd=mine, capture_output=True, text=True).returncode == 0

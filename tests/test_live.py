@@ -97,6 +97,48 @@ def test_busy_port_is_a_user_error(live):
         LiveServer("127.0.0.1", live.port).start()
 
 
+def test_time_left_weighs_later_larger_stages_and_goes_when_the_run_stops(tmp_path, live):
+    """Stage 2 has 4 times the pixels of stage 1: its steps take about 4 times as long. The
+    time left used to be the steps left at the rate so far (0:13 shown with 34 s left), and
+    stayed on the page after Stop."""
+    import stylekit
+    from stylekit.commands.live import stage_work
+    from stylekit.testing import TINY_LOSSES, tiny_registry, write_recipe
+
+    body = TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 10\n\n[[stage]]\nwidth = 64\nsteps = 10\n"
+    plan = stylekit.load(write_recipe(tmp_path, body), registry=tiny_registry())
+    assert stage_work(plan) == [(32 * 24, 10), (64 * 48, 10)]
+    callback, counter = live.run("main", "recipe.toml", plan), Counter()
+    eta = {}
+    for info in fake_steps(20, counter, stages=2):  # 0.01 s a step, as if the stages took as long
+        callback(info)
+        eta[info.step] = json.loads(get(live.url + "state")[1])["runs"][0]["eta"]
+    # After stage 1: 0.1 s for 10 x 768 pixel-steps; 10 x 3072 to go: 0.4 s (not 10 steps x 0.01 s).
+    assert eta[10] == pytest.approx(0.4)
+    assert eta[15] == pytest.approx(0.15 * (10 * 3072 - 5 * 3072) / (10 * 768 + 5 * 3072))
+    assert eta[20] == 0
+    assert get(live.url + "stop", "POST", {STOP_HEADER: "1"})[0] == 204
+    run = json.loads(get(live.url + "state")[1])["runs"][0]
+    assert (run["status"], run["eta"]) == ("stopping", None)
+    live.finish("main")
+    run = json.loads(get(live.url + "state")[1])["runs"][0]
+    assert (run["status"], run["eta"]) == ("stopped", None)
+
+
+def test_run_live_gives_the_page_the_plans_stages(tmp_path, monkeypatch):
+    from stylekit.commands import live as live_module
+    from stylekit.testing import TINY_LOSSES, run_cli, write_recipe
+
+    given = []
+    original = live_module.LiveServer.run
+    monkeypatch.setattr(live_module.LiveServer, "run",
+                        lambda self, key="main", label="", plan=None: given.append(plan) or original(self, key, label, plan))
+    body = TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 2\n\n[[stage]]\nwidth = 64\nsteps = 1\n"
+    status, _, err = run_cli("run", str(write_recipe(tmp_path, body)), "--live", "--live-port", "0")
+    assert status == 0, err
+    assert [live_module.stage_work(plan) for plan in given] == [[(32 * 24, 2), (64 * 48, 1)]]
+
+
 def test_batch_shows_each_item_and_stop_ends_the_batch(tmp_path, live):
     from stylekit.commands.batch import run_batch
     from stylekit.testing import pattern, tiny_registry, write_recipe

@@ -8,10 +8,11 @@ import argparse
 import difflib
 import glob
 import os
+from importlib import resources
 from pathlib import Path
 
 from stylekit.errors import UserError, one_line
-from stylekit.recipe.overrides import EXAMPLE, shell_word
+from stylekit.recipe.overrides import EXAMPLE, parse_override, shell_word
 
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:
@@ -20,24 +21,54 @@ def add_size_args(parser: argparse.ArgumentParser) -> None:
 
 
 #: The recipe `stylekit run` uses when none is named, as ./stylize does: the checkout's own,
-#: found from this package's folder (an editable install or a run from the checkout); a
-#: wheel does not carry it, and is then told to name a recipe.
+#: found from this package's folder (an editable install or a run from the checkout).
 DEFAULT_RECIPE = "recipes/gatys.toml"
+#: Its copy in the package, for an installation without the checkout (from a wheel): a
+#: byte-for-byte copy (tests/test_cli.py keeps them equal; recipes/gatys.toml is the one to edit).
+PACKAGED_RECIPE = "default_recipe.toml"
+#: Where the packaged copy writes unless told otherwise: where ./stylize writes in a
+#: checkout (the recipe's ../out/gatys.png), but under the current folder.
+PACKAGED_OUTPUT = "out/gatys.png"
 
 
-def default_recipe() -> Path:
-    found = Path(__file__).resolve().parents[2] / DEFAULT_RECIPE
-    if not found.is_file():
-        raise UserError(f"stylekit run: no recipe given, and the default one ({DEFAULT_RECIPE}) is not beside this "
-                        f"installation of stylekit ({found.parent.parent}) - name a recipe, e.g. stylekit run my.toml")
-    return found
+def default_recipe(args: argparse.Namespace) -> tuple[str, str]:
+    """The recipe for a `stylekit run` whose `args` name none, and the line that says which.
+    From a checkout, its recipes/gatys.toml; else the package's copy, whose example images
+    and output (paths relative to the checkout's recipes/) are not there: it needs --content
+    and --style, and writes PACKAGED_OUTPUT under the current folder unless -o or --set
+    output.path says where (set in `args`)."""
+    checkout = Path(__file__).resolve().parents[2] / DEFAULT_RECIPE
+    if checkout.is_file():
+        return str(checkout), f"using the default recipe {checkout} (name a recipe to use another)"
+    packaged = Path(str(resources.files("stylekit.commands").joinpath(PACKAGED_RECIPE)))
+    if not packaged.is_file():
+        raise UserError(f"stylekit run: no recipe given, and the default one ({DEFAULT_RECIPE}) is not in this "
+                        f"installation of stylekit ({checkout.parent.parent}) - name a recipe, e.g. stylekit run my.toml")
+    missing = [flag for flag, given in (("--content", args.content), ("--style", args.style)) if not given]
+    if missing:
+        raise UserError(f"stylekit run: no recipe given, and the default recipe's example images come only with a "
+                        f"checkout of stylekit - give {' and '.join(missing)}, or name a recipe")
+    if args.output is None and not any(_sets_output_path(text) for text in args.set):
+        args.output = PACKAGED_OUTPUT
+    where = f", writing {args.output}" if args.output == PACKAGED_OUTPUT else ""
+    return str(packaged), (f"using the default recipe {packaged} (a copy of stylekit's {DEFAULT_RECIPE}{where}; "
+                           "name a recipe to use another)")
+
+
+def _sets_output_path(text: str) -> bool:
+    try:
+        key, _ = parse_override(text)
+    except UserError:  # reported with the recipe's problems
+        return False
+    return key[:2] in (("output", "path"), ("output",))
 
 
 def recipe_paths(patterns: list[str]) -> list[str]:
     """The recipes named: each pattern with glob characters expanded (sorted, so that the
     report's order does not depend on the file system); a plain name kept as given, so that
-    a missing one is reported by the load as any missing recipe is. A pattern that matches
-    nothing is a UserError naming it."""
+    a missing one is reported by the load as any missing recipe is. A recipe named twice (by
+    name and by a pattern, or as ./a.toml and a.toml) is checked once, where it first comes.
+    A pattern that matches nothing is a UserError naming it."""
     paths: list[str] = []
     for pattern in patterns:
         if not glob.has_magic(pattern):
@@ -48,7 +79,10 @@ def recipe_paths(patterns: list[str]) -> list[str]:
             raise UserError(f"{one_line(pattern)}: no file matches this pattern - check it, or quote it so that "
                             "the shell does not expand it first")
         paths.extend(found)
-    return list(dict.fromkeys(paths))  # a recipe matched by two patterns is checked once
+    once = {}
+    for path in paths:  # the same file, however it was written: its resolved path (symbolic links followed)
+        once.setdefault(Path(path).expanduser().resolve(), path)
+    return list(once.values())
 
 
 def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str:

@@ -202,8 +202,8 @@ class Worker:
 
     def run_group(self, group: list) -> int:
         plans = [plan for _, plan, _ in group]
-        callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}") if self.live else None
-                     for item, _, _ in group]
+        callbacks = [self.live.run(item.key, f"{item.content.name} + {item.style.name}", plan) if self.live else None
+                     for item, plan, _ in group]
         try:
             outcomes = session.run_group(plans, self.reuse, callbacks)  # a group of one runs as `run_one` does
         except (UserError, RunFailed) as exc:

@@ -101,6 +101,8 @@ def make_parser() -> argparse.ArgumentParser:
 
     schema = sub.add_parser("schema", help="print a JSON Schema of recipes (with every installed plugin's params), for editors")
     schema.add_argument("--output", "-o", metavar="PATH", help="write it to PATH instead (e.g. recipes/recipe.schema.json)")
+    schema.add_argument("--taplo", metavar="DIR", help="write it to DIR/recipe.schema.json with a DIR/.taplo.toml, so "
+                        "that editors built on taplo check the recipes in DIR wherever it is")
     schema.set_defaults(handler=cmd_schema)
 
     plugins = sub.add_parser("plugins", help="list loaded plugins and their components")
@@ -222,9 +224,9 @@ def cmd_run(args) -> int:
     from stylekit.commands.run import dry_run, run_plan  # deferred: see the docstring
 
     if args.recipe is None:
-        args.recipe = str(default_recipe())
+        args.recipe, which = default_recipe(args)
         if not args.quiet:
-            print(f"using the default recipe {args.recipe} (name a recipe to use another)", file=sys.stderr)
+            print(which, file=sys.stderr)
     plan, _ = load(args)
     if args.dry_run:
         dry_run(plan)
@@ -236,7 +238,7 @@ def cmd_run(args) -> int:
         return run_plan(plan, resume=args.resume, stream=display, command=args.argv)
     from stylekit.commands.live import watch  # deferred: see the docstring
 
-    with watch(Path(str(plan.source)).name, args.live_host, args.live_port) as live:
+    with watch(Path(str(plan.source)).name, args.live_host, args.live_port, plan) as live:
         return run_plan(plan, resume=args.resume, stream=display, callbacks=[live], command=args.argv)
 
 
@@ -290,11 +292,20 @@ def cmd_validate(args) -> int:
 
 def cmd_schema(args) -> int:
     from stylekit.files.images import write_text_atomic  # deferred: see the docstring
+    from stylekit.tools.editors import replace_problems, write_for_editors  # deferred: see the docstring
     from stylekit.tools.json_schema import render  # deferred: see the docstring
     from stylekit.plugins.registry import load_registry  # deferred: see the docstring
 
+    if args.output and args.taplo:
+        raise UserError("stylekit schema: --taplo DIR writes the schema to DIR/recipe.schema.json - leave out --output")
     text = render(args.registry or load_registry())
-    if args.output:
+    if args.taplo:
+        for path in write_for_editors(Path(args.taplo), text, f"--taplo {shell_word(args.taplo)}"):
+            print(f"wrote {one_line(str(path))}", file=sys.stderr)
+    elif args.output:
+        problems = replace_problems([Path(args.output)], f"--output {shell_word(args.output)}")
+        if problems:  # a file of the user's that happens to be named as the schema is to be
+            raise UserError(problems)
         write_text_atomic(text, Path(args.output))
         print(f"wrote {one_line(args.output)}", file=sys.stderr)
     else:

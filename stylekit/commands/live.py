@@ -40,6 +40,8 @@ from PIL import Image
 
 from stylekit.commands.live_http import IPv6Server, QuietServer, handler_for, is_ipv6, is_loopback
 from stylekit.errors import UserError
+from stylekit.files.images import output_size
+from stylekit.recipe.plan import Plan
 
 if TYPE_CHECKING:
     from stylekit.run.session import StepInfo
@@ -71,14 +73,32 @@ class RunState:
     inputs_version: int = 0
     last_sample: float = 0.0
     stop_asked: bool = False
+    #: Each stage's (pixels, steps), when known: what the time left weighs the stages by.
+    work: list[tuple[int, int]] = field(default_factory=list)
 
     def summary(self, since: int) -> dict:
         rate = self.step / self.seconds if self.seconds > 0 else 0.0
         return {"key": self.key, "label": self.label, "stage": self.stage, "stages": self.stages,
                 "step": self.step, "total": self.total, "seconds": self.seconds, "rate": rate,
-                "eta": (self.total - self.step) / rate if rate else None, "status": self.status,
+                "eta": self.time_left(), "status": self.status,
                 "image_version": self.image_version, "inputs": sorted(self.inputs), "inputs_version": self.inputs_version,
                 "from": since, "steps": self.steps[since:], "losses": {k: v[since:] for k, v in self.losses.items()}}
+
+    def time_left(self) -> float | None:
+        """Seconds left, while the run is running: the time per pixel of a step so far times
+        the pixels of the steps to come, so that a later, larger stage counts for its size
+        (a step's time grows with its pixels, as stylekit.run.estimate reasons; a small
+        stage's steps cost a little more per pixel, which errs on the long side). Without
+        the stages' sizes, the steps left at the rate so far. None once it stops or ends: a
+        time left would be stale."""
+        if self.status != "running" or self.seconds <= 0 or self.step <= 0:
+            return None
+        if len(self.work) != self.stages or not 1 <= self.stage <= self.stages:
+            return (self.total - self.step) * self.seconds / self.step
+        earlier = self.work[:self.stage - 1]
+        done = sum(p * n for p, n in earlier) + (self.step - sum(n for _, n in earlier)) * self.work[self.stage - 1][0]
+        total = sum(p * n for p, n in self.work)
+        return self.seconds * (total - done) / done if done > 0 else None
 
 
 class LiveServer:
@@ -142,11 +162,12 @@ class LiveServer:
     def watched(self) -> bool:
         return time.monotonic() - self.last_poll < WATCH_SECONDS
 
-    def run(self, key: str = "main", label: str = "") -> "RunCallback":
+    def run(self, key: str = "main", label: str = "", plan: Plan | None = None) -> "RunCallback":
         """A new run on the page (a batch adds one per image); the oldest ended ones beyond
-        `MAX_RUNS` leave it, so that a long batch holds no more than that many images."""
+        `MAX_RUNS` leave it, so that a long batch holds no more than that many images.
+        `plan`: the run's, whose stage sizes weigh its time left."""
         with self.lock:
-            self.runs[key] = RunState(key, label or key)
+            self.runs[key] = RunState(key, label or key, work=stage_work(plan) if plan is not None else [])
             ended = [k for k, s in self.runs.items() if s.status not in ("starting", "running", "stopping")]
             for old in ended[:max(0, len(self.runs) - MAX_RUNS)]:
                 del self.runs[old]
@@ -240,10 +261,10 @@ def serve(host: str = "127.0.0.1", port: int = 8750):
 
 
 @contextlib.contextmanager
-def watch(label: str, host: str = "127.0.0.1", port: int = 8750):
-    """Serve the live page for one run; yields its callback."""
+def watch(label: str, host: str = "127.0.0.1", port: int = 8750, plan: Plan | None = None):
+    """Serve the live page for one run (of `plan`, when given); yields its callback."""
     with serve(host, port) as live:
-        callback = live.run("main", label)
+        callback = live.run("main", label, plan)
         try:
             yield callback
         finally:
@@ -288,6 +309,12 @@ class RunCallback:
             for label, value in losses.items():
                 state.losses.setdefault(label, [None] * (len(state.steps) - 1)).append(value)
             state.image, state.image_version = image, state.image_version + 1
+
+
+def stage_work(plan: Plan) -> list[tuple[int, int]]:
+    """Each of `plan`'s stages as (pixels, steps), its sizes as the run makes them."""
+    sizes = [output_size(plan.images.content, stage.width, stage.height) for stage in plan.stages]
+    return [(h * w, stage.steps) for (h, w), stage in zip(sizes, plan.stages)]
 
 
 def _jpeg(tensor: torch.Tensor) -> bytes:

@@ -16,18 +16,12 @@ instead of on top of it.
 from __future__ import annotations
 
 import sys
-import time
 from typing import TYPE_CHECKING, TextIO
+
+from stylekit.tools.progress import StepBar, format_losses, is_terminal
 
 if TYPE_CHECKING:
     from stylekit.run.session import StepInfo
-
-#: Seconds between redraws of the bar (and so between reads of the losses).
-BAR_INTERVAL = 0.5
-
-
-def format_losses(losses: dict[str, float], width: str = ".4g") -> str:
-    return "  ".join(f"{label} {value:{width}}" for label, value in losses.items())
 
 
 class ProgressDisplay:
@@ -42,10 +36,9 @@ class ProgressDisplay:
         self.stream = stream or sys.stderr
         self.every = every
         self.quiet = quiet
-        self.use_bar = (_is_terminal(self.stream) if bar is None else bar) and every > 0 and not quiet
+        self.use_bar = (is_terminal(self.stream) if bar is None else bar) and every > 0 and not quiet
         self._bar = None
-        self._stage = 0
-        self._last = {"step": None, "seconds": 0.0, "redraw": 0.0}
+        self._last = {"step": None, "seconds": 0.0}
         self._pending = ""
 
     # ------------------------------------------------------------ the callback
@@ -71,21 +64,8 @@ class ProgressDisplay:
         if self._bar is None:
             from tqdm import tqdm  # only a terminal needs it
 
-            # Redraws are paced here, not by tqdm; smoothing=0: the rate is the run's average.
-            self._bar = tqdm(total=info.total, initial=info.step - 1, file=self.stream, unit="step", dynamic_ncols=True,
-                             mininterval=0, leave=True, smoothing=0,
-                             bar_format="{desc}{percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} "
-                                        "[{elapsed}<{remaining}, {rate_fmt}{postfix}]")
-        bar = self._bar
-        if info.stage != self._stage:
-            self._stage = info.stage
-            bar.set_description_str(f"stage {info.stage}/{info.stages} ", refresh=False)
-        bar.n = info.step  # counted on every step; drawn (and the losses read) only when due
-        now = time.monotonic()
-        if now - self._last["redraw"] >= BAR_INTERVAL or info.step == info.total:
-            self._last["redraw"] = now
-            bar.set_postfix_str(format_losses(info.losses, ".3g"), refresh=False)
-            bar.refresh()
+            self._bar = StepBar(tqdm, self.stream)
+        self._bar(info)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -101,7 +81,7 @@ class ProgressDisplay:
         while "\n" in self._pending:
             line, self._pending = self._pending.split("\n", 1)
             if self._bar is not None:
-                self._bar.write(line, file=self.stream)  # clears the bar, prints, redraws it
+                self._bar.write(line)
             else:
                 self.stream.write(line + "\n")
         return len(text)
@@ -110,9 +90,3 @@ class ProgressDisplay:
         if not self.quiet:
             self.stream.flush()
 
-
-def _is_terminal(stream) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):  # no isatty, or a closed file
-        return False

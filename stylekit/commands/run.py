@@ -165,7 +165,8 @@ def _finish(plan: Plan, result: Result, keeper: checkpoints.Keeper, late: LateSi
                         f"another output path (-o){resumable}")
     if plan.recipe.output.plot and not again:
         beside.write("the loss plot", outputs.losses_plot_path(output),
-                     lambda: plot_losses(result.history, outputs.losses_plot_path(output), mark=output.name))
+                     lambda: plot_losses(result.history, outputs.losses_plot_path(output), mark=output.name,
+                                         stages=[stage.steps for stage in plan.stages]))
         if saved:
             beside.write("the strip of images", outputs.strip_path(output),
                          lambda: strip([*saved, output], outputs.strip_path(output), mark=output.name))

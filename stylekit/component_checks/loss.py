@@ -110,6 +110,7 @@ def _forward_and_gradient(who: _Who, term: LossTerm, backbone: Backbone, start: 
     image = start.clone().requires_grad_(True)
     features = backbone.features(network_input(image, dtype), layers) if layers else {}
     before = _snapshot(features)
+    term.step = 1  # as the engine sets it before the first step's evaluations (LossTerm.step)
     value = who.call(f"forward(features, image){precision}", term, features, image,
                      wants="features may arrive in bf16: compute in float32 (.float()) where it matters" if precision else "")
     _is_value(who, value, f"forward(features, image){precision}")
@@ -151,6 +152,7 @@ def _check_together(who: _Who, params, layers, backbone, contents, styles, synth
     for content, style in zip(contents, styles):
         term = _built_term(who, params, layers)
         _prepare(who, term, _targets(backbone, term, content, style, torch.float32))
+        term.step = 1
         terms.append(term)
     evaluate = who.call("together(terms)", who.cls.together, terms)
     if evaluate is None:

@@ -169,9 +169,19 @@ class LossTerm(Component, nn.Module):
     loop, without gradients, and stores whatever the term compares against; `forward`
     returns the term's unweighted scalar value (the engine multiplies by the recipe's weight).
     Features may arrive in bf16; compute in float32 where accuracy matters.
+
+    `self.step` is the step being taken, counted from 1 over all stages as the callback's
+    `StepInfo.step` is; the engine sets it before each step's evaluations, so every call of
+    `forward` within one optimizer step sees the same value (L-BFGS evaluates several times
+    a step in its line search; counting calls would not give the step). 0 before the first
+    step (in `prepare`). A term whose value depends on it does not suit `run.cuda_graph`
+    (the recorded pass is replayed, not run again, so it keeps the step it was recorded at)
+    nor `run.compile` (compiled again for every new value); both are off by default.
     """
 
     kind = "loss"
+    #: The step being taken (see above): set by the engine, read by the term.
+    step: int = 0
     #: Layers used when a recipe's `[[loss]]` lists none, e.g. ("conv4_4",) for the built-in
     #: content term; empty for terms that read only the image. The recipe is checked
     #: against the backbone with these, as with listed layers.

@@ -46,7 +46,9 @@ def pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at
         return at(loc, "required field is missing - add it")
     if isinstance(err["input"], dict):  # a whole table: the message says what is wrong with it
         return at(loc, message)
-    if isinstance(err["input"], str) and json.dumps(err["input"]) in message:  # the message quotes it already
+    # The message quotes the value already (as JSON or as Python writes it: "output path
+    # 'x.gif' must end in ..."): a "(got 'x.gif')" after it would say it twice.
+    if isinstance(err["input"], str) and (json.dumps(err["input"]) in message or repr(err["input"]) in message):
         return at(loc, message)
     return at(loc, f"{message} (got {err['input']!r})")
 

@@ -28,14 +28,16 @@ BLOWN_UP = 1e6
 def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
                    scheduler: Scheduler, options: LoopOptions, device: torch.device,
                    on_step: Callable[[int, Loop], bool] | None = None, resume: list[dict | None] | None = None,
-                   stacked: bool | None = None) -> list[LoopResult | Diverged]:
+                   stacked: bool | None = None, step_offset: int = 0) -> list[LoopResult | Diverged]:
     """Minimize each objective over its own image, which starts as a copy of its start;
     nothing given is changed. Returns, per image, its `LoopResult`, or the `Diverged` that
     stopped it. `on_step(i, loop)` runs after each step for each image i still going; when
     one returns True, the run ends after this step. `resume[i]` is a `Loop.state()` to
     continue image i from (all at the same step). With `stacked` (default: a group of
     several, off the CPU) the images (of one size) go through the backbone in one pass.
-    `options.compile` applies to a group of one, `options.cuda_graph` on CUDA only."""
+    `options.compile` applies to a group of one, `options.cuda_graph` on CUDA only.
+    `step_offset`: the steps of the stages before this one, so that the `step` a loss term
+    reads counts over all stages."""
     stacked = device.type != "cpu" and len(objectives) > 1 if stacked is None else stacked
     began = time.perf_counter()
     if device.type == "cuda":
@@ -70,6 +72,9 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
         if not alive:
             break
         step += 1
+        for i in alive:  # the contract's LossTerm.step: one value for every evaluation of this step
+            for weighted in objectives[i].terms:
+                weighted.term.step = step_offset + step
         loop = loops[alive[0]]  # for stylekit.run.blame: the step a failing component was at
         passes.evaluate(alive)
         if together is not None:

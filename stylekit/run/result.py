@@ -32,7 +32,12 @@ from stylekit.run.engine import Diverged
 @dataclass
 class StepInfo:
     """What a per-step callback sees. Reading `losses` waits for the device: read it only
-    when you show it."""
+    when you show it.
+
+    The losses jump at the first step of a stage after the first: the stage starts from the
+    previous stage's image upsampled to a larger size, whose features miss the detail that
+    the new size's content and style targets hold, and terms that sum over pixels grow with
+    their number. Compare losses within a stage (`stage` tells them apart), not across."""
 
     stage: int  # 1-based
     stages: int

@@ -96,7 +96,8 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
 
         try:
             ends = optimize_group(objectives, [inputs[i].start for i in going], build_optimizer(plan),
-                                  build_scheduler(plan), options, plan.device, on_step=on_step, resume=[loop_resume])
+                                  build_scheduler(plan), options, plan.device, on_step=on_step, resume=[loop_resume],
+                                  step_offset=offset)
         except UserError as exc:
             raise _named(plan, exc) from None
         except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step

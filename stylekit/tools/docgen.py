@@ -70,7 +70,40 @@ def recipe_markdown() -> str:
              "that component's own model: `stylekit plugins` lists them with types and defaults.", "",
              "| field | type | default | meaning |", "|---|---|---|---|"]
     lines += _fields(schema.Recipe, "")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + EDITORS
+
+
+EDITORS = """
+## Checked as you type, wherever a recipe is
+
+Editors built on taplo (Even Better TOML in VS Code, and others) and `taplo check` check a
+recipe against `stylekit schema`'s JSON Schema: misspelled fields, component names, params
+and layers are underlined, and each field's description shows on hover. They find the schema
+in one of two ways:
+
+- a recipe's first line `#:schema PATH`, relative to the recipe. The shipped recipes start
+  with `#:schema ./recipe.schema.json`, which names `recipes/recipe.schema.json`; a recipe
+  copied elsewhere keeps the line, which then names nothing, and is not checked (silently);
+- a `.taplo.toml` in the folder taplo runs in, or at the root of the folder the editor
+  opens, whose `[[rule]]` names the recipes (a glob, relative to that file) and the schema.
+  The repository's own `.taplo.toml` associates `recipes/*.toml`.
+
+For recipes anywhere else, `stylekit schema --taplo DIR` writes both into their folder:
+`DIR/recipe.schema.json` (the name the copied recipes' `#:schema` line looks for, so they are
+checked again) and `DIR/.taplo.toml` (for recipes without the line, when DIR is the folder
+the editor opens). Run it again after installing a plugin, so that its components are known.
+It replaces only files that stylekit wrote: a `.taplo.toml` of your own is left as it is
+(exit status 2); add the rule to it yourself:
+
+```toml
+[[rule]]
+include = ["my-recipes/*.toml"]
+schema = { path = "my-recipes/recipe.schema.json" }
+```
+
+A recipe kept alone can also name the schema by an absolute path or a URL
+(`#:schema /home/me/stylekit/recipe.schema.json`).
+"""
 
 
 #: The classes a plugin subclasses, calls or receives, in the order the reference shows them.
