@@ -1,6 +1,7 @@
 """What the command line's arguments mean beyond argparse's own parsing: the short forms of
 recipe fields (--width, --height), the recipes a validate names (glob patterns expanded),
-the recipe `stylekit run` uses when none is named, and what to say of an unknown option."""
+the recipe `stylekit run` uses when none is named, what to say of an unknown option, and the
+overrides that --strength, --steps, --width, --height and --set make."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from importlib import resources
 from pathlib import Path
 
 from stylekit.errors import UserError, one_line
-from stylekit.recipe.overrides import EXAMPLE, parse_override, shell_word
+from stylekit.recipe.overrides import EXAMPLE, parse_override, shell_word, with_cwd_paths
 
 
 def add_size_args(parser: argparse.ArgumentParser) -> None:
@@ -102,3 +103,30 @@ def unknown_arguments(parser: argparse.ArgumentParser, extras: list[str]) -> str
     if "set" in options:
         return f"unknown option {shell_word(given)} - to change a recipe field, use --set KEY=VALUE, {EXAMPLE}"
     return f"unknown option {shell_word(given)} - see {parser.prog} --help"
+
+
+def flag_overrides(overrides, args):
+    """--strength, --steps, --width and --height, which run, validate and batch all take."""
+    if args.strength is not None:
+        overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
+    if args.steps is not None:
+        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
+    for side in ("width", "height"):
+        if getattr(args, side) is not None:
+            overrides.add(("output", side), getattr(args, side), f"--{side} {getattr(args, side)}")
+    return overrides
+
+
+def add_sets(overrides, texts: list[str]) -> list:
+    """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
+    relative to the current folder. Returns the problems of the malformed ones, all of them,
+    for the caller to report with the recipe's (one bad --set does not hide the rest)."""
+    problems = []
+    for text in texts:
+        try:
+            key, value = parse_override(text)
+        except UserError as exc:
+            problems += exc.problems
+            continue
+        overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
+    return problems

@@ -14,9 +14,11 @@ from pathlib import Path
 
 from stylekit import __version__
 from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
-from stylekit.commands.arguments import DEFAULT_RECIPE, add_size_args, default_recipe, recipe_paths, unknown_arguments
+from stylekit.commands.arguments import (DEFAULT_RECIPE, add_sets, add_size_args, default_recipe, flag_overrides, recipe_paths,
+                                         unknown_arguments)
+from stylekit.commands import video
 from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
-from stylekit.recipe.overrides import Overrides, parse_override, shell_word, with_cwd_paths
+from stylekit.recipe.overrides import Overrides, shell_word
 
 
 def main(argv: list[str] | None = None, registry=None) -> int:
@@ -76,6 +78,8 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
     add_live_args(run)
     run.set_defaults(handler=cmd_run)
+
+    video.add_parsers(sub, add_live_args, add_strength_arg, add_steps_arg)
 
     batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
     batch.add_argument("recipe", help="a TOML recipe, e.g. recipes/fast.toml")
@@ -156,18 +160,6 @@ def add_steps_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
 
 
-def flag_overrides(overrides, args):
-    """--strength, --steps, --width and --height, which run, validate and batch all take."""
-    if args.strength is not None:
-        overrides.add(("strength",), args.strength, f"--strength {args.strength:g}")
-    if args.steps is not None:
-        overrides.add(("run", "steps"), args.steps, f"--steps {args.steps}")
-    for side in ("width", "height"):
-        if getattr(args, side) is not None:
-            overrides.add(("output", side), getattr(args, side), f"--{side} {getattr(args, side)}")
-    return overrides
-
-
 def overrides_from(args) -> tuple[Overrides, list]:
     overrides = Overrides()
     q = shell_word  # flags are quoted in messages as they would be typed
@@ -180,21 +172,6 @@ def overrides_from(args) -> tuple[Overrides, list]:
     if args.output is not None:
         overrides.add(("output", "path"), str(Path(args.output).resolve()), f"--output {q(args.output)}")
     return overrides, add_sets(flag_overrides(overrides, args), args.set)
-
-
-def add_sets(overrides, texts: list[str]) -> list:
-    """`--set KEY=VALUE` flags into `overrides`, each remembered for messages; path fields
-    relative to the current folder. Returns the problems of the malformed ones, all of them,
-    for the caller to report with the recipe's (one bad --set does not hide the rest)."""
-    problems = []
-    for text in texts:
-        try:
-            key, value = parse_override(text)
-        except UserError as exc:
-            problems += exc.problems
-            continue
-        overrides.add(key, with_cwd_paths(key, value), f"--set {shell_word(text)}")
-    return problems
 
 
 def load(args, recipe=None, registry=None, overrides=None):

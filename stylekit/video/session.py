@@ -1,0 +1,140 @@
+"""A clip in, a video out: what `stylekit video` and `stylekit.stylize_video` share. The
+frames are stylized by `stylekit.video.frames.stylize_frames` into a work folder beside the
+output; once all are done they are encoded (the input's timing and sound kept) and the work
+folder removed. A video that does not finish keeps its work folder, to resume from, and its
+finished frames as a partial video that plays (`partial_path`).
+
+    OUT                 the stylized video (or folder of frames), written only when complete
+    OUT.frames/         the work folder while it is made (kept when it does not finish)
+    OUT-stem.partial.mp4   the finished frames of a video that did not finish
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from stylekit.errors import Problem, UserError
+from stylekit.recipe.plan import Plan
+from stylekit.run.build import build_flow
+from stylekit.video.decode import Clip
+from stylekit.video.encode import encode_frame_files
+from stylekit.video.frames import FrameDiverged, FrameStep, VideoResult, stylize_frames
+from stylekit.video.workdir import STATE
+
+#: What `stylekit video` writes a video as (by the output's suffix); no suffix: a folder of frames.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
+
+
+@dataclass
+class ClipResult:
+    """What a video run made. `output` is the finished video, or for one that did not finish
+    the partial video of its finished frames (None when no frame was finished)."""
+
+    output: Path | None
+    status: str  # "finished", "stopped" (by the callback or the live page) or "interrupted" (a signal)
+    frames: int  # the clip's frame count
+    done: int  # frames finished (all of them when finished)
+    seconds: list[float]  # per finished frame
+    steps: list[int]
+    cuts: list[int]  # frames that began a shot (0 among them)
+    notes: list[str] = field(default_factory=list)
+    work_dir: Path | None = None  # kept when the video did not finish: resume from it
+
+    @property
+    def partial(self) -> bool:
+        return self.status != "finished"
+
+
+def work_dir_for(output: Path) -> Path:
+    return output.with_name(output.name + ".frames")
+
+
+def partial_path(output: Path) -> Path:
+    suffix = output.suffix if output.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+    return output.with_name(f"{output.stem if output.suffix else output.name}.partial{suffix}")
+
+
+def output_problems(clip: Clip, output: Path, resume: bool) -> list[Problem]:
+    """What is wrong with writing `clip`'s stylization to `output`, found before any frame runs."""
+    problems = []
+    suffix = output.suffix.lower()
+    if suffix and suffix not in VIDEO_SUFFIXES:
+        problems.append(Problem(f"a video output must end in {', '.join(VIDEO_SUFFIXES)} (or have no suffix: a folder "
+                                f"of frames), not {output.suffix}", field="output"))
+    if not output.parent.is_dir():
+        problems.append(Problem(f"the folder {output.parent} does not exist - create it first", field="output"))
+    source = Path(clip.path).resolve()
+    for path, what in ((output, "the output"), (work_dir_for(output), "the work folder"),
+                       (partial_path(output), "the partial video")):
+        resolved = path.resolve()
+        if resolved == source or source in resolved.parents or resolved in source.parents:
+            problems.append(Problem(f"{what} {path} would overwrite the input {clip.path} - choose another output",
+                                    field="output"))
+    work = work_dir_for(output)
+    if not resume and partial_path(output).exists() and not (work / STATE).is_file():
+        problems.append(Problem(f"{partial_path(output)} exists and was not left by a video stylekit began here - "
+                                "move it, or choose another output", field="output"))
+    return problems
+
+
+def stylize_clip(plan: Plan, clip: Clip, output: str | Path, callback: Callable[[FrameStep], None] | None = None,
+                 resume: bool = False, keep_frames: bool = False) -> ClipResult:
+    """Stylize every frame of `clip` with `plan` and write the video to `output` (see the
+    module docstring for what is written where). `callback(step)` after every step of every
+    frame; its `stop()`, Ctrl-C or SIGTERM end the video after the step in progress, with
+    the finished frames kept. Raises `UserError` for bad input, `FrameDiverged` when a
+    frame goes non-finite (the finished frames are then kept as a partial video too)."""
+    output = Path(output)
+    problems = output_problems(clip, output, resume)
+    if problems:
+        raise UserError(problems)
+    provider = build_flow(plan)
+    work = work_dir_for(output)
+    identity = {"input": str(Path(clip.path).resolve()), "frames": clip.frame_count, "size": [clip.width, clip.height]}
+    try:
+        made = stylize_frames(plan, clip.frames(), provider, work, callback, resume, count=clip.frame_count,
+                              package=plan.flow.package, frames_dir=Path(clip.path) if clip.files else None,
+                              identity=identity)
+    except FrameDiverged as exc:
+        done = sorted(work.glob("pass1/*.png"))[:exc.frame]
+        exc.partial = encode_frame_files(done, partial_path(output), like=clip, crf=plan.recipe.video.crf) if done else None
+        raise
+    if made.status != "finished":
+        partial = (encode_frame_files(made.paths, partial_path(output), like=clip, crf=plan.recipe.video.crf)
+                   if made.paths else None)
+        return _result(made, partial, clip, work)
+    written = encode_frame_files(made.paths, output, like=clip, crf=plan.recipe.video.crf)
+    partial_path(output).unlink(missing_ok=True)  # a partial video from an earlier try, now whole
+    if not keep_frames:
+        remove_work_folder(work)
+    return _result(made, written, clip, work if keep_frames else None)
+
+
+def _result(made: VideoResult, output: Path | None, clip: Clip, work: Path | None) -> ClipResult:
+    return ClipResult(output, made.status, clip.frame_count, len(made.paths), made.seconds[:len(made.paths)],
+                      made.steps[:len(made.paths)], made.cuts, made.notes, work)
+
+
+def remove_work_folder(work: Path) -> None:
+    """Remove what a video wrote in its work folder: its state and its frames' folders; a
+    file someone else put there stays, and with it the folder."""
+    for name in ("input", *(p.name for p in work.glob("pass*") if p.name[4:].isdigit())):
+        folder = work / name
+        if folder.is_dir():
+            for frame in folder.glob("[0-9]*.png"):
+                frame.unlink()
+            _remove_if_empty(folder)
+    (work / STATE).unlink(missing_ok=True)
+    _remove_if_empty(work)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: something not ours is in it
+        pass
+
+
+__all__ = ["ClipResult", "VIDEO_SUFFIXES", "output_problems", "partial_path", "stylize_clip", "work_dir_for"]
