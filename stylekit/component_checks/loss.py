@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from stylekit.contract.components import Backbone, LossTerm, Targets
+from stylekit.contract.components import Backbone, LossTerm, PreviousOutput, Targets
 from stylekit.component_checks.common import _agree, _describe, _images, _largest_gap, _Who
 from stylekit.run.engine import network_input
 from stylekit.run.together import _together_is_its_own
@@ -75,15 +75,21 @@ def _built_term(who: _Who, params: BaseModel, layers: dict[str, float]) -> LossT
 def _targets(backbone: Backbone, term: LossTerm, content: torch.Tensor, style: torch.Tensor,
              dtype: torch.dtype) -> Targets:
     """As `stylekit.run.build.compute_targets` makes them: features only of the images the
-    term's `target_images` names."""
+    term's `target_images` names; and, as for a video's later frame, two earlier outputs
+    warped into it (nearest first, each certain in its own part), which only a term that
+    reads them (`temporal`) looks at: without them such a term is inert by design."""
     images = term.target_images
+    height, width = content.shape[-2:]
+    near = torch.zeros(1, 1, height, width)
+    near[..., : width // 2] = 1
+    previous = [PreviousOutput(content.flip(-1), near, 1), PreviousOutput(content.flip(-2), torch.ones_like(near), 2)]
     with torch.no_grad():
         def features(image: torch.Tensor, wanted: bool) -> dict[str, torch.Tensor]:
             if not wanted or not term.layers:
                 return {}
             return backbone.features(network_input(image, dtype), frozenset(term.layers))
         return Targets(content_image=content, content=features(content, "content" in images), style_images=[style],
-                       styles=[features(style, "style" in images)], style_weights=[1.0])
+                       styles=[features(style, "style" in images)], style_weights=[1.0], previous=previous)
 
 
 def _prepare(who: _Who, term: LossTerm, targets: Targets) -> None:

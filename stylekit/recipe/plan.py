@@ -18,6 +18,7 @@ import torch
 from PIL import Image
 from pydantic import BaseModel
 
+from stylekit.contract.components import PreviousOutput
 from stylekit.errors import Problem
 from stylekit.recipe.schema import Recipe
 
@@ -68,6 +69,12 @@ class InputImages:
     style_weights: tuple[float, ...]  # normalized to sum to 1
     masks: tuple[Image.Image, ...] | None
     init: Image.Image | str  # an image, or one of "content", "style", "noise"
+    #: Video only (`stylekit.video`): where a later frame starts, (1, 3, H, W) in [0, 1] at
+    #: the output's size (the previous output warped into it), in place of `init`.
+    start: torch.Tensor | None = None
+    #: Video only: earlier frames' outputs warped into this frame, at the output's size, the
+    #: nearest first; each stage gets them at its size in `Targets.previous`.
+    previous: tuple[PreviousOutput, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import traceback
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 import torch
@@ -21,7 +21,7 @@ from PIL import Image
 
 from stylekit.run import colour
 from stylekit.plugins import probe
-from stylekit.contract.components import Backbone, Optimizer, Scheduler, Targets
+from stylekit.contract.components import Backbone, Optimizer, PreviousOutput, Scheduler, Targets
 from stylekit.contract.flow import FlowProvider
 from stylekit.run.engine import Objective, WeightedTerm, network_input
 from stylekit.errors import TRACEBACK_ENV, PluginError, Problem, UserError
@@ -41,6 +41,8 @@ class StageImages:
     start: torch.Tensor  # where the synthesized image starts
     #: Applied to the final image (e.g. putting the content's colours back); None: as is.
     postprocess: Callable[[torch.Tensor], torch.Tensor] | None = None
+    #: Video only: earlier frames' outputs warped into this frame, at this stage's size.
+    previous: list[PreviousOutput] = field(default_factory=list)
 
 
 def build_backbone(plan: Plan) -> Backbone:
@@ -66,6 +68,7 @@ def stage_images(plan: Plan, stage: Stage, previous: torch.Tensor | None = None)
     styles = [to_tensor(img, style_size(img, hw, spec.style_scale, spec.style_fit)) for img in inputs.styles]
     masks = [mask_tensor(img, hw) for img in inputs.masks] if inputs.masks else None
     postprocess = None
+    given, earlier = inputs.start, [previous_at(p, hw) for p in inputs.previous]
     if spec.preserve_colors == "histogram":
         styles = [colour.match_colour_histogram(s, content) for s in styles]
     elif spec.preserve_colors == "luminance":
@@ -73,8 +76,24 @@ def stage_images(plan: Plan, stage: Stage, previous: torch.Tensor | None = None)
         styles = [colour.luminance_image(s, like=original) for s in styles]
         content = colour.luminance_image(original)
         postprocess = lambda result: colour.combine_luminance(result, original)  # noqa: E731
-    start = initial_image(inputs.init, hw, content, styles, previous, plan.recipe.run.seed)
-    return StageImages(content, styles, list(inputs.style_weights), masks, start, postprocess)
+        # The run optimizes luminance: a video's warm start and earlier outputs (in colour,
+        # as written) are compared with it as luminance, or the temporal term would pull colour in.
+        given = colour.luminance_image(given) if given is not None else None
+        earlier = [replace(p, image=colour.luminance_image(p.image)) for p in earlier]
+    start = initial_image(inputs.init, hw, content, styles, previous, plan.recipe.run.seed, given)
+    return StageImages(content, styles, list(inputs.style_weights), masks, start, postprocess, earlier)
+
+
+def previous_at(previous: PreviousOutput, hw: tuple[int, int]) -> PreviousOutput:
+    """An earlier frame's warped output at a stage's size (`hw`). The certainty is resized
+    conservatively, as the least over the pixels each new pixel covers: a pixel that blends
+    trusted ones with untrusted ones (an occlusion's edge) holds a colour partly wrong, and
+    the temporal term must not pull towards it."""
+    if tuple(previous.image.shape[-2:]) == tuple(hw):
+        return previous
+    image = F.interpolate(previous.image.float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
+    certainty = -F.adaptive_max_pool2d(-previous.certainty.float(), hw)
+    return PreviousOutput(image.clamp(0, 1), certainty, previous.offset)
 
 
 def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
@@ -83,12 +102,16 @@ def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
 
 
 def initial_image(init: Image.Image | str, hw: tuple[int, int], content: torch.Tensor, styles: list[torch.Tensor],
-                  previous: torch.Tensor | None, seed: int | None = None) -> torch.Tensor:
+                  previous: torch.Tensor | None, seed: int | None = None, given: torch.Tensor | None = None) -> torch.Tensor:
+    """Where a stage starts: the stage before's result, else `given` (a video frame's warm
+    start), else the recipe's `init`."""
     def resized(image: torch.Tensor) -> torch.Tensor:
         return F.interpolate(image.float().cpu(), size=hw, mode="bicubic", align_corners=False).clamp(0, 1)
 
     if previous is not None:  # a later stage: the last stage's result, upsampled
         return resized(previous)
+    if given is not None:
+        return given.float().cpu() if tuple(given.shape[-2:]) == tuple(hw) else resized(given)
     if init == "content":
         return content
     if init == "style":
@@ -173,6 +196,7 @@ def compute_targets(backbone: Backbone, terms: list, images: StageImages, device
         styles=[cached(style_cache, s, layers_read_from("style"), features) for s in styles],
         style_weights=list(images.style_weights),
         style_masks=[m.to(device) for m in images.masks] if images.masks else None,
+        previous=[PreviousOutput(p.image.to(device), p.certainty.to(device), p.offset) for p in images.previous],
     )
 
 

@@ -1,0 +1,107 @@
+r"""The temporal consistency term of video stylization (Ruder, Dosovitskiy & Brox, GCPR 2016,
+section 3.3; written from the paper): the frame being stylized is held, pixel by pixel, to
+the earlier frames' outputs brought into it by optical flow, where that flow can be trusted.
+
+With the earlier outputs $p_1, p_2, \dots$ nearest first (`Targets.previous`) and their
+certainties $c_k \in [0, 1]$, each pixel answers to the nearest earlier frame that saw it:
+
+$$ w_k = c_k \prod_{j<k} (1 - c_j), \qquad
+   L(x) = \frac{1}{3HW} \sum_k \sum_{\text{pixels, channels}} w_k\, (x - p_k)^2 $$
+
+so a pixel occluded in the frame before but seen two frames back is held to that one (the
+paper's long-term term). Dividing by the number of values, not summing them, keeps the
+weight the same at any size; RGB in [0, 1], where Ruder's weights are for 0-255 pixels and
+a sum, so theirs do not carry over. Without earlier outputs (a still image, the first frame
+of a clip or of a new shot after a scene cut) the term is 0 and pulls nowhere.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from stylekit.builtins.losses import wide
+from stylekit.contract.components import LossTerm, Targets
+from stylekit.contract.hookspecs import hookimpl
+
+#: The weight `stylekit video` gives the term when a recipe has none (see `TemporalLoss`).
+DEFAULT_WEIGHT = 1.0
+
+
+def precedence(certainties: list[torch.Tensor]) -> torch.Tensor:
+    """The (K, 1, H, W) weights w_k = c_k * prod_{j<k} (1 - c_j) of certainties given nearest
+    first: a pixel counts for the nearest earlier frame that is certain of it, and for a
+    farther one only as far as the nearer ones are not. The weights sum to at most 1."""
+    weights, unclaimed = [], None
+    for certainty in certainties:
+        certainty = wide(certainty)
+        weights.append(certainty if unclaimed is None else certainty * unclaimed)
+        unclaimed = 1 - certainty if unclaimed is None else unclaimed * (1 - certainty)
+    return torch.cat(weights)
+
+
+class TemporalLoss(LossTerm):
+    """Certainty-weighted squared distance to earlier frames' outputs warped into this frame
+    (video only; 0 for a still image).
+
+    Its default weight, used by `stylekit video` when a recipe lists no `temporal` term, was
+    found by a sweep on benchmarks/video_clips.py's synthetic clip (known flow, an occluding
+    disc) with recipes/gatys.toml at 128 px: see benchmarks/temporal_weight.py and the
+    figures in its docstring. It is the smallest weight tried at which the warping error
+    falls well below that of frames stylized alone while each frame's content and style
+    distances stay within 10% of theirs."""
+
+    name = "temporal"
+    summary = "Video: certainty-weighted squared distance to the earlier frames' outputs, warped into this frame."
+    reads_features = False
+    default_layers = ()
+    # It reads no features, so no image's features need computing for it.
+    target_images = frozenset()
+
+    def prepare(self, targets: Targets) -> None:
+        previous = sorted(targets.previous, key=lambda p: p.offset)
+        if not previous:
+            self.targets = self.weights = None
+            return
+        self.targets = torch.cat([wide(p.image) for p in previous])  # (K, 3, H, W)
+        self.weights = precedence([p.certainty for p in previous])  # (K, 1, H, W)
+
+    def forward(self, features, image):
+        if self.targets is None:  # nothing to be consistent with: inert, not an error
+            return wide(image).new_zeros(())
+        return self._distance(wide(image), self.targets, self.weights)
+
+    @staticmethod
+    def _distance(images: torch.Tensor, targets: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        # images (n, 3, H, W); targets and weights (K, ...) for one image or (n, K, ...) for n.
+        if targets.dim() == 4:
+            return ((images - targets).pow(2) * weights).sum() / images[0].numel()
+        squared = (images.unsqueeze(1) - targets).pow(2) * weights
+        return squared.sum(dim=(1, 2, 3, 4)) / images[0].numel()
+
+    @classmethod
+    def together(cls, terms):
+        # Each image's earlier outputs stacked; one with fewer than the others is padded with
+        # zero weights, which add nothing. Images without any get all-zero weights: their
+        # value is the 0 their forward gives.
+        held = [t for t in terms if t.targets is not None]
+        if not held:
+            return lambda features, images: wide(images).new_zeros(len(terms))
+        most = max(t.targets.shape[0] for t in held)
+        like_image, like_weight = held[0].targets[:1], held[0].weights[:1]
+
+        def padded(tensor: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+            count = 0 if tensor is None else tensor.shape[0]
+            pad = like.new_zeros((most - count, *like.shape[1:]))
+            return pad if tensor is None else torch.cat([tensor, pad])
+
+        targets = torch.stack([padded(t.targets, like_image) for t in terms])
+        weights = torch.stack([padded(t.weights, like_weight) for t in terms])
+        return lambda features, images: cls._distance(wide(images), targets, weights)
+
+
+@hookimpl
+def register_losses(register):
+    register(TemporalLoss)
+
+
+__all__ = ["DEFAULT_WEIGHT", "TemporalLoss", "precedence"]

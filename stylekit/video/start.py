@@ -1,0 +1,117 @@
+"""What a frame of a video is run with: the earlier outputs warped into it, the image it
+starts from, whether it starts a new shot, and its plan.
+
+A frame after the first of a shot starts from the earlier outputs warped into it (each pixel
+from the nearest earlier frame whose flow is certain there, the precedence the temporal loss
+uses) and, where none is, from the content frame itself: a disoccluded place has no earlier
+stylization to continue. It runs at the output's size alone, for `video.steps` steps. The
+first frame of a shot runs the recipe as it is. A frame starts a new shot where less than
+`video.scene_cut` of it can be traced to the frame before.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import torch
+from PIL import Image
+
+from stylekit.builtins.temporal import DEFAULT_WEIGHT, TemporalLoss, precedence
+from stylekit.contract.components import PreviousOutput
+from stylekit.contract.flow import FlowProvider
+from stylekit.recipe.plan import Choice, LossChoice, Plan, Stage
+from stylekit.video.warp import warp
+
+#: Per offset k: the flow from the frame to the frame k back, and its certainty.
+Flows = dict[int, tuple[torch.Tensor, torch.Tensor]]
+
+
+def with_temporal(plan: Plan) -> tuple[Plan, list[str]]:
+    """`plan` with a temporal loss term: its own, or one added at the default weight, and the
+    note that says so (a video without the term would flicker)."""
+    if any(loss.choice.name == TemporalLoss.name for loss in plan.losses):
+        return plan, []
+    index = max((loss.index for loss in plan.losses), default=-1) + 1
+    added = LossChoice(index=index, label=TemporalLoss.name, choice=Choice(TemporalLoss, TemporalLoss.Params(), "stylekit"),
+                       weight=DEFAULT_WEIGHT, layers={})
+    note = (f"the recipe has no temporal loss: added one with weight {DEFAULT_WEIGHT:g} (give the recipe a "
+            f"[[loss]] with name = \"temporal\" to choose its weight)")
+    return plan.replace(losses=(*plan.losses, added)), [note]
+
+
+def video_steps(plan: Plan) -> int:
+    """Steps for a frame that continues a shot: `video.steps`, or a third of the recipe's.
+    A warm start is most of the way there already; see the field's description."""
+    return plan.recipe.video.steps or max(1, round(plan.total_steps / 3))
+
+
+def warped_earlier(outputs: dict[int, torch.Tensor], flows: Flows) -> list[PreviousOutput]:
+    """Earlier outputs ((1, 3, H, W), by how many frames back they are) warped into the frame
+    by `flows` (by the same offsets), nearest first."""
+    found = []
+    for offset in sorted(flows):
+        backward, certain = flows[offset]
+        warped, _ = warp(outputs[offset].float(), backward)
+        found.append(PreviousOutput(warped.clamp(0, 1), certain, offset))
+    return found
+
+
+def warm_start(previous: list[PreviousOutput], content: torch.Tensor) -> torch.Tensor:
+    """Each pixel from the nearest earlier output certain of it (`precedence`), the rest
+    from the content frame."""
+    if not previous:
+        return content
+    weights = precedence([p.certainty for p in previous])
+    images = torch.cat([p.image.float() for p in previous])
+    claimed = (weights * images).sum(0, keepdim=True)
+    return (claimed + (1 - weights.sum(0, keepdim=True)) * content.float()).clamp(0, 1)
+
+
+def blended_start(own: torch.Tensor, neighbour: PreviousOutput, share: float) -> torch.Tensor:
+    """A later pass's start (Ruder's multi-pass): the frame's own output, moved by `share`
+    towards its neighbour's warped output where that is certain."""
+    return (own + share * neighbour.certainty * (neighbour.image - own)).clamp(0, 1)
+
+
+def traced_share(previous: list[PreviousOutput]) -> float:
+    """How much of the frame the frame before can be traced to: its mean certainty."""
+    nearest = next((p for p in previous if p.offset == 1), None)
+    return float(nearest.certainty.mean()) if nearest is not None else 0.0
+
+
+def frame_plan(plan: Plan, frame: Image.Image, start: torch.Tensor | None = None,
+               previous: list[PreviousOutput] = (), steps: int | None = None) -> Plan:
+    """The plan of one frame: the recipe as it is with `frame` as the content (a shot's
+    first frame), or, given `steps`, one stage at the output's size of that many steps that
+    starts at `start`, with `previous` for the temporal loss."""
+    images = dataclasses.replace(plan.images, content=frame, start=start, previous=tuple(previous))
+    if steps is None:
+        return plan.replace(images=images)
+    last = plan.stages[-1]
+    return plan.replace(images=images, stages=(Stage(last.width, last.height, steps),))
+
+
+def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
+    """What a video's frames depend on, for its work folder (`WorkFolder`'s key): the recipe
+    as run (but where files go, how often progress shows and the video's crf, which change no
+    frame), the style images' pixels, the loss terms (the temporal one added too), the flow
+    provider and its params, and the input's identity as the caller gives it."""
+    raw = plan.raw
+    for name in ("path", "save_every", "record", "plot", "checkpoint_every"):
+        raw.get("output", {}).pop(name, None)
+    raw.get("run", {}).pop("progress_every", None)
+    raw.get("images", {}).pop("content", None)  # the frames are the content
+    raw.get("video", {}).pop("crf", None)
+    pictures = hashlib.sha1()
+    for picture in (*plan.images.styles, *(plan.images.masks or ())):
+        pictures.update(repr(picture.size).encode())
+        pictures.update(picture.tobytes())
+    losses = [[loss.label, loss.choice.name, loss.weight, loss.layers, loss.choice.params.model_dump(mode="json")]
+              for loss in plan.losses]
+    recipe = json.dumps({"recipe": raw, "pictures": pictures.hexdigest(), "losses": losses}, sort_keys=True)
+    params = flow.params.model_dump(mode="json") if hasattr(flow.params, "model_dump") else repr(flow.params)
+    return {"recipe": hashlib.sha1(recipe.encode()).hexdigest(),
+            "flow": {"name": getattr(flow, "name", type(flow).__name__), "params": params},
+            "input": identity}
