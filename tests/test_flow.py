@@ -19,7 +19,8 @@ from stylekit.files.flo import read_flo, write_flo
 from stylekit.plugins.registry import PluginInfo
 from stylekit.recipe.load import load_recipe
 from stylekit.run.build import build_flow
-from stylekit.testing import check_flow, run_cli, tiny_registry, write_recipe
+from stylekit.files.images import to_tensor
+from stylekit.testing import check_flow, pattern, run_cli, tiny_registry, write_recipe
 from stylekit.video.flows import checked_flow
 from stylekit.video.warp import certainty, warp
 
@@ -114,6 +115,17 @@ def test_a_bad_flo_file_is_one_message_naming_it(tmp_path, content, said):
 @pytest.mark.parametrize("preset", ["ultrafast", "fast", "medium"])
 def test_dis_recovers_a_known_shift(preset):
     check_flow(DIS, {"preset": preset})  # within check_flow's reasoned half a pixel, both ways
+
+
+def test_dis_gives_a_pair_the_same_flow_whatever_was_asked_before():
+    # A resumed video asks for fewer flows than an uninterrupted one: its frames are the same
+    # only if a flow depends on its two frames alone.
+    wide = pattern(24, 48, "content")
+    first, second = (to_tensor(wide.crop((x, 0, x + 40, 24)), (24, 40)) for x in (0, 2))
+    provider = DIS(DIS.Params(preset="ultrafast"))
+    alone = DIS(DIS.Params(preset="ultrafast")).flow(first, second, FramePair(0, 1))
+    provider.flow(second, first, FramePair(1, 0))
+    assert torch.equal(provider.flow(first, second, FramePair(0, 1)), alone)
 
 
 def test_dis_without_opencv_says_what_to_install(monkeypatch):

@@ -60,11 +60,15 @@ class DIS(FlowProvider):
             raise UserError(f"flow 'dis' needs OpenCV, which is not installed - {VIDEO_EXTRA}") from None
         preset = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[params.preset]
-        # One instance, reused: DIS keeps no state between calls unless handed an initial flow.
-        self._dis = cv2.DISOpticalFlow_create(preset)
+        self._create = lambda: cv2.DISOpticalFlow_create(preset)
 
     def flow(self, source: torch.Tensor, target: torch.Tensor, pair: FramePair) -> torch.Tensor:
-        computed = self._dis.calc(grey_8bit(source), grey_8bit(target), None)  # (H, W, 2): u, v
+        # A new instance per pair: one that is reused carries state from the pair before (its
+        # flow for the same two frames moved by 2 px after one other call, measured), so a
+        # flow would depend on what was asked before it: a resumed video, which asks for
+        # fewer flows, would not repeat the frames of an uninterrupted one. Creating one
+        # costs microseconds against the milliseconds of a pair.
+        computed = self._create().calc(grey_8bit(source), grey_8bit(target), None)  # (H, W, 2): u, v
         return torch.from_numpy(computed).permute(2, 0, 1).unsqueeze(0).float().contiguous()
 
 

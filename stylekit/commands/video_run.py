@@ -23,7 +23,8 @@ from stylekit.tools.progress import is_terminal
 from stylekit.video.decode import Clip, open_clip
 from stylekit.video.frames import FrameDiverged, FrameStep
 from stylekit.video.metrics import CONTENT_LAYER, OFFSETS, STYLE_LAYERS, content_distance, style_distance, warping_errors
-from stylekit.video.session import ClipResult, stylize_clip, work_dir_for
+from stylekit.video.start import with_temporal
+from stylekit.video.session import ClipResult, output_problems, stylize_clip, work_dir_for
 
 
 def load_plan(args, clip: Clip) -> Plan:
@@ -33,6 +34,10 @@ def load_plan(args, clip: Clip) -> Plan:
         overrides.add(("images", "style"), [str(Path(p).resolve()) for p in args.style],
                       " ".join(f"--style {p}" for p in args.style))
     malformed = add_sets(flag_overrides(overrides, args), args.set)
+    if not any(key[:2] in (("output", "width"), ("output", "height")) or key == ("output",) for key in overrides):
+        # A recipe's output size is for still images; a clip is stylized at its own size
+        # unless the command line says otherwise.
+        overrides.add(("output", "width"), clip.width, f"the clip's width ({clip.width})")
     registry = args.registry or load_registry()
     first = next(iter(clip.frames()))
     try:
@@ -100,8 +105,11 @@ def run_video(args) -> int:
         if not args.quiet:
             print(which, file=sys.stderr)
     clip = open_clip(args.input)
-    plan = load_plan(args, clip)
+    plan, notes = with_temporal(load_plan(args, clip))
     output = Path(args.output)
+    problems = output_problems(clip, output, args.resume)
+    if problems:  # before a line that says the video begins
+        raise UserError(problems)
     stream = sys.stderr
     progress = FrameProgress(stream, clip.frame_count, args.quiet)
     last = plan.stages[-1]
@@ -110,6 +118,8 @@ def run_video(args) -> int:
                   f"{one_line(str(output))} ({w}x{h}, {plan.device.type})")
     if args.resume:
         progress.note(f"resuming from {one_line(str(work_dir_for(output)))}")
+    for note in notes:
+        progress.note(f"note: {note}")
     callbacks = [progress]
     try:
         with contextlib.ExitStack() as stack:
@@ -124,8 +134,6 @@ def run_video(args) -> int:
         kept = f"; the {exc.frame} frames before it are in {one_line(str(partial))}" if partial else ""
         print(f"error: {one_line(str(exc))}{kept}", file=stream)
         return 3
-    for note in result.notes:
-        progress.note(f"note: {note}")
     return _said(args, result, output, progress)
 
 

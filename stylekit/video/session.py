@@ -62,20 +62,20 @@ def output_problems(clip: Clip, output: Path, resume: bool) -> list[Problem]:
     suffix = output.suffix.lower()
     if suffix and suffix not in VIDEO_SUFFIXES:
         problems.append(Problem(f"a video output must end in {', '.join(VIDEO_SUFFIXES)} (or have no suffix: a folder "
-                                f"of frames), not {output.suffix}", field="output"))
+                                f"of frames), not {output.suffix}", field="--output"))
     if not output.parent.is_dir():
-        problems.append(Problem(f"the folder {output.parent} does not exist - create it first", field="output"))
+        problems.append(Problem(f"the folder {output.parent} does not exist - create it first", field="--output"))
     source = Path(clip.path).resolve()
-    for path, what in ((output, "the output"), (work_dir_for(output), "the work folder"),
-                       (partial_path(output), "the partial video")):
+    for path, what in ((output, f"{output}"), (work_dir_for(output), f"its work folder {work_dir_for(output)}"),
+                       (partial_path(output), f"its partial video {partial_path(output)}")):
         resolved = path.resolve()
         if resolved == source or source in resolved.parents or resolved in source.parents:
-            problems.append(Problem(f"{what} {path} would overwrite the input {clip.path} - choose another output",
-                                    field="output"))
+            problems.append(Problem(f"{what} would overwrite the input {clip.path} - choose another output",
+                                    field="--output"))
     work = work_dir_for(output)
     if not resume and partial_path(output).exists() and not (work / STATE).is_file():
         problems.append(Problem(f"{partial_path(output)} exists and was not left by a video stylekit began here - "
-                                "move it, or choose another output", field="output"))
+                                "move it, or choose another output", field="--output"))
     return problems
 
 
