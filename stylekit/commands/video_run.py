@@ -10,11 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from stylekit.commands.arguments import add_sets, default_recipe, flag_overrides
 from stylekit.errors import Problem, UserError, one_line
-from stylekit.files.images import open_rgb, output_size, style_size, to_tensor, write_text_atomic
+from stylekit.files.images import open_rgb, output_size, to_tensor, write_text_atomic
 from stylekit.plugins.registry import broken_warnings, load_registry
 from stylekit.recipe.load import load_recipe
 from stylekit.recipe.overrides import Overrides
@@ -22,10 +20,9 @@ from stylekit.recipe.plan import Plan
 from stylekit.tools.progress import is_terminal
 from stylekit.video.decode import Clip, open_clip
 from stylekit.video.frames import FrameDiverged, FrameStep
-from stylekit.video.metrics import CONTENT_LAYER, OFFSETS, STYLE_LAYERS, content_distance, style_distance, warping_errors
+from stylekit.video.metrics import OFFSETS, frame_figures, warping_errors
 from stylekit.video.start import with_temporal
 from stylekit.video.session import ClipResult, output_problems, stylize_clip, work_dir_for
-
 
 def load_plan(args, clip: Clip) -> Plan:
     """The recipe with the command line's overrides, its content the clip's first frame."""
@@ -49,7 +46,6 @@ def load_plan(args, clip: Clip) -> Plan:
     for warning in broken_warnings(registry):
         print(warning, file=sys.stderr)
     return plan
-
 
 class FrameProgress:
     """Per frame and overall: a line per finished frame when piped; on a terminal, one line
@@ -98,7 +94,6 @@ class FrameProgress:
             self.stream.write(("\r\033[K" if self.live else "") + text + "\n")
             self.stream.flush()
 
-
 def run_video(args) -> int:
     if args.recipe is None:
         args.recipe, which = default_recipe(_DefaultArgs(args))
@@ -136,20 +131,17 @@ def run_video(args) -> int:
         return 3
     return _said(args, result, output, progress)
 
-
 def _each(callbacks):
     def callback(step: FrameStep) -> None:
         for each in callbacks:
             each(step)
     return callback
 
-
 class _DefaultArgs:
     """What `default_recipe` reads of a `stylekit run`'s arguments, from a video's."""
 
     def __init__(self, args):
         self.content, self.style, self.output, self.set = args.input, args.style, args.output, args.set
-
 
 def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> int:
     seconds = result.seconds[1:] or result.seconds
@@ -165,7 +157,6 @@ def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> in
     progress.note(f"{result.status} at frame {result.done + 1}/{result.frames} - {where}; the work folder "
                   f"{one_line(str(result.work_dir or work_dir_for(output)))} is kept: to go on, run {resume}")
     return 0 if result.status == "stopped" else 130
-
 
 def measure(args) -> int:
     """`stylekit video-metrics`: the warping error at 1 and 10 frames, graded with the
@@ -192,7 +183,7 @@ def measure(args) -> int:
     for error in warping_errors(inputs, flows, OFFSETS):
         figures["input_warping_error"][str(error.offset)] = error.mean
     if args.style:
-        figures.update(per_frame_figures(outputs, inputs, args.style))
+        figures.update(frame_figures(outputs, inputs, open_rgb(args.style)))
     for k, value in figures["warping_error"].items():
         own = figures["input_warping_error"][k]
         print(f"warping error at {k} frame{'s' if k != '1' else ''}: {value:.5f} (the input's own: {own:.5f}, "
@@ -204,27 +195,5 @@ def measure(args) -> int:
         write_text_atomic(json.dumps(figures, indent=1), Path(args.json))
     return 0
 
-
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
-
-
-def per_frame_figures(outputs: list[torch.Tensor], inputs: list[torch.Tensor], style_path: str) -> dict:
-    """Each frame's content distance to its input frame and style distance to the style
-    image, with the default backbone (VGG-19, the original Caffe weights)."""
-    from stylekit.builtins.vgg19 import VGG19  # deferred: the weights load only for these figures
-
-    backbone = VGG19(VGG19.Params(), "caffe").eval()
-    layers = frozenset((CONTENT_LAYER, *STYLE_LAYERS))
-    style_image = open_rgb(style_path)
-    height, width = outputs[0].shape[-2:]
-    style = to_tensor(style_image, style_size(style_image, (height, width), 1.0, "area"))
-    with torch.no_grad():
-        style_features = backbone.features(style, layers)
-        content, styled = [], []
-        for output, source in zip(outputs, inputs):
-            mine = backbone.features(output, layers)
-            content.append(content_distance(mine, backbone.features(source, frozenset((CONTENT_LAYER,)))))
-            styled.append(style_distance(mine, style_features))
-    return {"content": content, "style": styled}
-

@@ -27,6 +27,10 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from PIL import Image
+
+from stylekit.builtins.vgg19 import VGG19
+from stylekit.files.images import style_size, to_tensor
 from stylekit.video.warp import certainty, warp
 
 #: The offsets the warping error is reported at: flicker (1) and drift (10).
@@ -99,3 +103,22 @@ def style_distance(features: dict[str, torch.Tensor], style: dict[str, torch.Ten
         distances.append(float(torch.linalg.matrix_norm(gram_matrix(features[name]) - target)
                                / torch.linalg.matrix_norm(target).clamp_min(1e-12)))
     return sum(distances) / len(distances)
+
+
+def frame_figures(outputs: Sequence[torch.Tensor], inputs: Sequence[torch.Tensor], style: Image.Image,
+                  backbone=None) -> dict[str, list[float]]:
+    """Each output frame's content distance to its input frame and style distance to the
+    style image (resized to the frames' pixel count), with `backbone` (default: VGG-19 with
+    the original Caffe weights, the loss's own backbone)."""
+    backbone = backbone or VGG19(VGG19.Params(), "caffe").eval()
+    layers = frozenset((CONTENT_LAYER, *STYLE_LAYERS))
+    height, width = outputs[0].shape[-2:]
+    style_tensor = to_tensor(style, style_size(style, (height, width), 1.0, "area"))
+    with torch.no_grad():
+        style_features = backbone.features(style_tensor, layers)
+        content, styled = [], []
+        for output, source in zip(outputs, inputs):
+            mine = backbone.features(output, layers)
+            content.append(content_distance(mine, backbone.features(source, frozenset((CONTENT_LAYER,)))))
+            styled.append(style_distance(mine, style_features))
+    return {"content": content, "style": styled}
