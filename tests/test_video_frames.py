@@ -233,8 +233,9 @@ def test_a_flow_provider_that_returns_nan_is_named(tmp_path):
     frames = clip(2)
     with pytest.raises(PluginError) as caught:
         stylize_frames(plan_for(frames), frames, KnownFlow(broken=True), tmp_path / "work", package="stylekit-known")
-    assert str(caught.value).startswith("flow: flow provider 'known' of package 'stylekit-known' returned a flow with "
-                                        "NaN or infinite values for frames 1 -> 0")
+    assert str(caught.value) == (f"flow: flow 'known' of package 'stylekit-known' broke the contract for frames 1 -> 0: "
+                                 f"flow() returned {2 * H * W} non-finite values (NaN or infinity) among its {2 * H * W} "
+                                 "- a bug in stylekit-known")
     assert (tmp_path / "work" / "pass1" / "000000.png").is_file()  # the frame before it is kept
 
 
