@@ -99,3 +99,14 @@ def test_a_smaller_stage_gets_the_certainty_conservatively():
     # At the same size, handed over as it is.
     same = PreviousOutput(torch.rand(1, 3, 4, 4), certain, 1)
     assert previous_at(same, (4, 4)) is same
+
+
+def test_a_still_image_with_the_term_runs_and_the_term_stays_zero(tmp_path):
+    import stylekit  # the API: a still image's run, as a notebook makes it
+    from stylekit.testing import TINY_LOSSES, TINY_RECIPE_HEAD, pattern, tiny_registry
+
+    recipe = TINY_RECIPE_HEAD.replace('content = "content.png"\nstyle = "style.png"\n', "") + TINY_LOSSES + \
+        '[[loss]]\nname = "temporal"\nweight = 1e5\n'
+    result = stylekit.stylize(recipe, content=pattern(24, 32, "content"), style=pattern(24, 32, "style"),
+                              registry=tiny_registry(), steps=3)
+    assert result.status == "finished" and [row["temporal"] for row in result.history] == [0.0, 0.0, 0.0]

@@ -233,8 +233,9 @@ def test_a_flow_provider_that_returns_nan_is_named(tmp_path):
     frames = clip(2)
     with pytest.raises(PluginError) as caught:
         stylize_frames(plan_for(frames), frames, KnownFlow(broken=True), tmp_path / "work", package="stylekit-known")
-    assert str(caught.value).startswith("flow: flow provider 'known' of package 'stylekit-known' returned a flow with "
-                                        "NaN or infinite values for frames 1 -> 0")
+    assert str(caught.value) == (f"flow: flow 'known' of package 'stylekit-known' broke the contract for frames 1 -> 0: "
+                                 f"flow() returned {2 * H * W} non-finite values (NaN or infinity) among its {2 * H * W} "
+                                 "- a bug in stylekit-known")
     assert (tmp_path / "work" / "pass1" / "000000.png").is_file()  # the frame before it is kept
 
 
@@ -283,3 +284,19 @@ def test_multi_pass_alternates_direction_and_blends_with_the_neighbour(tmp_path,
     # Each later pass's first frame has no neighbour: it starts from its own output.
     assert runs[3].images.previous == () and torch.equal(runs[3].images.start, to_tensor(
         Image.open(work / "pass1" / "000002.png"), (H, W)))
+
+
+def test_multi_pass_resumes_within_a_later_pass_to_the_same_frames(tmp_path):
+    frames = clip(3)
+    plan = plan_for(frames, {"video.passes": 2})
+    whole = stylize_frames(plan, frames, KnownFlow(), tmp_path / "whole")
+
+    def stop_in_pass_2(step):
+        if step.pass_number == 2 and step.frame == 1 and step.step.step == 1:
+            step.stop()
+    stopped = stylize_frames(plan, frames, KnownFlow(), tmp_path / "part", callback=stop_in_pass_2)
+    # Frame 2 is done in pass 2 (the pass goes backward); 1 and 0 are still pass 1's.
+    assert stopped.status == "stopped" and [p.parent.name for p in stopped.paths] == ["pass1", "pass1", "pass2"]
+    resumed = stylize_frames(plan, frames, KnownFlow(), tmp_path / "part", resume=True)
+    assert resumed.status == "finished" and [p.parent.name for p in resumed.paths] == ["pass2"] * 3
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(whole.paths), pixels(resumed.paths), strict=True))

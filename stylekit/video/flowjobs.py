@@ -1,7 +1,8 @@
 """Optical flow for the next frame, computed while the current one is optimized.
 
 One worker thread asks the flow provider for each pair a frame needs (to each earlier frame
-it looks back to, and back), checks what it returns and turns each pair into a certainty
+it looks back to, and back), checks what it returns (`stylekit.video.flows.checked_flow`,
+which names the provider) and turns each pair into a certainty
 (`stylekit.video.warp.certainty`). OpenCV and torch release the GIL while they compute, so
 the flow of frame t + 1 costs the optimization of frame t little; a frame whose flow is not
 ready waits for it.
@@ -15,41 +16,9 @@ from pathlib import Path
 import torch
 
 from stylekit.contract.flow import FlowProvider, FramePair
-from stylekit.errors import PluginError, Problem, UserError
+from stylekit.video.flows import checked_flow
 from stylekit.video.start import Flows
 from stylekit.video.warp import certainty
-
-
-def checked_flow(provider: FlowProvider, source: torch.Tensor, target: torch.Tensor, pair: FramePair,
-                 package: str) -> torch.Tensor:
-    """The provider's flow from `source` to `target`, refused, naming the provider and its
-    package, unless it is a finite (1, 2, H, W) float tensor of the frames' size. What it
-    raises is its own fault, named the same way, but a `UserError` (bad input it refuses:
-    a missing or wrong flow file), which stays one."""
-    name = getattr(provider, "name", type(provider).__name__)
-    try:
-        flow = provider.flow(source, target, pair)
-    except UserError:
-        raise
-    except Exception as exc:
-        problem = Problem(f"flow provider '{name}' of package '{package}' failed for frames {pair.source} -> "
-                          f"{pair.target} ({type(exc).__name__}: {exc})", field="flow")
-        raise PluginError(problem, exc, package, "flow", name) from exc
-    height, width = source.shape[-2:]
-    wanted = f"a finite (1, 2, {height}, {width}) float tensor"
-    fault = None
-    if not isinstance(flow, torch.Tensor) or not flow.is_floating_point():
-        fault = f"returned {type(flow).__name__ if not isinstance(flow, torch.Tensor) else flow.dtype}"
-    elif tuple(flow.shape) != (1, 2, height, width):
-        fault = f"returned a flow of shape {tuple(flow.shape)}"
-    elif not bool(torch.isfinite(flow).all()):
-        fault = "returned a flow with NaN or infinite values"
-    if fault is None:
-        return flow.detach().float().cpu()
-    problem = Problem(f"flow provider '{name}' of package '{package}' {fault} for frames {pair.source} -> "
-                      f"{pair.target}, where the contract wants {wanted} - a bug in the provider, or frames it "
-                      "cannot handle; try another flow provider", field="flow")
-    raise PluginError(problem, None, package, "flow", name)
 
 
 class FlowJobs:

@@ -43,7 +43,9 @@ def with_temporal(plan: Plan) -> tuple[Plan, list[str]]:
 
 def video_steps(plan: Plan) -> int:
     """Steps for a frame that continues a shot: `video.steps`, or a third of the recipe's.
-    A warm start is most of the way there already; see the field's description."""
+    A warm start is most of the way there already: with recipes/gatys.toml (70 steps) a
+    later frame's content and style stay within 6% of the frame stylized alone at 16 to 23
+    steps, where 8 leave its style 11% off and 35 overshoot (benchmarks/temporal_weight.py)."""
     return plan.recipe.video.steps or max(1, round(plan.total_steps / 3))
 
 
