@@ -12,7 +12,7 @@ from stylekit._lazy import lazy_names
 # The API imports torch; a plugin that only needs `hookimpl` should not pay for that.
 _HOMES = {
     "stylekit.contract.hookspecs": {"hookimpl"},
-    "stylekit.api": {"load", "stylize", "Plan", "Result", "RunDiverged", "StepInfo"},
+    "stylekit.api": {"load", "stylize", "stylize_video", "Plan", "Result", "RunDiverged", "StepInfo"},
     "stylekit.errors": {"UserError", "RunFailed", "PluginError"},
 }
 __getattr__, __dir__ = lazy_names(__name__, _HOMES, ["__version__"])

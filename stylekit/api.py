@@ -6,7 +6,8 @@
     result.image            # PIL image: exactly what result.save() writes
     result.save("out.png")
 
-`stylekit run` is these three calls plus a progress display (`stylekit.commands.run`).
+`stylekit run` is these three calls plus a progress display (`stylekit.commands.run`);
+`stylekit video` is `stylize_video` plus one (`stylekit.commands.video_run`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ from stylekit.recipe.overrides import PYTHON, Overrides, parse_key
 from stylekit.recipe.plan import MEMORY, Plan
 from stylekit.run import checkpoints
 from stylekit.run.session import Result, RunDiverged, StepInfo, as_pil, run_one
-from stylekit.tools.progress import auto_bar, in_notebook, is_terminal
+from stylekit.tools.progress import auto_bar, frame_bar, in_notebook, is_terminal
+from stylekit.video.decode import open_clip
+from stylekit.video.extra import require_video_extra
+from stylekit.video.frames import FrameStep
+from stylekit.video.session import ClipResult, stylize_clip
 
 ImageLike = Any  # a path, a PIL image, or a (3, H, W) / (1, 3, H, W) tensor in [0, 1]
 
@@ -220,3 +225,46 @@ def _check_checkpoint_path(path: Path, resume: bool) -> None:
 
 
 __all__ = ["Plan", "Result", "RunDiverged", "StepInfo", "load", "stylize"]
+
+
+def stylize_video(recipe: Plan | str | Path | dict, input: str | Path, output: str | Path,
+                  callback: Callable[[FrameStep], None] | None = None, *, style: ImageLike | Iterable[ImageLike] = None,
+                  overrides: dict[str, Any] | None = None, resume: bool = False, keep_frames: bool = False,
+                  registry: Registry | None = None, steps: int | None = None, width: int | None = None,
+                  strength: float | None = None, seed: int | None = None, device: str | None = None,
+                  progress: bool | None = None) -> ClipResult:
+    """Stylize the clip at `input` (a video file or a folder of frames) with temporal
+    consistency and write `output` (.mp4, .m4v, .mov or .mkv; no suffix: a folder of frames),
+    as `stylekit video` does (docs/video.md). Needs the extra: pip install 'stylekit[video]'.
+
+    `recipe`, `style`, `overrides` and the settings are as `stylize`'s; the clip is stylized
+    at its own size unless `width` (or an output.width/height override) says otherwise.
+    `callback(step)` runs after every step of every frame (a `FrameStep`: the frame, the
+    frame's `StepInfo`, the previous output); `step.stop()` ends the video after it, with
+    the finished frames kept in the work folder (OUT.frames) and written as a partial video;
+    `resume=True` goes on from there. `progress`: a bar over the frames (as `stylize`'s).
+    Returns a `ClipResult`; raises `FrameDiverged` when a frame goes non-finite."""
+    require_video_extra()
+    clip = open_clip(path_argument(input, "input"))
+    first = next(iter(clip.frames()))
+    plan = recipe if isinstance(recipe, Plan) else None
+    keyed = dict(overrides or {})
+    sized = width is not None or any(str(k).startswith(("output.width", "output.height")) for k in keyed)
+    plan = load(plan.raw if plan else recipe, keyed, content=first, style=style, registry=registry or (plan and plan.registry),
+                base=Path.cwd() if plan else None, label=plan.source if plan else None, steps=steps,
+                width=width if sized else clip.width, strength=strength, seed=seed, device=device)
+    if progress is None:
+        progress = in_notebook() or is_terminal(sys.stderr)
+    if not progress:
+        return stylize_clip(plan, clip, path_argument(output, "output"), callback, resume, keep_frames)
+    bar = frame_bar(clip.frame_count)
+
+    def shown(step: FrameStep) -> None:
+        bar(step)
+        if callback is not None:
+            callback(step)
+
+    try:
+        return stylize_clip(plan, clip, path_argument(output, "output"), shown, resume, keep_frames)
+    finally:
+        bar.close()

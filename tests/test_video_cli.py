@@ -133,3 +133,16 @@ def test_video_metrics_grades_a_clip_against_its_input(clip_and_recipe, tmp_path
     # A clip graded against itself: its warping error is the input's own, exactly.
     assert figures["warping_error"] == figures["input_warping_error"]
     assert "warping error at 1 frame" in out and "ratio 1.00" in out
+
+
+def test_stylize_video_from_python_matches_the_command(clip_and_recipe, tmp_path):
+    clip, recipe = clip_and_recipe
+    assert video(clip, "-r", recipe, "-o", tmp_path / "cli", "--keep-frames")[0] == 0
+    seen = []
+    result = stylekit.stylize_video(recipe, clip, tmp_path / "api", lambda step: seen.append(step.frame),
+                                    registry=registry(), progress=False)
+    assert result.status == "finished" and result.done == FRAMES and sorted(set(seen)) == list(range(FRAMES))
+    cli_frames, api_frames = sorted((tmp_path / "cli").glob("*.png")), sorted((tmp_path / "api").glob("*.png"))
+    assert len(api_frames) == FRAMES
+    for mine, theirs in zip(api_frames, cli_frames):
+        assert (np.asarray(Image.open(mine)) == np.asarray(Image.open(theirs))).all()

@@ -87,3 +87,33 @@ def auto_bar() -> StepBar:
     from tqdm.auto import tqdm  # only a run that shows progress needs it (and asyncio, which it imports)
 
     return StepBar(tqdm)
+
+
+class FrameBar:
+    """`bar(step)` after every step of a video (a `stylekit.video.frames.FrameStep`): one bar
+    over the clip's frames, the frame in progress's step beside it."""
+
+    def __init__(self, make: Callable, frames: int, stream: TextIO | None = None):
+        self._bar = make(total=frames, file=stream, unit="frame", dynamic_ncols=True, mininterval=0, leave=True,
+                         smoothing=0)
+        self._redrawn = 0.0
+
+    def __call__(self, step) -> None:
+        info = step.step
+        if info.step == info.total:
+            self._bar.n = step.frame + 1
+        now = time.monotonic()
+        if now - self._redrawn >= BAR_INTERVAL or info.step == info.total:
+            self._redrawn = now
+            self._bar.set_postfix_str(f"frame {step.frame + 1} step {info.step}/{info.total}", refresh=False)
+            self._bar.refresh()
+
+    def close(self) -> None:
+        self._bar.close()
+
+
+def frame_bar(frames: int) -> FrameBar:
+    """A bar for `stylize_video(progress=True)`: a widget in a notebook, text elsewhere."""
+    from tqdm.auto import tqdm  # only a video that shows progress needs it (and asyncio, which it imports)
+
+    return FrameBar(tqdm, frames)
