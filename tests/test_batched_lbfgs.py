@@ -1,5 +1,6 @@
-"""The batched L-BFGS (stylekit/builtins/batched_lbfgs.py) is, per image, torch's LBFGS as the
-built-in `lbfgs` optimizer configures it; the step loop (loop.py) uses it only where it applies."""
+"""The batched L-BFGS (stylekit/builtins/batched_lbfgs.py) is, per image, the L-BFGS the
+built-in `lbfgs` optimizer builds for one image (`GuardedLBFGS`: torch's LBFGS with a guard
+on its probes); the step loop (loop.py) uses it only where it applies."""
 
 import dataclasses
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 
 from stylekit.builtins.batched_lbfgs import BatchedLBFGS, BatchedRows, TorchRows
+from stylekit.builtins.optimizers import GuardedLBFGS
 from stylekit.testing import TINY_LOSSES, pattern, write_recipe
 
 SHAPE = (1, 3, 4, 5)
@@ -26,11 +28,10 @@ def objectives_of_every_kind():
 
 
 def torch_lbfgs_path(f, start, lr, history, steps):
-    """The iterates of torch's LBFGS as stylekit's `lbfgs` builds it (no line search), and
-    how many pairs it holds at the end."""
+    """The iterates of the L-BFGS stylekit's `lbfgs` builds for one image (no line search),
+    and how many pairs it holds at the end."""
     x = start.clone().requires_grad_(True)
-    optimizer = torch.optim.LBFGS([x], lr=lr, max_iter=1, history_size=history, tolerance_grad=-1,
-                                  tolerance_change=-1)
+    optimizer = GuardedLBFGS([x], lr=lr, max_iter=1, history_size=history, tolerance_grad=-1, tolerance_change=-1)
 
     def closure():
         optimizer.zero_grad()
@@ -59,10 +60,12 @@ def test_each_row_follows_torch_lbfgs(history, lr, ops):
     images = [start.clone().requires_grad_(True) for start in starts]
     stepper = BatchedLBFGS(images, lr=lr, history=history, ops=ops)
     for step in range(20):
+        values = []
         for image, f in zip(images, functions):
             image.grad = None
-            f(image).backward()
-        stepper.step([0, 1, 2, 3])
+            values.append(f(image))
+            values[-1].backward()
+        stepper.step([0, 1, 2, 3], torch.stack(values).detach())
         for image, (path, _) in zip(images, expected):
             assert (image.detach() - path[step]).abs().max() <= 1e-7
     assert stepper.count.tolist() == [pairs for _, pairs in expected]
@@ -82,12 +85,14 @@ def test_a_diverged_image_left_out_stays_and_the_others_go_on(ops):
     stepper = BatchedLBFGS(images, lr=1.0, history=5, ops=ops)
     for step in range(8):
         alive = [0, 1, 2, 3] if step <= 3 else [0, 2, 3]
+        values = []
         for i in alive:
             images[i].grad = None
-            functions[i](images[i]).backward()
+            values.append(functions[i](images[i]))
+            values[-1].backward()
         if step == 3:
             images[1].grad = torch.full_like(images[1], float("nan"))
-        stepper.step(alive)
+        stepper.step(alive, torch.stack(values).detach())
         if step == 3:
             left = images[1].detach().clone()
     assert torch.allclose(images[1].detach(), left, rtol=0, atol=0, equal_nan=True) and left.isnan().all()
@@ -136,7 +141,8 @@ def _together_and_alone(objectives, starts, optimizer, scheduler, options, devic
 def _count_batched_steps(monkeypatch) -> list:
     steps = []
     original = BatchedLBFGS.step
-    monkeypatch.setattr(BatchedLBFGS, "step", lambda self, alive: steps.append(list(alive)) or original(self, alive))
+    monkeypatch.setattr(BatchedLBFGS, "step",
+                        lambda self, alive, losses: steps.append(list(alive)) or original(self, alive, losses))
     return steps
 
 

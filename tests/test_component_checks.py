@@ -299,7 +299,7 @@ class Stepper:
         self.variables, self.lr, self.couple, self.touch_stopped = variables, lr, couple, touch_stopped
 
     @torch.no_grad()
-    def step(self, alive):
+    def step(self, alive, losses):
         grads = {k: self.variables[k].grad for k in alive}
         mean = sum(grads.values()) / len(grads)
         for k in (range(len(self.variables)) if self.touch_stopped else alive):

@@ -162,6 +162,38 @@ def test_overrides_that_cannot_be_carried_into_the_stages_say_so_once():
     assert status == 2 and err.count("error:") == 1 and "--set output.width=20000: output.width:" in err  # not per stage
 
 
+def test_an_override_of_the_stages_steps_leaves_the_width_to_scale_their_sizes_and_the_reverse():
+    # Was: any stage[...] override froze the stages as the recipe has them, so --width 300
+    # with stage[1].steps=33 wrote a 512-pixel image and exited 0.
+    import stylekit
+
+    plan = stylekit.load(GATYS, {"output.width": 300, "stage[1].steps": 33})
+    assert [(s.width, s.steps) for s in plan.stages] == [(150, 50), (300, 33)]
+    plan = stylekit.load(GATYS, {"run.steps": 35, "stage[0].width": 128})
+    assert [s.width for s in plan.stages] == [128, 512] and sum(s.steps for s in plan.stages) == 35
+
+
+def test_the_stages_sizes_or_steps_given_against_the_whole_run_s_are_refused_naming_both():
+    status, _, err = run_cli("validate", str(GATYS), "--width", "300", "--set", "stage[1].width=400")
+    assert status == 2
+    assert err.startswith("error: --width 300: output.width: --set stage[1].width=400 sets the stages' sizes too - "
+                          "give either output.width, and the recipe's stages scale to it, or every stage's width, "
+                          "the last stage the output's size, not both"), err
+    # One stage's width given: the other would stay the recipe's, whatever --width says.
+    assert run_cli("validate", str(GATYS), "--width", "300", "--set", "stage[1].width=300")[0] == 2
+    status, _, err = run_cli("validate", str(GATYS), "--steps", "40", "--set", "stage[1].steps=33")
+    assert status == 2 and err.startswith("error: --steps 40: run.steps: --set stage[1].steps=33 sets the stages' "
+                                          "steps too"), err
+
+
+def test_the_stages_sizes_and_steps_given_in_full_may_say_what_the_whole_run_s_say():
+    import stylekit
+
+    plan = stylekit.load(GATYS, {"output.width": 300, "stage[0].width": 150, "stage[1].width": 300,
+                                 "run.steps": 34, "stage[0].steps": 1, "stage[1].steps": 33})
+    assert [(s.width, s.steps) for s in plan.stages] == [(150, 1), (300, 33)]
+
+
 def test_steps_shared_out_add_up_to_the_steps_given():
     from stylekit.recipe.stage_fit import fit_stages_to_overrides
 

@@ -24,8 +24,17 @@ k (0: the oldest pair) reads slot (position - count + k) mod history of each row
 k >= count is masked to an exact no-op. Memory is torch's: 2 x history image-sized
 tensors per image.
 
+One rule is added to torch's, the probe guard (`stylekit.builtins.optimizers.GuardedLBFGS`
+has the why): while a row's last step was a short probe (its first step, or a re-probe; no
+pixel moved by PROBE_LIMIT or more) its pair is kept only when the loss changed over the
+probe as the two gradients say (`consistent`); otherwise the row keeps no pair and probes
+again, PROBE_GROWTH times longer, where torch would step by -lr g with no curvature known.
+For that `step` is given each image's loss, and each row keeps its point and loss before
+its latest step: memory is 2 x history + 4 image-sized tensors per image.
+
 How a row's sums are computed is apart (`BatchedRows` on a GPU, `TorchRows` on the CPU,
-where each image comes out bit for bit as with torch's LBFGS alone).
+where each image comes out bit for bit as with `GuardedLBFGS` alone, which is torch's LBFGS
+wherever the guard does not act).
 """
 
 from __future__ import annotations
@@ -38,6 +47,48 @@ from stylekit.contract.components import BatchedStepper
 CURVATURE_FLOOR = 1e-10
 #: torch's `gtd > -tolerance_change` with the tolerance_change = -1 that stylekit uses.
 ASCENT_LIMIT = 1.0
+#: A probe (the first step, -g scaled to an L1 length of lr, or a re-probe) that moves no
+#: pixel by this much or more is guarded: rounding can swamp what so short a step measures
+#: (bf16 resolves the image's values near 1 only to 2^-8, and torch's first probe moves a
+#: 150x150 image's pixels by 3e-4 at most). 1/32 is 8 bf16 steps near 1: well above that
+#: resolution, and still a small change to an image in [0, 1].
+PROBE_LIMIT = 1 / 32
+#: Each re-probe is this many times longer than the last: from torch's first probe to the
+#: bf16 resolution in two or three, and never more than this factor past the length that
+#: first measures the loss reliably.
+PROBE_GROWTH = 8.0
+#: A probe's pair is kept when the loss's change over it is within this fraction of what
+#: its two gradients say (the trapezoid rule, exact for a quadratic): measured in fp32 it is
+#: within 2%; in bf16, below the input's resolution, the loss changes by 13 to 46% of that
+#: (the image's values round to a staircase), above it by 96 to 102%.
+PROBE_AGREEMENT = 0.25
+
+
+def consistent(loss_before: torch.Tensor, loss_after: torch.Tensor, grad_before: torch.Tensor,
+               grad_after: torch.Tensor, moved: torch.Tensor, dots) -> torch.Tensor:
+    """Per row: did the loss change over the step `moved` (where the images really went,
+    after the clamp) as the gradients at both ends say? For a quadratic the change is
+    exactly (g0 + g1).moved / 2; a smooth loss over a short step departs from that by far
+    less than PROBE_AGREEMENT, a loss rounded to a staircase by much more. `dots` is how a
+    row's dot products are computed (`BatchedRows.dots`)."""
+    predicted = dots(grad_before + grad_after, moved) * 0.5
+    return (loss_after - loss_before - predicted).abs() <= PROBE_AGREEMENT * predicted.abs()
+
+
+def short_probe(t: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """Per row: does the step t x -grad move every pixel by less than PROBE_LIMIT?"""
+    return t * grad.abs().amax(1) < PROBE_LIMIT
+
+
+def longer_probe(t: torch.Tensor, grad: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row, the re-probe after a short probe of step length t: the step length along
+    -grad, PROBE_GROWTH x t but no pixel moved by more than PROBE_LIMIT and t no longer
+    than lr (what torch steps with no curvature known); and whether it is short again
+    (then its own pair is guarded in turn; a zero gradient ends the probing at lr)."""
+    grown = t * PROBE_GROWTH
+    largest = grad.abs().amax(1)
+    length = torch.minimum(torch.minimum(grown, PROBE_LIMIT / largest), torch.full_like(grown, lr))
+    return length, (grown * largest < PROBE_LIMIT) & (grown < lr)
 
 
 class BatchedRows:
@@ -95,11 +146,12 @@ class TorchRows(BatchedRows):
 
 
 class BatchedLBFGS(BatchedStepper):
-    """One L-BFGS per image of `variables` (same-shape float32 leaves), stepped together.
+    """One guarded L-BFGS per image of `variables` (same-shape float32 leaves), stepped
+    together.
 
-    `step(alive)` reads `.grad` of the images in `alive` and moves them; an image left out
-    of `alive` (it diverged) is never touched again and cannot affect the others, as every
-    operation is row-wise.
+    `step(alive, losses)` reads `.grad` of the images in `alive` and moves them; an image
+    left out of `alive` (it diverged) is never touched again and cannot affect the others,
+    as every operation is row-wise.
     """
 
     def __init__(self, variables: list[torch.Tensor], lr: float, history: int, ops: type[BatchedRows] | None = None):
@@ -121,18 +173,31 @@ class BatchedLBFGS(BatchedStepper):
         self.count = torch.zeros(rows, dtype=torch.long, device=first.device)
         self.h_diag = torch.ones(rows, **options)
         self.d = self.t = self.previous_grad = None
+        # The probe guard's: whether a row's last step was a short probe, and each row's
+        # point and loss before its latest step (where its probe started).
+        self.probing = torch.zeros(rows, dtype=torch.bool, device=first.device)
+        self.previous_point = torch.zeros(rows, size, **options)
+        self.previous_loss = torch.zeros(rows, **options)
 
     def _gradients(self, alive: list[int]) -> torch.Tensor:
         living = set(alive)
         return torch.stack([v.grad.reshape(-1) if i in living else torch.zeros_like(v).reshape(-1)
                             for i, v in enumerate(self.variables)])
 
-    def _remember(self, grad: torch.Tensor) -> None:
-        """Add each row's (s, y) pair where its curvature y.s is positive enough."""
+    def _points(self, alive: list[int], losses: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each row's image (flat) and loss; zeros for the rows not in `alive`."""
+        points = torch.stack([v.detach().reshape(-1) for v in self.variables])
+        values = torch.zeros_like(self.previous_loss)
+        values[alive] = losses.to(values.dtype)
+        return points, values
+
+    def _remember(self, grad: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+        """Add each row's (s, y) pair where it is `allowed` and its curvature y.s is
+        positive enough; returns where a pair was added."""
         y = grad - self.previous_grad
         s = self.d * self.t.unsqueeze(1)
         ys = self.ops.dots(y, s)
-        accept = ys > CURVATURE_FLOOR
+        accept = (ys > CURVATURE_FLOOR) & allowed
         slots = self._slots(self.position)
         keep = accept.unsqueeze(1)
         for buffer, new in ((self.s, s), (self.y, y)):
@@ -143,6 +208,7 @@ class BatchedLBFGS(BatchedStepper):
         self.position = torch.where(accept, (self.position + 1) % self.history, self.position)
         self.count = torch.where(accept, (self.count + 1).clamp(max=self.history), self.count)
         self.h_diag = torch.where(accept, ys / self.ops.dots(y, y), self.h_diag)
+        return accept
 
     def _slots(self, ring_index: torch.Tensor) -> torch.Tensor:
         """Row b's entry at ring_index[b], as an index into the (history x B) flattened
@@ -176,19 +242,32 @@ class BatchedLBFGS(BatchedStepper):
         return r
 
     @torch.no_grad()
-    def step(self, alive: list[int]) -> None:
+    def step(self, alive: list[int], losses: torch.Tensor) -> None:
+        """`losses[k]`: the loss of image alive[k] where its gradient was taken."""
         grad = self._gradients(alive)
+        point, loss = self._points(alive, losses)
         self.steps += 1
         if self.steps == 1:
             d = grad.neg()
             inverse_norm = 1.0 / self.ops.abs_sums(grad)
             # Python's min(1.0, x) as torch computes it: 1 unless x < 1 (a nan gives 1).
             t = torch.where(inverse_norm < 1, inverse_norm, 1.0) * self.lr
+            self.probing = short_probe(t, grad)
         else:
-            self._remember(grad)
+            # A row after a short probe keeps its pair only if the loss agrees with it.
+            agrees = consistent(self.previous_loss, loss, self.previous_grad, grad, point - self.previous_point,
+                                self.ops.dots)
+            kept = self._remember(grad, ~self.probing | agrees)
             # At most one pair per earlier step: no row holds more than this many yet.
             d = self._direction(grad, min(self.history, self.steps - 1))
-            t = torch.full_like(self.h_diag, self.lr)
+            # A probing row whose pair was not kept holds none: its d is -g (H_diag 1), and
+            # it probes again, longer, where torch would step by lr.
+            again = self.probing & ~kept
+            longer, short = longer_probe(self.t, grad, self.lr)
+            t = torch.where(again, longer, self.lr)
+            self.probing = again & short
+        self.previous_point.copy_(point)
+        self.previous_loss.copy_(loss)
         self.previous_grad, self.d, self.t = grad, d, t
         moves = ~(self.ops.dots(grad, d) > ASCENT_LIMIT)  # torch breaks (no move) on g.d > 1; a nan moves
         self.ops.move(self.variables, alive, d, t, moves)

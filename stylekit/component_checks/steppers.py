@@ -113,17 +113,21 @@ def _check_build_together(who: _Who, component: Optimizer) -> None:
     if stepper is None:
         return
     if not callable(getattr(stepper, "step", None)):
-        raise who.fail("build_together(variables) returns a BatchedStepper (with step(alive)) or None",
+        raise who.fail("build_together(variables) returns a BatchedStepper (with step(alive, losses)) or None",
                        f"it returned {_describe(stepper)}")
     alone = [start.clone().requires_grad_(True) for start in starts]
     optimizers = [_built_optimizer(who, component, image) for image in alone]
     for step in range(1, STEPS + 1):
         alive = [0, 1, 2] if step <= 2 else [0, 2]
+        values = []
         for k in alive:
             grouped[k].grad = None
-            losses[k](grouped[k]).backward()
+            value = losses[k](grouped[k])
+            value.backward()
+            values.append(value.detach())
         held = grouped[1].detach().clone()
-        who.call(f"step({alive}) of the stepper build_together returns", stepper.step, alive)
+        who.call(f"step({alive}, losses) of the stepper build_together returns", stepper.step, alive,
+                 torch.stack(values))
         for k in alive:
             _steps(who, component, optimizers[k], alone[k], losses[k], 1)
         with torch.no_grad():

@@ -297,11 +297,12 @@ class BatchedStepper(metaclass=ABCMeta):
     optimizer), then clamps each image and checks it for divergence."""
 
     @abstractmethod
-    def step(self, alive: list[int]) -> None:
+    def step(self, alive: list[int], losses: torch.Tensor) -> None:
         """Move the images at the indices `alive` (into the `variables` it was built over)
-        by one step, each from its own `.grad`, as its own optimizer would. An image not
-        in `alive` has stopped (it diverged) and must be left as it is; it never comes
-        back."""
+        by one step, each from its own `.grad`, as its own optimizer would. `losses[k]` is
+        the loss of image `alive[k]` where that gradient was taken (what its optimizer's
+        closure would return; a 1-d tensor on the images' device). An image not in `alive`
+        has stopped (it diverged) and must be left as it is; it never comes back."""
 
 
 class Scheduler(Component):

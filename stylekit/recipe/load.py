@@ -63,7 +63,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if deep is not None:  # given by overrides (the text's own depth is checked as it is parsed)
         problem = locator(label, {}, getattr(overrides, "flag_for", None))(deep, nesting.TOO_DEEP)
         raise UserError(dataclasses.replace(problem, field=shortened_loc(deep)))
-    fit = fit_stages_to_overrides(data, set(overrides or {}))
+    fit = fit_stages_to_overrides(data, overrides or {})
     memory = dict(images or {})
     if memory:
         section = data.setdefault("images", {})

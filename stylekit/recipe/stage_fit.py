@@ -57,17 +57,22 @@ class StageFit:
         return f"{', '.join(widths[:-1])} and {widths[-1]} px wide"
 
 
-def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
+def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
     """An override of `output.width` (and `output.height`) or `run.steps` on a recipe that
     runs in stages means the whole run (`--set output.width=1024` or `--steps 100` on the
     default recipe), where the stages would otherwise take precedence and the flag would do
     nothing: the stages keep their proportions, the last one takes the size, and the steps
-    are shared out as the recipe shares them. Overrides of the stages themselves win over
-    both. Problems: `output.height` overridden alone (the stages' widths would depend on the
-    content's aspect), and fewer steps than stages."""
+    are shared out as the recipe shares them. The sizes and the steps are apart: an
+    override of the stages' steps leaves --width to scale their sizes, and one of their
+    sizes leaves --steps to share out the steps. Where the stages' own sizes (or steps) are
+    overridden too, they must say what the whole-run override says (every stage given, the
+    last one the output's size, the steps adding up), else that is a problem naming both.
+    Problems also: `output.height` overridden alone (the stages' widths would depend on the
+    content's aspect), and fewer steps than stages. `overridden`: the override keys (an
+    `Overrides`, whose flags name them in messages, or any collection of key paths)."""
     fit = StageFit()
     stages = data.get("stage")
-    if not isinstance(stages, list) or not stages or any(key[:1] == ("stage",) for key in overridden):
+    if not isinstance(stages, list) or not stages:
         return fit
     if not all(isinstance(s, dict) and _positive(s.get("width")) and _positive(s.get("steps")) for s in stages):
         return fit  # the schema reports what is wrong with them
@@ -76,7 +81,16 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
     output, run = data.get("output") or {}, data.get("run") or {}
     width = _whole(output.get("width")) if ("output", "width") in overridden else None
     height = _whole(output.get("height")) if ("output", "height") in overridden else None
-    if _positive(height) and not _positive(width):
+    sizes_given = _stage_keys(overridden, len(stages), ("width", "height"))
+    if (_positive(width) or _positive(height)) and sizes_given:
+        if not _sizes_agree(stages, sizes_given, width if _positive(width) else None,
+                            height if _positive(height) else None):
+            given = [name for name, value in (("output.width", width), ("output.height", height)) if _positive(value)]
+            fit.problems.append((("output", "width" if _positive(width) else "height"),
+                                 f"{_named(overridden, sizes_given)} sets the stages' sizes too - give either "
+                                 f"{' and '.join(given)}, and the recipe's stages scale to it, or every stage's width, "
+                                 "the last stage the output's size, not both"))
+    elif _positive(height) and not _positive(width):
         fit.problems.append((("output", "height"), "this recipe runs in stages ([[stage]]): give output.width too, and "
                              "the stages scale with it, or set the stages' sizes (stage[N].width, stage[N].height)"))
     elif _positive(width):
@@ -91,7 +105,13 @@ def fit_stages_to_overrides(data: dict, overridden: set[tuple]) -> StageFit:
         elif any(fit.heights):  # the stages' own heights, scaled with the width
             fit.scaled["height"] = ("output", "width")
     steps = _whole(run.get("steps")) if ("run", "steps") in overridden else None
-    if _positive(steps) and steps < len(stages):
+    steps_given = _stage_keys(overridden, len(stages), ("steps",))
+    if _positive(steps) and steps_given:
+        if len(steps_given) < len(stages) or sum(s["steps"] for s in stages) != steps:
+            fit.problems.append((("run", "steps"), f"{_named(overridden, steps_given)} sets the stages' steps too - give "
+                                 "either run.steps, and it is shared out as the recipe shares its steps, or every "
+                                 "stage's steps, adding up to it, not both"))
+    elif _positive(steps) and steps < len(stages):
         fit.problems.append((("run", "steps"), f"this recipe runs in {len(stages)} stages ([[stage]]) of at least one "
                              f"step each - give {len(stages)} steps or more, or set the stages' steps (stage[N].steps)"))
     elif _positive(steps):
@@ -118,6 +138,41 @@ def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None]
         if fits(*fit.stage_size(index, wide, tall)):
             return wide, tall
     return None
+
+
+def _stage_keys(overridden, count: int, names: tuple[str, ...]) -> list[tuple]:
+    """The stage fields among `names` that overrides set, each as ('stage', i, name): an
+    override of the whole list or of a whole stage sets all of that stage's fields."""
+    given = []
+    for i in range(count):
+        for name in names:
+            field_ = ("stage", i, name)
+            if any(key[:1] == ("stage",) and field_[:len(key)] == tuple(key) for key in overridden):
+                given.append(field_)
+    return given
+
+
+def _sizes_agree(stages: list[dict], given: list[tuple], width: int | None, height: int | None) -> bool:
+    """Do the stages' sizes that overrides set say what output.width/height say: every
+    stage's width given (else a recipe's coarse stage would stay as the recipe has it,
+    whatever the output), and the last stage the output's size?"""
+    last = len(stages) - 1
+    widths_ok = width is None or (all(("stage", i, "width") in given for i in range(len(stages)))
+                                  and stages[last]["width"] == width)
+    height_ok = height is None or (("stage", last, "height") in given and stages[last].get("height") == height)
+    return widths_ok and height_ok
+
+
+def _named(overridden, keys: list[tuple]) -> str:
+    """The overrides that set `keys`, as the user gave them (their flags where known),
+    each once: '--set stage[1].width=400'."""
+    flag_for = getattr(overridden, "flag_for", None)
+    names = []
+    for key in keys:
+        name = (flag_for(key) if flag_for else None) or dotted(key)
+        if name not in names:
+            names.append(name)
+    return ", ".join(names)
 
 
 def _whole(value):

@@ -78,7 +78,7 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
         loop = loops[alive[0]]  # for stylekit.run.blame: the step a failing component was at
         passes.evaluate(alive)
         if together is not None:
-            together.step(alive)
+            together.step(alive, torch.stack([passes.totals[i] for i in alive]))
         for i in alive:
             loop = loops[i]
             if together is None:
