@@ -198,3 +198,26 @@ def test_an_image_that_diverges_in_the_batched_lbfgs_stops_alone(tmp_path, monke
     assert steps == [[0, 1, 2]] + [[0, 2]] * 4
     for i, one in zip((0, 2), alone):
         assert (together[i].image - one.image).abs().max() <= 1e-5
+
+
+def test_a_stepper_written_before_the_losses_were_passed_is_still_called_with_alive_alone(tmp_path):
+    """`BatchedStepper.step` gained `losses`; a plugin's stepper whose `step(alive)` was
+    written for the contract before it keeps working: called with `alive` alone."""
+    from stylekit.run.loop import optimize_group
+
+    objectives, starts, optimizer, scheduler, options, device = _tiny_group(tmp_path, "lr = 0.5\nhistory = 3", steps=2)
+    calls = []
+
+    class OldStepper:
+        def __init__(self, variables):
+            self.variables = variables
+
+        def step(self, alive):
+            calls.append(list(alive))
+            with torch.no_grad():
+                for i in alive:
+                    self.variables[i].add_(self.variables[i].grad, alpha=-1e-3)
+
+    optimizer.build_together = OldStepper
+    optimize_group(objectives, starts, optimizer, scheduler, options, device, stacked=True)
+    assert calls == [[0, 1, 2]] * 2

@@ -302,7 +302,9 @@ class BatchedStepper(metaclass=ABCMeta):
         by one step, each from its own `.grad`, as its own optimizer would. `losses[k]` is
         the loss of image `alive[k]` where that gradient was taken (what its optimizer's
         closure would return; a 1-d tensor on the images' device). An image not in `alive`
-        has stopped (it diverged) and must be left as it is; it never comes back."""
+        has stopped (it diverged) and must be left as it is; it never comes back. A
+        stepper whose `step` takes `alive` alone (written before the losses were passed)
+        is still called that way."""
 
 
 class Scheduler(Component):

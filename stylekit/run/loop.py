@@ -10,6 +10,7 @@ going. An image that diverges stops alone; the others go on.
 
 from __future__ import annotations
 
+import inspect
 import time
 from typing import Callable
 
@@ -56,6 +57,8 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     # optimizer offers one (the built-in L-BFGS does): its per-image work runs once for all.
     together = (optimizer.build_together(images)
                 if stacked and all(loop.scheduler is None for loop in loops) else None)
+    # A stepper written before `step` was given the losses (stylekit 0.1) takes `alive` alone.
+    takes_losses = together is not None and len(inspect.signature(together.step).parameters) >= 2
     passes = Passes(objectives, images, loops, options, device, stacked,
                     replayable=together is not None or not optimizer.needs_closure)
     checked = [(loop.output.clone(), loop.step) for loop in loops]  # the latest image known finite, its step
@@ -78,7 +81,10 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
         loop = loops[alive[0]]  # for stylekit.run.blame: the step a failing component was at
         passes.evaluate(alive)
         if together is not None:
-            together.step(alive, torch.stack([passes.totals[i] for i in alive]))
+            if takes_losses:
+                together.step(alive, torch.stack([passes.totals[i] for i in alive]))
+            else:
+                together.step(alive)
         for i in alive:
             loop = loops[i]
             if together is None:
