@@ -171,11 +171,16 @@ def test_a_path_that_cannot_be_written_is_a_message_naming_it_not_a_traceback(tm
     # Every command's writes share one root (cli.main), and name the user's path, not the temporary file.
     (tmp_path / "folder.json").mkdir()
     (tmp_path / "a-file").write_text("keep me")
-    for args, said in [(["schema", "-o", str(tmp_path / "folder.json")], f"Is a directory: {tmp_path / 'folder.json'}"),
-                       (["new-plugin", "x", "--kind", "loss", "--dir", str(tmp_path / "a-file")], str(tmp_path / "a-file"))]:
+    # schema -o checks its path first (it replaces only a file stylekit wrote); new-plugin's
+    # write fails and is said from the OSError.
+    for args, said, advice in [
+            (["schema", "-o", str(tmp_path / "folder.json")], f"{tmp_path / 'folder.json'} is a folder",
+             "move it away, or give another folder"),
+            (["new-plugin", "x", "--kind", "loss", "--dir", str(tmp_path / "a-file")], str(tmp_path / "a-file"),
+             "check the path and its permissions, or choose another")]:
         status, _, err = run_cli(*args)
         assert status == 2 and "Traceback" not in err and err.startswith("error: ") and said in err, err
-        assert err.rstrip().endswith("check the path and its permissions, or choose another")
+        assert err.rstrip().endswith(advice)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "folder.json"]  # no temporary file left
     assert (tmp_path / "a-file").read_text() == "keep me"
 

@@ -78,7 +78,7 @@ def test_missing_component_names_the_broken_plugin_that_may_provide_it(install_d
     recipe = write_recipe(tmp_path, '[[loss]]\nname = "laplacian"\n')
     status, _, err = run_cli("validate", str(recipe), registry=tiny_registry())
     assert status == 2
-    assert ("loss[0].name: unknown loss 'laplacian' - choose one of: content, gram, mrf, tv, wasserstein; plugin "
+    assert ("loss[0].name: unknown loss 'laplacian' - choose one of: content, gram, mrf, temporal, tv, wasserstein; plugin "
             "'broken' of package 'stylekit-broken' failed to import") in err
     assert "- it may be the one that provides it" in err
 
