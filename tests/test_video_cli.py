@@ -82,7 +82,8 @@ def test_a_stopped_video_keeps_a_partial_video_and_resumes_to_the_same_frames(cl
     monkeypatch.setattr(video_run.FrameProgress, "__call__", stop_in_frame_two)
     status, _, err = video(clip, "-r", recipe, "-o", tmp_path / "out.mp4")
     assert status == 0, err
-    assert "stopped at frame 3/4" in err and "--resume" in err
+    assert "stopped at frame 3/4" in err
+    assert f"to go on, run stylekit video {clip} -r {recipe} -o {tmp_path / 'out.mp4'} --resume" in err
     assert len(frames_of(tmp_path / "out.partial.mp4")) == 2 and not (tmp_path / "out.mp4").exists()
     monkeypatch.undo()
     status, _, err = video(clip, "-r", recipe, "-o", tmp_path / "out.mp4", "--resume", "--keep-frames")

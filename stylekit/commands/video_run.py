@@ -15,7 +15,7 @@ from stylekit.errors import Problem, UserError, one_line
 from stylekit.files.images import open_rgb, output_size, to_tensor, write_text_atomic
 from stylekit.plugins.registry import broken_warnings, load_registry
 from stylekit.recipe.load import load_recipe
-from stylekit.recipe.overrides import Overrides
+from stylekit.recipe.overrides import Overrides, shell_word
 from stylekit.recipe.plan import Plan
 from stylekit.tools.progress import is_terminal
 from stylekit.video.decode import Clip, open_clip
@@ -151,7 +151,7 @@ def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> in
     if result.status == "finished":
         progress.note(f"wrote {one_line(str(result.output))} ({result.done} frames{pace}{shots})")
         return 0
-    resume = f"stylekit video {' '.join(args.argv)}" + ("" if args.resume else " --resume")
+    resume = "stylekit " + " ".join(map(shell_word, args.argv)) + ("" if args.resume else " --resume")
     where = (f"the {result.done} finished frames are in {one_line(str(result.output))}" if result.output
              else "no frame was finished")
     progress.note(f"{result.status} at frame {result.done + 1}/{result.frames} - {where}; the work folder "
