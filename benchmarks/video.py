@@ -39,12 +39,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import stylekit  # noqa: E402
 from stylekit.builtins.flow import DIS  # noqa: E402
-from stylekit.contract.flow import FramePair  # noqa: E402
 from stylekit.files.images import open_rgb, to_image, to_tensor  # noqa: E402
 from stylekit.run.build import Reuse  # noqa: E402
 from stylekit.run.session import run_one  # noqa: E402
 from stylekit.video.decode import open_clip  # noqa: E402
-from stylekit.video.metrics import frame_figures, warping_errors  # noqa: E402
+from stylekit.video.metrics import frame_figures, provider_flows, warping_errors  # noqa: E402
 from stylekit.video.session import stylize_clip  # noqa: E402
 from stylekit.video.start import frame_plan  # noqa: E402
 from video_clips import SyntheticClip, real_clip  # noqa: E402
@@ -108,18 +107,6 @@ def stylize_alone(recipe: str, frames: list[torch.Tensor], style: Path, sets: di
     return outputs, seconds
 
 
-def dis_flows(frames: list[torch.Tensor], preset: str):
-    provider = DIS(DIS.Params(preset=preset))
-    cache = {}
-
-    def flows(t: int, k: int):
-        if (t, k) not in cache:
-            cache[(t, k)] = (provider.flow(frames[t], frames[t - k], FramePair(t, t - k)),
-                             provider.flow(frames[t - k], frames[t], FramePair(t - k, t)))
-        return cache[(t, k)]
-    return flows
-
-
 def graded(name: str, inputs, video, alone, flows, style: Image.Image, seconds: dict) -> dict:
     errors = {label: {e.offset: e.mean for e in warping_errors(frames, flows)}
               for label, frames in (("video", video), ("alone", alone), ("input", inputs))}
@@ -169,7 +156,7 @@ def part_clip(name: str, args, work: Path, style: Path) -> dict:
                 break
             if i >= args.real_start:
                 inputs.append(to_tensor(frame.resize(args.size, Image.LANCZOS), args.size[::-1]))
-        flows = dis_flows(inputs, "fast")
+        flows = provider_flows(inputs, DIS(DIS.Params(preset="fast")))
     frames_dir = write_frames(inputs, work / name / "input")
     began = time.perf_counter()
     video, video_seconds = stylize_video(recipe, frames_dir, style, work / name, sets)

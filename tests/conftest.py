@@ -1,9 +1,12 @@
-"""Shared helpers: fake third-party distributions installed on sys.path for one test."""
+"""Shared helpers: fake third-party distributions installed on sys.path for one test, and a
+live page's server."""
 
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from stylekit.commands.live import LiveServer
 
 
 @pytest.fixture
@@ -28,3 +31,12 @@ def install_dist(tmp_path, monkeypatch):
         return site
 
     return install
+
+
+@pytest.fixture
+def live():
+    """A live page's server on a free loopback port (tests/test_live.py, test_video_live.py)."""
+    server = LiveServer("127.0.0.1", 0)
+    server.start()
+    yield server
+    server.close()

@@ -27,14 +27,6 @@ def get(url: str, method: str = "GET", headers: dict | None = None) -> tuple[int
         return exc.code, exc.read()
 
 
-@pytest.fixture
-def live():
-    server = LiveServer("127.0.0.1", 0)
-    server.start()
-    yield server
-    server.close()
-
-
 def test_unwatched_run_costs_no_reads_or_copies(live):
     callback, counter = live.run("main", "recipe.toml"), Counter()
     for info in fake_steps(50, counter):

@@ -8,19 +8,10 @@ import pytest
 import torch
 
 from stepinfo_fakes import Counter, fake_steps
-from stylekit.commands.live import LiveServer
 from stylekit.commands.video_live import VideoCallback
 from stylekit.testing import tiny_registry, write_recipe
 from stylekit.recipe.load import load_recipe
 from stylekit.video.frames import FrameStep
-
-
-@pytest.fixture
-def live():
-    server = LiveServer("127.0.0.1", 0)
-    server.start()
-    yield server
-    server.close()
 
 
 @pytest.fixture

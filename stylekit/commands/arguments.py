@@ -1,7 +1,8 @@
 """What the command line's arguments mean beyond argparse's own parsing: the short forms of
 recipe fields (--width, --height), the recipes a validate names (glob patterns expanded),
 the recipe `stylekit run` uses when none is named, what to say of an unknown option, and the
-overrides that --strength, --steps, --width, --height and --set make."""
+overrides that --strength, --steps, --width, --height and --set make; the options that
+several commands share (--live..., --strength, --steps, --width, --height)."""
 
 from __future__ import annotations
 
@@ -30,6 +31,24 @@ PACKAGED_RECIPE = "default_recipe.toml"
 #: Where the packaged copy writes unless told otherwise: where ./stylize writes in a
 #: checkout (the recipe's ../out/gatys.png), but under the current folder.
 PACKAGED_OUTPUT = "out/gatys.png"
+
+
+def add_live_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--live", action="store_true",
+                        help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
+    parser.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
+                        help="address of the live page (default 127.0.0.1; off loopback - not 127.0.0.1, ::1 or localhost - the page needs the printed token)")
+    parser.add_argument("--live-port", type=int, default=8750, metavar="PORT",
+                        help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
+
+
+def add_strength_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--strength", type=float, metavar="X", help="how much style (overrides strength): 2 doubles the "
+                        "style terms' weights, 0.5 halves them; more style costs the photo's structure")
+
+
+def add_steps_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
 
 
 def default_recipe(args: argparse.Namespace) -> tuple[str, str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from stylekit import __version__
 from stylekit.errors import RunFailed, UserError, one_line, tracebacks_wanted
-from stylekit.commands.arguments import (DEFAULT_RECIPE, add_sets, add_size_args, default_recipe, flag_overrides, recipe_paths,
-                                         unknown_arguments)
+from stylekit.commands.arguments import (DEFAULT_RECIPE, add_live_args, add_sets, add_size_args, add_steps_arg, add_strength_arg,
+                                         default_recipe, flag_overrides, recipe_paths, unknown_arguments)
 from stylekit.commands import video
 from stylekit.plugins.scaffold import SCAFFOLD_KINDS, cmd_new_plugin
 from stylekit.recipe.overrides import Overrides, shell_word
@@ -79,7 +79,7 @@ def make_parser() -> argparse.ArgumentParser:
     add_live_args(run)
     run.set_defaults(handler=cmd_run)
 
-    video.add_parsers(sub, add_live_args, add_strength_arg, add_steps_arg)
+    video.add_parsers(sub)
 
     batch = sub.add_parser("batch", help="run a recipe over many content and style images (torchrun for several workers)")
     batch.add_argument("recipe", help="a TOML recipe, e.g. recipes/fast.toml")
@@ -122,15 +122,6 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_live_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--live", action="store_true",
-                        help="serve a page that shows the images as they form, with a Stop button (see --live-host/--live-port)")
-    parser.add_argument("--live-host", default="127.0.0.1", metavar="HOST",
-                        help="address of the live page (default 127.0.0.1; off loopback - not 127.0.0.1, ::1 or localhost - the page needs the printed token)")
-    parser.add_argument("--live-port", type=int, default=8750, metavar="PORT",
-                        help="port of the live page (0: any free one; under torchrun, worker N serves PORT+N)")
-
-
 def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False, optional: bool = False) -> None:
     if several:
         parser.add_argument("recipe", nargs="+", metavar="RECIPE",
@@ -149,15 +140,6 @@ def add_recipe_args(parser: argparse.ArgumentParser, several: bool = False, opti
                         help="override any recipe field, e.g. --set optimizer.params.lr=0.5 (values are TOML)")
     parser.add_argument("--traceback", action="store_true",
                         help="with an error raised by a plugin's code, also print its traceback (or set STYLEKIT_TRACEBACK=1)")
-
-
-def add_strength_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--strength", type=float, metavar="X", help="how much style (overrides strength): 2 doubles the "
-                        "style terms' weights, 0.5 halves them; more style costs the photo's structure")
-
-
-def add_steps_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--steps", type=int, help="overrides run.steps (a staged recipe shares them out over its stages)")
 
 
 def overrides_from(args) -> tuple[Overrides, list]:

@@ -10,10 +10,10 @@ frames written as a partial video), 2 bad input, 3 a frame diverged, 130 / 143 i
 
 from __future__ import annotations
 
-from stylekit.commands.arguments import add_size_args
+from stylekit.commands.arguments import add_live_args, add_size_args, add_steps_arg, add_strength_arg
 
 
-def add_parsers(sub, add_live_args, add_strength_arg, add_steps_arg) -> None:
+def add_parsers(sub) -> None:
     """The two commands' parsers (in `stylekit.commands.cli`'s subparsers)."""
     video = sub.add_parser("video", help="stylize a video (or a folder of frames) with temporal consistency")
     video.add_argument("input", metavar="IN", help="a video file (.mp4, .mov, .mkv, ...) or a folder of frames")
@@ -31,7 +31,7 @@ def add_parsers(sub, add_live_args, add_strength_arg, add_steps_arg) -> None:
                        help="go on with a video that was interrupted, from its work folder (OUT.frames)")
     video.add_argument("--keep-frames", action="store_true", help="keep the work folder's frames after the video is written")
     video.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
-    video.add_argument("--traceback", action="store_true", help="with an error raised by a plugin's code, also print its traceback")
+    video.add_argument("--traceback", action="store_true", help="with an error raised by a plugin's code, also print its traceback (or set STYLEKIT_TRACEBACK=1)")
     add_live_args(video)
     video.set_defaults(handler=cmd_video)
 

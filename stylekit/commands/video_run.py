@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from stylekit.builtins.flow import DIS
 from stylekit.commands.arguments import add_sets, default_recipe, flag_overrides
 from stylekit.errors import Problem, UserError, one_line
 from stylekit.files.images import open_rgb, output_size, to_tensor, write_text_atomic
@@ -20,7 +21,7 @@ from stylekit.recipe.plan import Plan
 from stylekit.tools.progress import is_terminal
 from stylekit.video.decode import Clip, open_clip
 from stylekit.video.frames import FrameDiverged, FrameStep
-from stylekit.video.metrics import OFFSETS, frame_figures, warping_errors
+from stylekit.video.metrics import OFFSETS, frame_figures, provider_flows, warping_errors
 from stylekit.video.start import with_temporal
 from stylekit.video.session import ClipResult, output_problems, stylize_clip, work_dir_for
 
@@ -108,7 +109,7 @@ def run_video(args) -> int:
     stream = sys.stderr
     progress = FrameProgress(stream, clip.frame_count, args.quiet)
     last = plan.stages[-1]
-    h, w = output_size(next(iter(clip.frames())), last.width, last.height)
+    h, w = output_size(plan.images.content, last.width, last.height)  # the content is the clip's first frame
     progress.note(f"stylekit video: {one_line(str(args.input))} ({clip.frame_count} frames, {clip.fps:.4g} fps) -> "
                   f"{one_line(str(output))} ({w}x{h}, {plan.device.type})")
     if args.resume:
@@ -161,8 +162,6 @@ def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> in
 def measure(args) -> int:
     """`stylekit video-metrics`: the warping error at 1 and 10 frames, graded with the
     input's DIS flow; with --style, each frame's content and style distances."""
-    from stylekit.builtins.flow import DIS  # deferred: OpenCV, only for the metrics
-
     stylized, source = open_clip(args.output), open_clip(args.input)
     if stylized.frame_count != source.frame_count:
         raise UserError(Problem(f"{args.output} has {stylized.frame_count} frames but {args.input} has "
@@ -170,13 +169,7 @@ def measure(args) -> int:
     size = (stylized.height, stylized.width)
     outputs = [to_tensor(frame, size) for frame in stylized.frames()]
     inputs = [to_tensor(frame, size) for frame in source.frames()]
-    provider = DIS(DIS.Params(preset=args.preset))
-    from stylekit.contract.flow import FramePair  # deferred: with the provider
-
-    def flows(t: int, k: int):
-        return (provider.flow(inputs[t], inputs[t - k], FramePair(t, t - k)),
-                provider.flow(inputs[t - k], inputs[t], FramePair(t - k, t)))
-
+    flows = provider_flows(inputs, DIS(DIS.Params(preset=args.preset)))
     figures = {"frames": len(outputs), "preset": args.preset, "warping_error": {}, "input_warping_error": {}}
     for error in warping_errors(outputs, flows, OFFSETS):
         figures["warping_error"][str(error.offset)] = error.mean

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from stylekit.builtins.vgg19 import VGG19
+from stylekit.contract.flow import FlowProvider, FramePair
 from stylekit.files.images import style_size, to_tensor
 from stylekit.video.warp import certainty, warp
 
@@ -40,6 +41,19 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 
 #: flows(t, k) -> (backward, forward): the input clip's flow from frame t to t - k and back.
 Flows = Callable[[int, int], tuple[torch.Tensor, torch.Tensor]]
+
+
+def provider_flows(frames: Sequence[torch.Tensor], provider: FlowProvider) -> Flows:
+    """`Flows` for `frames` from `provider`, each pair computed once: grading an output and
+    its input asks for the same flows."""
+    computed: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def flows(t: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if (t, k) not in computed:
+            computed[(t, k)] = (provider.flow(frames[t], frames[t - k], FramePair(t, t - k)),
+                                provider.flow(frames[t - k], frames[t], FramePair(t - k, t)))
+        return computed[(t, k)]
+    return flows
 
 
 @dataclass

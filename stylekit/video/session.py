@@ -21,7 +21,7 @@ from stylekit.run.build import build_flow
 from stylekit.video.decode import Clip
 from stylekit.video.encode import encode_frame_files
 from stylekit.video.frames import FrameDiverged, FrameStep, VideoResult, stylize_frames
-from stylekit.video.workdir import STATE
+from stylekit.video.workdir import STATE, frame_file, remove_work_folder
 
 #: What `stylekit video` writes a video as (by the output's suffix); no suffix: a folder of frames.
 VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv")
@@ -92,20 +92,23 @@ def stylize_clip(plan: Plan, clip: Clip, output: str | Path, callback: Callable[
         raise UserError(problems)
     provider = build_flow(plan)
     work = work_dir_for(output)
+
+    def encoded(frames: list[Path], path: Path) -> Path:
+        return encode_frame_files(frames, path, like=clip, crf=plan.recipe.video.crf)
+
     identity = {"input": str(Path(clip.path).resolve()), "frames": clip.frame_count, "size": [clip.width, clip.height]}
     try:
         made = stylize_frames(plan, clip.frames(), provider, work, callback, resume, count=clip.frame_count,
                               package=plan.flow.package, frames_dir=Path(clip.path) if clip.files else None,
                               identity=identity)
     except FrameDiverged as exc:
-        done = sorted(work.glob("pass1/*.png"))[:exc.frame]
-        exc.partial = encode_frame_files(done, partial_path(output), like=clip, crf=plan.recipe.video.crf) if done else None
+        done = [frame_file(work, 1, index) for index in range(exc.frame)]
+        exc.partial = encoded(done, partial_path(output)) if done else None
         raise
     if made.status != "finished":
-        partial = (encode_frame_files(made.paths, partial_path(output), like=clip, crf=plan.recipe.video.crf)
-                   if made.paths else None)
+        partial = encoded(made.paths, partial_path(output)) if made.paths else None
         return _result(made, partial, clip, work)
-    written = encode_frame_files(made.paths, output, like=clip, crf=plan.recipe.video.crf)
+    written = encoded(made.paths, output)
     partial_path(output).unlink(missing_ok=True)  # a partial video from an earlier try, now whole
     if not keep_frames:
         remove_work_folder(work)
@@ -115,26 +118,3 @@ def stylize_clip(plan: Plan, clip: Clip, output: str | Path, callback: Callable[
 def _result(made: VideoResult, output: Path | None, clip: Clip, work: Path | None) -> ClipResult:
     return ClipResult(output, made.status, clip.frame_count, len(made.paths), made.seconds[:len(made.paths)],
                       made.steps[:len(made.paths)], made.cuts, made.notes, work)
-
-
-def remove_work_folder(work: Path) -> None:
-    """Remove what a video wrote in its work folder: its state and its frames' folders; a
-    file someone else put there stays, and with it the folder."""
-    for name in ("input", *(p.name for p in work.glob("pass*") if p.name[4:].isdigit())):
-        folder = work / name
-        if folder.is_dir():
-            for frame in folder.glob("[0-9]*.png"):
-                frame.unlink()
-            _remove_if_empty(folder)
-    (work / STATE).unlink(missing_ok=True)
-    _remove_if_empty(work)
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:  # not empty: something not ours is in it
-        pass
-
-
-__all__ = ["ClipResult", "VIDEO_SUFFIXES", "output_problems", "partial_path", "stylize_clip", "work_dir_for"]

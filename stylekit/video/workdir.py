@@ -99,7 +99,7 @@ class WorkFolder:
     # ---------------------------------------------------------------- frames
 
     def frame_path(self, pass_number: int, index: int) -> Path:
-        return self.path / f"pass{pass_number}" / f"{index:06d}.png"
+        return frame_file(self.path, pass_number, index)
 
     def input_path(self, index: int) -> Path:
         return self.path / "input" / f"{index:06d}.png"
@@ -135,3 +135,28 @@ class WorkFolder:
 
     def save(self) -> None:
         write_text_atomic(json.dumps(self.state, indent=1), self.path / STATE)
+
+
+def frame_file(work: Path, pass_number: int, index: int) -> Path:
+    """Where the work folder `work` keeps frame `index`'s output after pass `pass_number`."""
+    return work / f"pass{pass_number}" / f"{index:06d}.png"
+
+
+def remove_work_folder(work: Path) -> None:
+    """Remove what a video wrote in its work folder: its state and its frames' folders; a
+    file someone else put there stays, and with it the folder."""
+    for name in ("input", *(p.name for p in work.glob("pass*") if p.name[4:].isdigit())):
+        folder = work / name
+        if folder.is_dir():
+            for frame in folder.glob("[0-9]*.png"):
+                frame.unlink()
+            _remove_if_empty(folder)
+    (work / STATE).unlink(missing_ok=True)
+    _remove_if_empty(work)
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:  # not empty: something not ours is in it
+        pass
