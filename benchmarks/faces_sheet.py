@@ -30,16 +30,16 @@ PAINTINGS = ("starry_night", "seated-nude")
 TILE_WIDTH = 240
 
 
-def make(pair: Pair, out: Path, width: int, sets: list[str], threads: int) -> dict:
-    """The default's output of `pair` in `out` (made unless it is there), and its figures."""
+def make(pair: Pair, out: Path, width: int, sets: list[str], threads: int, recipe: str = "recipes/gatys.toml") -> dict:
+    """`recipe`'s output of `pair` in `out` (made unless it is there), and its figures."""
     image = out / f"{pair.name}.png"
     size = output_size(pair.content, width)
     row = {"pair": pair.name, "image": str(image)}
     if image.exists():
         progress(f"{pair.name}: kept {image}")
     else:
-        progress(f"{pair.name}: running the default at {size}")
-        cmd = [sys.executable, "-m", "stylekit", "run", "recipes/gatys.toml", "--content", str(pair.content),
+        progress(f"{pair.name}: running {recipe} at {size}")
+        cmd = [sys.executable, "-m", "stylekit", "run", recipe, "--content", str(pair.content),
                "--style", str(pair.style), "--width", str(width), "-o", str(image), "-q"]
         row.update(timed(cmd + [arg for s in sets for arg in ("--set", s)], out / f"{pair.name}.log", threads))
     check_size(image, size, "stylekit")
@@ -82,6 +82,7 @@ def main() -> None:
     parser.add_argument("--sheet", type=Path, help="the contact sheet (default: OUT/faces-strength1.jpg)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--threads", type=int, default=1, help="OMP_NUM_THREADS of each run (default 1)")
+    parser.add_argument("--recipe", default="recipes/gatys.toml", help="the recipe run (default: %(default)s)")
     args = parser.parse_args()
     missing = [p for p in [EXAMPLES / f"{c}.jpg" for c in PORTRAITS] + [IMAGES / f"{s}.jpg" for s in PAINTINGS]
                if not p.exists()]
@@ -94,7 +95,7 @@ def main() -> None:
     for content in PORTRAITS:
         for style in PAINTINGS:
             pair = Pair(EXAMPLES / f"{content}.jpg", IMAGES / f"{style}.jpg")
-            rows[pair.name] = make(pair, args.out, args.width, args.sets, args.threads)
+            rows[pair.name] = make(pair, args.out, args.width, args.sets, args.threads, args.recipe)
     target = args.sheet or args.out / "faces-strength1.jpg"
     sheet(rows, args.width, target)
     (args.out / "faces.json").write_text(json.dumps(rows, indent=1))

@@ -69,7 +69,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import stylekit  # noqa: E402
-from stylekit.contract.flow import FlowProvider  # noqa: E402
 from stylekit.files.images import to_image, to_tensor  # noqa: E402
 from stylekit.run.build import Reuse, build_backbone  # noqa: E402
 from stylekit.run.engine import network_input  # noqa: E402
@@ -77,25 +76,12 @@ from stylekit.video import metrics  # noqa: E402
 from stylekit.video.frames import stylize_frames  # noqa: E402
 from stylekit.video.start import with_temporal  # noqa: E402
 from stylekit.video.workdir import WorkFolder  # noqa: E402
-from video_clips import SyntheticClip  # noqa: E402
+from video_clips import ExactFlow, SyntheticClip  # noqa: E402
 
 
 def picture(path: Path) -> torch.Tensor:
     with Image.open(path) as image:
         return to_tensor(image.convert("RGB"), (image.height, image.width))
-
-
-class KnownFlow(FlowProvider):
-    """The clip's exact flow, as a flow provider."""
-
-    name = "known"
-
-    def __init__(self, clip: SyntheticClip):
-        super().__init__(FlowProvider.Params())
-        self.clip = clip
-
-    def flow(self, source, target, pair):
-        return self.clip.flow(pair.source, pair.target)
 
 
 def figures(outputs: list[torch.Tensor], clip: SyntheticClip, backbone, plan, style: torch.Tensor) -> dict:
@@ -160,7 +146,7 @@ def main() -> None:
         recipe = video.recipe.model_copy(update={"video": video.recipe.video.model_copy(update=changes)})
         with tempfile.TemporaryDirectory() as work:
             started = time.perf_counter()
-            result = stylize_frames(video.replace(losses=losses, recipe=recipe), frames, KnownFlow(clip),
+            result = stylize_frames(video.replace(losses=losses, recipe=recipe), frames, ExactFlow(clip),
                                     Path(work) / "frames", reuse=reuse)
             later = (time.perf_counter() - started - result.seconds[0]) / (len(frames) - 1)
             outputs = [WorkFolder.read_frame(path) for path in result.paths]

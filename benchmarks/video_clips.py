@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from stylekit.contract.flow import FlowProvider
+
 
 @dataclass(frozen=True)
 class Camera:
@@ -111,6 +113,20 @@ class SyntheticClip:
 
     def flows(self, t: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.flow(t, t - k), self.flow(t - k, t)
+
+
+class ExactFlow(FlowProvider):
+    """A synthetic clip's own flow between any two of its frames, as a flow provider: what
+    the loop does with a flow it can trust (as a user's `file` flow from a better method)."""
+
+    name = "exact"
+
+    def __init__(self, clip: SyntheticClip):
+        super().__init__(FlowProvider.Params())
+        self.clip = clip
+
+    def flow(self, source, target, pair):
+        return self.clip.flow(pair.source, pair.target)
 
 
 def sample(image: torch.Tensor, px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:

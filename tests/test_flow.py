@@ -22,7 +22,7 @@ from stylekit.run.build import build_flow
 from stylekit.files.images import to_tensor
 from stylekit.testing import check_flow, pattern, run_cli, tiny_registry, write_recipe
 from stylekit.video.flows import checked_flow
-from stylekit.video.warp import certainty, warp
+from stylekit.video.warp import certainty, stillness, warp
 
 BUILTIN_FLOW = (builtin_flow, PluginInfo("flow", "stylekit", "0.1.0"))
 
@@ -275,3 +275,9 @@ def test_checked_flow_passes_the_users_errors_and_names_the_providers_bugs():
     half = checked_flow(provider_returning(lambda: torch.ones(1, 2, 48, 64, dtype=torch.float16)), source, target,
                         FramePair(0, 1), "p")
     assert half.dtype == torch.float32 and half.device.type == "cpu"
+
+
+def test_stillness_is_one_below_half_a_pixel_and_zero_beyond_one():
+    # Four pixels moved by 0, 0.5, 0.75 (a 3-4-5 triangle scaled) and 2 pixels.
+    flow = torch.tensor([[[[0.0, 0.5, 0.45, 2.0]], [[0.0, 0.0, 0.6, 0.0]]]])
+    assert torch.allclose(stillness(flow), torch.tensor([[[[1.0, 1.0, 0.5, 0.0]]]]))

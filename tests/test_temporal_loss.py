@@ -4,7 +4,7 @@ and how the stage loop hands it the earlier outputs (resized for a smaller stage
 
 import torch
 
-from stylekit.builtins.temporal import TemporalLoss, precedence
+from stylekit.builtins.temporal import ANCHOR_WEIGHT, TemporalLoss, hold_weights, precedence
 from stylekit.contract.components import PreviousOutput, Targets
 from stylekit.run.build import previous_at
 
@@ -49,6 +49,21 @@ def test_partial_certainty_shares_the_pixel_out_by_precedence():
     value, grad = value_and_gradient(term, x)
     assert abs(value - (0.25 * 1 + 0.375 * 4 + 0.375 * 9)) < 1e-6  # per channel, 3 channels over 3 values
     assert torch.allclose(grad, torch.full((1, 3, 1, 1), -2 * (0.25 * 1 + 0.375 * 2 + 0.375 * 3) / 3))
+
+
+def test_the_anchor_adds_its_weight_where_it_is_certain():
+    # One pixel: the frame before (value 1, certain) and the anchor (value 3, certainty c_a),
+    # which counts ANCHOR_WEIGHT * c_a beside the frame before's 1.
+    x = torch.zeros(1, 3, 1, 1)
+    near = PreviousOutput(torch.full((1, 3, 1, 1), 1.0), torch.ones(1, 1, 1, 1), 1)
+    for certain in (1.0, 0.5, 0.0):
+        anchor = PreviousOutput(torch.full((1, 3, 1, 1), 3.0), torch.full((1, 1, 1, 1), certain), 7, anchor=True)
+        order, weights = hold_weights([anchor, near])  # given anchor first on purpose
+        b = ANCHOR_WEIGHT * certain
+        assert [p.offset for p in order] == [1, 7] and weights.flatten().tolist() == [1.0, b]
+        value, grad = value_and_gradient(term_with(anchor, near), x)
+        assert abs(value - (1 + b * 9)) < 1e-5
+        assert torch.allclose(grad, torch.full((1, 3, 1, 1), -2 * (1 + b * 3) / 3))
 
 
 def test_zero_certainty_holds_nothing():

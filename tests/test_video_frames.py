@@ -4,6 +4,7 @@ backbone. The warm start, the earlier outputs handed to the temporal loss, scene
 resume bit for bit, a stop or a signal, a flow provider's NaN, a frame that diverges, and
 the multi-pass order."""
 
+import json
 import os
 import signal
 
@@ -63,14 +64,15 @@ class KnownFlow(FlowProvider):
 
     name = "known"
 
-    def __init__(self, cut: int | None = None, broken: bool = False):
+    def __init__(self, cut: int | None = None, broken: bool = False, reach: int | None = None):
         super().__init__(FlowProvider.Params())
-        self.cut, self.broken = cut, broken
+        self.cut, self.broken, self.reach = cut, broken, reach  # reach: the farthest pair it can trace
 
     def flow(self, source, target, pair):
         if self.broken:
             return torch.full((1, 2, H, W), float("nan"))
-        if self.cut is not None and (pair.source < self.cut) != (pair.target < self.cut):
+        far = self.reach is not None and abs(pair.source - pair.target) > self.reach
+        if far or self.cut is not None and (pair.source < self.cut) != (pair.target < self.cut):
             return torch.full((1, 2, H, W), 5.0)  # both ways the same way: no round trip comes back
         return pan_flow(pair.source, pair.target)
 
@@ -150,7 +152,8 @@ def test_a_later_frame_starts_from_the_warped_output_with_holes_from_the_content
     assert torch.allclose(start, expected, atol=1e-5)
     # The shot's first frame runs the recipe's stages and steps; later ones the final size alone.
     assert [s.steps for s in runs[0].stages] == [3, 3] and [s.steps for s in runs[1].stages] == [2]
-    assert [p.offset for p in runs[1].images.previous] == [1] and [p.offset for p in runs[2].images.previous] == [1, 2]
+    assert [(p.offset, p.anchor) for p in runs[1].images.previous] == [(1, False), (1, True)]
+    assert [(p.offset, p.anchor) for p in runs[2].images.previous] == [(1, False), (2, False), (2, True)]
     # The temporal term is inert on frame 0 and pulls once a later frame moves off its start.
     assert all(value == 0 for frame, _, value in fed if frame == 0)
     assert any(value > 0 for frame, _, value in fed if frame == 2)
@@ -170,8 +173,59 @@ def test_the_earlier_outputs_reach_the_temporal_term_at_each_stage(tmp_path, mon
     monkeypatch.setattr(build, "compute_targets", recording)
     frames = clip(3)
     stylize_frames(plan_for(frames), frames, KnownFlow(), tmp_path / "work")
-    assert handed == [[], [], [(1, (1, 3, H, W), (1, 1, H, W))],
-                      [(1, (1, 3, H, W), (1, 1, H, W)), (2, (1, 3, H, W), (1, 1, H, W))]]
+    # Each stage's targets: frame 0's none (it runs two stages); frame 1's the frame before,
+    # which is also the shot's anchor (last); frame 2's two frames before, the second the anchor.
+    one = (1, 3, H, W), (1, 1, H, W)
+    assert handed == [[], [], [(1, *one), (1, *one)], [(1, *one), (2, *one), (2, *one)]]
+
+
+def test_later_frames_are_held_to_the_shots_anchor_too(tmp_path, runs):
+    frames = clip(4)
+    result = stylize_frames(plan_for(frames, {"video.offsets": [1]}), frames, KnownFlow(), tmp_path / "work")
+    assert result.status == "finished"
+    held = [[(p.offset, p.anchor) for p in run.images.previous] for run in runs]
+    # Frame 0 is the anchor: frame 1 is held to it as the frame before and as the anchor.
+    assert held == [[], [(1, False), (1, True)], [(1, False), (2, True)], [(1, False), (3, True)]]
+    out0 = to_tensor(Image.open(result.paths[0]), (H, W))
+    anchor = runs[3].images.previous[1]
+    sure = certainty(pan_flow(3, 0), pan_flow(0, 3))
+    shifted = torch.cat([out0[..., 3:], out0[..., -1:].expand(-1, -1, -1, 3)], dim=-1)
+    shifted[(..., *OCCLUDER)] = out0[(..., *OCCLUDER)]
+    # The anchor holds still regions only: the block, which stays where it is; the panning
+    # background, three pixels from where it was, answers to the frames before.
+    still = torch.zeros(1, 1, H, W)
+    still[(..., *OCCLUDER)] = 1
+    assert torch.equal(anchor.certainty, sure * still) and torch.allclose(anchor.image * sure, shifted * sure, atol=1e-5)
+    # It holds; it does not start: frame 3 starts from frame 2 alone where that is certain.
+    out2 = to_tensor(Image.open(result.paths[2]), (H, W))
+    near = runs[3].images.previous[0]
+    expected = near.certainty * near.image + (1 - near.certainty) * to_tensor(frames[3], (H, W))
+    assert torch.allclose(runs[3].images.start, expected, atol=1e-6) and near.image.ne(out2).any()
+
+
+def test_without_video_anchor_nothing_is_held_to_the_shots_start(tmp_path, runs):
+    frames = clip(4)
+    stylize_frames(plan_for(frames, {"video.offsets": [1], "video.anchor": False}), frames, KnownFlow(), tmp_path / "w")
+    assert [[p.offset for p in run.images.previous] for run in runs] == [[], [1], [1], [1]]
+
+
+def test_an_anchor_that_cannot_be_traced_passes_on_and_resume_keeps_it(tmp_path, runs):
+    # Flows reach 2 frames: frame 3 cannot trace frame 0, so it becomes the anchor; frame 5
+    # is held to it. A video stopped at frame 5 and resumed makes the same frames.
+    frames, overrides = clip(6), {"video.offsets": [1]}
+    whole = stylize_frames(plan_for(frames, overrides), frames, KnownFlow(reach=2), tmp_path / "whole")
+    held = [[(p.offset, p.anchor) for p in run.images.previous] for run in runs]
+    assert held[2:] == [[(1, False), (2, True)], [(1, False), (3, True)], [(1, False), (1, True)], [(1, False), (2, True)]]
+    assert whole.cuts == [0]
+
+    def stop_in_frame_5(step):
+        if step.frame == 5 and step.step.step == 1:
+            step.stop()
+    stylize_frames(plan_for(frames, overrides), frames, KnownFlow(reach=2), tmp_path / "part", callback=stop_in_frame_5)
+    resumed = stylize_frames(plan_for(frames, overrides), frames, KnownFlow(reach=2), tmp_path / "part", resume=True)
+    assert resumed.status == "finished"
+    assert all(np.array_equal(a, b) for a, b in zip(pixels(whole.paths), pixels(resumed.paths), strict=True))
+    assert json.loads((tmp_path / "part" / "state.json").read_text())["anchors"] == [3]
 
 
 def test_a_recipe_without_the_term_gets_it_and_says_so(tmp_path):
@@ -187,8 +241,9 @@ def test_a_scene_cut_restarts_as_a_first_frame(tmp_path, runs):
     result = stylize_frames(plan_for(frames), frames, KnownFlow(cut=2), tmp_path / "work")
     assert result.cuts == [0, 2]
     assert [s.steps for s in runs[2].stages] == [3, 3] and runs[2].images.start is None and runs[2].images.previous == ()
-    # Frame 3 looks back to frame 2 only: frame 1 is of the shot before.
-    assert [p.offset for p in runs[3].images.previous] == [1]
+    # Frame 3 looks back to frame 2 only (the frame before and the new shot's anchor): frame 1
+    # is of the shot before.
+    assert [(p.offset, p.anchor) for p in runs[3].images.previous] == [(1, False), (1, True)]
 
 
 def test_resume_after_a_stop_makes_the_frames_of_an_uninterrupted_run(tmp_path):

@@ -272,6 +272,13 @@ class VideoSpec(Strict):
         description="Restart as a first frame (all stages, the recipe's steps, no temporal loss) when less than "
                     "this fraction of the frame can be traced to the frame before (the mean certainty of the flow); "
                     "0: never.")
+    anchor: bool = Field(
+        True,
+        description="Also hold each frame, where the flow is certain, to its shot's anchor: the shot's first output "
+                    "(passed on to a later frame once less than `scene_cut` of the frame can be traced to it). "
+                    "Held only to the frames just before, a still region drifts as every frame runs its steps "
+                    "further (17/255 over 100 frames of a still clip); the anchor keeps it where the shot began. "
+                    "Costs two optical flows per frame.")
     passes: int = Field(
         1, ge=1, le=100,
         description="1: one pass, frame after frame. More: Ruder's multi-pass; after the first pass, passes "

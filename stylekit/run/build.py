@@ -93,7 +93,7 @@ def previous_at(previous: PreviousOutput, hw: tuple[int, int]) -> PreviousOutput
         return previous
     image = F.interpolate(previous.image.float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
     certainty = -F.adaptive_max_pool2d(-previous.certainty.float(), hw)
-    return PreviousOutput(image.clamp(0, 1), certainty, previous.offset)
+    return replace(previous, image=image.clamp(0, 1), certainty=certainty)
 
 
 def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
@@ -196,7 +196,7 @@ def compute_targets(backbone: Backbone, terms: list, images: StageImages, device
         styles=[cached(style_cache, s, layers_read_from("style"), features) for s in styles],
         style_weights=list(images.style_weights),
         style_masks=[m.to(device) for m in images.masks] if images.masks else None,
-        previous=[PreviousOutput(p.image.to(device), p.certainty.to(device), p.offset) for p in images.previous],
+        previous=[replace(p, image=p.image.to(device), certainty=p.certainty.to(device)) for p in images.previous],
     )
 
 

@@ -117,6 +117,7 @@ class _Video:
         self.asked = False  # a callback's stop()
         self.jobs: FlowJobs | None = None
         self.hw: tuple[int, int] | None = None
+        self.anchor = 0  # the frame the first pass holds the current shot's later frames to
         self.outputs: dict[tuple[int, int], torch.Tensor] = {}  # (pass, frame) -> output, the recent ones
 
     def first_pass(self, frames: Iterable[Image.Image]) -> str:
@@ -131,7 +132,9 @@ class _Video:
         if folder.state["pass"] > 1:  # resuming a later pass: the input is checked by its first frame
             folder.check_frame(0, image)
             return "finished"
-        done, reach, shot = folder.state["done"], max(spec.offsets), 0
+        done, reach = folder.state["done"], max(spec.offsets)
+        cuts, anchors = set(folder.state["cuts"]), set(folder.state.get("anchors", ()))
+        shot = self.anchor = 0  # the shot's first frame, and the frame its later ones are held to
         contents: dict[int, torch.Tensor] = {}
         index = 0
         while image is not None:
@@ -139,32 +142,38 @@ class _Video:
                 raise UserError(Problem(f"frame {index} is {image.width}x{image.height}, frame 0 {size[0]}x{size[1]} "
                                         "- a clip's frames must all have one size", field="frames"))
             folder.check_frame(index, image)
-            if index not in contents and index >= done - reach:  # earlier ones are not looked back to
-                contents[index] = to_tensor(image, self.hw)
-            following = next(iterator, None)  # read ahead: its flow is computed while this frame runs
             if index < done:  # finished before: only its place in the shots matters
-                shot = index if index in folder.state["cuts"] else shot
-            else:
+                shot = index if index in cuts else shot
+                self.anchor = index if index in cuts | anchors else self.anchor
+            if index not in contents and (index >= done - reach or index == self.anchor):
+                contents[index] = to_tensor(image, self.hw)  # earlier ones are not looked back to
+            following = next(iterator, None)  # read ahead: its flow is computed while this frame runs
+            if index >= done:
                 if self.stop.requested:
                     return "interrupted"
-                earlier = {index - k: contents[index - k] for k in spec.offsets if index - k >= shot}
+                earlier = self.earlier(index, shot, contents)
                 flows = self.jobs.take(index, contents[index], earlier) if earlier else {}
-                previous = warped_earlier({k: self.output(1, index - k) for k in flows}, flows)
+                held = spec.anchor and self.anchor in earlier
+                previous = warped_earlier({k: self.output(1, index - k) for k in flows}, flows,
+                                          index - self.anchor if held else None, spec.offsets)
                 cut = not previous or traced_share(previous) < spec.scene_cut
+                # An anchor that can no longer be traced (the camera has moved on) passes to this frame.
+                renew = not cut and held and float(flows[index - self.anchor][1].mean()) < spec.scene_cut
                 if cut:
                     shot, previous = index, []
                 if following is not None:
                     contents[index + 1] = to_tensor(following, self.hw)
-                    self.jobs.submit(index + 1, contents[index + 1], {index + 1 - k: contents[index + 1 - k]
-                                                                     for k in spec.offsets if index + 1 - k >= shot})
+                    self.jobs.submit(index + 1, contents[index + 1],
+                                     self.earlier(index + 1, shot, contents, index if cut or renew else self.anchor))
                 if spec.passes > 1:  # the later passes read the frames again, in both directions
                     folder.write_frame(folder.input_path(index), contents[index])
                 run = frame_plan(self.plan, image) if cut else frame_plan(
                     self.plan, image, warm_start(previous, contents[index]), previous, video_steps(self.plan))
-                status = self.run_frame(index, 1, run, self.output(1, index - 1) if index > 0 else None, cut)
+                status = self.run_frame(index, 1, run, self.output(1, index - 1) if index > 0 else None, cut, renew)
                 if status != "finished":
                     return status
-            for old in [k for k in contents if k <= index - reach]:
+                self.anchor = index if cut or renew else self.anchor
+            for old in [k for k in contents if k <= index - reach and k != self.anchor]:
                 del contents[old]
             index, image = index + 1, following
         if index < done:
@@ -173,6 +182,15 @@ class _Video:
         folder.next_pass(index)
         return "finished"
 
+    def earlier(self, index: int, shot: int, contents: dict[int, torch.Tensor], anchor: int | None = None) -> dict:
+        """The frames frame `index` looks back to (frame -> content): those `video.offsets`
+        back within its shot, and the shot's anchor (`video.anchor`) where it is not one of them."""
+        anchor = self.anchor if anchor is None else anchor
+        found = {index - k: contents[index - k] for k in self.spec.offsets if index - k >= shot}
+        if self.spec.anchor and shot <= anchor < index and anchor not in found:
+            found[anchor] = contents[anchor]
+        return found
+
     def output(self, pass_number: int, index: int) -> torch.Tensor:
         """A finished frame's output, as written (uint8, read back as such on resume)."""
         key = (pass_number, index)
@@ -180,8 +198,10 @@ class _Video:
             self.outputs[key] = self.folder.read_frame(self.folder.frame_path(pass_number, index))
         return self.outputs[key]
 
-    def run_frame(self, index: int, pass_number: int, plan: Plan, previous: torch.Tensor | None, cut: bool) -> str:
-        """Run one frame's plan and keep its output; the status the video goes on with."""
+    def run_frame(self, index: int, pass_number: int, plan: Plan, previous: torch.Tensor | None, cut: bool,
+                  anchor: bool = False) -> str:
+        """Run one frame's plan and keep its output (`anchor`: it becomes its shot's anchor);
+        the status the video goes on with."""
         began = time.perf_counter()
 
         def stop(info: StepInfo) -> None:
@@ -200,8 +220,9 @@ class _Video:
         self.folder.write_frame(self.folder.frame_path(pass_number, index), outcome.tensor)
         self.outputs[(pass_number, index)] = outcome.tensor
         for key in [k for k in self.outputs if abs(k[1] - index) > max(self.spec.offsets) or k[0] < pass_number - 1]:
-            del self.outputs[key]
-        self.folder.finished(index, time.perf_counter() - began, outcome.steps_done, cut)
+            if key != (1, self.anchor):  # read by every frame of its shot
+                del self.outputs[key]
+        self.folder.finished(index, time.perf_counter() - began, outcome.steps_done, cut, anchor)
         # A signal at the frame's last step stops nothing of the frame; the video ends after it.
         if outcome.signal is not None or self.stop.requested:
             return "interrupted"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Collection
 
 import torch
 from PIL import Image
@@ -22,7 +23,7 @@ from stylekit.builtins.temporal import DEFAULT_WEIGHT, TemporalLoss, precedence
 from stylekit.contract.components import PreviousOutput
 from stylekit.contract.flow import FlowProvider
 from stylekit.recipe.plan import Choice, LossChoice, Plan, Stage
-from stylekit.video.warp import warp
+from stylekit.video.warp import stillness, warp
 
 #: Per offset k: the flow from the frame to the frame k back, and its certainty.
 Flows = dict[int, tuple[torch.Tensor, torch.Tensor]]
@@ -49,20 +50,32 @@ def video_steps(plan: Plan) -> int:
     return plan.recipe.video.steps or max(1, round(plan.total_steps / 3))
 
 
-def warped_earlier(outputs: dict[int, torch.Tensor], flows: Flows) -> list[PreviousOutput]:
+def warped_earlier(outputs: dict[int, torch.Tensor], flows: Flows, anchor: int | None = None,
+                   offsets: Collection[int] | None = None) -> list[PreviousOutput]:
     """Earlier outputs ((1, 3, H, W), by how many frames back they are) warped into the frame
-    by `flows` (by the same offsets), nearest first."""
+    by `flows` (by the same offsets), nearest first: those `offsets` back (default: all),
+    then, if `anchor` is given, the one that many frames back as the shot's anchor (also
+    among the others when it is one of `offsets`). The anchor holds still regions only: its
+    certainty is the flow's times `stillness`, 0 wherever the region moved since the anchor.
+    A flow over many frames is less sure than one over a frame, and a warp resamples, which
+    blurs: in a moving region the frames before hold it better; in a still one the anchor
+    is the image itself, neither warped nor blurred."""
     found = []
     for offset in sorted(flows):
         backward, certain = flows[offset]
         warped, _ = warp(outputs[offset].float(), backward)
-        found.append(PreviousOutput(warped.clamp(0, 1), certain, offset))
-    return found
+        earlier = PreviousOutput(warped.clamp(0, 1), certain, offset)
+        if offsets is None or offset in offsets:
+            found.append(earlier)
+        if offset == anchor:
+            held = dataclasses.replace(earlier, certainty=certain * stillness(backward), anchor=True)
+    return found + [held] if anchor is not None else found
 
 
 def warm_start(previous: list[PreviousOutput], content: torch.Tensor) -> torch.Tensor:
-    """Each pixel from the nearest earlier output certain of it (`precedence`), the rest
-    from the content frame."""
+    """Each pixel from the nearest earlier output certain of it (`precedence`; the anchor
+    holds, it does not start), the rest from the content frame."""
+    previous = [p for p in previous if not p.anchor]
     if not previous:
         return content
     weights = precedence([p.certainty for p in previous])
@@ -79,7 +92,7 @@ def blended_start(own: torch.Tensor, neighbour: PreviousOutput, share: float) ->
 
 def traced_share(previous: list[PreviousOutput]) -> float:
     """How much of the frame the frame before can be traced to: its mean certainty."""
-    nearest = next((p for p in previous if p.offset == 1), None)
+    nearest = next((p for p in previous if p.offset == 1 and not p.anchor), None)
     return float(nearest.certainty.mean()) if nearest is not None else 0.0
 
 

@@ -61,6 +61,18 @@ def certainty(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     return (~occluded & ~boundary).to(backward.dtype) * inside
 
 
+#: Where a pixel moves by less than STILL_BELOW pixels it is still; by more than STILL_ABOVE,
+#: moving; between, partly (linearly).
+STILL_BELOW, STILL_ABOVE = 0.5, 1.0
+
+
+def stillness(flow: torch.Tensor) -> torch.Tensor:
+    """A (1, 1, H, W) mask in [0, 1]: 1 where `flow` moves a pixel by at most STILL_BELOW
+    pixels, 0 beyond STILL_ABOVE, linear between."""
+    moved = flow.pow(2).sum(1, keepdim=True).sqrt()
+    return ((STILL_ABOVE - moved) / (STILL_ABOVE - STILL_BELOW)).clamp(0, 1)
+
+
 def flow_gradient(flow: torch.Tensor) -> torch.Tensor:
     """|grad u|^2 + |grad v|^2 per pixel, by central differences (one-sided at the edges)."""
     dx = torch.zeros_like(flow)

@@ -1,7 +1,7 @@
 """A video's work folder: every finished frame as an 8-bit PNG and a small JSON state, so
 that an interrupted video resumes at the first unfinished frame.
 
-    WORK/state.json         which frames are done (per pass), the scene cuts, per-frame time
+    WORK/state.json         which frames are done (per pass), the scene cuts and anchors, per-frame time
                             and steps, and what the frames were made from (recipe, flow, input)
     WORK/pass1/000000.png   frame 0's output after the first pass (passes > 1: pass2/, ...)
     WORK/input/000000.png   the input frame at the output's size (multi-pass only: the later
@@ -25,7 +25,8 @@ from PIL import Image
 from stylekit.errors import Problem, UserError
 from stylekit.files.images import save_atomic, to_image, to_tensor, write_text_atomic
 
-FORMAT = "stylekit-video-1"
+# 2: the anchors (frames a shot's later frames are held to) are kept, and frames depend on them.
+FORMAT = "stylekit-video-2"
 STATE = "state.json"
 
 
@@ -61,7 +62,7 @@ class WorkFolder:
                 raise UserError(Problem(f"{path} is not empty, and not a video's work folder - give an empty or "
                                         "new folder, so that nothing in it is overwritten", field="work folder"))
             self.state = {"format": FORMAT, **key, "frames": [], "pass": 1, "done": 0, "count": None, "cuts": [],
-                          "seconds": [], "steps": []}
+                          "anchors": [], "seconds": [], "steps": []}
             self.save()
 
     def _read(self, state_file: Path) -> dict:
@@ -116,9 +117,10 @@ class WorkFolder:
 
     # ---------------------------------------------------------------- progress
 
-    def finished(self, index: int, seconds: float, steps: int, cut: bool) -> None:
+    def finished(self, index: int, seconds: float, steps: int, cut: bool, anchor: bool = False) -> None:
         """Frame `index` of the current pass is written: count it (its time and steps added
-        to those of earlier passes) and keep the state."""
+        to those of earlier passes, whether it began a shot or became its anchor) and keep
+        the state."""
         state = self.state
         for name, value in (("seconds", seconds), ("steps", steps)):
             values = state[name]
@@ -126,6 +128,8 @@ class WorkFolder:
             values[index] += value
         if cut and index not in state["cuts"]:
             state["cuts"].append(index)
+        if anchor and index not in state["anchors"]:
+            state["anchors"].append(index)
         state["done"] += 1
         self.save()
 
