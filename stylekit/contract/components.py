@@ -160,8 +160,9 @@ class PreviousOutput:
     #: How many frames back it is (1: the frame just before).
     offset: int
     #: True for the shot's anchor: the output a still region is held to for the whole shot,
-    #: besides the frame before, so that it does not drift as the frames go on (`temporal`
-    #: gives it a share of each pixel where it is certain; see `stylekit.builtins.temporal`).
+    #: besides the frames before, so that it does not drift as the frames go on; its
+    #: certainty is 0 where the region moved (`temporal` adds it with its own weight; see
+    #: `stylekit.builtins.temporal`).
     anchor: bool = False
 
 

@@ -274,8 +274,9 @@ class VideoSpec(Strict):
                     "0: never.")
     anchor: bool = Field(
         True,
-        description="Also hold each frame, where the flow is certain, to its shot's anchor: the shot's first output "
-                    "(passed on to a later frame once less than `scene_cut` of the frame can be traced to it). "
+        description="Also hold each frame, with twice the weight of the frames before, to its shot's anchor "
+                    "wherever the region is still since then and the flow certain: the anchor is the shot's first "
+                    "output (passed on to a later frame once less than `scene_cut` of the frame can be traced to it). "
                     "Held only to the frames just before, a still region drifts as every frame runs its steps "
                     "further (17/255 over 100 frames of a still clip); the anchor keeps it where the shot began. "
                     "Costs two optical flows per frame.")
