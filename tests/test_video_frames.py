@@ -24,6 +24,7 @@ from stylekit.plugins.registry import PluginInfo
 from stylekit.testing import TINY_LOSSES, pattern, tiny_registry
 from stylekit.video import frames as frames_module
 from stylekit.video.frames import FrameDiverged, stylize_frames
+from stylekit.video.start import warped_earlier
 from stylekit.video.warp import certainty
 
 W, H, PAN = 32, 24, 10
@@ -207,6 +208,14 @@ def test_without_video_anchor_nothing_is_held_to_the_shots_start(tmp_path, runs)
     frames = clip(4)
     stylize_frames(plan_for(frames, {"video.offsets": [1], "video.anchor": False}), frames, KnownFlow(), tmp_path / "w")
     assert [[p.offset for p in run.images.previous] for run in runs] == [[], [1], [1], [1]]
+
+
+def test_an_anchor_without_its_flow_is_refused_by_name():
+    # The anchor is warped by its own flow; one the caller did not pass is its mistake, said so.
+    image = torch.rand(1, 3, 4, 4)
+    flows = {1: (torch.zeros(1, 2, 4, 4), torch.ones(1, 1, 4, 4))}
+    with pytest.raises(ValueError, match="the anchor, 3 frame"):
+        warped_earlier({1: image}, flows, anchor=3)
 
 
 def test_an_anchor_that_cannot_be_traced_passes_on_and_resume_keeps_it(tmp_path, runs):

@@ -60,6 +60,8 @@ def warped_earlier(outputs: dict[int, torch.Tensor], flows: Flows, anchor: int |
     A flow over many frames is less sure than one over a frame, and a warp resamples, which
     blurs: in a moving region the frames before hold it better; in a still one the anchor
     is the image itself, neither warped nor blurred."""
+    if anchor is not None and anchor not in flows:
+        raise ValueError(f"the anchor, {anchor} frame(s) back, has no flow among {sorted(flows)}: give its flow too")
     found = []
     for offset in sorted(flows):
         backward, certain = flows[offset]
