@@ -1,7 +1,8 @@
 """The L-BFGS probe guard (stylekit/builtins/optimizers.py, `GuardedLBFGS`; the same rule per
 image in batched_lbfgs.py): with a gradient whose rounding swamps what torch's tiny first
 probe measures, torch's L-BFGS overshoots and the guarded one does not; with an exact one
-the guarded L-BFGS is torch's, bit for bit; stepped together, each image is as alone."""
+the guarded L-BFGS is torch's, bit for bit; stepped together, each image is as alone. And the
+step back: a step that more than doubles the loss is taken back and tried a quarter as long."""
 
 import tomllib
 import zlib
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from stylekit.builtins.batched_lbfgs import BatchedLBFGS, TorchRows
+from stylekit.builtins.batched_lbfgs import RISE_LIMIT, STEP_BACK, BatchedLBFGS, TorchRows
 from stylekit.builtins.optimizers import LBFGS
 
 SHAPE = (1, 3, 64, 64)
@@ -54,9 +55,11 @@ def start(seed: int) -> torch.Tensor:
     return (levels.float() / 255).to(torch.bfloat16).float()
 
 
-def losses_of(make, f, x0: torch.Tensor, steps: int) -> tuple[list[float], torch.Tensor]:
+def losses_of(make, f, x0: torch.Tensor, steps: int, clamp: bool = True, path: list | None = None
+              ) -> tuple[list[float], torch.Tensor]:
     """The loss before each step of the L-BFGS `make` builds (lr 1, no line search, as the
-    engine steps it: a closure, then the clamp to [0, 1]), and the last image."""
+    engine steps it: a closure, then the clamp to [0, 1] unless not `clamp`), and the last
+    image; each image evaluated is appended to `path` where one is given."""
     x = x0.clone().requires_grad_(True)
     optimizer = make([x])
 
@@ -68,9 +71,12 @@ def losses_of(make, f, x0: torch.Tensor, steps: int) -> tuple[list[float], torch
 
     values = []
     for _ in range(steps):
+        if path is not None:
+            path.append(x.detach().clone())
         values.append(float(optimizer.step(closure).detach()))
-        with torch.no_grad():
-            x.clamp_(0, 1)
+        if clamp:
+            with torch.no_grad():
+                x.clamp_(0, 1)
     return values, x.detach()
 
 
@@ -127,10 +133,21 @@ def test_stepped_together_each_image_is_guarded_as_alone():
     functions = [quadratic(0, rounded=True), quadratic(1, rounded=False), quadratic(2, rounded=True)]
     starts = [start(seed) for seed in range(3)]
     alone = [losses_of(guarded_lbfgs, f, x0, 8) for f, x0 in zip(functions, starts)]
+    assert_same_runs(stepped_together(functions, starts, 8), alone)
+
+
+def assert_same_runs(together, alone) -> None:
+    """Each image's losses and last image, bit for bit."""
+    for (mine, joint), (values, image) in zip(together, alone, strict=True):
+        assert mine == values and torch.equal(joint, image)
+
+
+def stepped_together(functions, starts, steps: int, clamp: bool = True) -> list[tuple[list[float], torch.Tensor]]:
+    """As `losses_of` for each image, all stepped by one BatchedLBFGS (TorchRows)."""
     images = [x0.clone().requires_grad_(True) for x0 in starts]
     stepper = BatchedLBFGS(images, lr=1, history=10, ops=TorchRows)
     together = [[] for _ in images]
-    for _ in range(8):
+    for _ in range(steps):
         values = []
         for image, f in zip(images, functions):
             image.grad = None
@@ -138,12 +155,58 @@ def test_stepped_together_each_image_is_guarded_as_alone():
             values[-1].backward()
         for row, value in zip(together, values):
             row.append(float(value.detach()))
-        stepper.step([0, 1, 2], torch.stack(values).detach())
-        with torch.no_grad():
-            for image in images:
-                image.clamp_(0, 1)
-    for (values, image), joint, mine in zip(alone, images, together):
-        assert mine == values and torch.equal(joint.detach(), image)
+        stepper.step(list(range(len(images))), torch.stack(values).detach())
+        if clamp:
+            with torch.no_grad():
+                for image in images:
+                    image.clamp_(0, 1)
+    return [(values, image.detach()) for values, image in zip(together, images)]
+
+
+def pseudo_huber(seed: int):
+    """sum sqrt(1 + (x - c)^2) - 1, started 3 to 6 from c in each pixel: nearly linear far
+    from c, so the curvature L-BFGS measures on its way is far flatter than the loss past
+    the minimum, and a full step overshoots it (as a Gram loss, quartic in the pixels, does
+    early in a strong run). A smooth loss with exact gradients: the probe guard never acts."""
+    generator = torch.Generator().manual_seed(seed)
+    target = torch.randn(SHAPE, generator=generator)
+    offset = 3 + 3 * torch.rand(SHAPE, generator=generator)
+    return (lambda x: ((1 + (x - target) ** 2).sqrt() - 1).sum()), target + offset
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_step_that_more_than_doubles_the_loss_is_taken_back_and_shortened(seed):
+    """torch's L-BFGS overshoots the pseudo-Huber loss: some step more than doubles it. The
+    guarded one evaluates that point once, then goes back to where the step started and
+    steps a quarter as far along the same direction (each image after such a step is
+    exactly that), until the loss no longer more than doubles; it ends lower than torch's."""
+    f, x0 = pseudo_huber(seed)
+    unguarded, _ = losses_of(torch_lbfgs, f, x0, 12, clamp=False)
+    assert largest_rise(unguarded) > RISE_LIMIT
+    path: list[torch.Tensor] = []
+    guarded, last = losses_of(guarded_lbfgs, f, x0, 12, clamp=False, path=path)
+    path.append(last)
+    backs = 0
+    start = 0  # the evaluation where the step being tried started
+    for i in range(1, len(guarded)):
+        if guarded[i] > RISE_LIMIT * guarded[start]:
+            expected = path[start] + STEP_BACK * (path[i] - path[start])
+            assert torch.allclose(path[i + 1], expected, rtol=0, atol=1e-5)
+            backs += 1
+        else:
+            start = i
+    assert backs >= 1 and guarded[-1] < unguarded[-1]
+
+
+def test_stepped_together_each_image_steps_back_as_alone():
+    """BatchedLBFGS takes the same steps back per row: two images of the pseudo-Huber loss
+    (each overshoots at its own step) and one of the exact quadratic (which never does)
+    come out bit for bit as each alone."""
+    (f0, x0), (f1, x1) = pseudo_huber(0), pseudo_huber(1)
+    functions, starts = [f0, quadratic(2, rounded=False), f1], [x0, start(2), x1]
+    alone = [losses_of(guarded_lbfgs, f, x, 10, clamp=False) for f, x in zip(functions, starts)]
+    assert largest_rise(alone[0][0]) > RISE_LIMIT and largest_rise(alone[2][0]) > RISE_LIMIT
+    assert_same_runs(stepped_together(functions, starts, 10, clamp=False), alone)
 
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,7 +30,9 @@ pixel moved by PROBE_LIMIT or more) its pair is kept only when the loss changed 
 probe as the two gradients say (`consistent`); otherwise the row keeps no pair and probes
 again, PROBE_GROWTH times longer, where torch would step by -lr g with no curvature known.
 For that `step` is given each image's loss, and each row keeps its point and loss before
-its latest step: memory is 2 x history + 4 image-sized tensors per image.
+its latest step: memory is 2 x history + 4 image-sized tensors per image. So does the step
+back: a row whose loss more than doubled (RISE_LIMIT) over its latest step returns to
+where that step started and steps STEP_BACK times as far, making no pair.
 
 How a row's sums are computed is apart (`BatchedRows` on a GPU, `TorchRows` on the CPU,
 where each image comes out bit for bit as with `GuardedLBFGS` alone, which is torch's LBFGS
@@ -62,6 +64,13 @@ PROBE_GROWTH = 8.0
 #: within 2%; in bf16, below the input's resolution, the loss changes by 13 to 46% of that
 #: (the image's values round to a staircase), above it by 96 to 102%.
 PROBE_AGREEMENT = 0.25
+#: A step after which the loss is more than this many times what it was is taken back
+#: (`GuardedLBFGS` has the why). L-BFGS with a curvature it has measured does not raise a
+#: smooth loss much; doubling it says the step went far past where that curvature holds.
+RISE_LIMIT = 2.0
+#: ... and tried again this many times as long, along the same direction, until the loss
+#: no longer more than doubles (it cannot, as the step shrinks toward the point it left).
+STEP_BACK = 0.25
 
 
 def consistent(loss_before: torch.Tensor, loss_after: torch.Tensor, grad_before: torch.Tensor,
@@ -253,11 +262,15 @@ class BatchedLBFGS(BatchedStepper):
             # Python's min(1.0, x) as torch computes it: 1 unless x < 1 (a nan gives 1).
             t = torch.where(inverse_norm < 1, inverse_norm, 1.0) * self.lr
             self.probing = short_probe(t, grad)
+            back = torch.zeros_like(self.probing)
         else:
+            # A row whose latest step more than doubled its loss steps back: it returns to
+            # where that step started and keeps all it had there.
+            back = ~self.probing & (self.previous_loss > 0) & (loss > RISE_LIMIT * self.previous_loss)
             # A row after a short probe keeps its pair only if the loss agrees with it.
             agrees = consistent(self.previous_loss, loss, self.previous_grad, grad, point - self.previous_point,
                                 self.ops.dots)
-            kept = self._remember(grad, ~self.probing | agrees)
+            kept = self._remember(grad, (~self.probing | agrees) & ~back)
             # At most one pair per earlier step: no row holds more than this many yet.
             d = self._direction(grad, min(self.history, self.steps - 1))
             # A probing row whose pair was not kept holds none: its d is -g (H_diag 1), and
@@ -266,8 +279,15 @@ class BatchedLBFGS(BatchedStepper):
             longer, short = longer_probe(self.t, grad, self.lr)
             t = torch.where(again, longer, self.lr)
             self.probing = again & short
+            keep = back.unsqueeze(1)
+            d, t = torch.where(keep, self.d, d), torch.where(back, self.t * STEP_BACK, t)
+            point, loss = torch.where(keep, self.previous_point, point), torch.where(back, self.previous_loss, loss)
+            grad = torch.where(keep, self.previous_grad, grad)
+            for i in back.nonzero().flatten().tolist():
+                self.variables[i].copy_(self.previous_point[i].view_as(self.variables[i]))
         self.previous_point.copy_(point)
         self.previous_loss.copy_(loss)
         self.previous_grad, self.d, self.t = grad, d, t
-        moves = ~(self.ops.dots(grad, d) > ASCENT_LIMIT)  # torch breaks (no move) on g.d > 1; a nan moves
+        # torch breaks (no move) on g.d > 1; a nan moves; a row stepping back always does.
+        moves = ~(self.ops.dots(grad, d) > ASCENT_LIMIT) | back
         self.ops.move(self.variables, alive, d, t, moves)

@@ -10,7 +10,8 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, model_validator
 
-from stylekit.builtins.batched_lbfgs import BatchedLBFGS, TorchRows, consistent, longer_probe, short_probe
+from stylekit.builtins.batched_lbfgs import (RISE_LIMIT, STEP_BACK, BatchedLBFGS, TorchRows, consistent, longer_probe,
+                                            short_probe)
 from stylekit.contract.components import Optimizer, Params
 from stylekit.contract.hookspecs import hookimpl
 from stylekit.files.limits import MAX_STEPS
@@ -72,10 +73,22 @@ class GuardedLBFGS(torch.optim.LBFGS):
     in bf16 on the portraits measured, two re-probes in the first stage and none in the
     second; in fp32 none (there torch's probe agrees to 2%, and every step is torch's, bit
     for bit). Pairs after the first kept one are torch's: those steps are
-    long enough to measure. The state (`probing`, `probe_point`, `probe_loss`, in the
-    state_dict) is torch's plus the point and loss where the latest probe started, kept
-    only while probing. `BatchedLBFGS` applies the same rule per image. With a line search
-    this is torch's LBFGS unchanged: the search evaluates the loss at each trial point.
+    long enough to measure.
+
+    And a step back: a step after which the loss is more than `RISE_LIMIT` times what it
+    was is taken back, and tried again `STEP_BACK` times as long along the same direction
+    (no pair is made of it). Why: the curvature L-BFGS has measured is that of the path so
+    far, and a Gram loss is quartic in the pixels: early in a run, at strength 4 and more,
+    a full step can land where the loss is far steeper (measured on tubingen + Starry Night
+    at 200 px in one stage, in fp32 and bf16: the loss up 85 and 250 times, and what the
+    next steps could not undo cost the picture its structure, 0.98 against 0.18 at
+    strength 2; docs/quality.md). Where no step more than doubles the loss (every golden
+    run, the default's stages in the benchmark's table) every step is torch's.
+
+    The state (in the state_dict) is torch's plus `step_point`, where the latest step
+    started, and while probing `probing` and `probe_loss`, the loss there.
+    `BatchedLBFGS` applies the same rules per image. With a line search this is torch's
+    LBFGS unchanged: the search evaluates the loss at each trial point.
     """
 
     @torch.no_grad()
@@ -85,25 +98,51 @@ class GuardedLBFGS(torch.optim.LBFGS):
         with torch.enable_grad():
             loss = closure()
         state = self.state[self._params[0]]
+        if "probe_point" in state:  # a checkpoint of an earlier version, made while probing
+            state["step_point"] = state.pop("probe_point")
         grad = self._gather_flat_grad()
         value = torch.as_tensor(loss, dtype=grad.dtype, device=grad.device).detach()
+        if self._overshot(state, value):
+            self._step_back(state)
+            return loss
         first = state.get("n_iter", 0) == 0
-        # Where the image is: needed only where a probe starts or ends (a copy of the image).
-        point = torch.cat([p.detach().reshape(-1) for p in self._params]) if first or state.get("probing") else None
+        point = torch.cat([p.detach().reshape(-1) for p in self._params])  # where this step starts
         if state.get("probing"):
             if not self._trusted(state, value, grad, point):
                 self._probe_again(state, value, grad, point)
                 return loss
-            for key in ("probe_point", "probe_loss"):
-                del state[key]
+            del state["probe_loss"]
             state["probing"] = False
         super().step(lambda: loss)  # the gradient is set: torch's step, evaluated once
+        state["step_point"] = point
         if first:
             t = torch.as_tensor(state["t"], dtype=grad.dtype, device=grad.device).view(1)
             state["probing"] = bool(short_probe(t, grad.view(1, -1)))
             if state["probing"]:
-                state["probe_point"], state["probe_loss"] = point.clone(), value.clone()
+                state["probe_loss"] = value.clone()
         return loss
+
+    @staticmethod
+    def _overshot(state: dict, loss: torch.Tensor) -> bool:
+        """Did the latest step (not a probe: those are guarded apart) more than multiply a
+        positive loss by RISE_LIMIT?"""
+        if state.get("n_iter", 0) == 0 or state.get("probing") or "step_point" not in state:
+            return False
+        before = state["prev_loss"]
+        return before > 0 and bool(loss > RISE_LIMIT * before)
+
+    def _step_back(self, state: dict) -> None:
+        """Back to where the latest step started, then STEP_BACK times as far along its
+        direction; torch's state stays as it was before that step (its gradient, its
+        loss), so the next step's pair is measured from there over the shorter step."""
+        offset = 0
+        for p in self._params:
+            p.copy_(state["step_point"][offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        state["t"] = float(state["t"]) * STEP_BACK
+        self._add_grad(state["t"], state["d"])
+        state["n_iter"] += 1
+        state["func_evals"] += 1
 
     def _trusted(self, state: dict, loss: torch.Tensor, grad: torch.Tensor, point: torch.Tensor) -> bool:
         """Would torch keep the latest probe's pair (y.s above its floor, computed as torch
@@ -112,7 +151,7 @@ class GuardedLBFGS(torch.optim.LBFGS):
         if not grad.sub(previous).dot(state["d"].mul(state["t"])) > 1e-10:
             return False
         agrees = consistent(state["probe_loss"].view(1), loss.view(1), previous.view(1, -1),
-                            grad.view(1, -1), (point - state["probe_point"]).view(1, -1), TorchRows.dots)
+                            grad.view(1, -1), (point - state["step_point"]).view(1, -1), TorchRows.dots)
         return bool(agrees)
 
     def _probe_again(self, state: dict, loss: torch.Tensor, grad: torch.Tensor, point: torch.Tensor) -> None:
@@ -127,18 +166,19 @@ class GuardedLBFGS(torch.optim.LBFGS):
         state["d"], state["t"] = d, t
         state["n_iter"] += 1
         state["func_evals"] += 1
+        state["step_point"] = point
         state["probing"] = bool(short)
         if state["probing"]:
-            state["probe_point"], state["probe_loss"] = point.clone(), loss.clone()
+            state["probe_loss"] = loss.clone()
         else:
-            del state["probe_point"], state["probe_loss"]
+            del state["probe_loss"]
 
 
 class LBFGS(Optimizer):
     """L-BFGS, as in Gatys et al.; one recipe step is one evaluation of the loss. Without a
     line search, `GuardedLBFGS`: torch's, safe from its first probe in reduced precision.
 
-    Its memory is 2 x history x the image's size (and one more while probing).
+    Its memory is 2 x history + 4 times the image's size.
     """
 
     name = "lbfgs"
@@ -169,7 +209,7 @@ class LBFGS(Optimizer):
 
     def state_copies(self) -> float:
         # history pairs (s, y), plus direction, previous gradient and flat gradient, and the
-        # point where the latest probe started (GuardedLBFGS)
+        # point where the latest step started (GuardedLBFGS)
         return 2 * self.params.history + 4
 
 
