@@ -161,11 +161,12 @@ def recipe_entries(recipes: list[str], common_sets: list[str], sweep: str | None
 
 # ---- stylekit runs ---------------------------------------------------------------------
 
-def size_sets(recipe: Path, size: Size) -> list[str]:
-    """--set values that make the recipe's output `size`. Stages override output.width/height,
-    so with stages the last one is set to `size` and earlier ones are scaled with it (the
-    recipe's coarse-to-fine ratios are kept)."""
-    stages = tomllib.loads(recipe.read_text()).get("stage", [])
+def size_sets(recipe: Path, size: Size, stages: list[dict] | None = None) -> list[str]:
+    """--set values that make the recipe's output `size`. Stages (the recipe's, or `stages`
+    where a --set gives them) override output.width/height, so with stages the last one is
+    set to `size` and earlier ones are scaled with it (the coarse-to-fine ratios are kept)."""
+    if stages is None:
+        stages = tomllib.loads(recipe.read_text()).get("stage", [])
     sets = [f"output.width={size.w}", f"output.height={size.h}"]
     if stages:
         scale = size.w / stages[-1]["width"]
@@ -179,7 +180,12 @@ def size_sets(recipe: Path, size: Size) -> list[str]:
 def recipe_command(entry: Entry, pair: Pair, size: Size, png: Path) -> list[str]:
     cmd = [sys.executable, "-m", "stylekit", "run", str(entry.recipe), "--content", str(pair.content),
            "--style", str(pair.style), "--output", str(png), "--quiet"]
-    for value in [*size_sets(entry.recipe, size), *entry.sets]:
+    # Stages given whole (--set 'stage=[{width=512, steps=33}]': another layout of the same
+    # recipe) go first and are scaled to the size as the recipe's own would be.
+    whole = [value for value in entry.sets if value.replace(" ", "").startswith("stage=")]
+    stages = tomllib.loads(whole[-1])["stage"] if whole else None
+    rest = [value for value in entry.sets if value not in whole]
+    for value in [*whole, *size_sets(entry.recipe, size, stages), *rest]:
         cmd += ["--set", value]
     return cmd
 
@@ -247,7 +253,7 @@ def publish(result: dict) -> None:
     DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(result["plot"]["path"], DOCS_IMAGES / f"quality-frontier-{result['pair']}.svg")
     if result["sheet"]["style_shown"]:
-        shutil.copyfile(result["sheet"]["path"], DOCS_IMAGES / f"quality-{result['pair']}.jpg")
+        shutil.copyfile(result["sheet"]["path"], DOCS_IMAGES / f"quality-frontier-{result['pair']}.jpg")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -118,6 +118,19 @@ def test_stages_are_scaled_so_the_last_one_is_the_asked_size(tmp_path):
     assert quality.size_sets(recipe, quality_common.Size(96, 64)) == ["output.width=96", "output.height=64"]
 
 
+
+def test_stages_given_whole_by_set_replace_the_recipes_and_are_scaled_like_them(tmp_path):
+    # Another layout of the same recipe (one full-size stage): its stages go first, then the
+    # sizes scaled from them, so that the scaled sizes are not replaced by the list.
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("[[stage]]\nwidth = 225\nsteps = 30\n[[stage]]\nwidth = 450\nsteps = 12\n")
+    entry = quality.Entry("one", recipe, ("stage=[{width=512, steps=33}]", "strength=2"), 2.0)
+    pair = quality_common.Pair(tmp_path / "c.jpg", tmp_path / "s.jpg")
+    cmd = quality.recipe_command(entry, pair, quality_common.Size(96, 64), tmp_path / "o.png")
+    sets = [cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--set"]
+    assert sets == ["stage=[{width=512, steps=33}]", "output.width=96", "output.height=64",
+                    "stage[0].width=96", "stage[0].height=64", "strength=2"]
+
 def test_unknown_pair_names_are_refused_with_status_2(capsys):
     with pytest.raises(SystemExit) as exit_:
         quality.select_pairs([Path("rainier.jpg")], [Path("autumn-oak.jpg")], "rainier+starry_night")
@@ -293,3 +306,15 @@ def test_a_portraits_sheet_shows_each_face_enlarged_under_its_picture(tmp_path):
     # The astronaut's face box is 0.30 x 0.35 of the photo: under a 240-px tile, 240 x 280 more.
     assert sheets["astronaut"][0] and not sheets["rainier"][0]
     assert sheets["astronaut"][1] - sheets["rainier"][1] == 280
+
+
+def test_publish_names_its_files_apart_from_the_older_sections_sheets(tmp_path, monkeypatch):
+    # docs/images/quality-<pair>.jpg are the sheets of the issue-14 section (other sizes and
+    # runs): the frontier's must not overwrite them.
+    monkeypatch.setattr(quality, "DOCS_IMAGES", tmp_path / "docs")
+    (tmp_path / "plot.svg").write_text("<svg/>")
+    (tmp_path / "sheet.jpg").write_bytes(b"jpeg")
+    quality.publish({"pair": "a+b", "plot": {"path": str(tmp_path / "plot.svg")},
+                     "sheet": {"path": str(tmp_path / "sheet.jpg"), "style_shown": True}})
+    assert sorted(p.name for p in (tmp_path / "docs").iterdir()) == ["quality-frontier-a+b.jpg",
+                                                                    "quality-frontier-a+b.svg"]
