@@ -170,3 +170,17 @@ def test_a_checkpoint_of_a_plugin_optimizer_is_checked_as_the_builtins_are(tmp_p
     torch.save(state, checkpoint)
     with pytest.raises(stylekit.UserError, match=r"momentum_buffer' is a tensor of torch.float32 shaped \(2, 2\)"):
         stylekit.stylize(plan, checkpoint=checkpoint, resume=True)
+
+
+@pytest.mark.parametrize("made", ["lbfgs"], indirect=True)
+def test_an_lbfgs_checkpoint_of_the_version_before_the_step_back_resumes(made):
+    # Before the step back, L-BFGS kept where its step started only while probing, as
+    # 'probe_point'; a checkpoint without 'step_point' (or with the old name) still resumes.
+    def earlier(state):
+        entry = state["loop"]["optimizer"]["state"][0]
+        entry["probe_point"] = entry.pop("step_point")
+    for change in (_set(["loop", "optimizer", "state", 0, "step_point"], DROP), earlier):
+        checkpoint = changed(made, change)
+        assert checkpoints.load(checkpoint, made[3]) is not None
+    status, _, err = run_cli("run", str(made[1]), "--resume")
+    assert status == 0 and "at step 3/5" in err, err

@@ -83,13 +83,20 @@ class GuardedLBFGS(torch.optim.LBFGS):
     at 200 px in one stage, in fp32 and bf16: the loss up 85 and 250 times, and what the
     next steps could not undo cost the picture its structure, 0.98 against 0.18 at
     strength 2; docs/quality.md). Where no step more than doubles the loss (every golden
-    run, the default's stages in the benchmark's table) every step is torch's.
+    run, the default's stages in the benchmark's table) every step is torch's. The rise is
+    seen when the next step evaluates the loss: a stage's last step is not checked (the
+    next stage starts afresh), and a NaN loss is left to the run's divergence check.
 
     The state (in the state_dict) is torch's plus `step_point`, where the latest step
     started, and while probing `probing` and `probe_loss`, the loss there.
     `BatchedLBFGS` applies the same rules per image. With a line search this is torch's
     LBFGS unchanged: the search evaluates the loss at each trial point.
     """
+
+    #: What a checkpoint of an earlier version may lack (stylekit.run.checkpoint_checks):
+    #: `step_point` was kept only while probing, as `probe_point`; without it the first step
+    #: after the resume is not checked for a rise.
+    optional_state = frozenset({"step_point"})
 
     @torch.no_grad()
     def step(self, closure):

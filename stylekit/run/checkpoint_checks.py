@@ -281,7 +281,13 @@ def _reference(plan: Plan, stage) -> tuple[list[dict], list[dict], dict | None] 
                 scheduler.step()
             if step in (1, REFERENCE_STEPS):
                 states.append(dict(optimizer.state_dict()["state"].get(0, {})))
+        # Keys an optimizer says a state may lack (one saved by an earlier version of it) are
+        # checked for their kind where present, never required: the first reference omits them.
+        optional = getattr(optimizer, "optional_state", frozenset())
+        states = [s for s in states if s]
+        if states and optional:
+            states[0] = {key: value for key, value in states[0].items() if key not in optional}
         groups = optimizer.state_dict()["param_groups"]
-        return [s for s in states if s], groups, None if scheduler is None else scheduler.state_dict()
+        return states, groups, None if scheduler is None else scheduler.state_dict()
     except Exception:
         return None
