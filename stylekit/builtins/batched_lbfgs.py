@@ -84,6 +84,12 @@ def consistent(loss_before: torch.Tensor, loss_after: torch.Tensor, grad_before:
     return (loss_after - loss_before - predicted).abs() <= PROBE_AGREEMENT * predicted.abs()
 
 
+def overshot(loss_before: torch.Tensor, loss_after: torch.Tensor) -> torch.Tensor:
+    """Per row: did the latest step more than multiply a positive loss by RISE_LIMIT? (A NaN
+    loss did not: it is left to the run's divergence check.)"""
+    return (loss_before > 0) & (loss_after > RISE_LIMIT * loss_before)
+
+
 def short_probe(t: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
     """Per row: does the step t x -grad move every pixel by less than PROBE_LIMIT?"""
     return t * grad.abs().amax(1) < PROBE_LIMIT
@@ -266,7 +272,7 @@ class BatchedLBFGS(BatchedStepper):
         else:
             # A row whose latest step more than doubled its loss steps back: it returns to
             # where that step started and keeps all it had there.
-            back = ~self.probing & (self.previous_loss > 0) & (loss > RISE_LIMIT * self.previous_loss)
+            back = ~self.probing & overshot(self.previous_loss, loss)
             # A row after a short probe keeps its pair only if the loss agrees with it.
             agrees = consistent(self.previous_loss, loss, self.previous_grad, grad, point - self.previous_point,
                                 self.ops.dots)

@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, model_validator
 
-from stylekit.builtins.batched_lbfgs import (RISE_LIMIT, STEP_BACK, BatchedLBFGS, TorchRows, consistent, longer_probe,
+from stylekit.builtins.batched_lbfgs import (STEP_BACK, BatchedLBFGS, TorchRows, consistent, longer_probe, overshot,
                                             short_probe)
 from stylekit.contract.components import Optimizer, Params
 from stylekit.contract.hookspecs import hookimpl
@@ -131,12 +131,10 @@ class GuardedLBFGS(torch.optim.LBFGS):
 
     @staticmethod
     def _overshot(state: dict, loss: torch.Tensor) -> bool:
-        """Did the latest step (not a probe: those are guarded apart) more than multiply a
-        positive loss by RISE_LIMIT?"""
+        """Did the latest step (not a probe: those are guarded apart) overshoot (`overshot`)?"""
         if state.get("n_iter", 0) == 0 or state.get("probing") or "step_point" not in state:
             return False
-        before = state["prev_loss"]
-        return before > 0 and bool(loss > RISE_LIMIT * before)
+        return bool(overshot(torch.as_tensor(state["prev_loss"], dtype=loss.dtype, device=loss.device), loss))
 
     def _step_back(self, state: dict) -> None:
         """Back to where the latest step started, then STEP_BACK times as far along its
