@@ -58,6 +58,7 @@ class Stage:
     width: int | None
     height: int | None
     steps: int
+    carry: str = "image"  # what a later stage takes from the one before: "image" or "change"
 
 
 @dataclass(frozen=True)

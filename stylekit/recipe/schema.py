@@ -244,6 +244,12 @@ class StageSpec(Strict):
     height: int | None = Field(
         None, gt=0, le=MAX_SIDE, description="This stage's output height; by default, from its width and the content's aspect.")
     steps: int = Field(ge=1, le=MAX_STEPS, description="Steps at this size.")
+    carry: Literal["image", "change"] = Field(
+        "image",
+        description="What this stage takes from the stage before (the first stage starts from `init`). \"image\": "
+                    "its result, upsampled. \"change\": what it changed in the content, upsampled and added to the "
+                    "content at this size, so this stage starts with the photo's detail that the smaller stage "
+                    "could not hold (edges, a face's features) and the style the smaller stage laid down.")
 
 
 #: The longest reach back in frames: each offset keeps one more earlier frame in memory and

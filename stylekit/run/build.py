@@ -2,7 +2,8 @@
 as tensors, and the objective with its targets computed.
 
 A recipe without stages is one stage; with stages, each starts from the upsampled result of
-the one before and shares one backbone. Nothing here looks a component up again: the plan
+the one before (or from the content plus the upsampled change the one before made: a stage's
+`carry`) and shares one backbone. Nothing here looks a component up again: the plan
 carries the classes and their validated params.
 """
 
@@ -80,7 +81,13 @@ def stage_images(plan: Plan, stage: Stage, previous: torch.Tensor | None = None)
         # as written) are compared with it as luminance, or the temporal term would pull colour in.
         given = colour.luminance_image(given) if given is not None else None
         earlier = [replace(p, image=colour.luminance_image(p.image)) for p in earlier]
-    start = initial_image(inputs.init, hw, content, styles, previous, plan.recipe.run.seed, given)
+    if previous is not None and stage.carry == "change":
+        before = to_tensor(inputs.content, tuple(previous.shape[-2:]))
+        if spec.preserve_colors == "luminance":  # the optimized image is luminance: so is its change
+            before = colour.luminance_image(before)
+        start = carried_change(previous, content, before)
+    else:
+        start = initial_image(inputs.init, hw, content, styles, previous, plan.recipe.run.seed, given)
     return StageImages(content, styles, list(inputs.style_weights), masks, start, postprocess, earlier)
 
 
@@ -94,6 +101,21 @@ def previous_at(previous: PreviousOutput, hw: tuple[int, int]) -> PreviousOutput
     image = F.interpolate(previous.image.float(), size=hw, mode="bilinear", antialias=True, align_corners=False)
     certainty = -F.adaptive_max_pool2d(-previous.certainty.float(), hw)
     return replace(previous, image=image.clamp(0, 1), certainty=certainty)
+
+
+def carried_change(previous: torch.Tensor, content: torch.Tensor, content_before: torch.Tensor) -> torch.Tensor:
+    """A later stage's start when it carries the change (`StageSpec.carry`): the content at its
+    size plus what the stage before changed in the content at its own size, upsampled.
+
+    Upsampling the smaller result itself gives a blurred photo: the detail that the smaller
+    stage could not hold (edges, a face's eyes and mouth, a few pixels across) is gone, and the
+    few steps at full size redraw it from the style's texture, which bends small shapes. Adding
+    only the change keeps that detail from the full-size photo, and the style laid down at the
+    smaller size. `content_before` is the content as the stage before saw it, so a stage that
+    changed nothing hands on the full-size content exactly."""
+    hw = tuple(content.shape[-2:])
+    change = F.interpolate(previous.float().cpu() - content_before, size=hw, mode="bicubic", align_corners=False)
+    return (content + change).clamp(0, 1)
 
 
 def mask_tensor(img: Image.Image, hw: tuple[int, int]) -> torch.Tensor:
