@@ -166,3 +166,20 @@ def test_the_interrupt_message_gives_the_command_to_resume(stylekit_recipe):
     status, _, err = run_cli(*command.split()[1:])
     assert status == 0, err
     assert json.loads((stylekit_recipe.parent / "out" / "result.json").read_text())["steps_done"] == 9
+
+
+def test_a_checkpoint_from_before_stages_had_a_carry_resumes(tmp_path):
+    # Checkpoints kept the recipe as written out then, without `carry`; the default it has
+    # now ("image") is what those runs did, so they resume; a stage that carries the change
+    # is another run.
+    recipe = write_recipe(tmp_path, TINY_LOSSES + STAGES)
+    registry = tiny_registry()
+    plan = stylekit.load(recipe, registry=registry)
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(plan, callback=lambda info: info.step == 6 and info.stop(), checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert all("carry" not in stage for stage in state["recipe"]["stage"])  # kept as it was then
+    assert stylekit.stylize(plan, checkpoint=checkpoint, resume=True).status == "finished"
+    carrying = stylekit.load(recipe, {"stage.1.carry": "change"}, registry=registry)
+    with pytest.raises(stylekit.UserError, match=r"different recipe \(changed: stage\[1\]\.carry\)"):
+        stylekit.stylize(carrying, checkpoint=checkpoint, resume=True)

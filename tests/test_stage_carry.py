@@ -86,3 +86,10 @@ def test_an_unknown_carry_is_one_message_naming_the_field(tmp_path):
     assert status == 2
     assert "stage[1].carry" in err and "'image'" in err and "'change'" in err
     assert "Traceback" not in err
+
+
+def test_a_first_stage_that_carries_is_told_it_has_nothing_to_carry(tmp_path):
+    body = TINY_LOSSES + '\n[[stage]]\nwidth = 32\nsteps = 2\ncarry = "change"\n\n[[stage]]\nwidth = 64\nsteps = 2\n'
+    status, _, err = run_cli("run", str(write_recipe(tmp_path, body)))
+    assert status == 2 and "Traceback" not in err
+    assert "stage[0].carry" in err and "the first stage has no stage before it" in err

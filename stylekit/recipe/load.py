@@ -86,6 +86,9 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     parts = recipe if recipe is not None else _valid_parts(data)
     if parts.requires is not None:
         problems += _missing_packages(parts.requires, registry, at)
+    if parts.stage and parts.stage[0].carry != "image":
+        problems.append(at(("stage", 0, "carry"), "the first stage has no stage before it to carry from: it starts "
+                           "from images.init - remove carry there (it is for the stages after the first)"))
     inputs = None
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)

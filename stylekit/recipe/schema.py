@@ -246,10 +246,12 @@ class StageSpec(Strict):
     steps: int = Field(ge=1, le=MAX_STEPS, description="Steps at this size.")
     carry: Literal["image", "change"] = Field(
         "image",
-        description="What this stage takes from the stage before (the first stage starts from `init`). \"image\": "
-                    "its result, upsampled. \"change\": what it changed in the content, upsampled and added to the "
-                    "content at this size, so this stage starts with the photo's detail that the smaller stage "
-                    "could not hold (edges, a face's features) and the style the smaller stage laid down.")
+        description="What this stage takes from the stage before (not for the first stage, which starts from "
+                    "`images.init`). \"image\": its result, upsampled. \"change\": what it changed in the content, "
+                    "upsampled and added to the content at this size, so this stage starts with the photo's detail "
+                    "that the smaller stage could not hold (edges, a face's features) and the style the smaller "
+                    "stage laid down (from a noise or style init, that is its result plus the photo's finer "
+                    "detail).")
 
 
 #: The longest reach back in frames: each offset keeps one more earlier frame in memory and

@@ -42,6 +42,9 @@ def _recipe_key(plan: Plan) -> dict:
     raw.get("run", {}).pop("progress_every", None)
     if raw.get("flow") == FlowSpec().model_dump(mode="json"):  # as a checkpoint from before recipes had a [flow]
         raw.pop("flow")
+    for stage in raw.get("stage") or []:
+        if stage.get("carry") == "image":  # as a checkpoint from before stages had a carry
+            stage.pop("carry")
     inputs = plan.images
     pictures = [inputs.content, *inputs.styles, *(inputs.masks or ()), *([inputs.init] if not isinstance(inputs.init, str) else [])]
     digest = hashlib.sha1()
