@@ -167,7 +167,7 @@ def part_clip(name: str, args, work: Path, style: Path, alone_cache: dict) -> di
                 break
             if i >= args.real_start:
                 inputs.append(to_tensor(frame.resize(args.size, Image.LANCZOS), args.size[::-1]))
-        flows = provider_flows(inputs, DIS(DIS.Params(preset="fast")))
+        flows = provider_flows(inputs, DIS(DIS.Params(preset="fast", matches=False)))
     frames_dir = write_frames(inputs, work / name / "input")
     began = time.perf_counter()
     video, video_seconds = stylize_video(recipe, frames_dir, style, work / name, sets, exact)

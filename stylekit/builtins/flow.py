@@ -1,7 +1,8 @@
 """Built-in optical-flow providers, for `stylekit video` (a recipe's `[flow]` table).
 
 - `dis`: OpenCV's Dense Inverse Search (Kroeger et al., ECCV 2016): fast on a CPU, from the
-  optional extra `video` (`pip install 'stylekit[video]'`).
+  optional extra `video` (`pip install 'stylekit[video]'`); with SIFT matches' motions where
+  DIS loses a small fast region (`flow_matches.py`).
 - `file`: flow the user computed beforehand (DeepFlow, FlowNet, RAFT's own scripts) as
   Middlebury `.flo` files.
 - `raft`: torchvision's RAFT (Teed & Deng, ECCV 2020), loaded from a state-dict file the
@@ -24,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 
+from stylekit.builtins.flow_matches import with_matched_motions
 from stylekit.contract.components import Params
 from stylekit.contract.flow import FlowProvider, FramePair
 from stylekit.contract.hookspecs import hookimpl
@@ -51,6 +53,11 @@ class DIS(FlowProvider):
     class Params(Params):
         preset: Literal["ultrafast", "fast", "medium"] = Field(
             "medium", description="OpenCV's speed/quality preset: medium is the most accurate, ultrafast the fastest")
+        matches: bool = Field(
+            True, description="where DIS's flow does not explain the frames, also try the motions that SIFT feature "
+                              "matches agree on: DIS, coarse to fine, gives a small region that moves farther than its "
+                              "size the motion around it (a ball, a car far off); matches find it "
+                              "(stylekit/builtins/flow_matches.py). Costs a SIFT pass over both frames of each pair.")
 
     def __init__(self, params):
         super().__init__(params)
@@ -61,6 +68,7 @@ class DIS(FlowProvider):
         preset = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[params.preset]
         self._create = lambda: cv2.DISOpticalFlow_create(preset)
+        self._cv2 = cv2
 
     def flow(self, source: torch.Tensor, target: torch.Tensor, pair: FramePair) -> torch.Tensor:
         # A new instance per pair: one that is reused carries state from the pair before (its
@@ -68,7 +76,10 @@ class DIS(FlowProvider):
         # flow would depend on what was asked before it: a resumed video, which asks for
         # fewer flows, would not repeat the frames of an uninterrupted one. Creating one
         # costs microseconds against the milliseconds of a pair.
-        computed = self._create().calc(grey_8bit(source), grey_8bit(target), None)  # (H, W, 2): u, v
+        source_grey, target_grey = grey_8bit(source), grey_8bit(target)
+        computed = self._create().calc(source_grey, target_grey, None)  # (H, W, 2): u, v
+        if self.params.matches:
+            computed = with_matched_motions(self._cv2, source_grey, target_grey, computed)
         return torch.from_numpy(computed).permute(2, 0, 1).unsqueeze(0).float().contiguous()
 
 

@@ -161,7 +161,9 @@ def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> in
 
 def measure(args) -> int:
     """`stylekit video-metrics`: the warping error at 1 and 10 frames, graded with the
-    input's DIS flow; with --style, each frame's content and style distances."""
+    input's DIS flow (plain DIS, without the matched motions a video's loss uses by default,
+    so that a stylization is not graded by the flow it was held to); with --style, each
+    frame's content and style distances."""
     stylized, source = open_clip(args.output), open_clip(args.input)
     if stylized.frame_count != source.frame_count:
         raise UserError(Problem(f"{args.output} has {stylized.frame_count} frames but {args.input} has "
@@ -169,7 +171,7 @@ def measure(args) -> int:
     size = (stylized.height, stylized.width)
     outputs = [to_tensor(frame, size) for frame in stylized.frames()]
     inputs = [to_tensor(frame, size) for frame in source.frames()]
-    flows = provider_flows(inputs, DIS(DIS.Params(preset=args.preset)))
+    flows = provider_flows(inputs, DIS(DIS.Params(preset=args.preset, matches=False)))
     figures = {"frames": len(outputs), "preset": args.preset, "warping_error": {}, "input_warping_error": {}}
     for error in warping_errors(outputs, flows, OFFSETS):
         figures["warping_error"][str(error.offset)] = error.mean

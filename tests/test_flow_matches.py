@@ -1,0 +1,97 @@
+"""The `dis` provider's matched motions (stylekit/builtins/flow_matches.py): a small region
+that moves farther than coarse-to-fine DIS can follow gets the motion SIFT matches agree on,
+and wherever DIS's flow explains the frames it is left as it was."""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from stylekit.builtins import flow_matches
+from stylekit.builtins.flow import DIS, grey_8bit
+from stylekit.contract.flow import FramePair
+
+HEIGHT, WIDTH = 96, 160
+
+
+def texture(seed: int) -> torch.Tensor:
+    """Blobs about 4 px across: detail for DIS and for SIFT's keypoints."""
+    noise = torch.rand(1, 3, HEIGHT // 4, WIDTH // 4, generator=torch.Generator().manual_seed(seed))
+    return F.interpolate(noise, size=(HEIGHT, WIDTH), mode="bicubic", align_corners=False).clamp(0, 1)
+
+
+def with_disc(background: torch.Tensor, disc: torch.Tensor, x: int, radius: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The background with a disc of `disc`'s texture centred at (x, 48); the texture moves
+    with the disc. Returns the frame and the disc's pixels."""
+    ys, xs = torch.meshgrid(torch.arange(HEIGHT), torch.arange(WIDTH), indexing="ij")
+    inside = (xs - x) ** 2 + (ys - 48) ** 2 <= radius ** 2
+    carried = torch.roll(disc, shifts=x - WIDTH // 2, dims=3)
+    return torch.where(inside, carried, background), inside
+
+
+def flows(first, second):
+    """DIS's flow alone and with the matched motions, first to second."""
+    return (DIS(DIS.Params(matches=False)).flow(first, second, FramePair(0, 1)),
+            DIS(DIS.Params()).flow(first, second, FramePair(0, 1)))
+
+
+def changed_only_by_the_rule(first, second, plain, matched) -> bool:
+    """Whether every pixel whose flow changed is one DIS's flow did not explain (its warping
+    error over the window above UNEXPLAINED) and now has one of the matched motions."""
+    import cv2
+
+    a, b = grey_8bit(first), grey_8bit(second)
+    motions = torch.from_numpy(np.array(flow_matches.matched_motions(cv2, a, b))).view(-1, 2, 1)
+    dis_error = torch.from_numpy(flow_matches.warping_error(cv2, a, b, plain[0].permute(1, 2, 0).numpy()))
+    changed = (matched != plain).any(dim=1)[0]
+    new = matched[0][:, changed]  # (2, N)
+    is_a_motion = (new[None] == motions).all(dim=1).any(dim=0)
+    return bool((dis_error[changed] > flow_matches.UNEXPLAINED).all() and is_a_motion.all())
+
+
+def test_a_small_disc_moving_farther_than_dis_follows_gets_its_motion():
+    # A 40 px disc moving 30 px over a still background: at DIS's coarsest scale the disc is a
+    # few pixels, and DIS gives it the background's motion (none): an error of the whole move.
+    move, radius = 30, 20
+    background, disc = texture(1), texture(2)
+    first, on_disc = with_disc(background, disc, 60, radius)
+    second, on_disc_after = with_disc(background, disc, 60 + move, radius)
+    true = torch.zeros(1, 2, HEIGHT, WIDTH)
+    true[0, 0][on_disc] = move
+    plain, matched = flows(first, second)
+    error = lambda flow: (flow - true).norm(dim=1)[0]  # noqa: E731
+
+    assert float((error(plain)[on_disc] <= 1).float().mean()) < 0.2  # the limit this exists for
+    # The disc's pixels whose window holds only the disc are explained by its motion; those
+    # nearer its edge than half the window see the background too and may keep DIS's flow.
+    inner = ((radius - flow_matches.WINDOW // 2 - 1) / radius) ** 2
+    assert float((error(matched)[on_disc] <= 1).float().mean()) >= inner
+    assert changed_only_by_the_rule(first, second, plain, matched)
+    # Away from the disc (farther than the window, in either frame) the background is still:
+    # a pixel changed there took a matched motion of the background, as right as SIFT's
+    # sub-pixel positions (a tenth of a pixel), never the disc's.
+    near = F.max_pool2d((on_disc | on_disc_after).float()[None, None], flow_matches.WINDOW + 2, 1,
+                        (flow_matches.WINDOW + 2) // 2)[0, 0].bool()
+    assert float(error(matched)[~near].max()) <= float(error(plain)[~near].max()) + 0.1
+
+
+def test_a_pair_that_dis_explains_keeps_dis_s_flow():
+    # The whole frame moved 3 px: DIS explains the pixels, but along the edge the motion
+    # leaves by, where its flow points out of the frame; only those may change, to the
+    # matched 3 px, which stays inside.
+    wide = texture(3)
+    first, second = wide[..., :, 3:], wide[..., :, :-3]
+    plain, matched = flows(first, second)
+    assert changed_only_by_the_rule(first, second, plain, matched)
+    changed = (matched != plain).any(dim=1)[0]
+    assert not changed[:, : -(3 + flow_matches.WINDOW)].any()
+    assert float((matched[0, 0] - 3).abs().max()) <= float((plain[0, 0] - 3).abs().max())
+
+
+def test_the_matches_agree_on_the_frame_s_translation():
+    import cv2
+
+    wide = texture(4)
+    first, second = wide[..., 3:, 7:], wide[..., :-3, :-7]  # second is first moved 7 right, 3 down
+    motions = flow_matches.matched_motions(cv2, grey_8bit(first), grey_8bit(second))
+    assert motions, "no motion found"
+    assert torch.allclose(torch.tensor(motions[0]), torch.tensor([7.0, 3.0]), atol=0.3)
