@@ -26,7 +26,9 @@ VARIANTS = [  # (caption, stylekit run arguments)
     ("masks: swirls left, embers right", ["--style", "examples/swirls.jpg", "--style", "examples/embers.jpg",
                                           "--set", "images.style_masks=['masks/left.png', 'masks/right.png']"]),
     ("init = noise", ["--set", "images.init=noise"]),
-    ("stages 128 -> W", ["--set", "stage=[{width=128, steps=STEPS}, {width=WIDTH, steps=HALF}]"]),
+    # The steps of the two stages add up to --steps, which every run is given.
+    ("stages 128 -> W", ["--set", "stage=[{width=128, steps=COARSE}, {width=WIDTH, steps=FINE}]"]),
+    ("stage[1].carry = image", ["--set", 'stage[1].carry="image"']),
     ("ema_decay = 0.9", ["--set", "run.ema_decay=0.9"]),
 ]
 
@@ -48,7 +50,8 @@ def main() -> None:
 
     tiles = []
     for i, (caption, extra) in enumerate(VARIANTS):
-        extra = [a.replace("STEPS", str(args.steps)).replace("HALF", str(args.steps // 2)).replace("WIDTH", str(args.width))
+        extra = [a.replace("COARSE", str(args.steps - args.steps // 3)).replace("FINE", str(args.steps // 3))
+                 .replace("WIDTH", str(args.width))
                  .replace("masks/", str(work / "masks") + "/") for a in extra]
         target = work / f"v{i}.png"
         cmd = [str(Path(sys.executable).parent / "stylekit"), "run", "recipes/gatys.toml", "-o", str(target),
