@@ -1,6 +1,6 @@
-"""The `dis` provider's matched motions (stylekit/builtins/flow_matches.py): a small region
-that moves farther than coarse-to-fine DIS can follow gets the motion SIFT matches agree on,
-and wherever DIS's flow explains the frames it is left as it was."""
+"""The `dis` provider's matched motions (`matches = true`, stylekit/builtins/flow_matches.py):
+a small region that moves farther than coarse-to-fine DIS can follow gets the motion SIFT
+matches agree on, and wherever DIS's flow explains the frames it is left as it was."""
 
 import numpy as np
 import torch
@@ -30,8 +30,8 @@ def with_disc(background: torch.Tensor, disc: torch.Tensor, x: int, radius: int)
 
 def flows(first, second):
     """DIS's flow alone and with the matched motions, first to second."""
-    return (DIS(DIS.Params(matches=False)).flow(first, second, FramePair(0, 1)),
-            DIS(DIS.Params()).flow(first, second, FramePair(0, 1)))
+    return (DIS(DIS.Params()).flow(first, second, FramePair(0, 1)),
+            DIS(DIS.Params(matches=True)).flow(first, second, FramePair(0, 1)))
 
 
 def changed_only_by_the_rule(first, second, plain, matched) -> bool:
@@ -95,3 +95,30 @@ def test_the_matches_agree_on_the_frame_s_translation():
     motions = flow_matches.matched_motions(cv2, grey_8bit(first), grey_8bit(second))
     assert motions, "no motion found"
     assert torch.allclose(torch.tensor(motions[0]), torch.tensor([7.0, 3.0]), atol=0.3)
+
+
+def test_a_pair_gets_the_same_matched_flow_whatever_was_asked_before():
+    # As for DIS alone (tests/test_flow.py): a resumed video asks for fewer flows than an
+    # uninterrupted one, and its frames are the same only if a flow depends on its two frames.
+    background, disc = texture(1), texture(2)
+    first, _ = with_disc(background, disc, 60, 20)
+    second, _ = with_disc(background, disc, 90, 20)
+    provider = DIS(DIS.Params(matches=True))
+    alone = DIS(DIS.Params(matches=True)).flow(first, second, FramePair(0, 1))
+    provider.flow(second, first, FramePair(1, 0))
+    provider.flow(texture(5), texture(6), FramePair(2, 3))
+    again = provider.flow(first, second, FramePair(0, 1))
+    assert torch.equal(again, alone) and not torch.equal(alone, flows(first, second)[0])  # the matched path ran
+
+
+def test_a_video_begun_before_matches_existed_keeps_its_work_folder_key(tmp_path):
+    # Work folders kept the flow's params as they were then ({"preset": "medium"}); off,
+    # `matches` computes what DIS computed before it, so the key leaves it out; on, it is
+    # another flow, and the key says so.
+    from planning import plan_for
+    from stylekit.testing import write_recipe
+    from stylekit.video.start import run_key
+
+    plan = plan_for(write_recipe(tmp_path))
+    assert run_key(plan, DIS(DIS.Params()), "clip")["flow"]["params"] == {"preset": "medium"}
+    assert run_key(plan, DIS(DIS.Params(matches=True)), "clip")["flow"]["params"] == {"preset": "medium", "matches": True}

@@ -49,15 +49,18 @@ class DIS(FlowProvider):
     """OpenCV's DIS optical flow on 8-bit grey frames: fast on a CPU (tens of ms a 720p pair)."""
 
     name = "dis"
+    #: `matches` came after videos had work folders; off, the flow is what it was before it.
+    params_added_later = {"matches": False}
 
     class Params(Params):
         preset: Literal["ultrafast", "fast", "medium"] = Field(
             "medium", description="OpenCV's speed/quality preset: medium is the most accurate, ultrafast the fastest")
         matches: bool = Field(
-            True, description="where DIS's flow does not explain the frames, also try the motions that SIFT feature "
-                              "matches agree on: DIS, coarse to fine, gives a small region that moves farther than its "
-                              "size the motion around it (a ball, a car far off); matches find it "
-                              "(stylekit/builtins/flow_matches.py). Costs a SIFT pass over both frames of each pair.")
+            False, description="where DIS's flow does not explain the frames, also try the motions that SIFT feature "
+                               "matches agree on: DIS, coarse to fine, gives a small region that moves farther than "
+                               "its size the motion around it (a ball, a car far off); matches find it "
+                               "(stylekit/builtins/flow_matches.py). For clips with such motion: it cost 5 times "
+                               "DIS's time a flow, and gained nothing on real footage graded by DIS (docs/video.md).")
 
     def __init__(self, params):
         super().__init__(params)

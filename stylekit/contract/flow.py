@@ -57,3 +57,7 @@ class FlowProvider(Component):
 
     #: Whether `flow` reads files beside the frames rather than computing from pixels.
     reads_files: ClassVar[bool] = False
+    #: Params added in a later version of the provider, each with the value that computes
+    #: what the provider computed before it: at that value a param is left out of a video's
+    #: work-folder key, so that a video begun before the param existed resumes.
+    params_added_later: ClassVar[dict] = {}

@@ -129,6 +129,11 @@ def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
               for loss in plan.losses]
     recipe = json.dumps({"recipe": raw, "pictures": pictures.hexdigest(), "losses": losses}, sort_keys=True)
     params = flow.params.model_dump(mode="json") if hasattr(flow.params, "model_dump") else repr(flow.params)
+    # A param a provider added later, at the value that does what the provider did before
+    # it, is left out: a work folder begun before it resumes.
+    for name, value in getattr(flow, "params_added_later", {}).items():
+        if isinstance(params, dict) and params.get(name) == value:
+            params.pop(name)
     return {"recipe": hashlib.sha1(recipe.encode()).hexdigest(),
             "flow": {"name": getattr(flow, "name", type(flow).__name__), "params": params},
             "input": identity}
