@@ -122,3 +122,27 @@ def test_a_video_begun_before_matches_existed_keeps_its_work_folder_key(tmp_path
     plan = plan_for(write_recipe(tmp_path))
     assert run_key(plan, DIS(DIS.Params()), "clip")["flow"]["params"] == {"preset": "medium"}
     assert run_key(plan, DIS(DIS.Params(matches=True)), "clip")["flow"]["params"] == {"preset": "medium", "matches": True}
+
+
+def test_a_motion_that_does_not_explain_the_frames_is_never_taken(monkeypatch):
+    # A still scene, a flow wrong everywhere (5 px), and a matched motion as wrong (30 px): on
+    # a random texture each is right by chance here and there, and the wrong motion beats the
+    # wrong flow at some pixels, but it explains none of them, so none takes it; the right
+    # motion (none), offered after it, explains them all and replaces the wrong flow wherever
+    # that does not explain them (on smooth patches a 5 px shift can).
+    import cv2
+
+    still = grey_8bit(texture(7))
+    wrong_flow = np.zeros(still.shape + (2,), np.float32)
+    wrong_flow[..., 0] = 5
+    wrong_motion, right_motion = np.float32([30, 0]), np.float32([0, 0])
+    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b: [wrong_motion])
+    fused = flow_matches.with_matched_motions(cv2, still, still, wrong_flow)
+    beats = flow_matches.warping_error(cv2, still, still, np.broadcast_to(wrong_motion, wrong_flow.shape)) \
+        + flow_matches.MARGIN < flow_matches.warping_error(cv2, still, still, wrong_flow)
+    assert beats.any()  # the case this is about
+    assert np.array_equal(fused, wrong_flow)
+    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b: [wrong_motion, right_motion])
+    fused = flow_matches.with_matched_motions(cv2, still, still, wrong_flow)
+    unexplained = flow_matches.warping_error(cv2, still, still, wrong_flow) > flow_matches.UNEXPLAINED
+    assert unexplained.any() and (fused[unexplained] == 0).all()
