@@ -136,13 +136,33 @@ def test_a_motion_that_does_not_explain_the_frames_is_never_taken(monkeypatch):
     wrong_flow = np.zeros(still.shape + (2,), np.float32)
     wrong_flow[..., 0] = 5
     wrong_motion, right_motion = np.float32([30, 0]), np.float32([0, 0])
-    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b: [wrong_motion])
+    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b, found: [wrong_motion])
     fused = flow_matches.with_matched_motions(cv2, still, still, wrong_flow)
     beats = flow_matches.warping_error(cv2, still, still, np.broadcast_to(wrong_motion, wrong_flow.shape)) \
         + flow_matches.MARGIN < flow_matches.warping_error(cv2, still, still, wrong_flow)
     assert beats.any()  # the case this is about
     assert np.array_equal(fused, wrong_flow)
-    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b: [wrong_motion, right_motion])
+    monkeypatch.setattr(flow_matches, "matched_motions", lambda cv2, a, b, found: [wrong_motion, right_motion])
     fused = flow_matches.with_matched_motions(cv2, still, still, wrong_flow)
     unexplained = flow_matches.warping_error(cv2, still, still, wrong_flow) > flow_matches.UNEXPLAINED
     assert unexplained.any() and (fused[unexplained] == 0).all()
+
+
+def test_keypoints_kept_between_flows_give_the_flow_found_afresh():
+    # A provider keeps each frame's keypoints (found once a frame, not once a pair); what
+    # they give is what finding them again gives, and another frame is never taken for one
+    # kept (they are keyed by the pixels).
+    import cv2
+
+    background, disc = texture(1), texture(2)
+    first, _ = with_disc(background, disc, 60, 20)
+    second, _ = with_disc(background, disc, 90, 20)
+    cache = flow_matches.KeypointCache(size=2)
+    a, b = grey_8bit(first), grey_8bit(second)
+    fresh = flow_matches.keypoints(cv2, a)
+    kept = cache(cv2, a)
+    assert cache(cv2, a) is kept and np.array_equal(kept[0], fresh[0]) and np.array_equal(kept[1], fresh[1])
+    other = cache(cv2, b)
+    assert not np.array_equal(other[0], kept[0])
+    cache(cv2, grey_8bit(texture(9)))  # a third frame: the least recently used (a) goes
+    assert len(cache.found) == 2 and cache(cv2, a) is not kept

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field, ValidationInfo, field_validator
 
-from stylekit.builtins.flow_matches import with_matched_motions
+from stylekit.builtins.flow_matches import KeypointCache, with_matched_motions
 from stylekit.contract.components import Params
 from stylekit.contract.flow import FlowProvider, FramePair
 from stylekit.contract.hookspecs import hookimpl
@@ -72,6 +72,7 @@ class DIS(FlowProvider):
                   "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}[params.preset]
         self._create = lambda: cv2.DISOpticalFlow_create(preset)
         self._cv2 = cv2
+        self._keypoints = KeypointCache()
 
     def flow(self, source: torch.Tensor, target: torch.Tensor, pair: FramePair) -> torch.Tensor:
         # A new instance per pair: one that is reused carries state from the pair before (its
@@ -82,7 +83,7 @@ class DIS(FlowProvider):
         source_grey, target_grey = grey_8bit(source), grey_8bit(target)
         computed = self._create().calc(source_grey, target_grey, None)  # (H, W, 2): u, v
         if self.params.matches:
-            computed = with_matched_motions(self._cv2, source_grey, target_grey, computed)
+            computed = with_matched_motions(self._cv2, source_grey, target_grey, computed, self._keypoints)
         return torch.from_numpy(computed).permute(2, 0, 1).unsqueeze(0).float().contiguous()
 
 

@@ -19,6 +19,10 @@ with the `video` extra, imported by the caller.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
+
 import numpy as np
 
 #: Side of the square over which a flow's warping error is averaged: small, so that a
@@ -43,19 +47,48 @@ RATIO = 0.75
 MOST_KEYPOINTS = 2000
 
 
-def matched_motions(cv2, source: np.ndarray, target: np.ndarray) -> list[np.ndarray]:
+def keypoints(cv2, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """SIFT's keypoints of a grey frame, as (N, 2) positions and their descriptors."""
+    found, descriptors = cv2.SIFT_create(nfeatures=MOST_KEYPOINTS).detectAndCompute(frame, None)
+    return np.array([k.pt for k in found], dtype=np.float64).reshape(-1, 2), descriptors
+
+
+class KeypointCache:
+    """The keypoints of the frames seen last, found once a frame: a video asks for about 16
+    flows with each frame in them (8 a frame), and finding keypoints is most of their cost.
+    Keyed by the frame's pixels, so a frame is never mistaken for another (a provider may be
+    given several clips); what it returns is what `keypoints` computes, bit for bit."""
+
+    def __init__(self, size: int = 16):
+        self.size, self.found, self.lock = size, OrderedDict(), threading.Lock()
+
+    def __call__(self, cv2, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        key = (frame.shape, hashlib.sha1(frame.tobytes()).digest())
+        with self.lock:
+            if key in self.found:
+                self.found.move_to_end(key)
+                return self.found[key]
+        result = keypoints(cv2, frame)
+        with self.lock:
+            self.found[key] = result
+            while len(self.found) > self.size:
+                self.found.popitem(last=False)
+        return result
+
+
+def matched_motions(cv2, source: np.ndarray, target: np.ndarray, found=keypoints) -> list[np.ndarray]:
     """The translations (dx, dy), source to target, that at least MIN_SUPPORT SIFT matches
-    agree on, the best supported first, each the mean of its matches."""
-    sift = cv2.SIFT_create(nfeatures=MOST_KEYPOINTS)
-    keys_s, desc_s = sift.detectAndCompute(source, None)
-    keys_t, desc_t = sift.detectAndCompute(target, None)
-    if desc_s is None or desc_t is None or len(keys_s) < 2 or len(keys_t) < 2:
+    agree on, the best supported first, each the mean of its matches. `found`: how a frame's
+    keypoints are had (a `KeypointCache` keeps them between calls)."""
+    points_s, desc_s = found(cv2, source)
+    points_t, desc_t = found(cv2, target)
+    if desc_s is None or desc_t is None or len(points_s) < 2 or len(points_t) < 2:
         return []
     pairs = cv2.BFMatcher().knnMatch(desc_s, desc_t, k=2)
     good = [p[0] for p in pairs if len(p) == 2 and p[0].distance < RATIO * p[1].distance]
     if len(good) < MIN_SUPPORT:
         return []
-    moves = np.array([np.subtract(keys_t[m.trainIdx].pt, keys_s[m.queryIdx].pt) for m in good], dtype=np.float64)
+    moves = np.array([points_t[m.trainIdx] - points_s[m.queryIdx] for m in good], dtype=np.float64)
     motions = []
     while len(moves) >= MIN_SUPPORT and len(motions) < MOST_MOTIONS:
         # Each whole-pixel bin's support is the matches within CLUSTER_RADIUS of its centre:
@@ -86,10 +119,11 @@ def warping_error(cv2, source: np.ndarray, target: np.ndarray, flow: np.ndarray)
     return cv2.blur(error, (WINDOW, WINDOW))
 
 
-def with_matched_motions(cv2, source: np.ndarray, target: np.ndarray, flow: np.ndarray) -> np.ndarray:
+def with_matched_motions(cv2, source: np.ndarray, target: np.ndarray, flow: np.ndarray,
+                         found=keypoints) -> np.ndarray:
     """`flow` (DIS's, source to target), with the matched motions where they explain the
-    frames clearly better and `flow` does not explain them."""
-    motions = matched_motions(cv2, source, target)
+    frames clearly better and `flow` does not explain them. `found`: as `matched_motions`."""
+    motions = matched_motions(cv2, source, target, found)
     if not motions:
         return flow
     best = warping_error(cv2, source, target, flow)
