@@ -161,7 +161,7 @@ def _said(args, result: ClipResult, output: Path, progress: FrameProgress) -> in
 
 def measure(args) -> int:
     """`stylekit video-metrics`: the warping error at 1 and 10 frames, graded with the
-    input's DIS flow (plain DIS, without the matched motions a video's loss uses by default,
+    input's DIS flow (plain DIS, without the matched motions, whatever the video's recipe used,
     so that a stylization is not graded by the flow it was held to); with --style, each
     frame's content and style distances."""
     stylized, source = open_clip(args.output), open_clip(args.input)
