@@ -93,3 +93,41 @@ def test_a_first_stage_that_carries_is_told_it_has_nothing_to_carry(tmp_path):
     status, _, err = run_cli("run", str(write_recipe(tmp_path, body)))
     assert status == 2 and "Traceback" not in err
     assert "stage[0].carry" in err and "the first stage has no stage before it" in err
+
+
+def test_a_checkpoint_made_before_stages_had_a_carry_still_resumes_and_a_carry_of_change_is_another_recipe(tmp_path):
+    import pytest
+
+    import stylekit
+    from stylekit.testing import tiny_registry
+
+    plan = stylekit.load(two_stages_recipe(tmp_path), registry=tiny_registry())
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(plan, callback=lambda info: info.step == 1 and info.stop(), checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert "carry" not in state["recipe"]["stage"][1]  # "image", the default, is what came before it
+    for stage in state["recipe"]["stage"]:
+        stage.pop("carry", None)  # as a checkpoint of an earlier stylekit holds it
+    torch.save(state, checkpoint)
+    assert stylekit.stylize(plan, checkpoint=checkpoint, resume=True).status == "finished"
+    other = stylekit.load(two_stages_recipe(tmp_path, "change"), registry=tiny_registry())
+    with pytest.raises(stylekit.UserError, match=r"different recipe \(changed: stage\[1\]\.carry\)"):
+        stylekit.stylize(other, checkpoint=checkpoint, resume=True)
+
+
+def test_a_video_work_folder_and_a_checkpoint_leave_out_the_same_fields(tmp_path):
+    # One identity serves both (stylekit/recipe/identity.py): where files go, the progress
+    # display and the fields added later at their earlier value change neither key.
+    from stylekit.builtins.flow import DIS
+    from stylekit.run.checkpoints import state_of
+    from stylekit.video.start import run_key
+
+    plan = two_stages(tmp_path)
+    moved = two_stages(tmp_path, "image", **{"output.path": str(tmp_path / "elsewhere.png"), "output.save_every": 1,
+                                              "run.progress_every": 3})
+    flow = DIS(DIS.Params())
+    assert run_key(plan, flow, "clip") == run_key(moved, flow, "clip")
+    loop = type("Loop", (), {"state": lambda self: {}})()
+    assert state_of(plan, 0, loop, [])["recipe"] == state_of(moved, 0, loop, [])["recipe"]
+    changed = two_stages(tmp_path, "change")
+    assert run_key(plan, flow, "clip")["recipe"] != run_key(changed, flow, "clip")["recipe"]

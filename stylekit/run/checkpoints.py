@@ -19,7 +19,7 @@ from stylekit.errors import Problem, UserError
 from stylekit.files.images import write_bytes_atomic
 from stylekit.files.outputs import checkpoint_path, not_written
 from stylekit.recipe.plan import Plan
-from stylekit.recipe.schema import FlowSpec
+from stylekit.recipe.identity import resumable_recipe
 from stylekit.recipe.tomlpos import dotted
 from stylekit.run.checkpoint_checks import problem_with
 from stylekit.run.engine import Loop
@@ -33,18 +33,10 @@ def path_for(output: Path) -> Path:
 
 
 def _recipe_key(plan: Plan) -> dict:
-    """What must be the same for a checkpoint to continue a run: the recipe but where files
-    go, how often they are saved and the progress display; and the input images' pixels
-    (a file changed in place, or another image given in memory, is another run)."""
-    raw = plan.raw
-    for name in ("path", "save_every", "record", "plot", "checkpoint_every"):
-        raw.get("output", {}).pop(name, None)
-    raw.get("run", {}).pop("progress_every", None)
-    if raw.get("flow") == FlowSpec().model_dump(mode="json"):  # as a checkpoint from before recipes had a [flow]
-        raw.pop("flow")
-    for stage in raw.get("stage") or []:
-        if stage.get("carry") == "image":  # as a checkpoint from before stages had a carry
-            stage.pop("carry")
+    """What must be the same for a checkpoint to continue a run: the recipe but what changes
+    no pixel (`recipe.identity`); and the input images' pixels (a file changed in place, or
+    another image given in memory, is another run)."""
+    raw = resumable_recipe(plan)
     inputs = plan.images
     pictures = [inputs.content, *inputs.styles, *(inputs.masks or ()), *([inputs.init] if not isinstance(inputs.init, str) else [])]
     digest = hashlib.sha1()

@@ -22,6 +22,7 @@ from PIL import Image
 from stylekit.builtins.temporal import DEFAULT_WEIGHT, TemporalLoss, precedence
 from stylekit.contract.components import PreviousOutput
 from stylekit.contract.flow import FlowProvider
+from stylekit.recipe.identity import component_params, resumable_recipe
 from stylekit.recipe.plan import Choice, LossChoice, Plan, Stage
 from stylekit.video.warp import stillness, warp
 
@@ -115,10 +116,7 @@ def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
     as run (but where files go, how often progress shows and the video's crf, which change no
     frame), the style images' pixels, the loss terms (the temporal one added too), the flow
     provider and its params, and the input's identity as the caller gives it."""
-    raw = plan.raw
-    for name in ("path", "save_every", "record", "plot", "checkpoint_every"):
-        raw.get("output", {}).pop(name, None)
-    raw.get("run", {}).pop("progress_every", None)
+    raw = resumable_recipe(plan)
     raw.get("images", {}).pop("content", None)  # the frames are the content
     raw.get("video", {}).pop("crf", None)
     pictures = hashlib.sha1()
@@ -128,12 +126,6 @@ def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
     losses = [[loss.label, loss.choice.name, loss.weight, loss.layers, loss.choice.params.model_dump(mode="json")]
               for loss in plan.losses]
     recipe = json.dumps({"recipe": raw, "pictures": pictures.hexdigest(), "losses": losses}, sort_keys=True)
-    params = flow.params.model_dump(mode="json") if hasattr(flow.params, "model_dump") else repr(flow.params)
-    # A param a provider added later, at the value that does what the provider did before
-    # it, is left out: a work folder begun before it resumes.
-    for name, value in getattr(flow, "params_added_later", {}).items():
-        if isinstance(params, dict) and params.get(name) == value:
-            params.pop(name)
     return {"recipe": hashlib.sha1(recipe.encode()).hexdigest(),
-            "flow": {"name": getattr(flow, "name", type(flow).__name__), "params": params},
+            "flow": {"name": getattr(flow, "name", type(flow).__name__), "params": component_params(flow)},
             "input": identity}
