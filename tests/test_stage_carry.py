@@ -3,14 +3,17 @@
 stage before made, upsampled ("change", which keeps the photo's detail the smaller stage
 could not hold)."""
 
+import pytest
 import torch
 import torch.nn.functional as F
+
+import stylekit
 
 from planning import plan_for
 from stylekit.files.images import to_tensor
 from stylekit.run import colour
 from stylekit.run.build import stage_images
-from stylekit.testing import TINY_LOSSES, run_cli, write_recipe
+from stylekit.testing import TINY_LOSSES, run_cli, tiny_registry, write_recipe
 
 
 def two_stages_recipe(tmp_path, carry: str | None = None):
@@ -95,39 +98,39 @@ def test_a_first_stage_that_carries_is_told_it_has_nothing_to_carry(tmp_path):
     assert "stage[0].carry" in err and "the first stage has no stage before it" in err
 
 
-def test_a_checkpoint_made_before_stages_had_a_carry_still_resumes_and_a_carry_of_change_is_another_recipe(tmp_path):
-    import pytest
 
-    import stylekit
-    from stylekit.testing import tiny_registry
-
+def test_a_checkpoint_made_before_stages_had_a_carry_resumes_and_one_of_change_does_not(tmp_path):
     plan = stylekit.load(two_stages_recipe(tmp_path), registry=tiny_registry())
     checkpoint = tmp_path / "c.pt"
     stylekit.stylize(plan, callback=lambda info: info.step == 1 and info.stop(), checkpoint=checkpoint)
-    state = torch.load(checkpoint, weights_only=True)
-    assert "carry" not in state["recipe"]["stage"][1]  # "image", the default, is what came before it
-    for stage in state["recipe"]["stage"]:
-        stage.pop("carry", None)  # as a checkpoint of an earlier stylekit holds it
-    torch.save(state, checkpoint)
+    # The default carry is left out of what a checkpoint keeps, as a checkpoint made before
+    # stages had a carry holds it, so such a checkpoint resumes.
+    assert all("carry" not in stage for stage in torch.load(checkpoint, weights_only=True)["recipe"]["stage"])
     assert stylekit.stylize(plan, checkpoint=checkpoint, resume=True).status == "finished"
     other = stylekit.load(two_stages_recipe(tmp_path, "change"), registry=tiny_registry())
     with pytest.raises(stylekit.UserError, match=r"different recipe \(changed: stage\[1\]\.carry\)"):
         stylekit.stylize(other, checkpoint=checkpoint, resume=True)
 
 
-def test_a_video_work_folder_and_a_checkpoint_leave_out_the_same_fields(tmp_path):
-    # One identity serves both (stylekit/recipe/identity.py): where files go, the progress
-    # display and the fields added later at their earlier value change neither key.
+def test_checkpoints_and_video_folders_key_on_one_identity(tmp_path):
+    # stylekit/recipe/identity.py: where files go, the progress display, and the fields added
+    # later while they hold their earlier value are in neither key; a carry of "change" and a
+    # flow of its own are in both.
     from stylekit.builtins.flow import DIS
+    from stylekit.recipe.identity import resumable_recipe
     from stylekit.run.checkpoints import state_of
     from stylekit.video.start import run_key
 
     plan = two_stages(tmp_path)
+    kept = resumable_recipe(plan)
+    assert "flow" not in kept and all("carry" not in stage for stage in kept["stage"])
+    assert "path" not in kept["output"] and "progress_every" not in kept["run"]
     moved = two_stages(tmp_path, "image", **{"output.path": str(tmp_path / "elsewhere.png"), "output.save_every": 1,
                                               "run.progress_every": 3})
     flow = DIS(DIS.Params())
     assert run_key(plan, flow, "clip") == run_key(moved, flow, "clip")
     loop = type("Loop", (), {"state": lambda self: {}})()
     assert state_of(plan, 0, loop, [])["recipe"] == state_of(moved, 0, loop, [])["recipe"]
-    changed = two_stages(tmp_path, "change")
-    assert run_key(plan, flow, "clip")["recipe"] != run_key(changed, flow, "clip")["recipe"]
+    for other in (two_stages(tmp_path, "change"), two_stages(tmp_path, **{"flow.params.preset": "fast"})):
+        assert run_key(other, flow, "clip")["recipe"] != run_key(plan, flow, "clip")["recipe"]
+        assert state_of(other, 0, loop, [])["recipe"] != state_of(plan, 0, loop, [])["recipe"]

@@ -293,6 +293,20 @@ def test_resume_refuses_another_recipe_and_a_new_run_a_used_folder(tmp_path):
         stylize_frames(plan_for(frames), other, KnownFlow(), tmp_path / "work", resume=True)
 
 
+def test_a_folder_begun_by_an_earlier_stylekit_is_told_so_and_kept(tmp_path):
+    frames = clip(2)
+    stylize_frames(plan_for(frames), frames, KnownFlow(), tmp_path / "work")
+    state_file = tmp_path / "work" / "state.json"
+    state = json.loads(state_file.read_text())
+    state["format"] = "stylekit-video-2"  # its key was computed another way
+    state_file.write_text(json.dumps(state))
+    before = {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match=r"begun by another version of stylekit \(its work folder stylekit-video-2, "
+                                        r"this version's stylekit-video-3\).*start the video again in another folder"):
+        stylize_frames(plan_for(frames), frames, KnownFlow(), tmp_path / "work", resume=True)
+    assert {p: p.read_bytes() for p in (tmp_path / "work").rglob("*") if p.is_file()} == before
+
+
 def test_a_flow_provider_that_returns_nan_is_named(tmp_path):
     frames = clip(2)
     with pytest.raises(PluginError) as caught:

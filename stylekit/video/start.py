@@ -113,9 +113,10 @@ def frame_plan(plan: Plan, frame: Image.Image, start: torch.Tensor | None = None
 
 def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
     """What a video's frames depend on, for its work folder (`WorkFolder`'s key): the recipe
-    as run (but where files go, how often progress shows and the video's crf, which change no
-    frame), the style images' pixels, the loss terms (the temporal one added too), the flow
-    provider and its params, and the input's identity as the caller gives it."""
+    as a checkpoint keys on it (`recipe.identity`: without where files go, how progress shows
+    and the fields added later at their earlier value) and without the video's crf, which
+    changes no frame; the style images' pixels, the loss terms (the temporal one added too),
+    the flow provider and its params, and the input's identity as the caller gives it."""
     raw = resumable_recipe(plan)
     raw.get("images", {}).pop("content", None)  # the frames are the content
     raw.get("video", {}).pop("crf", None)

@@ -26,7 +26,10 @@ from stylekit.errors import Problem, UserError
 from stylekit.files.images import save_atomic, to_image, to_tensor, write_text_atomic
 
 # 2: the anchors (frames a shot's later frames are held to) are kept, and frames depend on them.
-FORMAT = "stylekit-video-2"
+# 3: the key is the one a run's checkpoint uses too (stylekit.recipe.identity), so a folder of
+#    format 2 would be refused as made with another recipe; it is told it is older instead.
+FORMAT = "stylekit-video-3"
+FORMAT_PREFIX = "stylekit-video-"
 STATE = "state.json"
 
 
@@ -71,6 +74,12 @@ class WorkFolder:
         except (OSError, ValueError) as exc:
             raise UserError(Problem(f"{state_file} cannot be read ({exc}) - start the video again in another folder",
                                     field="work folder")) from None
+        made_by = state.get("format") if isinstance(state, dict) else None
+        if isinstance(made_by, str) and made_by.startswith(FORMAT_PREFIX) and made_by != FORMAT:
+            raise UserError(Problem(f"{self.path} was begun by another version of stylekit (its work folder "
+                                    f"{made_by}, this version's {FORMAT}), which this one cannot continue - start "
+                                    "the video again in another folder (the frames in this one are left as they are)",
+                                    field="work folder"))
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise UserError(Problem(f"{state_file} is not the state of a stylekit video ({FORMAT}) - give the folder "
                                     "a video was started in", field="work folder"))
