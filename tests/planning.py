@@ -35,3 +35,23 @@ def history(result, objective):
     """The loop's rows as dicts {'total': ..., label: ...}."""
     labels = ["total", *objective.labels]
     return [dict(zip(labels, row.tolist())) for row in result.rows]
+
+
+def three_in_step(folder: Path, recipe: Path, steps: int):
+    """(plans, objectives, stage images) of three different images (rotated patterns, one
+    of them the style pattern) run with `recipe` for `steps` steps, in float64: for images
+    optimized in step against each alone, where only the method's invariance is compared,
+    not one machine's kernels (tests/test_batch.py says why float64)."""
+    import dataclasses
+
+    from stylekit.testing import pattern
+
+    for i in range(3):
+        pattern(48, 64, "content" if i != 1 else "style").rotate(90 * i).save(folder / f"c{i}.png")
+    plans = [dataclasses.replace(plan_for(recipe, **{"images.content": f"c{i}.png", "run.steps": steps}),
+                                 dtype=torch.float64) for i in range(3)]
+    torch.manual_seed(0)
+    backbone = build_backbone(plans[0]).double()
+    inputs = [stage_images(plan, plan.stages[0]) for plan in plans]
+    objectives = [build_objective(plan, backbone, images) for plan, images in zip(plans, inputs)]
+    return plans, objectives, inputs

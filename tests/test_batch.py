@@ -317,27 +317,17 @@ def test_images_optimized_together_come_out_as_they_would_alone(tmp_path, optimi
     most of the 7 decades between 1e-16 and the 1e-9 allowed here. Any coupling of the
     images (a shared optimizer state, a term evaluated on the wrong slice) is of the size of
     the images' own differences, about 0.1."""
-    import dataclasses
-
     import torch
 
-    from planning import plan_for
-    from stylekit.run.build import build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
+    from planning import three_in_step
+    from stylekit.run.build import build_optimizer, build_scheduler
     from stylekit.run.loop import optimize, optimize_group
     from stylekit.run.stages import loop_options
 
     body = f'[optimizer]\nname = "{optimizer}"\n[optimizer.params]\n{params}\n[scheduler]\nname = "cosine"\n'
     smooth = TINY_LOSSES.split("[[loss]]\nname = \"tv\"")[0]
     assert "tv" not in smooth
-    recipe = write_recipe(tmp_path, smooth + body)
-    for i in range(3):
-        pattern(48, 64, "content" if i != 1 else "style").rotate(90 * i).save(tmp_path / f"c{i}.png")
-    plans = [dataclasses.replace(plan_for(recipe, **{"images.content": f"c{i}.png", "run.steps": 8}),
-                                 dtype=torch.float64) for i in range(3)]
-    torch.manual_seed(0)
-    backbone = build_backbone(plans[0]).double()
-    inputs = [stage_images(plan, plan.stages[0]) for plan in plans]
-    objectives = [build_objective(plan, backbone, images) for plan, images in zip(plans, inputs)]
+    plans, objectives, inputs = three_in_step(tmp_path, write_recipe(tmp_path, smooth + body), 8)
     options = loop_options(plans[0], plans[0].stages[0])
     together = optimize_group(objectives, [images.start for images in inputs], build_optimizer(plans[0]),
                                  build_scheduler(plans[0]), options, plans[0].device, stacked=stacked)

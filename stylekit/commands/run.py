@@ -57,7 +57,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     steps_saved: list[int] = []
     h, w = output_size(plan.images.content, plan.stages[-1].width, plan.stages[-1].height)
     # Paths are shown escaped (one_line): a line break in one would split the line.
-    print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {plan.total_steps} steps, "
+    print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {steps_of(plan)} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
     for warning in pre_run_warnings(plan):
         print(f"warning: {warning}", file=stream, flush=True)
@@ -174,11 +174,11 @@ def _finish(plan: Plan, result: Result, keeper: checkpoints.Keeper, late: LateSi
     say = lambda line: print(one_line(line), file=stream, flush=True)  # noqa: E731  (paths escaped: one line each)
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
-        say(f"interrupted ({name}) at step {result.steps_done} of {plan.total_steps}: wrote {output}"
+        say(f"interrupted ({name}) at step {result.steps_done} of {steps_of(plan)}: wrote {output}"
             f"{_checkpoint_state(plan, result, keeper, again, command)}")
         return 128 + result.signal
     if result.status == "stopped":
-        say(f"stopped at step {result.steps_done} of {plan.total_steps}: wrote {output}")
+        say(f"stopped at step {result.steps_done} of {steps_of(plan)}: wrote {output}")
     else:
         # Finished: nothing is left to resume. Only stylekit's own checkpoint is removed.
         if written_for(keeper.path) is not None:
@@ -211,7 +211,7 @@ def _left_behind(plan: Plan, keeper: checkpoints.Keeper, saved: list[Path], step
         return "nothing was written"
     kept = [f"{plan.output} was not written"]
     if keeper.on_disk is not None:
-        kept.append(f"{keeper.path} holds step {keeper.on_disk} of {plan.total_steps} - continue from there with "
+        kept.append(f"{keeper.path} holds step {keeper.on_disk} of {steps_of(plan)} - continue from there with "
                     f"`{resume_command(plan, command)}`")
     if saved:
         kept.append(f"the intermediate images up to step {steps[-1]} are kept (the last: {saved[-1]})")
@@ -232,6 +232,11 @@ def _all(*callbacks):
     return call
 
 
+def steps_of(plan: Plan) -> str:
+    """'70', or 'at most 170' where a stage may end sooner (`[[stage]] min_gain`)."""
+    return f"{'at most ' if any(s.min_gain for s in plan.stages) else ''}{plan.total_steps}"
+
+
 def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
     """A line as each stage starts, the first too (the steps are the display's); a run of one
     stage has none, as it has no stages to tell apart. A resumed run's first line is the
@@ -242,7 +247,9 @@ def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
         if info.stage != last["stage"] and info.stages > 1:
             last["stage"] = info.stage
             stage = plan.stages[info.stage - 1]
-            print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {stage.steps} steps", file=stream, flush=True)
+            steps = (f"at most {stage.steps} steps (fewer once {stage.gain_steps} steps lower the loss by less than "
+                     f"{stage.min_gain:.0%})" if stage.min_gain else f"{stage.steps} steps")
+            print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {steps}", file=stream, flush=True)
 
     return show
 

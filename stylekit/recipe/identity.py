@@ -21,7 +21,9 @@ NO_PIXEL_FIELDS = (("output", "path"), ("output", "save_every"), ("output", "rec
 #: before it ("*" is every element of a list). A new field with a default that changes
 #: nothing belongs here; one whose default changes the pixels does not.
 FIELDS_ADDED_LATER = ((("flow",), FlowSpec().model_dump(mode="json")),
-                      (("stage", "*", "carry"), "image"))
+                      (("stage", "*", "carry"), "image"),
+                      (("stage", "*", "min_gain"), 0.0),
+                      (("stage", "*", "gain_steps"), 10))
 
 
 def resumable_recipe(plan: Plan) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
 
 def _stages(recipe: Recipe) -> tuple[Stage, ...]:
     if recipe.stage:
-        return tuple(Stage(s.width, s.height, s.steps, s.carry) for s in recipe.stage)
+        return tuple(Stage(s.width, s.height, s.steps, s.carry, s.min_gain, s.gain_steps) for s in recipe.stage)
     return (Stage(recipe.output.width, recipe.output.height, recipe.run.steps),)
 
 

@@ -57,8 +57,11 @@ class LossChoice:
 class Stage:
     width: int | None
     height: int | None
-    steps: int
+    steps: int  # the most it takes
     carry: str = "image"  # what a later stage takes from the one before: "image" or "change"
+    #: End sooner once `gain_steps` steps lower the lowest loss by less than this fraction (0: never).
+    min_gain: float = 0.0
+    gain_steps: int = 10
 
 
 @dataclass(frozen=True)

@@ -243,7 +243,16 @@ class StageSpec(Strict):
         gt=0, le=MAX_SIDE, description="This stage's output width (the height keeps the content's aspect unless given).")
     height: int | None = Field(
         None, gt=0, le=MAX_SIDE, description="This stage's output height; by default, from its width and the content's aspect.")
-    steps: int = Field(ge=1, le=MAX_STEPS, description="Steps at this size.")
+    steps: int = Field(ge=1, le=MAX_STEPS, description="Steps at this size (the most it takes, with `min_gain`).")
+    min_gain: float = Field(
+        0.0, ge=0, lt=1,
+        description="End this stage before `steps` once `gain_steps` steps have lowered the loss (the lowest so far) "
+                    "by less than this fraction of it: 0.05 is 5%. 0 (the default): always take `steps`. Why: a run "
+                    "that has nearly arrived gains little from more steps, while one with a strong style (a high "
+                    "`strength`) still has far to go; with it, `steps` can be generous without slowing the runs that "
+                    "arrive early. Checked every step on a CPU, every 10 on a GPU (where each check waits for the device).")
+    gain_steps: int = Field(
+        10, ge=1, le=MAX_STEPS, description="The steps over which `min_gain` is measured; a stage with `min_gain` takes more than this many.")
     carry: Literal["image", "change"] = Field(
         "image",
         description="What this stage takes from the stage before (not for the first stage, which starts from "

@@ -50,10 +50,15 @@ def problem_with(state: dict, plan: Plan) -> str | None:
     step = loop["step"]
     if not 1 <= step <= stage.steps:
         return f"it is at step {step} of stage {stage_index + 1}, which has {stage.steps} steps"
-    done = sum(s.steps for s in plan.stages[:stage_index]) + step
+    # The stages before took their steps, or fewer where their loss settled (min_gain),
+    # though never fewer than gain_steps + 1.
+    earlier = plan.stages[:stage_index]
+    most = sum(s.steps for s in earlier) + step
+    least = sum(min(s.steps, s.gain_steps + 1) if s.min_gain else s.steps for s in earlier) + step
     history = state["history"]
-    if len(history) != done:
-        return f"its loss history has {len(history)} steps, but it is at step {done} of the run"
+    if not least <= len(history) <= most:
+        at = f"step {most}" if least == most else f"step {least} to {most}"
+        return f"its loss history has {len(history)} steps, but it is at {at} of the run"
     width = len(plan.losses) + 1  # the total, then each term
     for number, row in enumerate(history, 1):
         if not isinstance(row, list) or len(row) != width or not all(_loss_value(v) for v in row):

@@ -92,6 +92,10 @@ class LoopOptions:
     #: Check for a non-finite loss, step or image every this many steps. Each check waits
     #: for the device; on a CPU that costs nothing, on a GPU it would stall the queue.
     check_every: int = 1
+    #: End an image's stage once `gain_steps` steps lower its lowest loss by less than this
+    #: fraction (`gained_little`); 0: take every step. Checked where finiteness is.
+    min_gain: float = 0.0
+    gain_steps: int = 10
 
 
 class Diverged(Exception):
@@ -115,6 +119,7 @@ class LoopResult:
     seconds: float
     setup_seconds: float
     stopped: bool = False  # ended early by `on_step`
+    settled: bool = False  # ended early because its loss had stopped falling (`LoopOptions.min_gain`)
 
 
 class Loop:
@@ -124,6 +129,9 @@ class Loop:
         self.image, self.average, self.optimizer, self.scheduler = image, average, optimizer, scheduler
         self.step = 0
         self.rows: list[torch.Tensor] = []  # per step of this run: [total, term values...], on the device
+        #: Per step of this stage (before a resume too): the lowest total so far, for `min_gain`.
+        self.lowest: list[float] = []
+        self.settled = False  # its loss stopped falling: this step is the stage's last (min_gain)
 
     @property
     def output(self) -> torch.Tensor:
@@ -145,6 +153,7 @@ class Loop:
         if self.scheduler is not None and state["scheduler"] is not None:
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
+        self.lowest = list(state.get("lowest", ()))  # given by the caller; a checkpoint keeps the rows instead
 
 
 def image_dtype(compute: torch.dtype) -> torch.dtype:
@@ -158,3 +167,13 @@ def image_dtype(compute: torch.dtype) -> torch.dtype:
 def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     """The image as the backbone runs it: in the compute precision, channels_last."""
     return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
+
+
+def gained_little(lowest: list[float], window: int, min_gain: float) -> bool:
+    """Over the last `window` steps, did the lowest loss so far fall by less than `min_gain`
+    of itself? The lowest, not the latest: a step that rises (L-BFGS's probes, a step taken
+    back) is not the run arriving. Never before `window` steps."""
+    if len(lowest) <= window:
+        return False
+    before, now = lowest[-1 - window], lowest[-1]
+    return before - now < min_gain * abs(before)

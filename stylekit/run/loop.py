@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from stylekit.contract.components import Optimizer, Scheduler
-from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, Objective, image_dtype
+from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, Objective, gained_little, image_dtype
 from stylekit.run.passes import Passes
 
 
@@ -29,7 +29,7 @@ BLOWN_UP = 1e6
 def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], optimizer: Optimizer,
                    scheduler: Scheduler, options: LoopOptions, device: torch.device,
                    on_step: Callable[[int, Loop], bool] | None = None, resume: list[dict | None] | None = None,
-                   stacked: bool | None = None, step_offset: int = 0) -> list[LoopResult | Diverged]:
+                   stacked: bool | None = None, step_offset: int | list[int] = 0) -> list[LoopResult | Diverged]:
     """Minimize each objective over its own image, which starts as a copy of its start;
     nothing given is changed. Returns, per image, its `LoopResult`, or the `Diverged` that
     stopped it. `on_step(i, loop)` runs after each step for each image i still going; when
@@ -37,9 +37,12 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     continue image i from (all at the same step). With `stacked` (default: a group of
     several, off the CPU) the images (of one size) go through the backbone in one pass.
     `options.compile` applies to a group of one, `options.cuda_graph` on CUDA only.
-    `step_offset`: the steps of the stages before this one, so that the `step` a loss term
-    reads counts over all stages."""
+    `step_offset`: the steps of the stages before this one (per image, where a stage ended
+    sooner for some: `options.min_gain`), so that the `step` a loss term reads counts over
+    all stages. An image whose loss has stopped falling (`options.min_gain`) stops alone,
+    its result `settled`."""
     stacked = device.type != "cpu" and len(objectives) > 1 if stacked is None else stacked
+    offsets = step_offset if isinstance(step_offset, list) else [step_offset] * len(objectives)
     began = time.perf_counter()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # same shapes every step: autotuning pays off
@@ -64,6 +67,7 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     checked = [(loop.output.clone(), loop.step) for loop in loops]  # the latest image known finite, its step
     stepped: list[list[torch.Tensor]] = [[] for _ in loops]  # per image since its check: each step finite?
     diverged: dict[int, Diverged] = {}
+    settled: set[int] = set()  # images whose loss stopped falling (options.min_gain): they stop alone
 
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -71,13 +75,13 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     loop_start = time.perf_counter()
     step, stopped = loops[0].step, False
     while step < options.steps and not stopped:
-        alive = [i for i in range(len(images)) if i not in diverged]
+        alive = [i for i in range(len(images)) if i not in diverged and i not in settled]
         if not alive:
             break
         step += 1
         for i in alive:  # the contract's LossTerm.step: one value for every evaluation of this step
             for weighted in objectives[i].terms:
-                weighted.term.step = step_offset + step
+                weighted.term.step = offsets[i] + step
         loop = loops[alive[0]]  # for stylekit.run.blame: the step a failing component was at
         passes.evaluate(alive)
         if together is not None:
@@ -118,6 +122,9 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
                     diverged[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step, loop.rows)
                 else:
                     checked[i] = (loop.output.clone(), step)
+                    if options.min_gain and _settled(loop, options):
+                        settled.add(i)
+                        loop.settled = True  # on_step sees it: this step is the stage's last
         if on_step is not None:
             # Every image still going sees this step, whichever of them asks to stop.
             stopped = any([on_step(i, loops[i]) for i in alive if i not in diverged])
@@ -125,8 +132,19 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
         torch.cuda.synchronize()
     seconds = time.perf_counter() - loop_start
     passes.release()
-    return [diverged.get(i) or LoopResult(loop.output.clone(), loop.rows, loop.step, seconds, setup_seconds, stopped)
+    return [diverged.get(i) or LoopResult(loop.output.clone(), loop.rows, loop.step, seconds, setup_seconds, stopped,
+                                          i in settled)
             for i, loop in enumerate(loops)]
+
+
+def _settled(loop: Loop, options: LoopOptions) -> bool:
+    """Has the image's loss stopped falling (`gained_little`)? Reads the rows since the last
+    check (finite, just checked): on a GPU that is one wait every `check_every` steps."""
+    missing = loop.step - len(loop.lowest)
+    if missing > 0:
+        for total in torch.stack(loop.rows[len(loop.rows) - missing:])[:, 0].tolist():  # one transfer
+            loop.lowest.append(min(total, loop.lowest[-1]) if loop.lowest else total)
+    return gained_little(loop.lowest, options.gain_steps, options.min_gain)
 
 
 def optimize(objective: Objective, start: torch.Tensor, optimizer: Optimizer, scheduler: Scheduler,

@@ -42,6 +42,8 @@ class StepInfo:
     stage: int  # 1-based
     stages: int
     step: int  # 1-based, counted over all stages
+    #: The run's steps as far as known: the stages' steps, less those a stage whose loss
+    #: settled (`[[stage]] min_gain`) left untaken; at the run's last step, `step == total`.
     total: int
     seconds: float  # optimization time so far, set-up excluded
     image: torch.Tensor  # the current output (1, 3, H, W) in [0, 1]; do not change it

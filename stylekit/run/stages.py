@@ -46,7 +46,10 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     backbone = shared_backbone(plan, reuse)
     histories: list[list[list[float]]] = [list(resume["history"]) if resume else [] for _ in plans]
     first_stage = resume["stage"] if resume else 0
-    offset = sum(stage.steps for stage in plan.stages[:first_stage])
+    # Per plan: the steps of the stages before (a stage may end before its steps: min_gain).
+    # A checkpoint's history holds every step so far, the stage it was kept in last.
+    offsets = [len(resume["history"]) - resume["loop"]["step"] if resume else 0 for _ in plans]
+    completed = False  # every stage ran to its end (its steps, or its loss settled)
     every = plan.recipe.output.checkpoint_every
     seconds, setup = (resume.get("seconds", 0.0) if resume else 0.0), 0.0
     outcomes: list[LoopResult | RunDiverged | None] = [None] * len(plans)  # per plan: its latest stage's
@@ -64,21 +67,23 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
         except UserError as exc:
             raise _named(plan, exc) from None
         except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
-            raise attributed(exc, plan, offset) or exc
+            raise attributed(exc, plan, offsets[going[0]]) or exc
         options = loop_options(plan, plan.stages[index])
-        loop_resume = resume["loop"] if resume and index == first_stage else None
+        loop_resume = _loop_resume(resume, plan.stages[index]) if resume and index == first_stage else None
         if loop_resume is not None:
             _check_size(plan, loop_resume["image"], inputs[0].start)
             torch.set_rng_state(resume["rng"])
 
-        def on_step(k: int, loop: Loop, going=going, stage_index=index, stage_offset=offset,
+        def on_step(k: int, loop: Loop, going=going, stage_index=index, stage_offsets=list(offsets),
                     began=time.perf_counter()) -> bool:
             i = going[k]
             plan, images, history = plans[i], inputs[i], histories[i]
-            step = stage_offset + loop.step
+            step = stage_offsets[i] + loop.step
+            total = run_length(plan, stage_index, stage_offsets[i], loop)
             if callbacks[i] is not None:
                 try:
-                    callbacks[i](step_info(plan, stage_index, step, seconds + time.perf_counter() - began, loop, images, stop))
+                    callbacks[i](step_info(plan, stage_index, step, total, seconds + time.perf_counter() - began, loop,
+                                           images, stop))
                 except KeyboardInterrupt:
                     # A notebook's callback that raises it (or Ctrl-C off the main thread, which
                     # arrives as it) means what a first Ctrl-C means: end the run with the image
@@ -87,7 +92,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
                     if stop.requested and stop.signal is not None:
                         raise
                     stop.request(signal.SIGINT)
-            due = stop.requested or (every and step % every == 0 and step != plan.total_steps)
+            due = stop.requested or (every and step % every == 0 and step != total)
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
                 checkpoint.keep(plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
@@ -97,38 +102,50 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
         try:
             ends = optimize_group(objectives, [inputs[i].start for i in going], build_optimizer(plan),
                                   build_scheduler(plan), options, plan.device, on_step=on_step, resume=[loop_resume],
-                                  step_offset=offset)
+                                  step_offset=[offsets[i] for i in going])
         except UserError as exc:
             raise _named(plan, exc) from None
         except Exception as exc:  # raised by a plugin's code: name the package, the recipe entry and the step
-            raise attributed(exc, plan, offset, [wt.term for wt in objectives[0].terms]) or exc
+            raise attributed(exc, plan, offsets[going[0]], [wt.term for wt in objectives[0].terms]) or exc
         for i, end in zip(going, ends):
             if isinstance(end, Diverged):
-                outcomes[i] = diverged(plans[i], end, inputs[i], offset, histories[i], started)
+                outcomes[i] = diverged(plans[i], end, inputs[i], offsets[i], histories[i], started)
             else:
                 outcomes[i] = end
                 histories[i] += [row.tolist() for row in end.rows]
+                offsets[i] += end.steps_done
         finished = [end for end in ends if isinstance(end, LoopResult)]
-        if finished:  # the images still going took the same steps and time
+        if finished:  # the images still going took the same time
             seconds, setup = seconds + finished[0].seconds, setup + finished[0].setup_seconds
-            offset += finished[0].steps_done
+        # A stop at a stage's last step (or as its loss settled) stopped nothing of it.
+        ran_out = all(end.settled or end.steps_done == options.steps for end in finished)
+        completed = index == len(plan.stages) - 1 and ran_out
         if finished and finished[0].stopped:
             break
-    if not stop.requested or offset == plan.total_steps:  # a stop at the last step stopped nothing
+    if not stop.requested or completed:
         status = "finished"
     else:
         status = "interrupted" if stop.signal is not None else "stopped"
     return [outcome if isinstance(outcome, RunDiverged) else
-            make_result(plans[i], inputs[i], outcome.image, histories[i], status, offset, seconds, setup, started,
+            make_result(plans[i], inputs[i], outcome.image, histories[i], status, offsets[i], seconds, setup, started,
                         stop.signal, stage_of[i] + 1)
             for i, outcome in enumerate(outcomes)]
 
 
-def step_info(plan: Plan, stage_index: int, step: int, seconds: float, loop: Loop, images: StageImages,
+def run_length(plan: Plan, stage_index: int, offset: int, loop: Loop) -> int:
+    """The steps the run takes, as far as known at `loop`'s step of stage `stage_index`
+    (after `offset` steps of the stages before): the stages' steps, less what a stage whose
+    loss settled (min_gain) left untaken. So the last step of a run is always its total."""
+    stage = plan.stages[stage_index]
+    return offset + (loop.step if loop.settled else stage.steps) + sum(s.steps for s in plan.stages[stage_index + 1:])
+
+
+def step_info(plan: Plan, stage_index: int, step: int, total: int, seconds: float, loop: Loop, images: StageImages,
               stop: Stop) -> StepInfo:
-    """What a callback sees after `step` (counted over all stages) of `plan`."""
+    """What a callback sees after `step` (counted over all stages) of `plan`, which takes
+    `total` steps as far as known (`run_length`)."""
     labels = labels_of(plan)
-    return StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=plan.total_steps, seconds=seconds,
+    return StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=total, seconds=seconds,
                     image=loop.output, content=images.content, styles=images.styles,
                     _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request)
 
@@ -144,7 +161,21 @@ def shared_backbone(plan: Plan, reuse: Reuse | None):
 def loop_options(plan: Plan, stage) -> LoopOptions:
     run = plan.recipe.run
     return LoopOptions(steps=stage.steps, clamp=run.clamp, ema_decay=run.ema_decay, compile=run.compile,
-                       cuda_graph=run.cuda_graph, check_every=1 if plan.device.type == "cpu" else 10)
+                       cuda_graph=run.cuda_graph, check_every=1 if plan.device.type == "cpu" else 10,
+                       min_gain=stage.min_gain, gain_steps=stage.gain_steps)
+
+
+def _loop_resume(resume: dict, stage) -> dict:
+    """The loop state to continue a stage from; with `min_gain`, the lowest loss so far at
+    each of its steps before the checkpoint, from the checkpoint's history, so that a
+    resumed stage ends where an uninterrupted one would."""
+    state = resume["loop"]
+    if not stage.min_gain or not state["step"]:
+        return state
+    lowest: list[float] = []
+    for row in resume["history"][-state["step"]:]:
+        lowest.append(min(row[0], lowest[-1]) if lowest else row[0])
+    return {**state, "lowest": lowest}
 
 
 def _check_size(plan: Plan, kept: torch.Tensor, start: torch.Tensor) -> None:
