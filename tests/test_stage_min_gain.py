@@ -98,10 +98,36 @@ def test_images_in_step_each_end_their_stage_as_they_would_alone(tmp_path):
     assert (together[0].image - together[2].image).abs().max() > 1e-2
 
 
-def test_the_command_line_says_at_most_and_how_a_stage_may_end(tmp_path):
+def test_the_command_line_says_at_most_how_a_stage_may_end_and_where_it_ended(tmp_path):
+    import re
+
     recipe = write_recipe(tmp_path, TINY_LOSSES + LBFGS + STAGES)
     status, _, err = run_cli("run", str(recipe))
     assert status == 0, err
     assert "at most 64 steps" in err
     assert "stage 1/2: 32 px wide, at most 60 steps (fewer once 3 steps lower the loss by less than 5%)" in err
     assert "stage 2/2: 64 px wide, 4 steps" in err
+    ended = re.search(r"stage 1/2 ended at step (\d+) of the run: its last 3 steps lowered the loss by ([\d.]+)%, less "
+                      r"than min_gain \(5%\); (\d+) steps in all", err)
+    assert ended, err
+    step, gain, total = int(ended[1]), float(ended[2]), int(ended[3])
+    assert 3 < step < 60 and 0 <= gain < 5 and total == step + 4
+    # Stopped in the stage after it, the run knows the steps it takes, not only the most.
+    from stylekit.commands.run import steps_of
+
+    plan = stylekit.load(recipe, registry=tiny_registry())
+    result = stylekit.stylize(plan, callback=lambda info: info.step == step + 2 and info.stop())
+    assert result.status == "stopped" and result.stage == 2 and result.total_steps == total
+    assert steps_of(plan, result.total_steps, result.stage) == str(total)
+    assert steps_of(plan) == "at most 64"
+
+
+def test_a_stage_too_short_for_its_window_is_refused(tmp_path):
+    recipe = write_recipe(tmp_path, TINY_LOSSES + STAGES.replace("steps = 60", "steps = 3"))
+    status, _, err = run_cli("validate", str(recipe))
+    assert status == 2 and "Traceback" not in err
+    assert err.strip().endswith("stage[0]: min_gain can never end this stage sooner: it is measured over gain_steps = 3 "
+                                "steps and the stage has 3 - give the stage more steps, or fewer gain_steps, or leave "
+                                "min_gain out")
+    status, out, _ = run_cli("run", str(write_recipe(tmp_path, TINY_LOSSES + STAGES)), "--dry-run")
+    assert status == 0 and "stage 1: 32x24, at most 60 steps" in out and "stage 2: 64x48, 4 steps" in out

@@ -24,6 +24,7 @@ import torch
 
 from stylekit import __version__
 from stylekit.run import checkpoints
+from stylekit.run.stages import run_length
 from stylekit.recipe.output_checks import path_problems
 from stylekit.recipe.devices import dtype_name
 from stylekit.errors import Problem, RunFailed, UserError, one_line
@@ -63,7 +64,9 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         keeper.on_disk = len(state["history"])
-        print(f"resuming from {one_line(str(keeper.path))} at step {keeper.on_disk}/{plan.total_steps}", file=stream, flush=True)
+        known = run_length(plan, state["stage"], keeper.on_disk - state["loop"]["step"])
+        print(f"resuming from {one_line(str(keeper.path))} at step {keeper.on_disk}/{steps_of(plan, known, state['stage'] + 1)}",
+              file=stream, flush=True)
 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
@@ -174,11 +177,11 @@ def _finish(plan: Plan, result: Result, keeper: checkpoints.Keeper, late: LateSi
     say = lambda line: print(one_line(line), file=stream, flush=True)  # noqa: E731  (paths escaped: one line each)
     if result.status == "interrupted":
         name = signal.Signals(result.signal).name
-        say(f"interrupted ({name}) at step {result.steps_done} of {steps_of(plan)}: wrote {output}"
+        say(f"interrupted ({name}) at step {result.steps_done} of {steps_of(plan, result.total_steps, result.stage)}: wrote {output}"
             f"{_checkpoint_state(plan, result, keeper, again, command)}")
         return 128 + result.signal
     if result.status == "stopped":
-        say(f"stopped at step {result.steps_done} of {steps_of(plan)}: wrote {output}")
+        say(f"stopped at step {result.steps_done} of {steps_of(plan, result.total_steps, result.stage)}: wrote {output}")
     else:
         # Finished: nothing is left to resume. Only stylekit's own checkpoint is removed.
         if written_for(keeper.path) is not None:
@@ -232,9 +235,11 @@ def _all(*callbacks):
     return call
 
 
-def steps_of(plan: Plan) -> str:
-    """'70', or 'at most 170' where a stage may end sooner (`[[stage]] min_gain`)."""
-    return f"{'at most ' if any(s.min_gain for s in plan.stages) else ''}{plan.total_steps}"
+def steps_of(plan: Plan, total: int | None = None, stage: int = 1) -> str:
+    """'70', or 'at most 170' where a stage from the `stage`-th (1-based) on may end sooner
+    (`[[stage]] min_gain`). `total`: the steps as known (default: the plan's)."""
+    may_end_sooner = any(s.min_gain for s in plan.stages[stage - 1:])
+    return f"{'at most ' if may_end_sooner else ''}{plan.total_steps if total is None else total}"
 
 
 def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
@@ -250,6 +255,11 @@ def stage_lines(plan: Plan, stream: TextIO) -> Callable[[StepInfo], None]:
             steps = (f"at most {stage.steps} steps (fewer once {stage.gain_steps} steps lower the loss by less than "
                      f"{stage.min_gain:.0%})" if stage.min_gain else f"{stage.steps} steps")
             print(f"stage {info.stage}/{info.stages}: {stage.width} px wide, {steps}", file=stream, flush=True)
+        if info.settled_gain is not None:
+            stage = plan.stages[info.stage - 1]
+            print(f"stage {info.stage}/{info.stages} ended at step {info.step} of the run: its last {stage.gain_steps} "
+                  f"steps lowered the loss by {info.settled_gain:.2%}, less than min_gain ({stage.min_gain:.0%}); "
+                  f"{info.total} steps in all", file=stream, flush=True)
 
     return show
 
@@ -291,7 +301,8 @@ def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
         found = estimate(plan, stage)
         estimates.append(found)
         h, w = output_size(plan.images.content, stage.width, stage.height)
-        print(f"stage {index + 1}: {w}x{h}, {stage.steps} steps, {dtype_name(plan.dtype)} on {plan.device}", file=stream)
+        print(f"stage {index + 1}: {w}x{h}, {'at most ' if stage.min_gain else ''}{stage.steps} steps, "
+              f"{dtype_name(plan.dtype)} on {plan.device}", file=stream)
         print("\n".join(found.lines()), file=stream)
         if plan.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(plan.device)

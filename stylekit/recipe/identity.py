@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from stylekit.recipe.plan import Plan
-from stylekit.recipe.schema import FlowSpec
+from stylekit.recipe.video_schema import FlowSpec
 
 #: Fields that change where files go or what is shown, never a pixel.
 NO_PIXEL_FIELDS = (("output", "path"), ("output", "save_every"), ("output", "record"), ("output", "plot"),

@@ -50,6 +50,9 @@ class StepInfo:
     content: torch.Tensor  # this stage's content image
     styles: list[torch.Tensor]  # this stage's style images
     _losses: Callable[[], dict[str, float]] = field(repr=False, default=dict)
+    #: When this step ended its stage before its steps (`[[stage]] min_gain`): how much the
+    #: stage's last `gain_steps` steps lowered its lowest loss, as a fraction; else None.
+    settled_gain: float | None = None
     _stop: Callable[[], None] = field(repr=False, default=lambda: None)
 
     @property
@@ -77,6 +80,9 @@ class Result:
     # stage's image, at that stage's (smaller) size, not the recipe's output size.
     stage: int = 1
     stages: int = 1
+    #: The steps the run takes in all, as known when it ended: the stages' steps, less those
+    #: a stage whose loss settled (`[[stage]] min_gain`) left untaken; None: the plan's.
+    total_steps: int | None = None
 
     @property
     def image(self) -> Image.Image:
@@ -129,13 +135,13 @@ def labels_of(plan: Plan) -> list[str]:
 
 def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: list[list[float]], status: str,
                 steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None,
-                stage: int = 1) -> Result:
+                stage: int = 1, total_steps: int | None = None) -> Result:
     """The result of a run that ended with `image` in the stage `images` belong to, the
     `stage`-th (1-based) of the plan's."""
     tensor = quantized(images.postprocess(image) if images.postprocess else image)
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
     record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor, stage)
-    return Result(tensor, rows, record, status, steps_done, signum, plan, stage, len(plan.stages))
+    return Result(tensor, rows, record, status, steps_done, signum, plan, stage, len(plan.stages), total_steps)
 
 
 def quantized(image: torch.Tensor) -> torch.Tensor:

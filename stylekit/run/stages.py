@@ -55,6 +55,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     outcomes: list[LoopResult | RunDiverged | None] = [None] * len(plans)  # per plan: its latest stage's
     inputs: list[StageImages | None] = [None] * len(plans)
     stage_of: list[int] = [first_stage] * len(plans)  # per plan: the index of the stage its inputs are
+    totals = [plan.total_steps] * len(plans)  # per plan: its steps in all, as known (`run_length`)
     for index in range(first_stage, len(plan.stages)):
         going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, RunDiverged)]
         if not going:  # every image of the group diverged
@@ -79,7 +80,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
             i = going[k]
             plan, images, history = plans[i], inputs[i], histories[i]
             step = stage_offsets[i] + loop.step
-            total = run_length(plan, stage_index, stage_offsets[i], loop)
+            total = run_length(plan, stage_index, stage_offsets[i], loop.step if loop.settled else None)
             if callbacks[i] is not None:
                 try:
                     callbacks[i](step_info(plan, stage_index, step, total, seconds + time.perf_counter() - began, loop,
@@ -113,6 +114,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
             else:
                 outcomes[i] = end
                 histories[i] += [row.tolist() for row in end.rows]
+                totals[i] = run_length(plans[i], index, offsets[i], end.steps_done if end.settled else None)
                 offsets[i] += end.steps_done
         finished = [end for end in ends if isinstance(end, LoopResult)]
         if finished:  # the images still going took the same time
@@ -128,16 +130,18 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
         status = "interrupted" if stop.signal is not None else "stopped"
     return [outcome if isinstance(outcome, RunDiverged) else
             make_result(plans[i], inputs[i], outcome.image, histories[i], status, offsets[i], seconds, setup, started,
-                        stop.signal, stage_of[i] + 1)
+                        stop.signal, stage_of[i] + 1, totals[i])
             for i, outcome in enumerate(outcomes)]
 
 
-def run_length(plan: Plan, stage_index: int, offset: int, loop: Loop) -> int:
-    """The steps the run takes, as far as known at `loop`'s step of stage `stage_index`
-    (after `offset` steps of the stages before): the stages' steps, less what a stage whose
-    loss settled (min_gain) left untaken. So the last step of a run is always its total."""
+def run_length(plan: Plan, stage_index: int, offset: int, settled_at: int | None = None) -> int:
+    """The steps the run takes, as far as known in stage `stage_index` (after `offset` steps
+    of the stages before): the stages' steps, less what a stage whose loss settled (min_gain)
+    left untaken (`settled_at`: the step the stage ended at). So the last step of a run is
+    always its total."""
     stage = plan.stages[stage_index]
-    return offset + (loop.step if loop.settled else stage.steps) + sum(s.steps for s in plan.stages[stage_index + 1:])
+    own = stage.steps if settled_at is None else settled_at
+    return offset + own + sum(s.steps for s in plan.stages[stage_index + 1:])
 
 
 def step_info(plan: Plan, stage_index: int, step: int, total: int, seconds: float, loop: Loop, images: StageImages,
@@ -145,9 +149,12 @@ def step_info(plan: Plan, stage_index: int, step: int, total: int, seconds: floa
     """What a callback sees after `step` (counted over all stages) of `plan`, which takes
     `total` steps as far as known (`run_length`)."""
     labels = labels_of(plan)
+    window = plan.stages[stage_index].gain_steps
+    gain = (1 - loop.lowest[-1] / loop.lowest[-1 - window]) if loop.settled and loop.lowest[-1 - window] else None
     return StepInfo(stage=stage_index + 1, stages=len(plan.stages), step=step, total=total, seconds=seconds,
                     image=loop.output, content=images.content, styles=images.styles,
-                    _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request)
+                    _losses=lambda: dict(zip(labels, loop.rows[-1].tolist())), _stop=stop.request,
+                    settled_gain=gain)
 
 
 def shared_backbone(plan: Plan, reuse: Reuse | None):

@@ -65,7 +65,7 @@ def _is_list(annotation) -> bool:
 
 def recipe_markdown() -> str:
     lines = ["# Recipe reference", "",
-             "Generated from `stylekit/recipe/schema.py` by `python -m stylekit.tools.docgen`; do not edit by hand.",
+             "Generated from `stylekit/recipe/schema.py` (and `video_schema.py`) by `python -m stylekit.tools.docgen`; do not edit by hand.",
              "Paths are relative to the recipe file. Each component's `params` table is checked against",
              "that component's own model: `stylekit plugins` lists them with types and defaults.", "",
              "| field | type | default | meaning |", "|---|---|---|---|"]
