@@ -95,7 +95,8 @@ class Result:
         seconds = self.record.get("loop_seconds")
         spent = f", {seconds:.1f} s" if isinstance(seconds, (int, float)) else ""
         at = f" (stage {self.stage} of {self.stages})" if self.stage < self.stages else ""
-        return (f"<Result {self.status}: {self.steps_done}/{self.record.get('steps', '?')} steps, "
+        total = self.total_steps if self.total_steps is not None else self.record.get("steps", "?")
+        return (f"<Result {self.status}: {self.steps_done}/{total} steps, "
                 f"{width}x{height}{at}{spent}>")
 
     def _repr_png_(self) -> bytes:
