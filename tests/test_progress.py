@@ -72,3 +72,16 @@ def test_plain_lines_rate_is_loop_time_per_step():
     for info in fake_steps(10, Counter()):  # the fakes advance 0.01 s of loop time a step
         display(info)
     assert [line.rsplit("(", 1)[1] for line in out.getvalue().splitlines()] == ["0.010 s/step)"] * 3
+
+
+def test_a_resumed_runs_rate_leaves_out_the_time_before_its_checkpoint():
+    import dataclasses
+
+    out = io.StringIO()
+    display = ProgressDisplay(out, every=5)
+    for info in fake_steps(20, Counter()):
+        if info.step > 10:  # resumed at step 10, 30 s of loop time before the checkpoint
+            display(dataclasses.replace(info, seconds=30 + info.seconds))
+    lines = out.getvalue().splitlines()
+    assert [line.split()[1] for line in lines] == ["15/20", "20/20"]
+    assert [line.rsplit("(", 1)[1] for line in lines] == ["0.010 s/step)"] * 2

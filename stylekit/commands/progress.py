@@ -46,8 +46,13 @@ class ProgressDisplay:
     def __call__(self, info: StepInfo) -> None:
         if self.quiet or not self.every:
             return
-        if self._last["step"] is None:  # the first step seen (a resumed run starts past 1)
-            self._last.update(step=info.step - 1, seconds=0.0)
+        if self._last["step"] is None:  # the first step seen
+            # A resumed run starts past step 1, its seconds counting the run before the
+            # checkpoint: its rate is measured from the end of this step on.
+            if info.step == 1:
+                self._last.update(step=0, seconds=0.0)
+            else:
+                self._last.update(step=info.step, seconds=info.seconds)
         if self.use_bar:
             self._draw_bar(info)
         elif info.step % self.every == 0 or info.step == 1 or info.step == info.total:
@@ -55,10 +60,10 @@ class ProgressDisplay:
 
     def _print_line(self, info: StepInfo) -> None:
         # info.seconds: this run's loop time, set-up excluded, so the first line is fair too.
-        per_step = (info.seconds - self._last["seconds"]) / max(1, info.step - self._last["step"])
+        steps = info.step - self._last["step"]
+        rate = f"  ({(info.seconds - self._last['seconds']) / steps:.3f} s/step)" if steps > 0 else ""
         self._last.update(step=info.step, seconds=info.seconds)
-        print(f"step {info.step:>5}/{info.total}  {format_losses(info.losses)}  ({per_step:.3f} s/step)",
-              file=self.stream, flush=True)
+        print(f"step {info.step:>5}/{info.total}  {format_losses(info.losses)}{rate}", file=self.stream, flush=True)
 
     def _draw_bar(self, info: StepInfo) -> None:
         if self._bar is None:
