@@ -117,6 +117,27 @@ def test_time_left_weighs_later_larger_stages_and_goes_when_the_run_stops(tmp_pa
     assert (run["status"], run["eta"]) == ("stopped", None)
 
 
+def test_time_left_counts_the_steps_a_stage_that_ended_sooner_took(tmp_path, live):
+    """Stage 1 may take 10 steps but ends at step 6 ([[stage]] min_gain): the time left
+    weighs the 6 it took, not the 10 it might have (it went negative, then far too long)."""
+    import dataclasses
+
+    import stylekit
+    from stylekit.testing import TINY_LOSSES, tiny_registry, write_recipe
+
+    body = TINY_LOSSES + "\n[[stage]]\nwidth = 32\nsteps = 10\nmin_gain = 0.5\ngain_steps = 3\n\n[[stage]]\nwidth = 64\nsteps = 10\n"
+    plan = stylekit.load(write_recipe(tmp_path, body), registry=tiny_registry())
+    callback = live.run("main", "recipe.toml", plan)
+    eta = {}
+    for info in fake_steps(16, Counter()):  # 0.01 s a step
+        callback(dataclasses.replace(info, stage=1 if info.step <= 6 else 2, stages=2,
+                                     total=20 if info.step < 6 else 16))
+        eta[info.step] = json.loads(get(live.url + "state")[1])["runs"][0]["eta"]
+    done, total = 6 * 768 + 5 * 3072, 6 * 768 + 10 * 3072
+    assert eta[11] == pytest.approx(0.11 * (total - done) / done)
+    assert eta[16] == 0
+
+
 def test_run_live_gives_the_page_the_plans_stages(tmp_path, monkeypatch):
     from stylekit.commands import live as live_module
     from stylekit.testing import TINY_LOSSES, run_cli, write_recipe

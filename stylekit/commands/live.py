@@ -75,6 +75,9 @@ class RunState:
     stop_asked: bool = False
     #: Each stage's (pixels, steps), when known: what the time left weighs the stages by.
     work: list[tuple[int, int]] = field(default_factory=list)
+    #: stage -> the run's step before that stage's first, for the stages seen begin: a stage
+    #: may end before its steps ([[stage]] min_gain), so the steps it took are counted.
+    began: dict[int, int] = field(default_factory=dict)
 
     def summary(self, since: int) -> dict:
         rate = self.step / self.seconds if self.seconds > 0 else 0.0
@@ -95,9 +98,11 @@ class RunState:
             return None
         if len(self.work) != self.stages or not 1 <= self.stage <= self.stages:
             return (self.total - self.step) * self.seconds / self.step
-        earlier = self.work[:self.stage - 1]
-        done = sum(p * n for p, n in earlier) + (self.step - sum(n for _, n in earlier)) * self.work[self.stage - 1][0]
-        total = sum(p * n for p, n in self.work)
+        taken = [self.began[k + 1] - self.began[k] if k in self.began and k + 1 in self.began else n
+                 for k, (_, n) in enumerate(self.work[:self.stage - 1], 1)]
+        earlier = [(p, n) for (p, _), n in zip(self.work, taken)]
+        done = sum(p * n for p, n in earlier) + (self.step - sum(taken)) * self.work[self.stage - 1][0]
+        total = sum(p * n for p, n in earlier) + sum(p * n for p, n in self.work[self.stage - 1:])
         return self.seconds * (total - done) / done if done > 0 else None
 
 
@@ -282,6 +287,8 @@ class RunCallback:
         state = self.state
         with self.live.lock:
             new_stage = state.stage != info.stage
+            if new_stage and (state.stage or info.step == 1):  # seen begin (not a resume within it)
+                state.began[info.stage] = info.step - 1
             state.stage, state.stages, state.step, state.total = info.stage, info.stages, info.step, info.total
             state.seconds = info.seconds
             if state.status == "starting":

@@ -60,7 +60,7 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     # Paths are shown escaped (one_line): a line break in one would split the line.
     print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {steps_of(plan)} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
-    for warning in pre_run_warnings(plan):
+    for warning in [*pre_run_warnings(plan), *_short_stages(plan)]:
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         keeper.on_disk = len(state["history"])
@@ -233,6 +233,14 @@ def _all(*callbacks):
         for callback in callbacks:
             callback(info)
     return call
+
+
+def _short_stages(plan: Plan) -> list[str]:
+    """A stage with min_gain and no more steps than its gain_steps takes them all (as the
+    recipe's stages do when --steps shares out fewer): said, since min_gain then does nothing."""
+    return [f"stage {i}: min_gain cannot end it sooner - it has {stage.steps} steps, no more than its gain_steps "
+            f"({stage.gain_steps}); give it more steps or fewer gain_steps"
+            for i, stage in enumerate(plan.stages, 1) if stage.min_gain and stage.steps <= stage.gain_steps]
 
 
 def steps_of(plan: Plan, total: int | None = None, stage: int = 1) -> str:

@@ -241,7 +241,7 @@ class StageSpec(Strict):
                     "arrive early. Checked every step on a CPU, every 10 on a GPU (where each check waits for the device).")
     gain_steps: int = Field(
         10, ge=1, le=MAX_STEPS, description="The steps over which `min_gain` is measured; a stage with `min_gain` takes "
-                                            "more than this many, so fewer than its `steps`.")
+                                            "more than this many (a stage of no more steps takes them all).")
     carry: Literal["image", "change"] = Field(
         "image",
         description="What this stage takes from the stage before (not for the first stage, which starts from "
@@ -251,14 +251,6 @@ class StageSpec(Strict):
                     "stage laid down (from a noise or style init, that is its result plus the photo's finer "
                     "detail).")
 
-
-    @model_validator(mode="after")
-    def gain_fits_the_steps(self):
-        if self.min_gain and self.gain_steps >= self.steps:
-            raise ValueError(f"min_gain can never end this stage sooner: it is measured over gain_steps = "
-                             f"{self.gain_steps} steps and the stage has {self.steps} - give the stage more steps, or "
-                             "fewer gain_steps, or leave min_gain out")
-        return self
 
 class Recipe(Strict):
     requires: list[str] = Field([], description='Plugin distributions this recipe needs, e.g. ["stylekit-mrf"].')

@@ -139,7 +139,7 @@ class Loop:
 
     def state(self) -> dict:
         """Everything needed to continue from this step (tensors only where tensors are)."""
-        return {"step": self.step, "image": self.image.detach().clone(),
+        return {"step": self.step, "settled": self.settled, "image": self.image.detach().clone(),
                 "average": None if self.average is None else self.average.clone(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": None if self.scheduler is None else self.scheduler.state_dict()}
@@ -154,6 +154,9 @@ class Loop:
             self.scheduler.load_state_dict(state["scheduler"])
         self.step = state["step"]
         self.lowest = list(state.get("lowest", ()))  # given by the caller; a checkpoint keeps the rows instead
+        # A checkpoint kept at the step its stage settled: the stage is over (one from before
+        # min_gain has no such key, and its stage was not).
+        self.settled = bool(state.get("settled", False))
 
 
 def image_dtype(compute: torch.dtype) -> torch.dtype:

@@ -67,7 +67,9 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     checked = [(loop.output.clone(), loop.step) for loop in loops]  # the latest image known finite, its step
     stepped: list[list[torch.Tensor]] = [[] for _ in loops]  # per image since its check: each step finite?
     diverged: dict[int, Diverged] = {}
-    settled: set[int] = set()  # images whose loss stopped falling (options.min_gain): they stop alone
+    # Images whose loss stopped falling (options.min_gain) stop alone; one resumed from a
+    # checkpoint kept at the step its stage settled takes no step more.
+    settled: set[int] = {i for i, loop in enumerate(loops) if loop.settled}
 
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -122,7 +124,7 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
                     diverged[i] = Diverged(last_step + bad[0] + 1, labels, last_finite, last_step, loop.rows)
                 else:
                     checked[i] = (loop.output.clone(), step)
-                    if options.min_gain and _settled(loop, options):
+                    if options.min_gain and step < options.steps and _settled(loop, options):
                         settled.add(i)
                         loop.settled = True  # on_step sees it: this step is the stage's last
         if on_step is not None:

@@ -177,7 +177,7 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
         # usual causes, so that its author is not sent to tune the learning rate.
         causes = (f"the term '{first}' of package '{packages[first]}' produced it first: a bug there is likely "
                   f"(its author may need to look at its forward()); if not, {causes}")
-    message = f"the run diverged: {terms} {what} at step {step} of {plan.total_steps} - {causes}"
+    message = f"the run diverged: {terms} {what} at step {step} of {'at most ' if any(s.min_gain for s in plan.stages) else ''}{plan.total_steps} - {causes}"
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history + [r.tolist() for r in exc.rows]]
     record = run_record(plan, rows, "diverged", offset + exc.last_finite_step, 0.0, 0.0, started, quantized(image))
     record["diverged_at_step"], record["non_finite"] = step, exc.labels or ["image"]

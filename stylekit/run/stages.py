@@ -49,7 +49,9 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     # Per plan: the steps of the stages before (a stage may end before its steps: min_gain).
     # A checkpoint's history holds every step so far, the stage it was kept in last.
     offsets = [len(resume["history"]) - resume["loop"]["step"] if resume else 0 for _ in plans]
-    completed = False  # every stage ran to its end (its steps, or its loss settled)
+    # Per plan: its last stage ran to its end (its steps, or its loss settled), so a stop
+    # that came after, for the others of its group, stopped nothing of it.
+    completed = [False] * len(plans)
     every = plan.recipe.output.checkpoint_every
     seconds, setup = (resume.get("seconds", 0.0) if resume else 0.0), 0.0
     outcomes: list[LoopResult | RunDiverged | None] = [None] * len(plans)  # per plan: its latest stage's
@@ -116,21 +118,17 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
                 histories[i] += [row.tolist() for row in end.rows]
                 totals[i] = run_length(plans[i], index, offsets[i], end.steps_done if end.settled else None)
                 offsets[i] += end.steps_done
+                completed[i] = index == len(plan.stages) - 1 and (end.settled or end.steps_done == options.steps)
         finished = [end for end in ends if isinstance(end, LoopResult)]
         if finished:  # the images still going took the same time
             seconds, setup = seconds + finished[0].seconds, setup + finished[0].setup_seconds
-        # A stop at a stage's last step (or as its loss settled) stopped nothing of it.
-        ran_out = all(end.settled or end.steps_done == options.steps for end in finished)
-        completed = index == len(plan.stages) - 1 and ran_out
         if finished and finished[0].stopped:
             break
-    if not stop.requested or completed:
-        status = "finished"
-    else:
-        status = "interrupted" if stop.signal is not None else "stopped"
+    ended = "interrupted" if stop.signal is not None else "stopped"
     return [outcome if isinstance(outcome, RunDiverged) else
-            make_result(plans[i], inputs[i], outcome.image, histories[i], status, offsets[i], seconds, setup, started,
-                        stop.signal, stage_of[i] + 1, totals[i])
+            make_result(plans[i], inputs[i], outcome.image, histories[i],
+                        "finished" if not stop.requested or completed[i] else ended, offsets[i], seconds, setup,
+                        started, stop.signal, stage_of[i] + 1, totals[i])
             for i, outcome in enumerate(outcomes)]
 
 

@@ -49,6 +49,7 @@ class StepBar:
         if info.stage != self._stage:
             self._stage = info.stage
             bar.set_description_str(f"stage {info.stage}/{info.stages} ", refresh=False)
+        bar.total = info.total  # it drops where a stage ends sooner ([[stage]] min_gain)
         bar.n = info.step  # counted on every step; drawn (and the losses read) only when due
         now = time.monotonic()
         if now - self._redrawn >= BAR_INTERVAL or info.step == info.total:
