@@ -85,3 +85,16 @@ def test_a_resumed_runs_rate_leaves_out_the_time_before_its_checkpoint():
     lines = out.getvalue().splitlines()
     assert [line.split()[1] for line in lines] == ["15/20", "20/20"]
     assert [line.rsplit("(", 1)[1] for line in lines] == ["0.010 s/step)"] * 2
+
+
+def test_the_bar_ends_full_when_a_stage_ends_sooner():
+    # [[stage]] min_gain: the run's total drops from 20 to 16 at step 6; the bar ends at 16/16, full.
+    import dataclasses
+
+    out = io.StringIO()
+    display = ProgressDisplay(out, every=10, bar=True)
+    for info in fake_steps(16, Counter()):
+        display(dataclasses.replace(info, total=20 if info.step < 6 else 16))
+    display.close()
+    last = out.getvalue().replace("\r", "\n").splitlines()[-1]
+    assert "16/16" in last and "100%" in last, last
