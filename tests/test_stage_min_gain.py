@@ -133,6 +133,9 @@ def test_a_stage_too_short_for_its_window_is_said_and_the_dry_run_says_at_most(t
     assert ("warning: stage 1: min_gain cannot end it sooner - it has 3 steps, no more than its gain_steps (3); give "
             "it more steps or fewer gain_steps") in err
     assert "ended at step" not in err
+    status, _, err = run_cli("run", str(recipe), "--set", "stage[0].min_gain=0", "--set", "stage[0].gain_steps=2")
+    assert status == 0 and ("warning: stage 1: gain_steps does nothing without min_gain - set min_gain (0.02: the "
+                            "stage ends once gain_steps steps lower the loss by less than 2%) or leave gain_steps out") in err
     status, out, _ = run_cli("run", str(write_recipe(tmp_path, TINY_LOSSES + STAGES)), "--dry-run")
     assert status == 0 and "stage 1: 32x24, at most 60 steps" in out and "stage 2: 64x48, 4 steps" in out
 

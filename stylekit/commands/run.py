@@ -31,7 +31,7 @@ from stylekit.errors import Problem, RunFailed, UserError, one_line
 from stylekit.files.images import output_size, save_atomic, to_image
 from stylekit.files import outputs
 from stylekit.files.outputs import describe, keep_elsewhere, not_written, write_image_and_record, write_result, written_for
-from stylekit.recipe.plan import Plan
+from stylekit.recipe.plan import Plan, Stage
 from stylekit.commands.progress import ProgressDisplay
 from stylekit.files.report import plot_losses, strip
 from stylekit.run.estimate import estimate, human, pre_run_warnings
@@ -236,11 +236,18 @@ def _all(*callbacks):
 
 
 def _short_stages(plan: Plan) -> list[str]:
-    """A stage with min_gain and no more steps than its gain_steps takes them all (as the
-    recipe's stages do when --steps shares out fewer): said, since min_gain then does nothing."""
-    return [f"stage {i}: min_gain cannot end it sooner - it has {stage.steps} steps, no more than its gain_steps "
-            f"({stage.gain_steps}); give it more steps or fewer gain_steps"
-            for i, stage in enumerate(plan.stages, 1) if stage.min_gain and stage.steps <= stage.gain_steps]
+    """Where [[stage]] min_gain does nothing, said: a stage with no more steps than its
+    gain_steps takes them all (as the recipe's stages do when --steps shares out fewer), and
+    gain_steps without min_gain is never read."""
+    said = []
+    for i, stage in enumerate(plan.stages, 1):
+        if stage.min_gain and stage.steps <= stage.gain_steps:
+            said.append(f"stage {i}: min_gain cannot end it sooner - it has {stage.steps} steps, no more than its "
+                        f"gain_steps ({stage.gain_steps}); give it more steps or fewer gain_steps")
+        elif not stage.min_gain and stage.gain_steps != Stage.gain_steps:
+            said.append(f"stage {i}: gain_steps does nothing without min_gain - set min_gain (0.02: the stage ends "
+                        "once gain_steps steps lower the loss by less than 2%) or leave gain_steps out")
+    return said
 
 
 def steps_of(plan: Plan, total: int | None = None, stage: int = 1) -> str:
