@@ -74,6 +74,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, stop_in):
     assert stopped.status == "stopped" and stopped.steps_done == stop_at
     resumed_seen, resumed = run_seen(plan, checkpoint=checkpoint, resume=True)
     assert resumed.status == "finished" and resumed.steps_done == whole.steps_done
+    assert resumed.record["stage_steps"] == whole.record["stage_steps"] == [settled_at, 4]
     assert [s[:3] for s in resumed_seen] == [s[:3] for s in seen[stop_at:]]
     assert (resumed_seen[-1][3] - seen[-1][3]).abs().max() <= 1e-6
     assert torch.equal(resumed.tensor, whole.tensor)
@@ -158,3 +159,19 @@ def test_in_a_group_an_image_whose_last_stage_ended_is_finished_when_another_is_
     results = run_plans(plans, callbacks)
     assert (results[first].status, results[first].steps_done) == ("finished", alone[first])
     assert (results[later].status, results[later].steps_done) == ("stopped", alone[first] + 1)
+
+
+def test_a_checkpoints_stage_steps_must_add_up(tmp_path):
+    from stylekit.run import checkpoints
+
+    plan = stylekit.load(write_recipe(tmp_path, TINY_LOSSES + LBFGS + STAGES), registry=tiny_registry())
+    seen, _ = run_seen(plan)
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(plan, callback=lambda info: info.step == seen[-2][1] and info.stop(), checkpoint=checkpoint)
+    state = torch.load(checkpoint, weights_only=True)
+    assert state["stage"] == 1 and state["stage_steps"] == [seen[-2][1] - state["loop"]["step"]]
+    for wrong, said in (([state["stage_steps"][0] - 1], "its stages before took"), ([0], "'stage_steps' is not"),
+                        ([1, 2], "'stage_steps' is not")):
+        torch.save({**state, "stage_steps": wrong}, checkpoint)
+        with pytest.raises(stylekit.UserError, match=said):
+            checkpoints.load(checkpoint, plan)

@@ -59,6 +59,15 @@ def problem_with(state: dict, plan: Plan) -> str | None:
     if not least <= len(history) <= most:
         at = f"step {most}" if least == most else f"step {least} to {most}"
         return f"its loss history has {len(history)} steps, but it is at {at} of the run"
+    taken = state.get("stage_steps")  # a checkpoint from before min_gain has none
+    if taken is not None:
+        fits = isinstance(taken, list) and len(taken) == stage_index and all(
+            isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= s.steps for n, s in zip(taken, earlier))
+        if not fits:
+            return f"'stage_steps' is not the steps of the {stage_index} stage(s) before its stage, each within its steps"
+        if sum(taken) + step != len(history):
+            return (f"its stages before took {sum(taken)} steps and it is at step {step} of stage {stage_index + 1}, "
+                    f"but its loss history has {len(history)} steps")
     width = len(plan.losses) + 1  # the total, then each term
     for number, row in enumerate(history, 1):
         if not isinstance(row, list) or len(row) != width or not all(_loss_value(v) for v in row):

@@ -48,11 +48,14 @@ def _recipe_key(plan: Plan) -> dict:
 
 
 def state_of(plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0,
-             output: str | None = None) -> dict:
+             output: str | None = None, stage_steps: list[int] | None = None) -> dict:
     """A checkpoint's content. `output` names the image the checkpoint was kept beside (by
-    `stylekit run`), so that a later run knows it is stylekit's to replace."""
+    `stylekit run`), so that a later run knows it is stylekit's to replace. `stage_steps`:
+    the steps each stage before `stage` took (fewer than its steps where it settled:
+    min_gain); default, their steps."""
+    taken = list(stage_steps) if stage_steps is not None else [s.steps for s in plan.stages[:stage]]
     return {"format": FORMAT, "output": output, "recipe": _recipe_key(plan), "stage": stage, "loop": loop.state(),
-            "history": history, "rng": torch.get_rng_state(), "seconds": seconds}
+            "history": history, "rng": torch.get_rng_state(), "seconds": seconds, "stage_steps": taken}
 
 
 def save(path: Path, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float = 0.0,
@@ -86,8 +89,8 @@ class Keeper:
         self.failed: OSError | None = None  # why the latest write failed; None after a success
 
     def keep(self, plan: Plan, stage: int, loop: Loop, history: list[list[float]], seconds: float,
-             final: bool = False) -> None:
-        state = state_of(plan, stage, loop, history, seconds, self.output)
+             final: bool = False, stage_steps: list[int] | None = None) -> None:
+        state = state_of(plan, stage, loop, history, seconds, self.output, stage_steps)
         if final and self.defer_final:
             self.pending = state
         else:

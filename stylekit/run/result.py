@@ -136,12 +136,12 @@ def labels_of(plan: Plan) -> list[str]:
 
 def make_result(plan: Plan, images: StageImages, image: torch.Tensor, history: list[list[float]], status: str,
                 steps_done: int, seconds: float, setup: float, started: float, signum: int | None = None,
-                stage: int = 1, total_steps: int | None = None) -> Result:
+                stage: int = 1, total_steps: int | None = None, stage_steps: list[int] | None = None) -> Result:
     """The result of a run that ended with `image` in the stage `images` belong to, the
     `stage`-th (1-based) of the plan's."""
     tensor = quantized(images.postprocess(image) if images.postprocess else image)
     rows = [_strict(dict(zip(labels_of(plan), row))) for row in history]
-    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor, stage)
+    record = run_record(plan, rows, status, steps_done, seconds, setup, started, tensor, stage, stage_steps)
     return Result(tensor, rows, record, status, steps_done, signum, plan, stage, len(plan.stages), total_steps)
 
 
@@ -185,7 +185,8 @@ def diverged(plan: Plan, exc: Diverged, images: StageImages, offset: int, histor
 
 
 def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, seconds: float, setup: float,
-               started: float, image: torch.Tensor, stage: int | None = None) -> dict:
+               started: float, image: torch.Tensor, stage: int | None = None,
+               stage_steps: list[int] | None = None) -> dict:
     device = plan.device
     return _strict({
         "status": status,
@@ -202,6 +203,8 @@ def run_record(plan: Plan, rows: list[dict], status: str, steps_done: int, secon
         "size": list(image.shape[-2:]),
         # The stage the image is from (1-based) and of how many: "size" is that stage's.
         **({"stage": stage, "stages": len(plan.stages)} if stage is not None else {}),
+        # The steps each stage run took: fewer than its steps where it ended sooner (min_gain).
+        **({"stage_steps": list(stage_steps)} if stage_steps else {}),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "setup_seconds": setup,
         "loop_seconds": seconds,

@@ -58,6 +58,9 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     inputs: list[StageImages | None] = [None] * len(plans)
     stage_of: list[int] = [first_stage] * len(plans)  # per plan: the index of the stage its inputs are
     totals = [plan.total_steps] * len(plans)  # per plan: its steps in all, as known (`run_length`)
+    # Per plan: the steps each stage took (a checkpoint from before min_gain: the stages' steps).
+    taken = [list(resume.get("stage_steps") or [s.steps for s in plan.stages[:first_stage]]) if resume else []
+             for _ in plans]
     for index in range(first_stage, len(plan.stages)):
         going = [i for i, outcome in enumerate(outcomes) if not isinstance(outcome, RunDiverged)]
         if not going:  # every image of the group diverged
@@ -99,7 +102,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
             # Off the CPU finiteness is checked every few steps: never keep a state that is not.
             if checkpoint is not None and due and bool(torch.isfinite(loop.output).all()):
                 checkpoint.keep(plan, stage_index, loop, history + [r.tolist() for r in loop.rows],
-                                seconds + time.perf_counter() - began, final=stop.requested)
+                                seconds + time.perf_counter() - began, final=stop.requested, stage_steps=taken[i])
             return stop.requested
 
         try:
@@ -118,6 +121,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
                 histories[i] += [row.tolist() for row in end.rows]
                 totals[i] = run_length(plans[i], index, offsets[i], end.steps_done if end.settled else None)
                 offsets[i] += end.steps_done
+                taken[i].append(end.steps_done)
                 completed[i] = index == len(plan.stages) - 1 and (end.settled or end.steps_done == options.steps)
         finished = [end for end in ends if isinstance(end, LoopResult)]
         if finished:  # the images still going took the same time
@@ -128,7 +132,7 @@ def _stages(plans: list[Plan], callbacks, checkpoint: checkpoints.Keeper | None,
     return [outcome if isinstance(outcome, RunDiverged) else
             make_result(plans[i], inputs[i], outcome.image, histories[i],
                         "finished" if not stop.requested or completed[i] else ended, offsets[i], seconds, setup,
-                        started, stop.signal, stage_of[i] + 1, totals[i])
+                        started, stop.signal, stage_of[i] + 1, totals[i], taken[i])
             for i, outcome in enumerate(outcomes)]
 
 
