@@ -172,6 +172,12 @@ def network_input(image: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     return image.to(dtype=dtype).contiguous(memory_format=torch.channels_last)
 
 
+def extend_lowest(lowest: list[float], totals) -> None:
+    """Append to `lowest`, the lowest total so far at each step, the steps of `totals`."""
+    for total in totals:
+        lowest.append(min(total, lowest[-1]) if lowest else total)
+
+
 def gained_little(lowest: list[float], window: int, min_gain: float) -> bool:
     """Over the last `window` steps, did the lowest loss so far fall by less than `min_gain`
     of itself? The lowest, not the latest: a step that rises (L-BFGS's probes, a step taken

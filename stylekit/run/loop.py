@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 
 from stylekit.contract.components import Optimizer, Scheduler
-from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, Objective, gained_little, image_dtype
+from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, Objective, extend_lowest, gained_little, image_dtype
 from stylekit.run.passes import Passes
 
 
@@ -67,9 +67,6 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     checked = [(loop.output.clone(), loop.step) for loop in loops]  # the latest image known finite, its step
     stepped: list[list[torch.Tensor]] = [[] for _ in loops]  # per image since its check: each step finite?
     diverged: dict[int, Diverged] = {}
-    # Images whose loss stopped falling (options.min_gain) stop alone; one resumed from a
-    # checkpoint kept at the step its stage settled takes no step more.
-    settled: set[int] = {i for i, loop in enumerate(loops) if loop.settled}
 
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -77,7 +74,9 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     loop_start = time.perf_counter()
     step, stopped = loops[0].step, False
     while step < options.steps and not stopped:
-        alive = [i for i in range(len(images)) if i not in diverged and i not in settled]
+        # An image whose loss stopped falling (options.min_gain) stops alone, as one resumed
+        # from a checkpoint kept at the step its stage settled does (`Loop.settled`).
+        alive = [i for i in range(len(images)) if i not in diverged and not loops[i].settled]
         if not alive:
             break
         step += 1
@@ -125,7 +124,6 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
                 else:
                     checked[i] = (loop.output.clone(), step)
                     if options.min_gain and step < options.steps and _settled(loop, options):
-                        settled.add(i)
                         loop.settled = True  # on_step sees it: this step is the stage's last
         if on_step is not None:
             # Every image still going sees this step, whichever of them asks to stop.
@@ -135,7 +133,7 @@ def optimize_group(objectives: list[Objective], starts: list[torch.Tensor], opti
     seconds = time.perf_counter() - loop_start
     passes.release()
     return [diverged.get(i) or LoopResult(loop.output.clone(), loop.rows, loop.step, seconds, setup_seconds, stopped,
-                                          i in settled)
+                                          loop.settled)
             for i, loop in enumerate(loops)]
 
 
@@ -144,8 +142,7 @@ def _settled(loop: Loop, options: LoopOptions) -> bool:
     check (finite, just checked): on a GPU that is one wait every `check_every` steps."""
     missing = loop.step - len(loop.lowest)
     if missing > 0:
-        for total in torch.stack(loop.rows[len(loop.rows) - missing:])[:, 0].tolist():  # one transfer
-            loop.lowest.append(min(total, loop.lowest[-1]) if loop.lowest else total)
+        extend_lowest(loop.lowest, torch.stack(loop.rows[len(loop.rows) - missing:])[:, 0].tolist())  # one transfer
     return gained_little(loop.lowest, options.gain_steps, options.min_gain)
 
 

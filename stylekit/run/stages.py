@@ -19,7 +19,7 @@ from stylekit.run.blame import attributed
 from stylekit.recipe.plan import Plan
 from stylekit.run import checkpoints
 from stylekit.run.build import Reuse, StageImages, build_backbone, build_objective, build_optimizer, build_scheduler, stage_images
-from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult
+from stylekit.run.engine import Diverged, Loop, LoopOptions, LoopResult, extend_lowest
 from stylekit.run.loop import optimize_group
 from stylekit.run.result import Result, RunDiverged, StepInfo, diverged, labels_of, make_result
 from stylekit.run.signals import Stop, signals_to
@@ -182,8 +182,7 @@ def _loop_resume(resume: dict, stage) -> dict:
     if not stage.min_gain or not state["step"]:
         return state
     lowest: list[float] = []
-    for row in resume["history"][-state["step"]:]:
-        lowest.append(min(row[0], lowest[-1]) if lowest else row[0])
+    extend_lowest(lowest, [row[0] for row in resume["history"][-state["step"]:]])
     return {**state, "lowest": lowest}
 
 
