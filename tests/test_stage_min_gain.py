@@ -78,6 +78,12 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, stop_in):
     assert [s[:3] for s in resumed_seen] == [s[:3] for s in seen[stop_at:]]
     assert (resumed_seen[-1][3] - seen[-1][3]).abs().max() <= 1e-6
     assert torch.equal(resumed.tensor, whole.tensor)
+    if stop_in == "settled":  # the command line, resumed there, says the steps the run takes
+        kept = tmp_path / "out" / "result.checkpoint.pt"
+        kept.parent.mkdir(exist_ok=True)
+        kept.write_bytes(checkpoint.read_bytes())
+        status, _, err = run_cli("run", str(tmp_path / "recipe.toml"), "--resume")
+        assert status == 0 and f"at step {settled_at}/{settled_at + 4}" in err, err
 
 
 def test_images_in_step_each_end_their_stage_as_they_would_alone(tmp_path):

@@ -64,9 +64,12 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
         keeper.on_disk = len(state["history"])
-        known = run_length(plan, state["stage"], keeper.on_disk - state["loop"]["step"])
-        print(f"resuming from {one_line(str(keeper.path))} at step {keeper.on_disk}/{steps_of(plan, known, state['stage'] + 1)}",
-              file=stream, flush=True)
+        at, ended = state["loop"]["step"], bool(state["loop"].get("settled"))  # its stage may have ended there
+        known = run_length(plan, state["stage"], keeper.on_disk - at, at if ended else None)
+        to_come = state["stage"] + (2 if ended else 1)  # the first stage (1-based) that may still end sooner
+        of = steps_of(plan, known, to_come)
+        at_step = f"{keeper.on_disk}/{of}" if of.isdigit() else f"{keeper.on_disk} of {of}"  # "3/5", "3 of at most 64"
+        print(f"resuming from {one_line(str(keeper.path))} at step {at_step}", file=stream, flush=True)
 
     def save_intermediate(info: StepInfo) -> None:
         every = plan.recipe.output.save_every
