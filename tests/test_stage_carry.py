@@ -98,7 +98,6 @@ def test_a_first_stage_that_carries_is_told_it_has_nothing_to_carry(tmp_path):
     assert "stage[0].carry" in err and "the first stage has no stage before it" in err
 
 
-
 def test_a_checkpoint_made_before_stages_had_a_carry_resumes_and_one_of_change_does_not(tmp_path):
     plan = stylekit.load(two_stages_recipe(tmp_path), registry=tiny_registry())
     checkpoint = tmp_path / "c.pt"
