@@ -71,7 +71,7 @@ DEFAULT_PAIRS = ["rainier+autumn-oak", "tubingen+starry_night", "tubingen+seated
                  "rainier+frida_kahlo", "chelsea+frida_kahlo", "astronaut+starry_night", "astronaut+seated-nude",
                  "grace_hopper+starry_night", "grace_hopper+seated-nude"]
 CURVE_RECIPE = "recipes/gatys.toml"
-DEFAULT_STRENGTHS = "0.25,0.5,1,2,4,8"
+DEFAULT_STRENGTHS = "0.25,0.5,1,2,4,8,16"
 DOCS_IMAGES = ROOT / "docs" / "images"
 
 

@@ -60,6 +60,8 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     # Paths are shown escaped (one_line): a line break in one would split the line.
     print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {steps_of(plan)} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
+    if more_steps_note(plan):
+        print(more_steps_note(plan), file=stream, flush=True)
     for warning in [*pre_run_warnings(plan), *_short_stages(plan)]:
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
@@ -253,6 +255,16 @@ def _short_stages(plan: Plan) -> list[str]:
     return said
 
 
+def more_steps_note(plan: Plan) -> str | None:
+    """Where the recipe's `more_steps_above` grew the steps at this strength: by how much, and
+    how to choose them instead."""
+    if plan.steps_factor == 1:
+        return None
+    return (f"strength {plan.recipe.strength:g} is above the recipe's more_steps_above ({plan.recipe.more_steps_above:g}): "
+            f"each stage takes {plan.steps_factor:.2f} times its steps, as a strong style takes more steps to lay down "
+            "(--steps N to choose them)")
+
+
 def steps_of(plan: Plan, total: int | None = None, stage: int = 1) -> str:
     """'70', or 'at most 170' where a stage from the `stage`-th (1-based) on may end sooner
     (`[[stage]] min_gain`). `total`: the steps as known (default: the plan's)."""
@@ -315,6 +327,8 @@ def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
     """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
     stream = stream or sys.stdout
     estimates = []
+    if more_steps_note(plan):
+        print(more_steps_note(plan), file=stream)
     for index, stage in enumerate(plan.stages):
         found = estimate(plan, stage)
         estimates.append(found)

@@ -29,6 +29,14 @@ FIELDS_ADDED_LATER = ((("flow",), FlowSpec().model_dump(mode="json")),
 def resumable_recipe(plan: Plan) -> dict[str, Any]:
     """`plan`'s recipe as plain data, without the fields above."""
     raw = plan.raw
+    # The steps the run takes, which `more_steps_above` may have grown with the strength: a
+    # run grown to 100 steps is the run that was given 100, and the field itself adds nothing.
+    raw.pop("more_steps_above", None)
+    if raw.get("stage"):
+        for spec, stage in zip(raw["stage"], plan.stages):
+            spec["steps"] = stage.steps
+    else:
+        raw["run"]["steps"] = plan.stages[0].steps
     for path in NO_PIXEL_FIELDS:
         _drop(raw, path, lambda _: True)
     for path, before in FIELDS_ADDED_LATER:

@@ -27,10 +27,10 @@ from stylekit.recipe.devices import resolve_device, resolve_precision
 from stylekit.recipe.messages import (instead, locator, pydantic_problem, quoted_values, without_echoes,
                                       without_tried_branches)
 from stylekit.recipe.overrides import Overrides, apply_override
-from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan, Stage
+from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from stylekit.recipe.source import read_source, shortened_loc
-from stylekit.recipe.stage_fit import fit_stages_to_overrides
+from stylekit.recipe.stage_fit import fit_stages_to_overrides, planned_stages
 from stylekit.recipe.tomlpos import key_lines
 
 
@@ -144,16 +144,11 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     problems += construction_problems(losses, chosen, problems, at)  # what a component's __init__ refuses
     if problems or recipe is None:
         raise UserError(problems)
+    stages, steps_factor = planned_stages(recipe, overrides or {})
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
                 optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], flow=flow, device=device, dtype=dtype,
-                stages=_stages(recipe), images=inputs, output=Path(recipe.output.path),
+                stages=stages, steps_factor=steps_factor, images=inputs, output=Path(recipe.output.path),
                 plugin_versions={p.package: p.version for p in registry.plugins}, at=at, registry=registry)
-
-
-def _stages(recipe: Recipe) -> tuple[Stage, ...]:
-    if recipe.stage:
-        return tuple(Stage(s.width, s.height, s.steps, s.carry, s.min_gain, s.gain_steps) for s in recipe.stage)
-    return (Stage(recipe.output.width, recipe.output.height, recipe.run.steps),)
 
 
 def _device_and_precision(run, at, problems: list[Problem]):
@@ -187,7 +182,7 @@ def _valid_parts(data: dict) -> SimpleNamespace:
             sections[name] = requires if isinstance(requires, list) and all(isinstance(r, str) for r in requires) else None
         elif name == "stage":
             sections[name] = None  # stages name no components to check
-        elif name == "strength":  # a number: its own problem is reported by the schema
+        elif name in ("strength", "more_steps_above"):  # numbers: their own problems are reported by the schema
             sections[name] = None
         elif name in data:
             sections[name] = valid(name, field.annotation, data[name])

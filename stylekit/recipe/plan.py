@@ -98,6 +98,8 @@ class Plan:
     device: torch.device
     dtype: torch.dtype
     stages: tuple[Stage, ...]
+    #: What the recipe's `more_steps_above` multiplied the stages' steps by at its strength (1: as written).
+    steps_factor: float
     images: InputImages
     output: Path
     #: Installed plugin packages and their versions, for the run record.

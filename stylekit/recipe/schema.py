@@ -259,6 +259,13 @@ class Recipe(Strict):
         description="How much style, along the trade between style and the photo's structure: multiplies the "
                     "weight of every loss term that reads the style image's features (1: the recipe's balance, 2: twice "
                     "the style, 0.5: half). Also `--strength`.")
+    more_steps_above: float | None = Field(
+        None, gt=0, le=1000, allow_inf_nan=False,
+        description="Above this strength, each stage takes more steps than it says: its steps times the square root "
+                    "of strength / this (with 2: at strength 8 twice, at 32 four times). Why: a strong style's loss "
+                    "falls slowly for long, and the picture takes the style with it, while the recipe's steps are "
+                    "set for its own balance (docs/quality.md). Not given (the default): the steps as written at any "
+                    "strength. Where overrides give steps (`--steps`, `--set stage[N].steps=...`), no stage's steps grow.")
     images: ImagesSpec
     output: OutputSpec = OutputSpec()
     backbone: BackboneSpec = BackboneSpec()

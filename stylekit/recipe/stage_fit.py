@@ -10,8 +10,12 @@ not what the recipe says, so a problem with one of them must not point at the re
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
+from stylekit.files.limits import MAX_STEPS
+from stylekit.recipe.plan import Stage
+from stylekit.recipe.schema import Recipe
 from stylekit.recipe.tomlpos import dotted
 
 @dataclass
@@ -124,6 +128,24 @@ def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
             stage["steps"] = n
         fit.scaled["steps"] = ("run", "steps")
     return fit
+
+
+def planned_stages(recipe: Recipe, overridden) -> tuple[tuple[Stage, ...], float]:
+    """The stages a run takes, and the factor their steps were multiplied by: above the
+    recipe's `more_steps_above`, sqrt(strength / more_steps_above), unless overrides gave the
+    steps (`--steps`, `--set stage[N].steps=...`), which are taken as given."""
+    given = ("run", "steps") in overridden or bool(_stage_keys(overridden, len(recipe.stage), ("steps",)))
+    above = recipe.more_steps_above
+    factor = 1.0 if given or above is None or recipe.strength <= above else math.sqrt(recipe.strength / above)
+
+    def grown(steps: int) -> int:
+        return min(MAX_STEPS, round(steps * factor))
+
+    if recipe.stage:
+        stages = tuple(Stage(s.width, s.height, grown(s.steps), s.carry, s.min_gain, s.gain_steps) for s in recipe.stage)
+    else:
+        stages = (Stage(recipe.output.width, recipe.output.height, grown(recipe.run.steps)),)
+    return stages, factor
 
 
 def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:
