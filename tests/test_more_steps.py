@@ -5,6 +5,7 @@ the run says what it did, and a grown run resumes as the run given those steps w
 import math
 
 import pytest
+from PIL import Image
 
 import stylekit
 from stylekit.recipe.identity import resumable_recipe
@@ -66,8 +67,8 @@ def test_a_grown_run_resumes_as_the_run_given_those_steps(tmp_path):
 
 
 def test_the_run_says_its_steps_grew_and_how_to_choose_them(tmp_path):
-    recipe = write_recipe(tmp_path, TINY_LOSSES + STAGES.replace("10", "2").replace("4", "1"),
-                          head="more_steps_above = 1\n" + TINY_RECIPE_HEAD)
+    small = "\n[[stage]]\nwidth = 32\nsteps = 2\n\n[[stage]]\nwidth = 64\nsteps = 1\n"
+    recipe = write_recipe(tmp_path, TINY_LOSSES + small, head="more_steps_above = 1\n" + TINY_RECIPE_HEAD)
     status, _, err = run_cli("run", str(recipe), "--strength", "4")
     assert status == 0, err
     assert ("strength 4 is above the recipe's more_steps_above (1): each stage takes 2.00 times its steps, as a "
@@ -76,6 +77,46 @@ def test_the_run_says_its_steps_grew_and_how_to_choose_them(tmp_path):
     status, _, err = run_cli("run", str(recipe), "--strength", "4", "--steps", "3")
     assert status == 0, err
     assert "more_steps_above" not in err and "3 steps" in err.splitlines()[0]
+
+
+def test_a_whole_run_table_with_steps_is_steps_given(tmp_path):
+    run = {"steps": 7, "device": "cpu", "precision": "fp32", "progress_every": 0}
+    assert [s.steps for s in grown(tmp_path, {"strength": 8, "run": run}, stages="").stages] == [7]
+
+
+def test_where_rounding_changes_no_stage_nothing_is_said_to_grow(tmp_path):
+    plan = grown(tmp_path, {"strength": 2.01})  # sqrt(1.005): 10.02 and 4.01
+    assert [s.steps for s in plan.stages] == [10, 4] and plan.steps_factor == 1
+
+
+def test_a_plan_made_again_from_its_recipe_takes_the_same_steps(tmp_path):
+    # stylekit.stylize(plan, content=...), a batch's items and the run record's recipe all
+    # make the plan again from plan.raw: steps that were given must not grow there.
+    for overrides in ({"strength": 8, "run.steps": 14}, {"strength": 8}, {"strength": 8, "stage[1].steps": 6}):
+        plan = grown(tmp_path, overrides)
+        again = load_recipe(plan.raw, tiny_registry(), base=tmp_path)
+        assert [s.steps for s in again.stages] == [s.steps for s in plan.stages], overrides
+    content = Image.open(tmp_path / "content.png")
+    given = grown(tmp_path, {"strength": 8, "run.steps": 14})
+    result = stylekit.stylize(given, content=content)
+    assert result.steps_done == 14
+
+
+def test_files_beside_the_output_are_checked_up_to_the_grown_steps(tmp_path):
+    # At strength 8 the run takes 20 + 8 steps: with save_every = 8 it writes step 16 and 24,
+    # past the 14 the recipe writes, and a file of the user's there must be refused, not overwritten.
+    recipe = write_recipe(tmp_path, TINY_LOSSES + STAGES, head="more_steps_above = 2\n" + TINY_RECIPE_HEAD)
+    (tmp_path / "out").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "out" / "result.step00016.png")
+    status, _, err = run_cli("validate", str(recipe), "--set", "output.save_every=8", "--strength", "8")
+    assert status == 2 and "result.step00016.png" in err and "Traceback" not in err
+    status, _, err = run_cli("validate", str(recipe), "--set", "output.save_every=8")
+    assert status == 0, err  # 14 steps: no step 16 to write
+
+
+def test_a_later_video_frame_takes_a_third_of_the_steps_as_written(tmp_path):
+    from stylekit.video.start import video_steps
+    assert video_steps(grown(tmp_path, {"strength": 8})) == 5  # 14 / 3, not 28 / 3
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "inf", '"lots"'])

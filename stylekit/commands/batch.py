@@ -30,6 +30,7 @@ from stylekit.plugins.registry import BrokenPluginWarning, broken_warnings
 from stylekit.recipe.output_checks import writable_folder
 from stylekit.recipe.load import load_recipe
 from stylekit.recipe.overrides import Overrides
+from stylekit.recipe.stage_fit import more_steps_note
 from stylekit.run import session
 from stylekit.run.blame import attributed
 from stylekit.run.build import Reuse
@@ -89,6 +90,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, "
               f"{len(todo) - failing} to do{f', {failing} will fail' if failing else ''}, "
               f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {one_line(str(out))}", file=stream, flush=True)
+        if more_steps_note(base):
+            print(more_steps_note(base), file=stream, flush=True)
     try:
         status = worker.run(todo)
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, but the items done are there

@@ -25,6 +25,7 @@ import torch
 from stylekit import __version__
 from stylekit.run import checkpoints
 from stylekit.run.stages import run_length
+from stylekit.recipe.stage_fit import more_steps_note
 from stylekit.recipe.output_checks import path_problems
 from stylekit.recipe.devices import dtype_name
 from stylekit.errors import Problem, RunFailed, UserError, one_line
@@ -253,16 +254,6 @@ def _short_stages(plan: Plan) -> list[str]:
             said.append(f"stage {i}: gain_steps does nothing without min_gain - set min_gain (0.02: the stage ends "
                         "once gain_steps steps lower the loss by less than 2%) or leave gain_steps out")
     return said
-
-
-def more_steps_note(plan: Plan) -> str | None:
-    """Where the recipe's `more_steps_above` grew the steps at this strength: by how much, and
-    how to choose them instead."""
-    if plan.steps_factor == 1:
-        return None
-    return (f"strength {plan.recipe.strength:g} is above the recipe's more_steps_above ({plan.recipe.more_steps_above:g}): "
-            f"each stage takes {plan.steps_factor:.2f} times its steps, as a strong style takes more steps to lay down "
-            "(--steps N to choose them)")
 
 
 def steps_of(plan: Plan, total: int | None = None, stage: int = 1) -> str:

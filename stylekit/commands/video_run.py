@@ -18,6 +18,7 @@ from stylekit.plugins.registry import broken_warnings, load_registry
 from stylekit.recipe.load import load_recipe
 from stylekit.recipe.overrides import Overrides, shell_word
 from stylekit.recipe.plan import Plan
+from stylekit.recipe.stage_fit import more_steps_note
 from stylekit.tools.progress import is_terminal
 from stylekit.video.decode import Clip, open_clip
 from stylekit.video.frames import FrameDiverged, FrameStep
@@ -114,7 +115,7 @@ def run_video(args) -> int:
                   f"{one_line(str(output))} ({w}x{h}, {plan.device.type})")
     if args.resume:
         progress.note(f"resuming from {one_line(str(work_dir_for(output)))}")
-    for note in notes:
+    for note in [*notes, *filter(None, [more_steps_note(plan, " of a shot's first frame")])]:
         progress.note(f"note: {note}")
     callbacks = [progress]
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stylekit.recipe.plan import Plan
+from stylekit.recipe.plan import Plan, Stage
 from stylekit.recipe.video_schema import FlowSpec
 
 #: Fields that change where files go or what is shown, never a pixel.
@@ -23,7 +23,7 @@ NO_PIXEL_FIELDS = (("output", "path"), ("output", "save_every"), ("output", "rec
 FIELDS_ADDED_LATER = ((("flow",), FlowSpec().model_dump(mode="json")),
                       (("stage", "*", "carry"), "image"),
                       (("stage", "*", "min_gain"), 0.0),
-                      (("stage", "*", "gain_steps"), 10))
+                      (("stage", "*", "gain_steps"), Stage.gain_steps))
 
 
 def resumable_recipe(plan: Plan) -> dict[str, Any]:

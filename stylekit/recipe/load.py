@@ -30,7 +30,7 @@ from stylekit.recipe.overrides import Overrides, apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from stylekit.recipe.source import read_source, shortened_loc
-from stylekit.recipe.stage_fit import fit_stages_to_overrides, planned_stages
+from stylekit.recipe.stage_fit import fit_stages_to_overrides, planned_stages, steps_factor, steps_given, written_steps
 from stylekit.recipe.tomlpos import key_lines
 
 
@@ -93,9 +93,13 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)
         inputs = _open_images(parts.images, memory, at, problems, decoded)
+    given = steps_given(overrides or {})
+    factor = steps_factor(parts.strength, parts.more_steps_above, written_steps(parts), given)
+    if given and recipe is not None:  # so that a plan made again from its recipe (`plan.raw`) takes them as given too
+        recipe.more_steps_above = None
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
-        problems += output_checks.output_problems(parts, at, beside)
+        problems += output_checks.output_problems(parts, at, beside, factor)
 
     backbone = None
     if parts.backbone is not None:
@@ -144,10 +148,9 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     problems += construction_problems(losses, chosen, problems, at)  # what a component's __init__ refuses
     if problems or recipe is None:
         raise UserError(problems)
-    stages, steps_factor = planned_stages(recipe, overrides or {})
     return Plan(source=label, recipe=recipe, backbone=backbone, weights=recipe.backbone.weights, losses=tuple(losses),
                 optimizer=chosen["optimizer"], scheduler=chosen["scheduler"], flow=flow, device=device, dtype=dtype,
-                stages=stages, steps_factor=steps_factor, images=inputs, output=Path(recipe.output.path),
+                stages=planned_stages(recipe, factor), steps_factor=factor, images=inputs, output=Path(recipe.output.path),
                 plugin_versions={p.package: p.version for p in registry.plugins}, at=at, registry=registry)
 
 

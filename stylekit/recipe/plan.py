@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from stylekit.contract.components import PreviousOutput
 from stylekit.errors import Problem
-from stylekit.recipe.schema import Recipe
+from stylekit.recipe.schema import Recipe, StageSpec
 
 MEMORY = "<in memory>"  # stands for an image given as an object instead of a file
 
@@ -61,7 +61,7 @@ class Stage:
     carry: str = "image"  # what a later stage takes from the one before: "image" or "change"
     #: End sooner once `gain_steps` steps lower the lowest loss by less than this fraction (0: never).
     min_gain: float = 0.0
-    gain_steps: int = 10
+    gain_steps: int = StageSpec.model_fields["gain_steps"].default  # the schema's, written once
 
 
 @dataclass(frozen=True)

@@ -109,10 +109,10 @@ def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
         elif any(fit.heights):  # the stages' own heights, scaled with the width
             fit.scaled["height"] = ("output", "width")
     steps = _whole(run.get("steps")) if ("run", "steps") in overridden else None
-    steps_given = _stage_keys(overridden, len(stages), ("steps",))
-    if _positive(steps) and steps_given:
-        if len(steps_given) < len(stages) or sum(s["steps"] for s in stages) != steps:
-            fit.problems.append((("run", "steps"), f"{_named(overridden, steps_given)} sets the stages' steps too - give "
+    given_steps = _stage_keys(overridden, len(stages), ("steps",))
+    if _positive(steps) and given_steps:
+        if len(given_steps) < len(stages) or sum(s["steps"] for s in stages) != steps:
+            fit.problems.append((("run", "steps"), f"{_named(overridden, given_steps)} sets the stages' steps too - give "
                                  "either run.steps, and it is shared out as the recipe shares its steps, or every "
                                  "stage's steps, adding up to it, not both"))
     elif _positive(steps) and steps < len(stages):
@@ -130,22 +130,51 @@ def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
     return fit
 
 
-def planned_stages(recipe: Recipe, overridden) -> tuple[tuple[Stage, ...], float]:
-    """The stages a run takes, and the factor their steps were multiplied by: above the
-    recipe's `more_steps_above`, sqrt(strength / more_steps_above), unless overrides gave the
-    steps (`--steps`, `--set stage[N].steps=...`), which are taken as given."""
-    given = ("run", "steps") in overridden or bool(_stage_keys(overridden, len(recipe.stage), ("steps",)))
-    above = recipe.more_steps_above
-    factor = 1.0 if given or above is None or recipe.strength <= above else math.sqrt(recipe.strength / above)
+def steps_given(overridden) -> bool:
+    """Did overrides give the run's steps (`--steps`, a stage's steps, a whole stage or the
+    stage list, a whole `run` table with steps)? Those are taken as given, whatever the strength."""
+    keys = [tuple(key) for key in overridden]
+    whole_run = ("run",) in keys and isinstance(overridden[("run",)], dict) and "steps" in overridden[("run",)]
+    return whole_run or ("run", "steps") in keys or any(key[:1] == ("stage",) and key[2:3] in ((), ("steps",))
+                                                         for key in keys)
 
-    def grown(steps: int) -> int:
-        return min(MAX_STEPS, round(steps * factor))
 
+def steps_factor(strength: float | None, above: float | None, written: list[int], given: bool) -> float:
+    """What `more_steps_above` multiplies the stages' steps by: sqrt(strength / above) above
+    it, 1 where the steps were given, the field is not, or no stage's steps would change."""
+    if given or above is None or strength is None or strength <= above:
+        return 1.0
+    factor = math.sqrt(strength / above)
+    return factor if any(grown(steps, factor) != steps for steps in written) else 1.0
+
+
+def grown(steps: int, factor: float) -> int:
+    return min(MAX_STEPS, round(steps * factor))
+
+
+def written_steps(parts) -> list[int]:
+    """The steps the recipe (`parts`, valid or not) writes: its stages', or run.steps."""
+    if parts.stage:
+        return [stage.steps for stage in parts.stage]
+    return [parts.run.steps] if parts.run is not None else []
+
+
+def planned_stages(recipe: Recipe, factor: float) -> tuple[Stage, ...]:
+    """The stages a run of `recipe` takes, their steps times `factor` (`steps_factor`)."""
     if recipe.stage:
-        stages = tuple(Stage(s.width, s.height, grown(s.steps), s.carry, s.min_gain, s.gain_steps) for s in recipe.stage)
-    else:
-        stages = (Stage(recipe.output.width, recipe.output.height, grown(recipe.run.steps)),)
-    return stages, factor
+        return tuple(Stage(s.width, s.height, grown(s.steps, factor), s.carry, s.min_gain, s.gain_steps)
+                     for s in recipe.stage)
+    return (Stage(recipe.output.width, recipe.output.height, grown(recipe.run.steps, factor)),)
+
+
+def more_steps_note(plan, scope: str = "") -> str | None:
+    """Where the recipe's `more_steps_above` grew the steps at this strength: by how much, and
+    how to choose them instead. `scope`: which stages (" of a shot's first frame")."""
+    if plan.steps_factor == 1:
+        return None
+    return (f"strength {plan.recipe.strength:g} is above the recipe's more_steps_above ({plan.recipe.more_steps_above:g}): "
+            f"each stage{scope} takes {plan.steps_factor:.2f} times its steps, as a strong style takes more steps to lay "
+            "down (--steps N to choose them)")
 
 
 def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:

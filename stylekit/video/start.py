@@ -24,6 +24,7 @@ from stylekit.contract.components import PreviousOutput
 from stylekit.contract.flow import FlowProvider
 from stylekit.recipe.identity import component_params, resumable_recipe
 from stylekit.recipe.plan import Choice, LossChoice, Plan, Stage
+from stylekit.recipe.stage_fit import written_steps
 from stylekit.video.warp import stillness, warp
 
 #: Per offset k: the flow from the frame to the frame k back, and its certainty.
@@ -44,11 +45,13 @@ def with_temporal(plan: Plan) -> tuple[Plan, list[str]]:
 
 
 def video_steps(plan: Plan) -> int:
-    """Steps for a frame that continues a shot: `video.steps`, or a third of the recipe's.
-    A warm start is most of the way there already: with recipes/gatys.toml (70 steps) a
-    later frame's content and style stay within 6% of the frame stylized alone at 16 to 23
-    steps, where 8 leave its style 11% off and 35 overshoot (benchmarks/temporal_weight.py)."""
-    return plan.recipe.video.steps or max(1, round(plan.total_steps / 3))
+    """Steps for a frame that continues a shot: `video.steps`, or a third of the recipe's as
+    written. A warm start is most of the way there already: with recipes/gatys.toml (70
+    steps) a later frame's content and style stay within 6% of the frame stylized alone at 16
+    to 23 steps, where 8 leave its style 11% off and 35 overshoot (benchmarks/temporal_weight.py,
+    at strength 1). `more_steps_above` grows a shot's first frame's steps with the strength,
+    not these: a later frame starts from its style already laid down."""
+    return plan.recipe.video.steps or max(1, round(sum(written_steps(plan.recipe)) / 3))
 
 
 def warped_earlier(outputs: dict[int, torch.Tensor], flows: Flows, anchor: int | None = None,
