@@ -89,7 +89,8 @@ def test_overrides_given_in_python_are_named_as_given_not_as_a_flag(stylekit_rec
         return [str(p) for p in caught.value.problems]
 
     # A bad value names the dict entry, not the recipe's [run] line that never said it.
-    assert problems({"run.steps": 0}) == ["overrides['run.steps']: run.steps: Input should be greater than or equal to 1 (got 0)"]
+    assert problems({"run.steps": 0}) == ["overrides['run.steps']: run.steps: Input should be greater than or equal to 1 (got 0)"
+                                           " - write a whole number at least 1 and at most 100000"]
     assert problems({("run", "steps"): 0})[0].startswith("overrides[('run', 'steps')]: run.steps:")
     (malformed,) = problems({"loss..weight": 1})
     assert malformed.startswith("overrides['loss..weight']: empty part between dots - write a dotted key, e.g. {")

@@ -123,7 +123,8 @@ def test_recipe_values_still_cite_the_recipe_line(stylekit_recipe):
     stylekit_recipe.write_text(stylekit_recipe.read_text().replace("steps = 5", "steps = 0"))
     status, _, err = run_cli("validate", str(stylekit_recipe), "--set", "run.seed=1")
     assert status == 2
-    assert err == f"error: {stylekit_recipe}:14: run.steps: Input should be greater than or equal to 1 (got 0)\n"
+    assert err == (f"error: {stylekit_recipe}:14: run.steps: Input should be greater than or equal to 1 (got 0)"
+                   " - write a whole number at least 1 and at most 100000\n")
 
 
 # ---------------------------------------------------------------- failures and estimates

@@ -182,7 +182,7 @@ def test_params_rejected_by_a_plugin_component_name_package_and_component(instal
     recipe = write_recipe(tmp_path, BRIGHTNESS_RECIPE.replace("target = 0.9", "target = 2"), head=BRIGHTNESS_HEAD)
     status, _, err = run_cli("validate", str(recipe))
     assert status == 2
-    assert "loss[0].params.target: Input should be less than or equal to 1 (got 2) (loss 'brightness' of package 'stylekit-brightness')" in err
+    assert "loss[0].params.target: Input should be less than or equal to 1 (got 2) - write a number at least 0 and at most 1 (loss 'brightness' of package 'stylekit-brightness')" in err
 
 
 def test_plugins_command_lists_each_backbones_layers():

@@ -165,3 +165,20 @@ def test_the_fp16_limit_is_fp16_s_largest_number(stylekit_recipe):
         assert [p.field for p in problems] == (["loss[0].weight"] if refused else []), weight
         assert not refused or 'fp16, the run\'s precision, can hold (6.55e+04)' in problems[0].message
         assert not refused or 'or set run.precision = "bf16"' in problems[0].message
+
+
+@pytest.mark.parametrize("override, said", [
+    # Two bounds: pydantic names the one broken; the user is told both, so as not to meet the other next.
+    ("stage=[{width=32,steps=9,min_gain=1.5}]",
+     "stage[0].min_gain: Input should be less than 1 (got 1.5) - write a number at least 0 and less than 1"),
+    ("run.steps=0", "run.steps: Input should be greater than or equal to 1 (got 0) - write a whole number at least 1 "
+                    "and at most 100000"),
+    ('optimizer={name="sgd",params={momentum=1}}',
+     "optimizer.params.momentum: Input should be less than 1 (got 1) - write a number at least 0 and less than 1"),
+    ('optimizer={name="adam",params={betas=[1,0.9]}}', "optimizer.params.betas[0]: Input should be less than 1 (got 1)"),
+    ("loss[0].weight=-1", "loss[0].weight: Input should be greater than or equal to 0 (got -1)"),  # one bound: nothing to add
+])
+def test_a_number_out_of_range_is_told_the_whole_range(stylekit_recipe, override, said):
+    status, _, err = run_cli("validate", str(stylekit_recipe), "--set", override)
+    assert status == 2 and "Traceback" not in err
+    assert said in err.splitlines()[0] and said + " - write" not in err, err

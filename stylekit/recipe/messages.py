@@ -50,7 +50,8 @@ def pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at
     # 'x.gif' must end in ..."): a "(got 'x.gif')" after it would say it twice.
     if isinstance(err["input"], str) and (json.dumps(err["input"]) in message or repr(err["input"]) in message):
         return at(loc, message)
-    return at(loc, f"{message} (got {err['input']!r})")
+    allowed = _allowed_range(model, tuple(err["loc"])) if err["type"] in _BOUNDS and model is not None else None
+    return at(loc, f"{message} (got {err['input']!r})" + (f" - write {allowed}" if allowed else ""))
 
 
 #: pydantic's errors for a number out of bounds -> the bound in their ctx.
@@ -103,14 +104,38 @@ def _is_union_tag(part) -> bool:
     return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
 
 
+def _allowed_range(model: type[BaseModel], loc: tuple) -> str | None:
+    """'a number at least 0 and less than 1': the bounds of the field at `loc` where it has two
+    (pydantic's message names only the one broken, and the user should not meet the other
+    next); None where it has one or none."""
+    loc = tuple(part for part in loc if not _is_union_tag(part))
+    parent = _model_at(model, loc[:-1]) if loc else None
+    field = parent.model_fields.get(loc[-1]) if parent is not None and isinstance(loc[-1], str) else None
+    if field is None:
+        return None
+    words = {"gt": "greater than", "ge": "at least", "lt": "less than", "le": "at most"}
+    said = [f"{words[name]} {getattr(limit, name):g}" for limit in field.metadata for name in words
+            if isinstance(getattr(limit, name, None), (int, float)) and abs(getattr(limit, name)) < 1e16]  # not float32's top
+    if len(said) < 2:  # pydantic's message says the one bound
+        return None
+    kinds = getattr(field.annotation, "__args__", (field.annotation,))  # int, or int | None
+    return f"{'a whole number' if int in kinds and float not in kinds else 'a number'} {' and '.join(said)}"
+
+
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     """Field names of the (nested) model at `loc`, for did-you-mean suggestions."""
+    found = _model_at(model, loc)
+    return list(found.model_fields) if found is not None else []
+
+
+def _model_at(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The (nested) model at `loc`, or None where `loc` leads to no model."""
     for part in loc:
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part)
         if field is None:
-            return []
+            return None
         annotation = field.annotation
         args = getattr(annotation, "__args__", ())
         inner = args[0] if args else annotation
@@ -119,5 +144,5 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
         elif isinstance(annotation, type) and issubclass(annotation, BaseModel):
             model = annotation
         else:
-            return []
-    return list(model.model_fields)
+            return None
+    return model
