@@ -71,8 +71,8 @@ def test_the_run_says_its_steps_grew_and_how_to_choose_them(tmp_path):
     recipe = write_recipe(tmp_path, TINY_LOSSES + small, head="more_steps_above = 1\n" + TINY_RECIPE_HEAD)
     status, _, err = run_cli("run", str(recipe), "--strength", "4")
     assert status == 0, err
-    assert ("strength 4 is above the recipe's more_steps_above (1): each stage takes 2.00 times its steps, as a "
-            "strong style takes more steps to lay down (--steps N to choose them)") in err
+    assert ("strength 4 is above the recipe's more_steps_above (1): its stages take 4 + 2 steps, not 2 + 1, about 2.0 "
+            "times as long, as a strong style takes more steps to lay down (--steps 3 keeps the recipe's)") in err
     assert "6 steps" in err.splitlines()[0] and "stage 1/2: 32 px wide, 4 steps" in err
     status, _, err = run_cli("run", str(recipe), "--strength", "4", "--steps", "3")
     assert status == 0, err
@@ -133,3 +133,26 @@ def test_the_default_recipe_doubles_its_steps_at_strength_8_and_keeps_them_to_2(
     steps = {s: [st.steps for st in load_recipe(RECIPES / "gatys.toml", registry, {("strength",): s}).stages]
              for s in (1, 2, 8)}
     assert steps == {1: [50, 20], 2: [50, 20], 8: [100, 40]}
+
+
+def test_a_grown_run_resumes_with_the_total_as_steps_and_a_refusal_says_what_changed(tmp_path):
+    # A recipe in stages takes its steps from them: --steps 28, shared out as 20 + 8, is the run
+    # that strength 8 grew to 20 + 8, whatever run.steps held (nothing reads it there).
+    plan = grown(tmp_path, {"strength": 8})
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(plan, callback=lambda info: info.stop() if info.step == 3 else None, checkpoint=checkpoint)
+    given = grown(tmp_path, {"strength": 8, "run.steps": 28})
+    assert stylekit.stylize(given, checkpoint=checkpoint, resume=True).steps_done == 28
+    stylekit.stylize(plan, callback=lambda info: info.stop() if info.step == 3 else None, checkpoint=checkpoint)
+    with pytest.raises(stylekit.UserError, match=r"changed: stage\[0\]\.steps from 20 to 10, stage\[1\]\.steps from 8 to "
+                                                 r"4, strength from 8\.0 to 1\.0\) - resume with the recipe and options it "
+                                                 r"was made with, or run without --resume to start again"):
+        stylekit.stylize(grown(tmp_path, {"strength": 1}), checkpoint=checkpoint, resume=True)
+
+
+def test_text_where_a_number_belongs_is_told_to_write_one(tmp_path):
+    recipe = write_recipe(tmp_path, TINY_LOSSES + STAGES)
+    status, _, err = run_cli("validate", str(recipe), "--set", "more_steps_above=abc")
+    assert status == 2 and err.splitlines() == [
+        "error: --set more_steps_above=abc: more_steps_above: Input should be a valid number, unable to parse string "
+        "as a number (got 'abc') - write a number"]

@@ -66,7 +66,7 @@ def test_resume_refuses_a_checkpoint_of_another_recipe(tmp_path):
     checkpoint = tmp_path / "c.pt"
     stylekit.stylize(stylekit.load(recipe, registry=registry), callback=lambda i: i.stop(), checkpoint=checkpoint)
     other = stylekit.load(recipe, {"loss.1.weight": 5.0}, registry=registry)
-    with pytest.raises(stylekit.UserError, match=r"different recipe \(changed: loss\[1\]\.weight\)"):
+    with pytest.raises(stylekit.UserError, match=r"different recipe \(changed: loss\[1\]\.weight from 1000000\.0 to 5\.0\)"):
         stylekit.stylize(other, checkpoint=checkpoint, resume=True)
 
 

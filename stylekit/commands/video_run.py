@@ -115,7 +115,7 @@ def run_video(args) -> int:
                   f"{one_line(str(output))} ({w}x{h}, {plan.device.type})")
     if args.resume:
         progress.note(f"resuming from {one_line(str(work_dir_for(output)))}")
-    for note in [*notes, *filter(None, [more_steps_note(plan, " of a shot's first frame")])]:
+    for note in [*notes, *filter(None, [more_steps_note(plan, "a shot's first frame takes")])]:
         progress.note(f"note: {note}")
     callbacks = [progress]
     try:

@@ -51,8 +51,13 @@ def pydantic_problem(err: dict, prefix: tuple, model: type[BaseModel] | None, at
     if isinstance(err["input"], str) and (json.dumps(err["input"]) in message or repr(err["input"]) in message):
         return at(loc, message)
     allowed = _allowed_range(model, tuple(err["loc"])) if err["type"] in _BOUNDS and model is not None else None
+    allowed = allowed or _WANTED.get(err["type"])
     return at(loc, f"{message} (got {err['input']!r})" + (f" - write {allowed}" if allowed else ""))
 
+
+#: pydantic's errors for what is no number -> what to write instead.
+_WANTED = {"float_parsing": "a number", "float_type": "a number", "int_parsing": "a whole number",
+           "int_type": "a whole number", "int_from_float": "a whole number"}
 
 #: pydantic's errors for a number out of bounds -> the bound in their ctx.
 _BOUNDS = {"less_than": "lt", "less_than_equal": "le", "greater_than": "gt", "greater_than_equal": "ge"}

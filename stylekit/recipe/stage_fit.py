@@ -167,14 +167,16 @@ def planned_stages(recipe: Recipe, factor: float) -> tuple[Stage, ...]:
     return (Stage(recipe.output.width, recipe.output.height, grown(recipe.run.steps, factor)),)
 
 
-def more_steps_note(plan, scope: str = "") -> str | None:
-    """Where the recipe's `more_steps_above` grew the steps at this strength: by how much, and
-    how to choose them instead. `scope`: which stages (" of a shot's first frame")."""
+def more_steps_note(plan, whose: str = "its stages take") -> str | None:
+    """Where the recipe's `more_steps_above` grew the steps at this strength: to how many,
+    and how to keep the recipe's. `whose`: what takes them ("a shot's first frame takes")."""
     if plan.steps_factor == 1:
         return None
+    written, taken = written_steps(plan.recipe), [stage.steps for stage in plan.stages]
     return (f"strength {plan.recipe.strength:g} is above the recipe's more_steps_above ({plan.recipe.more_steps_above:g}): "
-            f"each stage{scope} takes {plan.steps_factor:.2f} times its steps, as a strong style takes more steps to lay "
-            "down (--steps N to choose them)")
+            f"{whose} {' + '.join(map(str, taken))} steps, not {' + '.join(map(str, written))}, about "
+            f"{sum(taken) / sum(written):.1f} times as long, as a strong style takes more steps to lay down "
+            f"(--steps {sum(written)} keeps the recipe's)")
 
 
 def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:

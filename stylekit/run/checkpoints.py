@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import warnings
 from pathlib import Path
 from typing import Callable
@@ -129,11 +130,12 @@ def load(path: Path, plan: Plan) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("recipe"), dict):
         raise UserError(Problem(f"checkpoint {path} is not a stylekit checkpoint of this version - delete it and "
                                 "run without --resume", file=plan.source))
-    changed = _differences(state["recipe"], _recipe_key(plan))
+    changed = _differences(_comparable(state["recipe"]), _comparable(_recipe_key(plan)))
     if changed:
-        changed = sorted("the input images" if d == "input_pixels" else d for d in changed)
-        raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(changed)}) - "
-                                "resume with the recipe it was made with, or run without --resume", file=plan.source))
+        said = [_change(name, *changed[name]) for name in sorted(changed)]
+        raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(said)}) - "
+                                "resume with the recipe and options it was made with, or run without --resume to "
+                                "start again", file=plan.source))
     wrong = problem_with(state, plan)
     if wrong:
         raise UserError(Problem(f"checkpoint {path}: {wrong} - it was changed or damaged after stylekit wrote it; "
@@ -141,13 +143,37 @@ def load(path: Path, plan: Plan) -> dict:
     return state
 
 
-def _differences(old, new, loc: tuple = ()) -> set[str]:
-    """The dotted fields (`loss[1].weight`) where two recipes differ."""
+def _comparable(key: dict) -> dict:
+    """A recipe key as resuming compares it: a recipe in stages takes its steps from them, so
+    its run.steps, which nothing reads (and --steps shares out into the stages), is left out."""
+    if key.get("stage") and isinstance(key.get("run"), dict):
+        key = {**key, "run": {name: value for name, value in key["run"].items() if name != "steps"}}
+    return key
+
+
+def _differences(old, new, loc: tuple = ()) -> dict[str, tuple]:
+    """The dotted fields (`loss[1].weight`) where two recipes differ -> (old, new) values."""
     if isinstance(old, dict) and isinstance(new, dict):
-        return {d for key in set(old) | set(new) for d in _differences(old.get(key), new.get(key), (*loc, key))}
+        return {d: v for key in set(old) | set(new)
+                for d, v in _differences(old.get(key, _LEFT_OUT), new.get(key, _LEFT_OUT), (*loc, key)).items()}
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return {d for i, (a, b) in enumerate(zip(old, new)) for d in _differences(a, b, (*loc, i))}
-    return set() if _same(old, new) else {dotted(loc)}
+        return {d: v for i, (a, b) in enumerate(zip(old, new)) for d, v in _differences(a, b, (*loc, i)).items()}
+    return {} if _same(old, new) else {dotted(loc): (old, new)}
+
+
+#: A field one key has and the other leaves out (at its earlier default: `recipe.identity`).
+_LEFT_OUT = object()
+
+
+def _change(name: str, old, new) -> str:
+    """'strength from 8 to 1'; a table, a list, a field one side leaves out, or the input
+    images by name alone."""
+    if name == "input_pixels":
+        return "the input images"
+    plain = (bool, int, float, str, type(None))
+    if isinstance(old, plain) and isinstance(new, plain):
+        return f"{name} from {json.dumps(old)} to {json.dumps(new)}"
+    return name
 
 
 def _same(old, new) -> bool:
