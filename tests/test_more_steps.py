@@ -156,3 +156,55 @@ def test_text_where_a_number_belongs_is_told_to_write_one(tmp_path):
     assert status == 2 and err.splitlines() == [
         "error: --set more_steps_above=abc: more_steps_above: Input should be a valid number, unable to parse string "
         "as a number (got 'abc') - write a number"]
+
+
+@pytest.mark.parametrize("overrides", [{"stage[0].width": 40}, {"stage[0].min_gain": 0.1}, {"output.width": 48}])
+def test_overrides_of_anything_but_steps_leave_them_to_grow(tmp_path, overrides):
+    assert [s.steps for s in grown(tmp_path, {"strength": 8, **overrides}).stages] == [20, 8]
+
+
+def test_with_the_stages_taken_away_the_run_steps_grow(tmp_path):
+    # `--set stage=[]` gives no steps: the run takes run.steps (5), grown at strength 8.
+    assert [s.steps for s in grown(tmp_path, {"strength": 8, "stage": []}).stages] == [10]
+
+
+def test_however_small_the_field_the_steps_stay_within_the_limit(tmp_path):
+    from stylekit.files.limits import MAX_STEPS
+    plan = grown(tmp_path, {"strength": 8}, above="more_steps_above = 1e-300\n")
+    assert [s.steps for s in plan.stages] == [MAX_STEPS, MAX_STEPS]
+
+
+def test_with_min_gain_the_note_says_at_most(tmp_path):
+    from stylekit.recipe.stage_fit import more_steps_note
+    note = more_steps_note(grown(tmp_path, {"strength": 8, "stage[0].min_gain": 0.1}))
+    assert "its stages take at most 20 + 8 steps, not 10 + 4" in note
+
+
+def test_a_recipe_without_stages_is_refused_another_run_steps(tmp_path):
+    plan = grown(tmp_path, {"strength": 1}, stages="")
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(plan, callback=lambda info: info.stop() if info.step == 2 else None, checkpoint=checkpoint)
+    with pytest.raises(stylekit.UserError, match=r"changed: run\.steps from 5 to 7\)"):
+        stylekit.stylize(grown(tmp_path, {"strength": 1, "run.steps": 7}, stages=""), checkpoint=checkpoint, resume=True)
+
+
+def test_a_checkpoint_from_before_the_steps_grew_is_told_how_to_resume(tmp_path):
+    before = grown(tmp_path, {"strength": 8}, above="")  # 10 + 4, as stylekit ran it before the field
+    checkpoint = tmp_path / "c.pt"
+    stylekit.stylize(before, callback=lambda info: info.stop() if info.step == 3 else None, checkpoint=checkpoint)
+    with pytest.raises(stylekit.UserError, match=r"more_steps_above grows its steps; a run begun before stylekit did "
+                                                 r"that resumes with --steps 14\)"):
+        stylekit.stylize(grown(tmp_path, {"strength": 8}), checkpoint=checkpoint, resume=True)
+    assert stylekit.stylize(grown(tmp_path, {"strength": 8, "run.steps": 14}), checkpoint=checkpoint,
+                            resume=True).steps_done == 14
+
+
+def test_a_video_grown_at_its_first_frames_is_not_the_video_given_those_steps(tmp_path):
+    # Its later frames take a third of the steps as written (4 + 1 of 14), the other's a third of 28.
+    from types import SimpleNamespace
+    from stylekit.video.start import run_key
+    flow = SimpleNamespace(name="dis", params={})
+    key = run_key(grown(tmp_path, {"strength": 8}), flow, "clip")
+    assert key != run_key(grown(tmp_path, {"strength": 8, "stage[0].steps": 20, "stage[1].steps": 8}), flow, "clip")
+    # Nothing grown: the key is as it was before the field (a work folder begun then resumes).
+    assert run_key(grown(tmp_path, {"strength": 2}), flow, "clip") == run_key(grown(tmp_path, {"strength": 2}, above=""), flow, "clip")

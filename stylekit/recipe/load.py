@@ -93,7 +93,7 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)
         inputs = _open_images(parts.images, memory, at, problems, decoded)
-    given = steps_given(overrides or {})
+    given = steps_given(overrides or {}, isinstance(data.get("stage"), list) and bool(data["stage"]))
     factor = steps_factor(parts.strength, parts.more_steps_above, written_steps(parts), given)
     if given and recipe is not None:  # so that a plan made again from its recipe (`plan.raw`) takes them as given too
         recipe.more_steps_above = None

@@ -130,13 +130,17 @@ def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
     return fit
 
 
-def steps_given(overridden) -> bool:
-    """Did overrides give the run's steps (`--steps`, a stage's steps, a whole stage or the
-    stage list, a whole `run` table with steps)? Those are taken as given, whatever the strength."""
+def steps_given(overridden, in_stages: bool) -> bool:
+    """Did overrides give the steps the run takes? `--steps` (shared out into the stages, if
+    any); in a recipe in stages (`in_stages`, as overridden) a stage's steps, a whole stage or
+    the stage list; in one without, a whole `run` table with steps. Those are taken as given,
+    whatever the strength."""
     keys = [tuple(key) for key in overridden]
-    whole_run = ("run",) in keys and isinstance(overridden[("run",)], dict) and "steps" in overridden[("run",)]
-    return whole_run or ("run", "steps") in keys or any(key[:1] == ("stage",) and key[2:3] in ((), ("steps",))
-                                                         for key in keys)
+    if ("run", "steps") in keys:
+        return True
+    if in_stages:
+        return any(key[:1] == ("stage",) and key[2:3] in ((), ("steps",)) for key in keys)
+    return ("run",) in keys and isinstance(overridden[("run",)], dict) and "steps" in overridden[("run",)]
 
 
 def steps_factor(strength: float | None, above: float | None, written: list[int], given: bool) -> float:
@@ -144,7 +148,7 @@ def steps_factor(strength: float | None, above: float | None, written: list[int]
     it, 1 where the steps were given, the field is not, or no stage's steps would change."""
     if given or above is None or strength is None or strength <= above:
         return 1.0
-    factor = math.sqrt(strength / above)
+    factor = min(math.sqrt(strength / above), MAX_STEPS)  # finite however small `above` is
     return factor if any(grown(steps, factor) != steps for steps in written) else 1.0
 
 
@@ -173,10 +177,11 @@ def more_steps_note(plan, whose: str = "its stages take") -> str | None:
     if plan.steps_factor == 1:
         return None
     written, taken = written_steps(plan.recipe), [stage.steps for stage in plan.stages]
+    at_most = "at most " if any(stage.min_gain for stage in plan.stages) else ""
+    keep = f" (--steps {sum(written)} keeps the recipe's)" if sum(written) <= MAX_STEPS else ""
     return (f"strength {plan.recipe.strength:g} is above the recipe's more_steps_above ({plan.recipe.more_steps_above:g}): "
-            f"{whose} {' + '.join(map(str, taken))} steps, not {' + '.join(map(str, written))}, about "
-            f"{sum(taken) / sum(written):.1f} times as long, as a strong style takes more steps to lay down "
-            f"(--steps {sum(written)} keeps the recipe's)")
+            f"{whose} {at_most}{' + '.join(map(str, taken))} steps, not {' + '.join(map(str, written))}, about "
+            f"{sum(taken) / sum(written):.1f} times as long, as a strong style takes more steps to lay down{keep}")
 
 
 def least_output_size(fit: StageFit, index: int, fits) -> tuple[int, int | None] | None:

@@ -21,6 +21,7 @@ from stylekit.files.images import write_bytes_atomic
 from stylekit.files.outputs import checkpoint_path, not_written
 from stylekit.recipe.plan import Plan
 from stylekit.recipe.identity import resumable_recipe
+from stylekit.recipe.stage_fit import written_steps
 from stylekit.recipe.tomlpos import dotted
 from stylekit.run.checkpoint_checks import problem_with
 from stylekit.run.engine import Loop
@@ -130,10 +131,14 @@ def load(path: Path, plan: Plan) -> dict:
     if not isinstance(state, dict) or state.get("format") != FORMAT or not isinstance(state.get("recipe"), dict):
         raise UserError(Problem(f"checkpoint {path} is not a stylekit checkpoint of this version - delete it and "
                                 "run without --resume", file=plan.source))
-    changed = _differences(_comparable(state["recipe"]), _comparable(_recipe_key(plan)))
+    changed = _differences(*_comparable(state["recipe"], _recipe_key(plan)))
     if changed:
         said = [_change(name, *changed[name]) for name in sorted(changed)]
-        raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(said)}) - "
+        grew = ""
+        if plan.steps_factor != 1 and any(name.endswith("steps") for name in changed):
+            grew = (f" (at strength {plan.recipe.strength:g} the recipe's more_steps_above grows its steps; a run begun "
+                    f"before stylekit did that resumes with --steps {sum(written_steps(plan.recipe))})")
+        raise UserError(Problem(f"checkpoint {path} was made with a different recipe (changed: {', '.join(said)}){grew} - "
                                 "resume with the recipe and options it was made with, or run without --resume to "
                                 "start again", file=plan.source))
     wrong = problem_with(state, plan)
@@ -143,12 +148,19 @@ def load(path: Path, plan: Plan) -> dict:
     return state
 
 
-def _comparable(key: dict) -> dict:
-    """A recipe key as resuming compares it: a recipe in stages takes its steps from them, so
-    its run.steps, which nothing reads (and --steps shares out into the stages), is left out."""
-    if key.get("stage") and isinstance(key.get("run"), dict):
-        key = {**key, "run": {name: value for name, value in key["run"].items() if name != "steps"}}
-    return key
+def _comparable(old: dict, new: dict) -> tuple[dict, dict]:
+    """Two recipe keys as resuming compares them: a recipe in stages takes its steps from them,
+    so where either is in stages, run.steps, which nothing reads there (and --steps shares out
+    into the stages), is left out of both."""
+    if not (old.get("stage") or new.get("stage")):
+        return old, new
+
+    def without_run_steps(key: dict) -> dict:
+        if not isinstance(key.get("run"), dict):
+            return key
+        return {**key, "run": {name: value for name, value in key["run"].items() if name != "steps"}}
+
+    return without_run_steps(old), without_run_steps(new)
 
 
 def _differences(old, new, loc: tuple = ()) -> dict[str, tuple]:
@@ -172,7 +184,7 @@ def _change(name: str, old, new) -> str:
         return "the input images"
     plain = (bool, int, float, str, type(None))
     if isinstance(old, plain) and isinstance(new, plain):
-        return f"{name} from {json.dumps(old)} to {json.dumps(new)}"
+        return f"{name} from {json.dumps(old, ensure_ascii=False)} to {json.dumps(new, ensure_ascii=False)}"
     return name
 
 

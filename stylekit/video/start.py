@@ -121,6 +121,8 @@ def run_key(plan: Plan, flow: FlowProvider, identity) -> dict:
     changes no frame; the style images' pixels, the loss terms (the temporal one added too),
     the flow provider and its params, and the input's identity as the caller gives it."""
     raw = resumable_recipe(plan)
+    if plan.steps_factor != 1:  # the first frames' steps grew with the strength, the later frames' did not
+        raw["later_frame_steps"] = video_steps(plan)
     raw.get("images", {}).pop("content", None)  # the frames are the content
     raw.get("video", {}).pop("crf", None)
     pictures = hashlib.sha1()
