@@ -90,8 +90,8 @@ def run_batch(recipe: str, contents: list[str], styles: list[str], pairs: str | 
         print(f"stylekit batch: {counted(len(items), 'item')}, {len(items) - len(todo)} already done, "
               f"{len(todo) - failing} to do{f', {failing} will fail' if failing else ''}, "
               f"{counted(workers.world, 'worker')}, {counted(size, 'image')} per step -> {one_line(str(out))}", file=stream, flush=True)
-        if more_steps_note(base):
-            print(more_steps_note(base), file=stream, flush=True)
+        if note := more_steps_note(base):
+            print(note, file=stream, flush=True)
     try:
         status = worker.run(todo)
     except KeyboardInterrupt:  # a second Ctrl-C: out at once, but the items done are there

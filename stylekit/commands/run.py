@@ -61,8 +61,8 @@ def run_plan(plan: Plan, resume: bool = False, stream: TextIO | ProgressDisplay 
     # Paths are shown escaped (one_line): a line break in one would split the line.
     print(f"stylekit {__version__}: {one_line(str(plan.source))} -> {one_line(str(output))} ({w}x{h}, {steps_of(plan)} steps, "
           f"{plan.device.type}, {dtype_name(plan.dtype)})", file=stream, flush=True)
-    if more_steps_note(plan):
-        print(more_steps_note(plan), file=stream, flush=True)
+    if note := more_steps_note(plan):
+        print(note, file=stream, flush=True)
     for warning in [*pre_run_warnings(plan), *_short_stages(plan)]:
         print(f"warning: {warning}", file=stream, flush=True)
     if state is not None:
@@ -318,8 +318,8 @@ def dry_run(plan: Plan, stream: TextIO | None = None) -> list:
     """Print the estimated peak memory of each stage; runs nothing and writes nothing."""
     stream = stream or sys.stdout
     estimates = []
-    if more_steps_note(plan):
-        print(more_steps_note(plan), file=stream)
+    if note := more_steps_note(plan):
+        print(note, file=stream)
     for index, stage in enumerate(plan.stages):
         found = estimate(plan, stage)
         estimates.append(found)

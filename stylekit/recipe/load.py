@@ -30,7 +30,8 @@ from stylekit.recipe.overrides import Overrides, apply_override
 from stylekit.recipe.plan import MEMORY, Choice, InputImages, LossChoice, Plan
 from stylekit.recipe.schema import INIT_CHOICES, BackboneSpec, ImagesSpec, LossSpec, Recipe
 from stylekit.recipe.source import read_source, shortened_loc
-from stylekit.recipe.stage_fit import fit_stages_to_overrides, planned_stages, steps_factor, steps_given, written_steps
+from stylekit.recipe.stage_fit import (fit_stages_to_overrides, planned_stages, planned_steps, steps_factor, steps_given,
+                                      written_steps)
 from stylekit.recipe.tomlpos import key_lines
 
 
@@ -93,13 +94,13 @@ def load_recipe(source: str | Path | dict, registry: Registry, overrides: dict[t
     if parts.images is not None:
         _resolve_image_paths(parts.images, base)
         inputs = _open_images(parts.images, memory, at, problems, decoded)
-    given = steps_given(overrides or {}, isinstance(data.get("stage"), list) and bool(data["stage"]))
+    given = steps_given(overrides or {}, len(data["stage"]) if isinstance(data.get("stage"), list) else 0)
     factor = steps_factor(parts.strength, parts.more_steps_above, written_steps(parts), given)
     if given and recipe is not None:  # so that a plan made again from its recipe (`plan.raw`) takes them as given too
         recipe.more_steps_above = None
     if parts.output is not None:
         parts.output.path = _resolve(base, parts.output.path)
-        problems += output_checks.output_problems(parts, at, beside, factor)
+        problems += output_checks.output_problems(parts, at, beside, sum(planned_steps(parts, factor)) or None)
 
     backbone = None
     if parts.backbone is not None:

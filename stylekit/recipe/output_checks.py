@@ -19,17 +19,16 @@ from stylekit.files.outputs import (checkpoint_path, diverged_path, intermediate
                                     strip_path, written_for)
 from stylekit.files.reading import RECORD_LIMIT, read_bytes, regular_kind
 from stylekit.recipe.plan import MEMORY
-from stylekit.recipe.stage_fit import grown, written_steps
 from stylekit.recipe.schema import INIT_CHOICES, unsupported_suffix
 from stylekit.errors import UserError
 
 
 
-def output_problems(parts, at, beside: bool = False, steps_factor: float = 1.0) -> list[Problem]:
+def output_problems(parts, at, beside: bool = False, total_steps: int | None = None) -> list[Problem]:
     """The output path, its run record and plots: writable, and replacing none of the inputs
     nor any file that stylekit did not write. With `beside` (for `stylekit run` and
     `validate`), also every other file a run writes or removes beside the output, up to the
-    steps the run takes (the recipe's times `steps_factor`: `more_steps_above`)."""
+    `total_steps` the run takes (as `more_steps_above` may have grown them; None: not known)."""
     output = parts.output
     if output is None:
         return []
@@ -37,11 +36,11 @@ def output_problems(parts, at, beside: bool = False, steps_factor: float = 1.0) 
     problems = path_problems(out, parts.images, ("output", "path"), at, record=output.record,
                              plot=output.plot, save_every=output.save_every)
     if beside and not problems:
-        endings = [e for _, e in _beside_endings(out, output, _total_steps(parts, steps_factor))]
+        endings = [e for _, e in _beside_endings(out, output, total_steps)]
         too_long = name_length_problem(out, endings, "choose a shorter output name")
         if too_long:
             return [at(("output", "path"), too_long)]
-        problems += beside_problems(out, output.save_every, output.plot, _total_steps(parts, steps_factor), ("output", "path"), at)
+        problems += beside_problems(out, output.save_every, output.plot, total_steps, ("output", "path"), at)
     return problems
 
 
@@ -83,10 +82,6 @@ def name_length_problem(out: Path, endings: list[str], fix: str) -> str | None:
     return (f"the output's name {name} is {len(os.fsencode(out.name))} bytes long; the file system takes names of up "
             f"to {limit} bytes, and the files stylekit writes beside it make that at most "
             f"{limit - longest + len(os.fsencode(out.suffix))} bytes for this name - {fix}")
-
-
-def _total_steps(parts, factor: float) -> int | None:
-    return sum(grown(steps, factor) for steps in written_steps(parts)) or None
 
 
 def run_files(out: Path, save_every: int, plot: bool, total: int | None) -> list[tuple[Path, str, str, str]]:

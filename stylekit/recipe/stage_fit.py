@@ -130,17 +130,17 @@ def fit_stages_to_overrides(data: dict, overridden) -> StageFit:
     return fit
 
 
-def steps_given(overridden, in_stages: bool) -> bool:
+def steps_given(overridden, stage_count: int) -> bool:
     """Did overrides give the steps the run takes? `--steps` (shared out into the stages, if
-    any); in a recipe in stages (`in_stages`, as overridden) a stage's steps, a whole stage or
-    the stage list; in one without, a whole `run` table with steps. Those are taken as given,
-    whatever the strength."""
-    keys = [tuple(key) for key in overridden]
-    if ("run", "steps") in keys:
+    any); in a recipe of `stage_count` stages (as overridden) a stage's steps, a whole stage
+    or the stage list; in one without, a whole `run` table with steps. Those are taken as
+    given, whatever the strength."""
+    if ("run", "steps") in overridden:
         return True
-    if in_stages:
-        return any(key[:1] == ("stage",) and key[2:3] in ((), ("steps",)) for key in keys)
-    return ("run",) in keys and isinstance(overridden[("run",)], dict) and "steps" in overridden[("run",)]
+    if stage_count:
+        return bool(_stage_keys(overridden, stage_count, ("steps",)))
+    run = overridden.get(("run",))
+    return isinstance(run, dict) and "steps" in run
 
 
 def steps_factor(strength: float | None, above: float | None, written: list[int], given: bool) -> float:
@@ -163,12 +163,18 @@ def written_steps(parts) -> list[int]:
     return [parts.run.steps] if parts.run is not None else []
 
 
+def planned_steps(parts, factor: float) -> list[int]:
+    """The steps each stage of the recipe (`parts`, valid or not) takes: as written, times
+    `factor` (`steps_factor`)."""
+    return [grown(steps, factor) for steps in written_steps(parts)]
+
+
 def planned_stages(recipe: Recipe, factor: float) -> tuple[Stage, ...]:
     """The stages a run of `recipe` takes, their steps times `factor` (`steps_factor`)."""
+    steps = planned_steps(recipe, factor)
     if recipe.stage:
-        return tuple(Stage(s.width, s.height, grown(s.steps, factor), s.carry, s.min_gain, s.gain_steps)
-                     for s in recipe.stage)
-    return (Stage(recipe.output.width, recipe.output.height, grown(recipe.run.steps, factor)),)
+        return tuple(Stage(s.width, s.height, n, s.carry, s.min_gain, s.gain_steps) for s, n in zip(recipe.stage, steps))
+    return (Stage(recipe.output.width, recipe.output.height, steps[0]),)
 
 
 def more_steps_note(plan, whose: str = "its stages take") -> str | None:
